@@ -1,0 +1,46 @@
+# Two commands set up everything on a fresh machine: `make up` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# A CPU build of torch lies in /opt/wheels on our machines; elsewhere pip resolves it from the index.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+PIP    := $(BIN)/python -m pip install --disable-pip-version-check $(FIND_LINKS)
+EXTRAS ?= dev,postgres,redis
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: install up test check lint typecheck pytest fmt clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip setuptools wheel
+	$(PIP) -e '.[$(EXTRAS)]'
+	@$(BIN)/python -m pip list 2>/dev/null | grep -Ei '^nvidia-' && { echo "CUDA wheels were pulled in: pin torch==2.13.0" >&2; exit 1; } || true
+	touch $(STAMP)
+
+up: install
+	FMOPS_HOST=$(HOST) FMOPS_PORT=$(PORT) $(BIN)/fmops up
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck
+
+pytest: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: check pytest
+
+fmt: install
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""What every CLI command shares: settings, a local platform, consistent output."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from fmops.server.platform import Platform
+from fmops.settings import Settings, load_settings
+from fmops.store import upgrade
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings()
+
+
+@lru_cache(maxsize=1)
+def local_platform() -> Platform:
+    """Direct access to the store, as the server's operator (whoever can read FMOPS_HOME)."""
+    s = settings()
+    s.home.mkdir(parents=True, exist_ok=True)
+    platform = Platform.build(s)
+    upgrade(platform.store)
+    return platform
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:.0%}" if 0 <= value <= 1 else f"{value:g}"
+    return str(value)
+
+
+def print_rows(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, as_json: bool) -> None:
+    if as_json:
+        console.print_json(
+            orjson.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str).decode()
+        )
+        return
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(fmt(v) for v in row))
+    console.print(table)

@@ -1,0 +1,29 @@
+"""`fmops projects`: tenancy boundaries."""
+
+from __future__ import annotations
+
+import typer
+
+from fmops.auth import Role
+from fmops.cli.common import console, local_platform, print_rows
+
+app = typer.Typer(help="Projects: create and list.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    name: str = typer.Argument(..., help="Project name"),
+    admin: str = typer.Option("admin", "--admin", help="User who becomes the project's admin"),
+) -> None:
+    """Create a project and make a user its admin."""
+    platform = local_platform()
+    project = platform.auth.create_project(name)
+    platform.auth.create_user(admin, role=Role.admin, project_id=project.id)
+    console.print(f"created project {name} ({project.id}); {admin} is its admin")
+
+
+@app.command("list")
+def list_projects(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List every project."""
+    rows = [(p.id, p.name, p.retention_days, p.created_at) for p, _ in local_platform().auth.list_projects()]
+    print_rows("Projects", ["id", "name", "retention days", "created"], rows, as_json=as_json)

@@ -1,0 +1,69 @@
+"""Exceptions raised by fmops services.
+
+FmopsError                  base; carries an HTTP status and an OpenAI-style error type/code
+├── ConfigError             invalid settings; stops start-up (not an HTTP error)
+├── UserError (400)         the caller sent something wrong; the message says what to fix
+│   ├── NotFound (404)      unknown object, or one in another project
+│   ├── Conflict (409)      name taken, state does not allow the action
+│   └── PayloadTooLarge (413)
+├── AuthenticationError (401)  missing, malformed, unknown, revoked or expired key
+├── PermissionDenied (403)  the key's role may not do this
+└── Unavailable (503)       a dependency (database, upstream) is down; retry later
+"""
+
+from __future__ import annotations
+
+
+class FmopsError(Exception):
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(FmopsError):
+    error_type = "config_error"
+
+
+class UserError(FmopsError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class NotFound(UserError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(UserError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(UserError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class AuthenticationError(FmopsError):
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(FmopsError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "insufficient_role"
+
+
+class Unavailable(FmopsError):
+    status_code = 503
+    error_type = "server_error"
+    code = "unavailable"

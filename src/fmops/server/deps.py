@@ -1,0 +1,63 @@
+"""Dependencies shared by routers: the platform, the caller's identity and role gates."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, params
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from fmops.auth import Principal, Role
+from fmops.errors import AuthenticationError
+from fmops.server.platform import Platform
+
+_bearer = HTTPBearer(auto_error=False, description="An fmops API key: `Authorization: Bearer fmk-...`")
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+
+async def authenticate(
+    request: Request,
+    platform: PlatformDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        header = request.headers.get("authorization")
+        if header:
+            raise AuthenticationError("malformed Authorization header: use `Authorization: Bearer <key>`")
+        raw = None
+    else:
+        raw = credentials.credentials
+    principal = await run_in_threadpool(platform.auth.authenticate, raw)
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+class RoleGate:
+    """`Depends(RoleGate(Role.engineer))` on a router: the least role its routes accept.
+
+    The role is also published in the OpenAPI document as `x-fmops-min-role`, so the policy can be
+    read (and tested) from the schema.
+    """
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+
+    async def __call__(self, principal: PrincipalDep) -> Principal:
+        principal.require(self.role)
+        return principal
+
+
+def gate(role: Role) -> list[params.Depends]:
+    """Router-level dependencies for `role`."""
+    return [Depends(RoleGate(role))]

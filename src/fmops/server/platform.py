@@ -1,0 +1,43 @@
+"""The services one fmops process runs, built once from settings and shared by the API and the CLI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from fmops.auth import AuthService
+from fmops.jobs import JobService
+from fmops.settings import Settings
+from fmops.store import Store
+
+log = logging.getLogger(__name__)
+ShutdownHook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    store: Store
+    auth: AuthService
+    jobs: JobService
+    # Background writers register here; they are flushed when the server stops.
+    shutdown_hooks: list[ShutdownHook] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store | None = None) -> Platform:
+        store = store or Store(settings.database_url)
+        return cls(
+            settings=settings,
+            store=store,
+            auth=AuthService(store, cache_seconds=settings.key_cache_seconds),
+            jobs=JobService(store, max_attempts=settings.job_max_attempts),
+        )
+
+    async def shutdown(self) -> None:
+        for hook in reversed(self.shutdown_hooks):
+            try:
+                await hook()
+            except Exception:
+                log.exception("shutdown hook failed")
+        self.store.dispose()

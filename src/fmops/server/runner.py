@@ -1,0 +1,63 @@
+"""`fmops up`: migrate, bootstrap the admin key, start the job workers and serve until stopped."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from fmops.auth import AuthService
+from fmops.jobs.supervisor import WorkerSupervisor
+from fmops.logs import configure_logging
+from fmops.plugins import load_modules
+from fmops.server.app import create_app
+from fmops.server.platform import Platform
+from fmops.settings import Settings
+from fmops.store import Store, upgrade
+
+log = logging.getLogger(__name__)
+
+
+def prepare(settings: Settings) -> tuple[Store, str | None]:
+    """Create the home folder, apply migrations, and create the first admin key if there is none."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database_url)
+    before, after = upgrade(store)
+    if before != after:
+        log.info("database migrated", extra={"from": before, "to": after})
+    key = AuthService(store).bootstrap(settings.admin_key_path)
+    return store, key
+
+
+def serve(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+    load_modules(settings.plugins)
+    store, admin_key = prepare(settings)
+    if admin_key:
+        log.warning(
+            "first start: an admin key was created and written to %s (mode 0600); "
+            "use it as `Authorization: Bearer <key>`",
+            settings.admin_key_path,
+        )
+    platform = Platform.build(settings, store)
+    app = create_app(settings, platform)
+    supervisor = WorkerSupervisor(settings)
+    supervisor.start()
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # our handler, already configured, formats and redacts uvicorn's lines
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        server_header=False,
+        proxy_headers=False,
+    )
+    server = uvicorn.Server(config)
+    log.info(
+        "fmops serving", extra={"url": f"http://{settings.host}:{settings.port}", "workers": settings.workers}
+    )
+    try:
+        server.run()
+    finally:
+        supervisor.stop(timeout=settings.shutdown_grace_seconds)
+        log.info("fmops stopped")

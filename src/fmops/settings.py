@@ -1,0 +1,144 @@
+"""One settings object for the whole platform.
+
+Sources, highest priority first: explicit arguments, `FMOPS_*` environment variables, `fmops.toml`
+(the file named by `FMOPS_CONFIG`, else `./fmops.toml`, else `$FMOPS_HOME/fmops.toml`), defaults.
+Invalid values stop start-up with a `ConfigError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from fmops.errors import ConfigError
+
+ENV_PREFIX = "FMOPS_"
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("FMOPS_HOME") or "~/.fmops").expanduser()
+
+
+def config_files() -> list[Path]:
+    """The TOML files settings are read from, lowest priority first."""
+    explicit = os.environ.get("FMOPS_CONFIG")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"FMOPS_CONFIG points at {path}, which is not a file")
+        return [path]
+    candidates = [_default_home() / "fmops.toml", Path.cwd() / "fmops.toml"]
+    return [p for p in candidates if p.is_file()]
+
+
+class Settings(BaseSettings):
+    """Every setting has an environment variable `FMOPS_<NAME>` and a key `<name>` in fmops.toml."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    home: Path = Field(default_factory=_default_home, description="Where fmops keeps its files")
+    database_url: str = Field("", description="SQLAlchemy URL; default SQLite under home")
+    host: str = Field("127.0.0.1", description="Address the server binds to")
+    port: int = Field(8000, ge=1, le=65535)
+    redis_url: str | None = Field(None, description="Redis for shared counters and cache across replicas")
+    artifact_url: str = Field("", description="fsspec URL of the artifact store; default a folder under home")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body accepted")
+    workers: int = Field(1, ge=0, le=64, description="Local job worker processes started by `fmops up`")
+    job_poll_seconds: float = Field(0.5, gt=0, le=60)
+    job_heartbeat_seconds: float = Field(2.0, gt=0, le=300)
+    job_stale_seconds: float = Field(
+        15.0, gt=0, description="A running job silent this long is presumed dead"
+    )
+    job_max_attempts: int = Field(3, ge=1, le=100)
+    key_cache_seconds: float = Field(
+        2.0, ge=0, le=60, description="How long a verified key is trusted before it is checked again"
+    )
+    shutdown_grace_seconds: float = Field(20.0, ge=0, le=600)
+    plugins: list[str] = Field(default_factory=list, description="Extra modules imported at start-up")
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _check_db_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql:// (e.g. postgresql+psycopg://u@h/db)")
+        return value
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'fmops.db'}"
+        elif self.database_url.startswith("postgresql://"):
+            # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
+            self.database_url = "postgresql+psycopg://" + self.database_url.removeprefix("postgresql://")
+        if not self.artifact_url:
+            self.artifact_url = (self.home / "artifacts").as_uri()
+        return self
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.home / "admin.key"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_files())
+        return (init_settings, env_settings, toml)
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        name = ".".join(str(p) for p in item["loc"]) or "settings"
+        env = ENV_PREFIX + name.split(".")[0].upper()
+        problems.append(f"{env} ({name} in fmops.toml): {item['msg']}")
+    return "invalid settings: " + "; ".join(problems)
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build settings from the environment and fmops.toml; raise ConfigError naming any bad setting."""
+    try:
+        return Settings(**dict(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except ValueError as exc:  # e.g. a TOML file that does not parse
+        raise ConfigError(f"invalid settings: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
