@@ -1,0 +1,69 @@
+"""Fixtures shared by the whole suite: databases (SQLite and PostgreSQL), platforms and live servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fmops.server.platform import Platform
+from fmops.settings import load_settings
+from fmops.store import Store, upgrade
+from support.databases import postgres_database, sqlite_url
+from support.server import RunningServer, start_server
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reads or writes the developer's ~/.fmops or a stray fmops.toml."""
+    home = tmp_path_factory.mktemp("fmops-home")
+    monkeypatch.setenv("FMOPS_HOME", str(home))
+    for var in ("FMOPS_DATABASE_URL", "FMOPS_CONFIG", "FMOPS_REDIS_URL", "FMOPS_PORT", "FMOPS_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Every store test runs on both backends; each PostgreSQL run gets its own database."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    s = Store(db_url)
+    upgrade(s)
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def platform(store: Store, tmp_path: Path) -> Platform:
+    settings = load_settings({"home": tmp_path / "home", "database_url": store.url, "key_cache_seconds": 0})
+    return Platform.build(settings, store)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A real `fmops up` process on a free port, on each backend, with the test job kinds loaded."""
+    home = tmp_path_factory.mktemp("server-home")
+    if request.param == "sqlite":
+        with start_server(home) as running:
+            yield running
+    else:
+        with postgres_database() as url, start_server(home, {"FMOPS_DATABASE_URL": url}) as running:
+            yield running
+
+
+@pytest.fixture(scope="module")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One real server on SQLite, for tests that do not depend on the backend."""
+    with start_server(tmp_path_factory.mktemp("server-home")) as running:
+        yield running

@@ -1,0 +1,1 @@
+"""Test support code: importable as `support` (tests/ is on pythonpath)."""
