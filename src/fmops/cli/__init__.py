@@ -7,7 +7,8 @@ import sys
 import typer
 
 from fmops import __version__
-from fmops.cli import db, jobs, keys, projects, users
+from fmops.cli import db, jobs, keys, models, projects, users
+from fmops.cli.chat import chat
 from fmops.cli.common import err_console
 from fmops.cli.up import up
 from fmops.errors import ConfigError, FmopsError
@@ -25,6 +26,8 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(projects.app, name="projects")
 app.add_typer(users.app, name="users")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(models.app, name="models")
+app.command("chat")(chat)
 
 
 @app.command("version")

@@ -7,9 +7,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fmops.auth import AuthService
+from fmops.catalog import Catalog
+from fmops.gateway.service import Gateway
 from fmops.jobs import JobService
+from fmops.secrets import SecretBox
 from fmops.settings import Settings
 from fmops.store import Store
+from fmops.tracing import TraceWriter
 
 log = logging.getLogger(__name__)
 ShutdownHook = Callable[[], Awaitable[None]]
@@ -21,20 +25,35 @@ class Platform:
     store: Store
     auth: AuthService
     jobs: JobService
+    catalog: Catalog
+    tracer: TraceWriter
+    gateway: Gateway
     # Background writers register here; they are flushed when the server stops.
     shutdown_hooks: list[ShutdownHook] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Platform:
         store = store or Store(settings.database_url)
+        catalog = Catalog(store, settings, SecretBox.from_settings(settings))
+        tracer = TraceWriter(store)
         return cls(
             settings=settings,
             store=store,
             auth=AuthService(store, cache_seconds=settings.key_cache_seconds),
             jobs=JobService(store, max_attempts=settings.job_max_attempts),
+            catalog=catalog,
+            tracer=tracer,
+            gateway=Gateway(catalog, tracer),
         )
 
+    async def start(self) -> None:
+        """Start background work that needs the server's event loop."""
+        self.tracer.start()
+
     async def shutdown(self) -> None:
+        # Order matters: stop calling models, then flush what they recorded, then close the store.
+        await self.gateway.close()
+        await self.tracer.close()
         for hook in reversed(self.shutdown_hooks):
             try:
                 await hook()

@@ -2,6 +2,20 @@
 
 from fmops.store.models.auth import ApiKey, Membership, Project, User
 from fmops.store.models.base import Base
+from fmops.store.models.catalog import CatalogModel
 from fmops.store.models.jobs import Job, JobLog
+from fmops.store.models.traces import Span
+from fmops.store.models.usage import Spend
 
-__all__ = ["ApiKey", "Base", "Job", "JobLog", "Membership", "Project", "User"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "CatalogModel",
+    "Job",
+    "JobLog",
+    "Membership",
+    "Project",
+    "Span",
+    "Spend",
+    "User",
+]

@@ -1,0 +1,52 @@
+"""Models every project has without configuring anything: the embedded defaults, when installed."""
+
+from __future__ import annotations
+
+from fmops.catalog.entry import ModelEntry
+
+DEFAULT_CHAT_MODEL = "smollm2-135m-instruct"
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+
+
+def builtin_models() -> list[ModelEntry]:
+    entries: list[ModelEntry] = []
+    try:
+        from fmops.providers.llamacpp import default_chat_model_path
+
+        gguf = default_chat_model_path()
+    except ImportError:
+        gguf = None
+    if gguf is not None:
+        entries.append(
+            ModelEntry(
+                alias=DEFAULT_CHAT_MODEL,
+                provider="llamacpp",
+                provider_model=str(gguf),
+                context_window=8192,
+                capabilities={"streaming": True, "json_schema": True, "tools": False},
+                timeout_seconds=300.0,
+                max_retries=0,
+                license="apache-2.0",
+                options={"n_ctx": 2048},
+            )
+        )
+    try:
+        from fmops.providers.embeddings import default_embedding_model_path
+
+        minilm = default_embedding_model_path()
+    except ImportError:
+        minilm = None
+    if minilm is not None:
+        entries.append(
+            ModelEntry(
+                alias=DEFAULT_EMBEDDING_MODEL,
+                provider="local-embeddings",
+                provider_model=str(minilm),
+                context_window=256,
+                capabilities={"chat": False, "streaming": False, "embeddings": True},
+                timeout_seconds=120.0,
+                max_retries=0,
+                license="apache-2.0",
+            )
+        )
+    return entries

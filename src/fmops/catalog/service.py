@@ -1,0 +1,288 @@
+"""The model catalog: built-in models plus each project's own, by alias.
+
+Lookups are cached for `model_cache_seconds` (changes made here apply at once on this server, and
+within that time on other replicas). Provider credentials are stored encrypted and never leave
+the server except towards the upstream they were configured for.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from sqlalchemy import select
+
+from fmops.catalog.builtin import builtin_models
+from fmops.catalog.entry import ModelEntry
+from fmops.catalog.urls import check_upstream_url
+from fmops.errors import Conflict, NotFound, UserError
+from fmops.providers.registry import get_provider_class
+from fmops.secrets import SecretBox
+from fmops.settings import Settings
+from fmops.store import Store
+from fmops.store.models import CatalogModel
+
+Alias = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$")
+]
+OptionValue = str | int | float | bool
+
+
+class ModelSpec(BaseModel):
+    """What an engineer gives to add a model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alias: Alias = Field(description="The name callers use as `model`")
+    provider: str = Field(
+        min_length=1, max_length=50, description="openai, anthropic, llamacpp, transformers…"
+    )
+    model: str = Field(min_length=1, max_length=500, description="The provider-side model id or file")
+    base_url: str | None = Field(None, max_length=500)
+    api_key: SecretStr | None = Field(None, description="Stored encrypted; never shown again")
+    context_window: int | None = Field(None, ge=1, le=100_000_000)
+    input_price: float = Field(0.0, ge=0, le=1_000_000, description="Currency per 1M input tokens")
+    output_price: float = Field(0.0, ge=0, le=1_000_000, description="Currency per 1M output tokens")
+    capabilities: dict[str, bool] = Field(default_factory=dict)
+    fallbacks: list[Alias] = Field(default_factory=list, max_length=10)
+    timeout_seconds: float = Field(60.0, gt=0, le=3600)
+    max_retries: int = Field(2, ge=0, le=10)
+    cache_ttl_seconds: int | None = Field(None, ge=1, le=30 * 86400, description="Cache identical requests")
+    options: dict[str, OptionValue] = Field(default_factory=dict, max_length=50)
+    license: str | None = Field(None, max_length=100)
+
+
+class ModelUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = Field(None, max_length=500)
+    api_key: SecretStr | None = None
+    context_window: int | None = Field(None, ge=1, le=100_000_000)
+    input_price: float | None = Field(None, ge=0, le=1_000_000)
+    output_price: float | None = Field(None, ge=0, le=1_000_000)
+    fallbacks: list[Alias] | None = Field(None, max_length=10)
+    timeout_seconds: float | None = Field(None, gt=0, le=3600)
+    max_retries: int | None = Field(None, ge=0, le=10)
+    cache_ttl_seconds: int | None = Field(None, ge=0, le=30 * 86400, description="0 turns caching off")
+
+
+class Catalog:
+    def __init__(self, store: Store, settings: Settings, secrets: SecretBox) -> None:
+        self.store = store
+        self.settings = settings
+        self.secrets = secrets
+        self._builtins: dict[str, ModelEntry] | None = None
+        self._cache: dict[str, tuple[float, dict[str, ModelEntry]]] = {}
+        self._lock = threading.Lock()
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def builtins(self) -> dict[str, ModelEntry]:
+        if self._builtins is None:
+            self._builtins = {m.alias: m for m in builtin_models()}
+        return self._builtins
+
+    def _entry(self, row: CatalogModel) -> ModelEntry:
+        return ModelEntry(
+            id=row.id,
+            project_id=row.project_id,
+            alias=row.alias,
+            provider=row.provider,
+            provider_model=row.provider_model,
+            base_url=row.base_url,
+            api_key=self.secrets.decrypt(row.api_key_encrypted) if row.api_key_encrypted else None,
+            context_window=row.context_window,
+            input_price=row.input_price,
+            output_price=row.output_price,
+            capabilities=dict(row.capabilities or {}),
+            fallbacks=tuple(row.fallbacks or ()),
+            timeout_seconds=row.timeout_seconds,
+            max_retries=row.max_retries,
+            cache_ttl_seconds=row.cache_ttl_seconds,
+            options=dict(row.options or {}),
+            license=row.license,
+            created_at=row.created_at,
+        )
+
+    def models(self, project_id: str) -> dict[str, ModelEntry]:
+        """Every model the project can call, by alias (cached briefly)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(project_id)
+        if hit and hit[0] > now:
+            return hit[1]
+        with self.store.session() as session:
+            rows = session.scalars(
+                select(CatalogModel).where(CatalogModel.project_id == project_id).order_by(CatalogModel.alias)
+            ).all()
+        found = dict(self.builtins())
+        found.update({row.alias: self._entry(row) for row in rows})
+        with self._lock:
+            self._cache[project_id] = (now + self.settings.model_cache_seconds, found)
+        return found
+
+    def get(self, project_id: str, alias: str) -> ModelEntry:
+        known = self.models(project_id)
+        if alias not in known:
+            listing = ", ".join(sorted(known)) or "none yet; add one with `fmops models add`"
+            raise NotFound(
+                f"model {alias!r} does not exist; known models: {listing}",
+                param="model",
+                code="model_not_found",
+            )
+        return known[alias]
+
+    def forget(self, project_id: str | None = None) -> None:
+        with self._lock:
+            if project_id is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(project_id, None)
+
+    # --- changing -------------------------------------------------------------------------------
+
+    def _check_spec(self, project_id: str, spec: ModelSpec, *, trusted: bool) -> str | None:
+        cls = get_provider_class(spec.provider)
+        base_url = spec.base_url
+        if base_url is not None:
+            base_url = check_upstream_url(
+                base_url, allow_private=trusted or self.settings.upstream_allow_private
+            )
+        if cls.capabilities.local and not trusted:
+            self._check_local_path(spec.model)
+        known = self.models(project_id)
+        for fallback in spec.fallbacks:
+            if fallback == spec.alias:
+                raise UserError("a model cannot be its own fallback", param="fallbacks")
+            if fallback not in known:
+                raise UserError(f"fallback {fallback!r} is not a known model", param="fallbacks")
+        return base_url
+
+    def _check_local_path(self, model: str) -> None:
+        """Over the API, local engines may only load files from $FMOPS_HOME/models (or a hub id)."""
+        if "/" not in model and "\\" not in model:
+            return
+        root = (self.settings.home / "models").resolve()
+        path = Path(model).expanduser()
+        resolved = (root / path).resolve() if not path.is_absolute() else path.resolve()
+        if root not in resolved.parents and resolved != root:
+            raise UserError(
+                f"local model files must live under {root}; put the file there (or `fmops models pull`)",
+                param="model",
+            )
+
+    def add(self, project_id: str, spec: ModelSpec, *, trusted: bool = False) -> ModelEntry:
+        """Add a model to a project. `trusted` is the operator's CLI: private upstreams and any path."""
+        if spec.alias in self.builtins():
+            raise Conflict(f"{spec.alias!r} is a built-in model; choose another alias", param="alias")
+        base_url = self._check_spec(project_id, spec, trusted=trusted)
+        api_key = spec.api_key.get_secret_value() if spec.api_key else None
+        with self.store.write() as session:
+            exists = session.scalar(
+                select(CatalogModel.id).where(
+                    CatalogModel.project_id == project_id, CatalogModel.alias == spec.alias
+                )
+            )
+            if exists:
+                raise Conflict(
+                    f"model {spec.alias!r} already exists; remove it first or update it", param="alias"
+                )
+            row = CatalogModel(
+                project_id=project_id,
+                alias=spec.alias,
+                provider=spec.provider,
+                provider_model=spec.model,
+                base_url=base_url,
+                api_key_encrypted=self.secrets.encrypt(api_key) if api_key else None,
+                context_window=spec.context_window,
+                input_price=spec.input_price,
+                output_price=spec.output_price,
+                capabilities=spec.capabilities,
+                fallbacks=list(spec.fallbacks),
+                timeout_seconds=spec.timeout_seconds,
+                max_retries=spec.max_retries,
+                cache_ttl_seconds=spec.cache_ttl_seconds,
+                options=dict(spec.options),
+                license=spec.license,
+            )
+            session.add(row)
+        self.forget(project_id)
+        return self._entry(row)
+
+    def update(
+        self, project_id: str, alias: str, changes: ModelUpdate, *, trusted: bool = False
+    ) -> ModelEntry:
+        fields = changes.model_dump(exclude_unset=True)
+        with self.store.write() as session:
+            row = session.scalar(
+                select(CatalogModel).where(CatalogModel.project_id == project_id, CatalogModel.alias == alias)
+            )
+            if row is None:
+                if alias in self.builtins():
+                    raise UserError(f"{alias!r} is a built-in model and cannot be changed", param="model")
+                raise NotFound(f"model {alias!r} does not exist in this project", param="model")
+            if "base_url" in fields and fields["base_url"] != row.base_url:
+                # The stored key must never follow the model to a host it was not given for.
+                if changes.api_key is None:
+                    raise UserError("changing base_url requires api_key again", param="api_key")
+                allow = trusted or self.settings.upstream_allow_private
+                row.base_url = (
+                    check_upstream_url(fields["base_url"], allow_private=allow)
+                    if fields["base_url"]
+                    else None
+                )
+            if changes.api_key is not None:
+                row.api_key_encrypted = self.secrets.encrypt(changes.api_key.get_secret_value())
+            for name in ("context_window", "input_price", "output_price", "timeout_seconds", "max_retries"):
+                if fields.get(name) is not None:
+                    setattr(row, name, fields[name])
+            if "cache_ttl_seconds" in fields:
+                row.cache_ttl_seconds = fields["cache_ttl_seconds"] or None
+            if changes.fallbacks is not None:
+                known = self.models(project_id)
+                for fallback in changes.fallbacks:
+                    if fallback == alias or fallback not in known:
+                        raise UserError(
+                            f"fallback {fallback!r} is not another known model", param="fallbacks"
+                        )
+                row.fallbacks = list(changes.fallbacks)
+            entry = self._entry(row)
+        self.forget(project_id)
+        return entry
+
+    def remove(self, project_id: str, alias: str) -> None:
+        with self.store.write() as session:
+            row = session.scalar(
+                select(CatalogModel).where(CatalogModel.project_id == project_id, CatalogModel.alias == alias)
+            )
+            if row is None:
+                if alias in self.builtins():
+                    raise UserError(f"{alias!r} is a built-in model and cannot be removed", param="model")
+                raise NotFound(f"model {alias!r} does not exist in this project", param="model")
+            session.delete(row)
+        self.forget(project_id)
+
+
+def public_view(entry: ModelEntry) -> dict[str, Any]:
+    """What may be shown about a model: everything except its credentials."""
+    return {
+        "alias": entry.alias,
+        "provider": entry.provider,
+        "model": entry.provider_model,
+        "base_url": entry.base_url,
+        "api_key_set": entry.api_key is not None,
+        "context_window": entry.context_window,
+        "input_price": entry.input_price,
+        "output_price": entry.output_price,
+        "capabilities": entry.capabilities,
+        "fallbacks": list(entry.fallbacks),
+        "timeout_seconds": entry.timeout_seconds,
+        "max_retries": entry.max_retries,
+        "cache_ttl_seconds": entry.cache_ttl_seconds,
+        "license": entry.license,
+        "builtin": entry.builtin,
+        "created_at": entry.created_at,
+    }

@@ -1,0 +1,129 @@
+"""`fmops models`: the model catalog, managed locally by the operator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from pydantic import SecretStr, ValidationError
+
+from fmops.auth import DEFAULT_PROJECT
+from fmops.catalog import ModelSpec, public_view
+from fmops.cli.common import console, fmt, local_platform, print_rows
+from fmops.errors import UserError
+
+app = typer.Typer(help="Model catalog: list, show, add, remove, pull.", no_args_is_help=True)
+
+
+def _project_id(name: str) -> str:
+    platform = local_platform()
+    with platform.store.session() as session:
+        return platform.auth.project_by_name(session, name).id
+
+
+@app.command("list")
+def list_models(
+    project: str = typer.Option(DEFAULT_PROJECT, "--project"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Models a project can call (built-ins and its own)."""
+    models = local_platform().catalog.models(_project_id(project))
+    rows = [
+        (
+            m.alias,
+            m.provider,
+            m.provider_model if len(m.provider_model) < 60 else "…" + m.provider_model[-58:],
+            m.context_window,
+            m.input_price,
+            m.output_price,
+            "built-in" if m.builtin else "project",
+        )
+        for m in sorted(models.values(), key=lambda m: m.alias)
+    ]
+    print_rows(
+        "Models",
+        ["alias", "provider", "model", "context", "in $/1M", "out $/1M", "source"],
+        rows,
+        as_json=as_json,
+    )
+
+
+@app.command("show")
+def show(alias: str = typer.Argument(...), project: str = typer.Option(DEFAULT_PROJECT, "--project")) -> None:
+    """One model's profile (never its key)."""
+    entry = local_platform().catalog.get(_project_id(project), alias)
+    for label, value in public_view(entry).items():
+        console.print(f"[bold]{label:>17}[/bold] {fmt(value)}", highlight=False)
+
+
+@app.command("add")
+def add(
+    alias: str = typer.Argument(..., help="The name callers use as `model`"),
+    provider: str = typer.Option(..., "--provider", help="openai, anthropic, llamacpp, transformers, …"),
+    model: str = typer.Option(..., "--model", help="Provider-side model id (or file for local engines)"),
+    base_url: str | None = typer.Option(None, "--base-url"),
+    api_key: str | None = typer.Option(
+        None, "--api-key", help="Stored encrypted", envvar="FMOPS_UPSTREAM_API_KEY"
+    ),
+    context_window: int | None = typer.Option(None, "--context-window"),
+    input_price: float = typer.Option(0.0, "--input-price", help="Per 1M input tokens"),
+    output_price: float = typer.Option(0.0, "--output-price", help="Per 1M output tokens"),
+    fallback: list[str] = typer.Option(
+        [], "--fallback", help="Alias to try when this one fails (repeatable)"
+    ),
+    timeout: float = typer.Option(60.0, "--timeout"),
+    retries: int = typer.Option(2, "--retries"),
+    cache_ttl: int | None = typer.Option(None, "--cache-ttl", help="Cache identical requests for N seconds"),
+    project: str = typer.Option(DEFAULT_PROJECT, "--project"),
+) -> None:
+    """Add a model: e.g. `fmops models add gpt --provider openai --base-url URL --model gpt-4o-mini`."""
+    try:
+        spec = ModelSpec(
+            alias=alias,
+            provider=provider,
+            model=model,
+            base_url=base_url,
+            api_key=SecretStr(api_key) if api_key else None,
+            context_window=context_window,
+            input_price=input_price,
+            output_price=output_price,
+            fallbacks=fallback,
+            timeout_seconds=timeout,
+            max_retries=retries,
+            cache_ttl_seconds=cache_ttl,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    entry = local_platform().catalog.add(_project_id(project), spec, trusted=True)
+    console.print(f"added {entry.alias} ({entry.provider}: {entry.provider_model})")
+
+
+@app.command("remove")
+def remove(
+    alias: str = typer.Argument(...), project: str = typer.Option(DEFAULT_PROJECT, "--project")
+) -> None:
+    """Remove a model from a project."""
+    local_platform().catalog.remove(_project_id(project), alias)
+    console.print(f"removed {alias}")
+
+
+@app.command("pull")
+def pull(
+    repo: str = typer.Argument(..., help="Hugging Face repo, e.g. bartowski/Qwen2.5-0.5B-Instruct-GGUF"),
+    filename: str = typer.Argument(..., help="GGUF file in the repo"),
+    alias: str | None = typer.Option(None, "--alias", help="Also add it to the catalog under this alias"),
+    project: str = typer.Option(DEFAULT_PROJECT, "--project"),
+) -> None:
+    """Download a GGUF once into $FMOPS_HOME/models (needs internet) and optionally add it."""
+    from fmops.providers.llamacpp import pull as pull_gguf
+
+    platform = local_platform()
+    path: Path = pull_gguf(repo, filename, platform.settings.home)
+    console.print(f"downloaded {path}")
+    if alias:
+        spec = ModelSpec(
+            alias=alias, provider="llamacpp", model=str(path), timeout_seconds=300, max_retries=0
+        )
+        platform.catalog.add(_project_id(project), spec, trusted=True)
+        console.print(f"added {alias}")

@@ -1,0 +1,533 @@
+"""The gateway: one OpenAI-compatible entry to every model in the catalog.
+
+For each call: resolve the alias, check the request against the model's profile, admit it under
+rate limits and budgets, answer from the cache when asked, call the provider with retries and
+fallbacks, settle tokens and cost, and record a span off the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import struct
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+
+from fmops.auth import Principal
+from fmops.catalog import Catalog, ModelEntry
+from fmops.errors import FmopsError, UserError
+from fmops.gateway.routing import CircuitBreaker, UpstreamFailed, call_with_fallbacks
+from fmops.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
+from fmops.gateway.spans import CallRecord
+from fmops.providers.base import JSON, Capabilities, Provider, ProviderError
+from fmops.providers.registry import get_provider_class
+from fmops.providers.sse import DONE, encode
+from fmops.tracing import TraceWriter
+
+if TYPE_CHECKING:
+    from fmops.gateway.cache import ResponseCache
+    from fmops.gateway.limits import Limits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChatResult:
+    body: JSON
+    record: CallRecord
+
+
+@dataclass
+class StreamResult:
+    events: AsyncIterator[bytes]
+    record: CallRecord
+
+
+def _estimate_tokens(req: ChatCompletionRequest) -> int:
+    chars = 0
+    for message in req.messages:
+        if isinstance(message.content, str):
+            chars += len(message.content)
+        elif isinstance(message.content, list):
+            chars += sum(len(str(part.get("text", ""))) for part in message.content)
+    return chars // 4 + (req.output_limit or 256)
+
+
+def _capabilities(entry: ModelEntry, provider: type[Provider]) -> Capabilities:
+    base = provider.capabilities
+    override = entry.capabilities
+    return Capabilities(
+        chat=override.get("chat", base.chat),
+        streaming=override.get("streaming", base.streaming),
+        tools=override.get("tools", base.tools),
+        json_schema=override.get("json_schema", base.json_schema),
+        embeddings=override.get("embeddings", base.embeddings),
+        local=base.local,
+    )
+
+
+def _usage(body: JSON) -> tuple[int, int]:
+    usage = body.get("usage") or {}
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+class Gateway:
+    def __init__(
+        self,
+        catalog: Catalog,
+        tracer: TraceWriter,
+        *,
+        limits: Limits | None = None,
+        cache: ResponseCache | None = None,
+        breaker: CircuitBreaker | None = None,
+        default_timeout: float = 600.0,
+    ) -> None:
+        self.catalog = catalog
+        self.tracer = tracer
+        self.limits = limits
+        self.cache = cache
+        self.breaker = breaker or CircuitBreaker()
+        self.default_timeout = default_timeout
+        self._providers: dict[str, Provider] = {}
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def provider(self, entry: ModelEntry) -> Provider:
+        key = entry.connection_id
+        found = self._providers.get(key)
+        if found is None:
+            found = get_provider_class(entry.provider)(entry.provider_config())
+            self._providers[key] = found
+        return found
+
+    async def resolve(self, principal: Principal, alias: str) -> ModelEntry:
+        return await run_in_threadpool(self.catalog.get, principal.project_id, alias)
+
+    async def _chain(
+        self, principal: Principal, entry: ModelEntry, extra: list[str] | None
+    ) -> list[ModelEntry]:
+        chain = [entry]
+        for alias in [*(extra or []), *entry.fallbacks]:
+            if alias not in {e.alias for e in chain}:
+                chain.append(await self.resolve(principal, alias))
+        return chain
+
+    def _check(self, entry: ModelEntry, req: ChatCompletionRequest) -> None:
+        caps = _capabilities(entry, get_provider_class(entry.provider))
+        if not caps.chat:
+            raise UserError(
+                f"model {entry.alias!r} serves embeddings, not chat; use /v1/embeddings", param="model"
+            )
+        limit = req.output_limit
+        if limit and entry.context_window and limit > entry.context_window:
+            raise UserError(
+                f"max_tokens is {limit}, but {entry.alias!r} has a context window "
+                f"of {entry.context_window} tokens",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+        if (req.tools or req.functions) and not caps.tools:
+            raise UserError(f"model {entry.alias!r} does not support tools", param="tools")
+        fmt = (req.response_format or {}).get("type")
+        if fmt == "json_schema" and not caps.json_schema:
+            raise UserError(
+                f"model {entry.alias!r} does not support json_schema output", param="response_format"
+            )
+        if req.stream and not caps.streaming:
+            raise UserError(f"model {entry.alias!r} does not stream; send stream=false", param="stream")
+
+    def _record(self, principal: Principal, req: ChatCompletionRequest, session_id: str | None) -> CallRecord:
+        return CallRecord(
+            principal=principal,
+            model=req.model,
+            user=req.user,
+            session_id=session_id,
+            input={
+                "messages": [m.model_dump(exclude_none=True) for m in req.messages],
+                "params": _params(req),
+            },
+        )
+
+    def _cache_ttl(self, req: ChatCompletionRequest, entry: ModelEntry) -> int | None:
+        if req.cache is False:
+            return None
+        if req.cache is True:
+            return entry.cache_ttl_seconds or 300
+        if req.cache is not None:
+            return req.cache.ttl
+        return entry.cache_ttl_seconds
+
+    async def _settle(self, record: CallRecord, entry: ModelEntry, body: JSON | None) -> None:
+        if body is not None:
+            record.input_tokens, record.output_tokens = _usage(body)
+        record.cost = entry.cost(record.input_tokens or 0, record.output_tokens or 0)
+        record.provider = entry.provider
+        if self.limits is not None and not record.cache_hit:
+            try:
+                await self.limits.settle(
+                    record.principal, record.input_tokens or 0, record.output_tokens or 0, record.cost
+                )
+            except Exception:
+                log.exception("could not settle usage")
+
+    def _finish(self, record: CallRecord) -> None:
+        self.tracer.record(record.row())
+
+    # --- chat -----------------------------------------------------------------------------------
+
+    async def _admit(self, principal: Principal, req: ChatCompletionRequest) -> ModelEntry:
+        entry = await self.resolve(principal, req.model)
+        self._check(entry, req)
+        if self.limits is not None:
+            await self.limits.admit(principal, _estimate_tokens(req))
+        return entry
+
+    async def chat(
+        self, principal: Principal, req: ChatCompletionRequest, session_id: str | None = None
+    ) -> ChatResult:
+        record = self._record(principal, req, session_id)
+        try:
+            entry = await self._admit(principal, req)
+            ttl = self._cache_ttl(req, entry)
+            cache_key = None
+            if ttl and self.cache is not None:
+                cache_key = self.cache.key_for(principal.project_id, entry.alias, req.upstream_body())
+                cached = await self.cache.get(cache_key)
+                if cached is not None:
+                    record.cache_hit = True
+                    record.response_model = cached.get("model")
+                    record.output = _output(cached)
+                    await self._settle(record, entry, cached)
+                    record.cost = 0.0  # nothing was spent upstream
+                    return ChatResult(cached, record)
+            body = req.upstream_body()
+            timeout = req.timeout or self.default_timeout
+            chain = await self._chain(principal, entry, req.fallbacks)
+
+            async def attempt(candidate: ModelEntry, limit: float) -> JSON:
+                return await self.provider(candidate).chat(body, timeout=limit)
+
+            response, answered, attempts = await call_with_fallbacks(
+                chain,
+                attempt,
+                deadline=time.monotonic() + timeout,
+                breaker=self.breaker,
+                breaker_key=lambda e: e.connection_id,
+            )
+            response["model"] = req.model if answered is entry else answered.alias
+            record.response_model = answered.alias
+            record.output = _output(response)
+            if attempts:
+                record.attributes["fmops.attempts"] = [a.__dict__ for a in attempts]
+            await self._settle(record, answered, response)
+            if cache_key is not None and self.cache is not None and ttl:
+                await self.cache.put(cache_key, response, ttl)
+            return ChatResult(response, record)
+        except (FmopsError, ProviderError) as exc:
+            record.fail(getattr(exc, "message", str(exc)))
+            raise _as_fmops(exc) from None
+        except asyncio.CancelledError:
+            record.fail("client disconnected")
+            raise
+        finally:
+            self._finish(record)
+
+    async def stream(
+        self, principal: Principal, req: ChatCompletionRequest, session_id: str | None = None
+    ) -> StreamResult:
+        """Open the stream (retries and fallbacks happen before the first chunk), then relay it.
+
+        Errors before the first chunk raise (a normal JSON error response); after it, the stream
+        ends with an error event and `[DONE]`, and the span is marked as an error.
+        """
+        record = self._record(principal, req, session_id)
+        try:
+            entry = await self._admit(principal, req)
+            ttl = self._cache_ttl(req, entry)
+            cache_key = None
+            if ttl and self.cache is not None:
+                cache_key = self.cache.key_for(principal.project_id, entry.alias, req.upstream_body())
+                cached = await self.cache.get(cache_key)
+                if cached is not None:
+                    record.cache_hit = True
+                    record.response_model = cached.get("model")
+                    record.output = _output(cached)
+                    await self._settle(record, entry, cached)
+                    record.cost = 0.0
+                    self._finish(record)
+                    return StreamResult(_replay(cached, req.include_usage), record)
+            body = req.upstream_body()
+            body["stream_options"] = {"include_usage": True}  # we always need usage for cost
+            timeout = req.timeout or self.default_timeout
+            chain = await self._chain(principal, entry, req.fallbacks)
+            started = time.perf_counter()
+
+            async def attempt(candidate: ModelEntry, limit: float) -> tuple[AsyncIterator[JSON], JSON]:
+                iterator = self.provider(candidate).chat_stream(body, timeout=limit).__aiter__()
+                try:
+                    first = await asyncio.wait_for(iterator.__anext__(), timeout=limit)
+                except StopAsyncIteration:
+                    raise ProviderError("upstream ended the stream without a chunk", retryable=True) from None
+                except TimeoutError:
+                    await _close(iterator)
+                    raise ProviderError(
+                        "no first chunk within the timeout", status=504, retryable=True
+                    ) from None
+                except BaseException:
+                    await _close(iterator)
+                    raise
+                return iterator, first
+
+            (iterator, first), answered, attempts = await call_with_fallbacks(
+                chain,
+                attempt,
+                deadline=time.monotonic() + timeout,
+                breaker=self.breaker,
+                breaker_key=lambda e: e.connection_id,
+            )
+        except (FmopsError, ProviderError) as exc:
+            record.fail(getattr(exc, "message", str(exc)))
+            self._finish(record)
+            raise _as_fmops(exc) from None
+        record.ttft_ms = (time.perf_counter() - started) * 1000
+        record.response_model = answered.alias
+        if attempts:
+            record.attributes["fmops.attempts"] = [a.__dict__ for a in attempts]
+        name = req.model if answered is entry else answered.alias
+        events = self._relay(record, answered, iterator, first, name, req.include_usage, cache_key, ttl)
+        return StreamResult(events, record)
+
+    async def _relay(
+        self,
+        record: CallRecord,
+        entry: ModelEntry,
+        iterator: AsyncIterator[JSON],
+        first: JSON,
+        name: str,
+        include_usage: bool,
+        cache_key: str | None,
+        ttl: int | None,
+    ) -> AsyncIterator[bytes]:
+        acc = _Accumulator()
+        usage: JSON | None = None
+        finished = False
+        try:
+            chunk: JSON | None = first
+            while chunk is not None:
+                chunk["model"] = name
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                acc.add(chunk)
+                if not include_usage:
+                    chunk.pop("usage", None)
+                    if not chunk.get("choices"):
+                        chunk = await _next(iterator)
+                        continue
+                yield encode(chunk)
+                chunk = await _next(iterator)
+            finished = True
+        except ProviderError as exc:
+            record.fail(f"stream failed after it started: {exc.message}")
+            self.breaker.failure(entry.connection_id)
+            yield encode(
+                {
+                    "error": {
+                        "message": exc.message,
+                        "type": "upstream_error",
+                        "param": None,
+                        "code": "stream_error",
+                    }
+                }
+            )
+        except (asyncio.CancelledError, GeneratorExit):
+            record.fail("client disconnected during the stream")
+            raise
+        finally:
+            await _close(iterator)
+            record.output = acc.message()
+            completed = {"usage": usage} if usage else {"usage": {"prompt_tokens": 0, "completion_tokens": 0}}
+            await self._settle_quietly(record, entry, completed)
+            if finished and cache_key and ttl and self.cache is not None:
+                await self.cache.put(cache_key, acc.response(name, usage), ttl)
+            self._finish(record)
+        yield DONE
+
+    async def _settle_quietly(self, record: CallRecord, entry: ModelEntry, body: JSON) -> None:
+        try:
+            await asyncio.shield(self._settle(record, entry, body))
+        except BaseException:
+            log.warning("usage not settled for a cancelled stream", extra={"trace": record.trace_id})
+
+    # --- embeddings and listing ----------------------------------------------------------------
+
+    async def embeddings(self, principal: Principal, req: EmbeddingRequest) -> ChatResult:
+        record = CallRecord(principal=principal, model=req.model, kind="embedding", user=req.user)
+        try:
+            try:
+                texts = req.texts()
+            except ValueError as exc:
+                raise UserError(str(exc), param="input") from None
+            record.input = {"input": [t[:1000] for t in texts[:20]], "count": len(texts)}
+            entry = await self.resolve(principal, req.model)
+            caps = _capabilities(entry, get_provider_class(entry.provider))
+            if not caps.embeddings:
+                raise UserError(f"model {entry.alias!r} does not serve embeddings", param="model")
+            if self.limits is not None:
+                await self.limits.admit(principal, sum(len(t) for t in texts) // 4)
+            result = await self.provider(entry).embed(texts, timeout=entry.timeout_seconds)
+            vectors = [v[: req.dimensions] if req.dimensions else v for v in result.vectors]
+            data = [
+                {"object": "embedding", "index": i, "embedding": _encode_vector(v, req.encoding_format)}
+                for i, v in enumerate(vectors)
+            ]
+            body = {
+                "object": "list",
+                "data": data,
+                "model": req.model,
+                "usage": {"prompt_tokens": result.input_tokens, "total_tokens": result.input_tokens},
+            }
+            record.response_model = entry.alias
+            record.output = {"vectors": len(vectors), "dimensions": len(vectors[0]) if vectors else 0}
+            await self._settle(record, entry, {"usage": {"prompt_tokens": result.input_tokens}})
+            return ChatResult(body, record)
+        except (FmopsError, ProviderError) as exc:
+            record.fail(getattr(exc, "message", str(exc)))
+            raise _as_fmops(exc) from None
+        finally:
+            self._finish(record)
+
+    async def close(self) -> None:
+        for provider in list(self._providers.values()):
+            try:
+                await provider.close()
+            except Exception:
+                log.exception("provider did not close cleanly")
+        self._providers.clear()
+
+
+async def _next(iterator: AsyncIterator[JSON]) -> JSON | None:
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _close(iterator: AsyncIterator[JSON]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            log.debug("upstream stream did not close cleanly", exc_info=True)
+
+
+def _as_fmops(exc: Exception) -> FmopsError:
+    if isinstance(exc, FmopsError):
+        return exc
+    assert isinstance(exc, ProviderError)
+    if exc.retryable:
+        return UpstreamFailed(exc.message, 504 if exc.status == 504 else 502)
+    error = UserError(exc.message, code="upstream_rejected")
+    error.status_code = exc.status if 400 <= exc.status < 500 else 400
+    return error
+
+
+def _params(req: ChatCompletionRequest) -> dict[str, Any]:
+    return req.model_dump(exclude_none=True, exclude={"messages", "model", "stream_options"})
+
+
+def _output(response: JSON) -> Any:
+    choices = response.get("choices") or []
+    return [c.get("message") for c in choices] if len(choices) != 1 else choices[0].get("message")
+
+
+def _encode_vector(vector: list[float], fmt: str) -> list[float] | str:
+    if fmt == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return vector
+
+
+class _Accumulator:
+    """Rebuilds the assistant message from stream deltas, for the trace and the cache."""
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.tool_calls: dict[int, JSON] = {}
+        self.finish_reason: str | None = None
+        self.id: str | None = None
+        self.created: int | None = None
+
+    def add(self, chunk: JSON) -> None:
+        self.id = self.id or chunk.get("id")
+        self.created = self.created or chunk.get("created")
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                self.content.append(delta["content"])
+            for call in delta.get("tool_calls") or []:
+                slot = self.tool_calls.setdefault(
+                    int(call.get("index", 0)),
+                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                slot["id"] = call.get("id") or slot["id"]
+                fn = call.get("function") or {}
+                slot["function"]["name"] += fn.get("name") or ""
+                slot["function"]["arguments"] += fn.get("arguments") or ""
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+
+    def message(self) -> JSON:
+        msg: JSON = {"role": "assistant", "content": "".join(self.content) or None}
+        if self.tool_calls:
+            msg["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        return msg
+
+    def response(self, model: str, usage: JSON | None) -> JSON:
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created or int(time.time()),
+            "model": model,
+            "choices": [
+                {"index": 0, "message": self.message(), "finish_reason": self.finish_reason or "stop"}
+            ],
+            "usage": usage,
+        }
+
+
+async def _replay(cached: JSON, include_usage: bool) -> AsyncIterator[bytes]:
+    """A cached answer, sent as a stream: the whole message in one chunk."""
+    choice = (cached.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    yield encode(
+        {
+            "id": cached.get("id"),
+            "object": "chat.completion.chunk",
+            "created": cached.get("created"),
+            "model": cached.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {k: v for k, v in message.items() if v is not None},
+                    "finish_reason": choice.get("finish_reason", "stop"),
+                }
+            ],
+        }
+    )
+    if include_usage and cached.get("usage"):
+        yield encode(
+            {
+                "id": cached.get("id"),
+                "object": "chat.completion.chunk",
+                "created": cached.get("created"),
+                "model": cached.get("model"),
+                "choices": [],
+                "usage": cached["usage"],
+            }
+        )
+    yield DONE

@@ -1,0 +1,89 @@
+"""Building the span record the gateway writes for each call (OpenTelemetry GenAI conventions)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fmops.auth import Principal
+from fmops.store import utcnow
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex  # 16 bytes, as OpenTelemetry trace ids
+
+
+def new_span_id() -> str:
+    return secrets.token_hex(8)  # 8 bytes, as OpenTelemetry span ids
+
+
+@dataclass
+class CallRecord:
+    """What one gateway call accumulates, turned into a span row at the end."""
+
+    principal: Principal
+    model: str
+    kind: str = "llm"
+    trace_id: str = field(default_factory=new_trace_id)
+    span_id: str = field(default_factory=new_span_id)
+    start: datetime = field(default_factory=utcnow)
+    provider: str | None = None
+    response_model: str | None = None
+    user: str | None = None
+    session_id: str | None = None
+    input: Any = None
+    output: Any = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cost: float | None = None
+    ttft_ms: float | None = None
+    cache_hit: bool = False
+    status: str = "ok"
+    status_message: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def fail(self, message: str) -> None:
+        self.status = "error"
+        self.status_message = message[:2000]
+
+    def row(self) -> dict[str, Any]:
+        end = utcnow()
+        attributes = {
+            "gen_ai.operation.name": "chat" if self.kind == "llm" else "embeddings",
+            "gen_ai.system": self.provider,
+            "gen_ai.request.model": self.model,
+            "gen_ai.response.model": self.response_model,
+            "gen_ai.usage.input_tokens": self.input_tokens,
+            "gen_ai.usage.output_tokens": self.output_tokens,
+            **self.attributes,
+        }
+        return {
+            "span_id": self.span_id,
+            "trace_id": self.trace_id,
+            "parent_span_id": None,
+            "project_id": self.principal.project_id,
+            "name": f"{attributes['gen_ai.operation.name']} {self.model}",
+            "kind": self.kind,
+            "start_time": self.start,
+            "end_time": end,
+            "status": self.status,
+            "status_message": self.status_message,
+            "model": self.model,
+            "provider": self.provider,
+            "response_model": self.response_model,
+            "key_id": self.principal.key_id,
+            "user": self.user or self.principal.user_name,
+            "session_id": self.session_id,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost": self.cost,
+            "latency_ms": (end - self.start).total_seconds() * 1000,
+            "ttft_ms": self.ttft_ms,
+            "cache_hit": self.cache_hit,
+            "input": self.input,
+            "output": self.output,
+            "attributes": {k: v for k, v in attributes.items() if v is not None},
+        }

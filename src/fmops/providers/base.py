@@ -1,0 +1,114 @@
+"""The provider interface: what every model backend (local engine or remote API) implements.
+
+Requests and responses travel in OpenAI's chat-completions wire format (plain dicts, validated at
+the gateway's edge), because that is the gateway's contract and the format most upstreams speak:
+the OpenAI-compatible provider forwards them as they are, the others translate.
+
+    ProviderError                 an upstream failure, normalised
+    ├── retryable=True            429, 5xx, timeouts, connection errors: retry / fall back / cool down
+    └── retryable=False           4xx the caller must fix: returned as it is
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Facts callers read instead of branching on provider names."""
+
+    chat: bool = True
+    streaming: bool = True
+    tools: bool = False
+    json_schema: bool = False
+    embeddings: bool = False
+    local: bool = False  # runs in this process: its concurrency is queued, not fanned out
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """How to reach one model: the provider-side id plus connection details the admin configured."""
+
+    model: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class ProviderError(Exception):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.body = body
+
+
+class ProviderTimeout(ProviderError):
+    def __init__(self, message: str = "the upstream did not answer in time") -> None:
+        super().__init__(message, status=504, retryable=True)
+
+
+@dataclass
+class Embeddings:
+    vectors: list[list[float]]
+    input_tokens: int
+
+
+class Provider(ABC):
+    """One instance per configured model; the gateway keeps it (and its connection pool) alive."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    async def chat(self, body: JSON, *, timeout: float) -> JSON:
+        """A non-streaming chat completion: OpenAI request body in, OpenAI response body out."""
+
+    async def chat_stream(self, body: JSON, *, timeout: float) -> AsyncIterator[JSON]:
+        """Streamed chat completion chunks (OpenAI `chat.completion.chunk` objects).
+
+        The default runs `chat` and replays it as one chunk, for providers that cannot stream.
+        Closing the iterator (client gone) must cancel the upstream work.
+        """
+        response = await self.chat(body, timeout=timeout)
+        choice = (response.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        yield {
+            "id": response.get("id"),
+            "object": "chat.completion.chunk",
+            "created": response.get("created"),
+            "model": response.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {k: v for k, v in message.items() if v is not None},
+                    "finish_reason": choice.get("finish_reason"),
+                }
+            ],
+            "usage": response.get("usage"),
+        }
+
+    async def embed(self, inputs: list[str], *, timeout: float) -> Embeddings:
+        raise ProviderError(f"{self.name} models do not serve embeddings", status=400)
+
+    async def close(self) -> None:  # noqa: B027 - optional hook; most providers hold nothing
+        """Release connections, threads or model memory."""

@@ -1,0 +1,174 @@
+"""Any OpenAI-compatible server: OpenAI, vLLM, Ollama, TGI, llama.cpp server, Together, Groq…
+
+Requests are forwarded as they are (only `model` is replaced by the provider-side id), over one
+pooled aiohttp session per upstream: aiohttp is several times faster than httpx under load,
+and the HTTP client dominates a gateway's overhead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+
+from fmops.logs import redact
+from fmops.providers import sse
+from fmops.providers.base import (
+    JSON,
+    Capabilities,
+    Embeddings,
+    Provider,
+    ProviderConfig,
+    ProviderError,
+    ProviderTimeout,
+)
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    value = headers.get("retry-after") if headers else None
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def upstream_error(status: int, text: str, headers: Any) -> ProviderError:
+    """Normalise an upstream error response; 429/5xx/408 are worth retrying elsewhere."""
+    message = text[:500]
+    try:
+        parsed = orjson.loads(text)
+        if isinstance(parsed, dict):
+            err = parsed.get("error")
+            if isinstance(err, dict) and isinstance(err.get("message"), str):
+                message = err["message"]
+            elif isinstance(err, str):
+                message = err
+    except orjson.JSONDecodeError:
+        pass
+    retryable = status in (408, 409, 429) or status >= 500
+    return ProviderError(
+        f"upstream returned {status}: {redact(message)}",
+        status=status if status < 500 else 502,
+        retryable=retryable,
+        retry_after=retry_after_seconds(headers),
+    )
+
+
+class OpenAIProvider(Provider):
+    name = "openai"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        streaming=True, tools=True, json_schema=True, embeddings=True
+    )
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        self.base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+        self._headers = {"Content-Type": "application/json"}
+        if config.api_key:
+            self._headers["Authorization"] = f"Bearer {config.api_key}"
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=1000, ttl_dns_cache=300, enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                auto_decompress=True,
+            )
+        return self._session
+
+    def _payload(self, body: JSON, stream: bool) -> bytes:
+        payload = dict(body)
+        payload["model"] = self.config.model
+        payload["stream"] = stream
+        if not stream:
+            payload.pop("stream_options", None)
+        return orjson.dumps(payload)
+
+    async def chat(self, body: JSON, *, timeout: float) -> JSON:
+        url = f"{self.base_url}/chat/completions"
+        try:
+            async with self._client().post(
+                url, data=self._payload(body, False), timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise upstream_error(resp.status, raw.decode(errors="replace"), resp.headers)
+        except TimeoutError:
+            raise ProviderTimeout() from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError(f"cannot reach the upstream: {type(exc).__name__}", retryable=True) from None
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ProviderError("upstream returned a body that is not JSON", retryable=True) from None
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise ProviderError("upstream returned JSON without `choices`", retryable=True)
+        return data
+
+    async def chat_stream(self, body: JSON, *, timeout: float) -> AsyncIterator[JSON]:
+        url = f"{self.base_url}/chat/completions"
+        # `timeout` bounds the wait for each piece, not the whole (a long answer may stream for minutes).
+        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        try:
+            async with self._client().post(
+                url, data=self._payload(body, True), timeout=client_timeout
+            ) as resp:
+                if resp.status >= 400:
+                    text = (await resp.read()).decode(errors="replace")
+                    raise upstream_error(resp.status, text, resp.headers)
+                async for event in sse.decode(resp.content.iter_any()):
+                    if event.data.strip() == "[DONE]":
+                        return
+                    try:
+                        chunk = orjson.loads(event.data)
+                    except orjson.JSONDecodeError:
+                        raise ProviderError(
+                            "upstream sent a stream event that is not JSON", retryable=True
+                        ) from None
+                    if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
+                        raise upstream_error(502, event.data, None)
+                    yield chunk
+        except TimeoutError:
+            raise ProviderTimeout() from None
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            raise ProviderError(f"upstream stream broke: {type(exc).__name__}", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError(f"cannot reach the upstream: {type(exc).__name__}", retryable=True) from None
+
+    async def embed(self, inputs: list[str], *, timeout: float) -> Embeddings:
+        url = f"{self.base_url}/embeddings"
+        payload = orjson.dumps({"model": self.config.model, "input": inputs})
+        try:
+            async with self._client().post(
+                url, data=payload, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise upstream_error(resp.status, raw.decode(errors="replace"), resp.headers)
+        except TimeoutError:
+            raise ProviderTimeout() from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError(f"cannot reach the upstream: {type(exc).__name__}", retryable=True) from None
+        try:
+            data = orjson.loads(raw)
+            rows = sorted(data["data"], key=lambda r: r.get("index", 0))
+            vectors = [list(map(float, r["embedding"])) for r in rows]
+            tokens = int((data.get("usage") or {}).get("prompt_tokens", 0))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise ProviderError("upstream returned a malformed embeddings body", retryable=True) from None
+        return Embeddings(vectors=vectors, input_tokens=tokens)
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+            await asyncio.sleep(0)

@@ -1,0 +1,55 @@
+"""Provider registry: built-ins and third-party providers both arrive through the
+`fmops.providers` entry-point group (see pyproject.toml), so the plugin path is exercised daily."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+
+from fmops.errors import UserError
+from fmops.providers.base import Provider
+
+log = logging.getLogger(__name__)
+ENTRY_POINT_GROUP = "fmops.providers"
+_registered: dict[str, type[Provider]] = {}
+_loaded = False
+
+
+def register(cls: type[Provider]) -> type[Provider]:
+    _registered[cls.name] = cls
+    return cls
+
+
+def unregister(name: str) -> None:
+    _registered.pop(name, None)
+
+
+def _load_entry_points() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in _registered:
+            continue
+        # Resolving an entry point imports only the module; heavy engines import lazily inside.
+        try:
+            cls = ep.load()
+        except Exception:
+            log.exception("provider plugin failed to load", extra={"provider": ep.name})
+            continue
+        _registered[ep.name] = cls
+    _loaded = True
+
+
+def providers() -> dict[str, type[Provider]]:
+    _load_entry_points()
+    return dict(_registered)
+
+
+def get_provider_class(name: str) -> type[Provider]:
+    known = providers()
+    if name not in known:
+        raise UserError(
+            f"unknown provider {name!r}; installed providers: {', '.join(sorted(known))}", param="provider"
+        )
+    return known[name]

@@ -1,0 +1,78 @@
+"""The model catalog of the caller's project: list, show, add, update, remove."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from fmops.auth import Role
+from fmops.catalog import ModelSpec, ModelUpdate, public_view
+from fmops.server.deps import PlatformDep, PrincipalDep, gate
+
+router = APIRouter(prefix="/api/models", tags=["models"], dependencies=gate(Role.consumer))
+
+
+class ModelPublic(BaseModel):
+    alias: str
+    provider: str
+    model: str
+    base_url: str | None
+    api_key_set: bool
+    context_window: int | None
+    input_price: float
+    output_price: float
+    capabilities: dict[str, Any]
+    fallbacks: list[str]
+    timeout_seconds: float
+    max_retries: int
+    cache_ttl_seconds: int | None
+    license: str | None
+    builtin: bool
+    created_at: datetime | None
+
+
+@router.get("", response_model=list[ModelPublic], summary="Models the caller's project can call")
+async def list_models(platform: PlatformDep, principal: PrincipalDep) -> list[ModelPublic]:
+    models = await run_in_threadpool(platform.catalog.models, principal.project_id)
+    return [ModelPublic(**public_view(m)) for m in sorted(models.values(), key=lambda m: m.alias)]
+
+
+@router.get("/{alias:path}", response_model=ModelPublic, summary="One model's profile")
+async def get_model(alias: str, platform: PlatformDep, principal: PrincipalDep) -> ModelPublic:
+    entry = await run_in_threadpool(platform.catalog.get, principal.project_id, alias)
+    return ModelPublic(**public_view(entry))
+
+
+@router.post(
+    "",
+    response_model=ModelPublic,
+    status_code=201,
+    summary="Add a model (engineer)",
+    dependencies=gate(Role.engineer),
+)
+def add_model(body: ModelSpec, platform: PlatformDep, principal: PrincipalDep) -> ModelPublic:
+    return ModelPublic(**public_view(platform.catalog.add(principal.project_id, body)))
+
+
+@router.patch(
+    "/{alias:path}",
+    response_model=ModelPublic,
+    summary="Change a model (engineer); a new base_url needs its api_key again",
+    dependencies=gate(Role.engineer),
+)
+def update_model(
+    alias: str, body: ModelUpdate, platform: PlatformDep, principal: PrincipalDep
+) -> ModelPublic:
+    return ModelPublic(**public_view(platform.catalog.update(principal.project_id, alias, body)))
+
+
+@router.delete(
+    "/{alias:path}", status_code=204, summary="Remove a model (engineer)", dependencies=gate(Role.engineer)
+)
+def remove_model(alias: str, platform: PlatformDep, principal: PrincipalDep) -> Response:
+    platform.catalog.remove(principal.project_id, alias)
+    return Response(status_code=204)

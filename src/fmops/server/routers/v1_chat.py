@@ -1,0 +1,52 @@
+"""POST /v1/chat/completions: the OpenAI-compatible chat endpoint, streaming included."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, Response
+from fastapi.responses import StreamingResponse
+
+from fmops.auth import Role
+from fmops.gateway.schemas import ChatCompletionRequest
+from fmops.server.deps import PlatformDep, PrincipalDep, gate
+
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consumer))
+
+SessionHeader = Annotated[str | None, Header(alias="x-fmops-session-id", max_length=200)]
+
+
+@router.post(
+    "/chat/completions",
+    summary="Create a chat completion (OpenAI-compatible; `stream: true` for server-sent events)",
+    response_model=None,
+)
+async def chat_completions(
+    body: ChatCompletionRequest,
+    platform: PlatformDep,
+    principal: PrincipalDep,
+    session_id: SessionHeader = None,
+) -> Response:
+    gateway = platform.gateway
+    if body.stream:
+        result = await gateway.stream(principal, body, session_id)
+        return StreamingResponse(
+            result.events,
+            media_type="text/event-stream",
+            headers={
+                "x-fmops-trace-id": result.record.trace_id,
+                "x-fmops-cache": "hit" if result.record.cache_hit else "miss",
+                "cache-control": "no-cache",
+                "x-accel-buffering": "no",
+            },
+        )
+    done = await gateway.chat(principal, body, session_id)
+    return Response(
+        orjson.dumps(done.body),
+        media_type="application/json",
+        headers={
+            "x-fmops-trace-id": done.record.trace_id,
+            "x-fmops-cache": "hit" if done.record.cache_hit else "miss",
+        },
+    )

@@ -1,0 +1,22 @@
+"""POST /v1/embeddings: OpenAI-compatible embeddings (float or base64)."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, Response
+
+from fmops.auth import Role
+from fmops.gateway.schemas import EmbeddingRequest
+from fmops.server.deps import PlatformDep, PrincipalDep, gate
+
+router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consumer))
+
+
+@router.post("/embeddings", summary="Create embeddings (OpenAI-compatible)", response_model=None)
+async def embeddings(body: EmbeddingRequest, platform: PlatformDep, principal: PrincipalDep) -> Response:
+    done = await platform.gateway.embeddings(principal, body)
+    return Response(
+        orjson.dumps(done.body),
+        media_type="application/json",
+        headers={"x-fmops-trace-id": done.record.trace_id},
+    )

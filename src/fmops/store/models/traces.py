@@ -1,0 +1,51 @@
+"""Spans: one row per model call or step, following the OpenTelemetry GenAI conventions.
+
+The gateway writes one root span per call. The columns are what dashboards filter and group by;
+everything else rides in `attributes` (gen_ai.* and custom keys).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Float, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fmops.store.models.base import Base
+from fmops.store.types import JSONType, UTCDateTime
+
+
+class Span(Base):
+    __tablename__ = "spans"
+    __table_args__ = (
+        Index("ix_spans_project_start", "project_id", "start_time"),
+        Index("ix_spans_trace", "trace_id"),
+        Index("ix_spans_project_model_start", "project_id", "model", "start_time"),
+    )
+
+    span_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    trace_id: Mapped[str] = mapped_column(String(32))
+    parent_span_id: Mapped[str | None] = mapped_column(String(32))
+    project_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20), default="llm")  # llm, embedding, chain, tool, retrieval
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(10), default="ok")  # ok, error
+    status_message: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(100))  # alias the caller asked for
+    provider: Mapped[str | None] = mapped_column(String(50))
+    response_model: Mapped[str | None] = mapped_column(String(200))  # what actually answered
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    user: Mapped[str | None] = mapped_column(String(200))  # end user, from the request's `user`
+    session_id: Mapped[str | None] = mapped_column(String(200))
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    input: Mapped[Any] = mapped_column(JSONType)
+    output: Mapped[Any] = mapped_column(JSONType)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

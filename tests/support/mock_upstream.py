@@ -1,0 +1,244 @@
+"""A fault-injecting, OpenAI-compatible mock upstream for tests and benchmarks.
+
+Behaviour per request, in priority order:
+1. a scripted step queued with `POST /_control/script` (FIFO, one per request), e.g.
+   {"status": 429, "retry_after": 1}, {"status": 503}, {"hang": 30}, {"delay": 0.2},
+   {"garbage": true}, {"truncate_after": 2}, {"reply": "text"}, {"drop": true} (close the socket);
+2. the requested model name: "always-500", "always-429", "always-400", "hang", "slow-<ms>",
+   "garbage", "truncate";
+3. otherwise a fixed reply ("Hello from the mock upstream.") streamed as one chunk per word.
+
+Every request is recorded (path, headers, JSON body): `GET /_control/requests`; `POST /_control/reset`.
+Run standalone for benchmarks: `python tests/support/mock_upstream.py --port 9000`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+REPLY = "Hello from the mock upstream."
+
+
+@dataclass
+class MockState:
+    script: deque[dict[str, Any]] = field(default_factory=deque)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    record: bool = True
+    # Cancellation evidence: streams whose client went away before the end.
+    aborted_streams: int = 0
+
+
+def _completion(model: str, text: str, prompt_tokens: int) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(text.split()),
+            "total_tokens": prompt_tokens + len(text.split()),
+        },
+    }
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def _step_for(state: MockState, model: str) -> dict[str, Any]:
+    if state.script:
+        return state.script.popleft()
+    if model == "always-500":
+        return {"status": 500}
+    if model == "always-429":
+        return {"status": 429, "retry_after": 0}
+    if model == "always-400":
+        return {"status": 400}
+    if model == "hang":
+        return {"hang": 3600}
+    if model.startswith("slow-"):
+        return {"delay": int(model.removeprefix("slow-")) / 1000}
+    if model == "garbage":
+        return {"garbage": True}
+    if model == "truncate":
+        return {"truncate_after": 2}
+    return {}
+
+
+def make_app(state: MockState) -> web.Application:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        if state.record:
+            state.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        model = str(body.get("model", ""))
+        step = _step_for(state, model)
+        if "delay" in step:
+            await asyncio.sleep(step["delay"])
+        if "hang" in step:
+            await asyncio.sleep(step["hang"])
+        if step.get("drop"):
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)
+        status = step.get("status")
+        if status:
+            headers = {"Retry-After": str(step["retry_after"])} if "retry_after" in step else {}
+            err = {"error": {"message": f"mock upstream error {status}", "type": "mock", "code": None}}
+            return web.Response(
+                status=status, body=orjson.dumps(err), headers=headers, content_type="application/json"
+            )
+        if step.get("garbage"):
+            return web.Response(status=200, text="<html>not json", content_type="application/json")
+        text = step.get("reply", REPLY)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        if not body.get("stream"):
+            return web.Response(
+                body=orjson.dumps(_completion(model, text, prompt_tokens)), content_type="application/json"
+            )
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        words = text.split(" ")
+        chunk_delay = float(step.get("chunk_delay", 0))
+        try:
+            await resp.write(_chunk(model, {"role": "assistant", "content": ""}))
+            for i, word in enumerate(words):
+                if "truncate_after" in step and i >= step["truncate_after"]:
+                    assert request.transport is not None
+                    request.transport.close()  # the stream breaks mid-way
+                    return resp
+                await resp.write(_chunk(model, {"content": word if i == 0 else " " + word}))
+                if chunk_delay:
+                    await asyncio.sleep(chunk_delay)
+            await resp.write(_chunk(model, {}, "stop"))
+            if (body.get("stream_options") or {}).get("include_usage"):
+                usage = _completion(model, text, prompt_tokens)["usage"]
+                payload = {
+                    "id": "chatcmpl-mock",
+                    "object": "chat.completion.chunk",
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
+                await resp.write(b"data: " + orjson.dumps(payload) + b"\n\n")
+            await resp.write(b"data: [DONE]\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            state.aborted_streams += 1
+            raise
+        return resp
+
+    async def embeddings(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(t)), float(i), 1.0]}
+            for i, t in enumerate(inputs)
+        ]
+        usage = {"prompt_tokens": sum(len(str(t).split()) for t in inputs), "total_tokens": 0}
+        return web.Response(
+            body=orjson.dumps({"object": "list", "data": data, "model": body["model"], "usage": usage}),
+            content_type="application/json",
+        )
+
+    async def script(request: web.Request) -> web.Response:
+        steps = orjson.loads(await request.read())
+        state.script.extend(steps if isinstance(steps, list) else [steps])
+        return web.json_response({"queued": len(state.script)})
+
+    async def requests(_: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(state.requests), content_type="application/json")
+
+    async def reset(_: web.Request) -> web.Response:
+        state.script.clear()
+        state.requests.clear()
+        state.aborted_streams = 0
+        return web.json_response({"ok": True})
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response({"aborted_streams": state.aborted_streams, "requests": len(state.requests)})
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/_control/script", script)
+    app.router.add_get("/_control/requests", requests)
+    app.router.add_post("/_control/reset", reset)
+    app.router.add_get("/_control/stats", stats)
+    return app
+
+
+@dataclass
+class MockUpstream:
+    url: str  # base URL including /v1
+    state: MockState
+
+    def script(self, *steps: dict[str, Any]) -> None:
+        self.state.script.extend(steps)
+
+    def reset(self) -> None:
+        self.state.script.clear()
+        self.state.requests.clear()
+        self.state.aborted_streams = 0
+
+
+@contextmanager
+def run_mock_upstream(port: int = 0) -> Iterator[MockUpstream]:
+    """Serve the mock on 127.0.0.1 in a background thread for the duration of the block."""
+    state = MockState()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def start() -> None:
+        runner = web.AppRunner(make_app(state), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        holder["port"] = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        holder["runner"] = runner
+        ready.set()
+
+    thread = threading.Thread(
+        target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True
+    )
+    thread.start()
+    ready.wait(10)
+    try:
+        yield MockUpstream(url=f"http://127.0.0.1:{holder['port']}/v1", state=state)
+    finally:
+        asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=9000)
+    args = parser.parse_args()
+    state = MockState(record=False)
+    web.run_app(make_app(state), host="127.0.0.1", port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
