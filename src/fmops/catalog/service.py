@@ -107,13 +107,18 @@ class Catalog:
             created_at=row.created_at,
         )
 
+    def cached_models(self, project_id: str) -> dict[str, ModelEntry] | None:
+        """The project's models if looked up recently, without touching the database (hot path)."""
+        with self._lock:
+            hit = self._cache.get(project_id)
+        return hit[1] if hit and hit[0] > time.monotonic() else None
+
     def models(self, project_id: str) -> dict[str, ModelEntry]:
         """Every model the project can call, by alias (cached briefly)."""
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(project_id)
-        if hit and hit[0] > now:
-            return hit[1]
+        hit = self.cached_models(project_id)
+        if hit is not None:
+            return hit
         with self.store.session() as session:
             rows = session.scalars(
                 select(CatalogModel).where(CatalogModel.project_id == project_id).order_by(CatalogModel.alias)
@@ -224,16 +229,14 @@ class Catalog:
                 if alias in self.builtins():
                     raise UserError(f"{alias!r} is a built-in model and cannot be changed", param="model")
                 raise NotFound(f"model {alias!r} does not exist in this project", param="model")
-            if "base_url" in fields and fields["base_url"] != row.base_url:
+            # Compared as stored (normalised), so re-sending the same URL is not a move.
+            wanted = (fields.get("base_url") or "").strip().rstrip("/") or None
+            if "base_url" in fields and wanted != row.base_url:
                 # The stored key must never follow the model to a host it was not given for.
                 if changes.api_key is None:
                     raise UserError("changing base_url requires api_key again", param="api_key")
                 allow = trusted or self.settings.upstream_allow_private
-                row.base_url = (
-                    check_upstream_url(fields["base_url"], allow_private=allow)
-                    if fields["base_url"]
-                    else None
-                )
+                row.base_url = check_upstream_url(wanted, allow_private=allow) if wanted else None
             if changes.api_key is not None:
                 row.api_key_encrypted = self.secrets.encrypt(changes.api_key.get_secret_value())
             for name in ("context_window", "input_price", "output_price", "timeout_seconds", "max_retries"):

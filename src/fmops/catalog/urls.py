@@ -42,12 +42,17 @@ def check_upstream_url(url: str, *, allow_private: bool) -> str:
     for addr in _addresses(host):
         if addr.is_link_local or (addr.version == 6 and addr.ipv4_mapped and addr.ipv4_mapped.is_link_local):
             raise UserError("base_url points at a link-local (metadata) address", param="base_url")
-        if addr.is_multicast or addr.is_unspecified or addr.is_reserved:
+        if addr.is_multicast or addr.is_unspecified:
             raise UserError("base_url points at a reserved address", param="base_url")
-        if (addr.is_loopback or addr.is_private) and not allow_private:
-            raise UserError(
-                "base_url points at a loopback or private address; an operator can add it with "
-                "`fmops models add`, or allow it with FMOPS_UPSTREAM_ALLOW_PRIVATE=true",
-                param="base_url",
-            )
+        # Before `is_reserved`: IPv6 loopback (::1) is in a reserved range, and is loopback first.
+        if addr.is_loopback or (addr.is_private and not addr.is_reserved):
+            if not allow_private:
+                raise UserError(
+                    "base_url points at a loopback or private address; an operator can add it with "
+                    "`fmops models add`, or allow it with FMOPS_UPSTREAM_ALLOW_PRIVATE=true",
+                    param="base_url",
+                )
+            continue
+        if addr.is_reserved:
+            raise UserError("base_url points at a reserved address", param="base_url")
     return url.strip().rstrip("/")

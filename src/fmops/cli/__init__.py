@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from typing import Any, NoReturn
 
 import typer
+from rich.markup import escape
 
 from fmops import __version__
 from fmops.cli import db, jobs, keys, models, projects, users
@@ -36,15 +38,33 @@ def version() -> None:
     print(__version__)
 
 
+# Usage errors (unknown command, bad option value) are click exceptions, from click itself or from
+# the copy of click that newer Typer bundles; Typer exports only BadParameter, so find its base there.
+_ClickException: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    # One line whatever the terminal width; the message is plain text, never Rich markup.
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def main() -> None:
     """Console entry point: user mistakes print one line and exit non-zero, never a traceback."""
     try:
-        app()
-    except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
-        sys.exit(2)
-    except FmopsError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        code = app(standalone_mode=False)
+    except _ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(exc.exit_code)  # Typer has printed the help already
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        _fail(exc.format_message() + hint, exc.exit_code)
+    except typer.Abort:
         sys.exit(1)
+    except ConfigError as exc:
+        _fail(exc.message, 2)
+    except FmopsError as exc:
+        _fail(exc.message, 1)
     except KeyboardInterrupt:
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

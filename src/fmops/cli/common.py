@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from fmops.server.platform import Platform
 from fmops.settings import Settings, load_settings
@@ -55,7 +56,8 @@ def print_rows(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
         return
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column)
+        # Ids are what users copy into the next command: never shortened to fit a narrow terminal.
+        table.add_column(column, no_wrap=column == "id", min_width=32 if column == "id" else None)
     for row in rows:
-        table.add_row(*(fmt(v) for v in row))
+        table.add_row(*(Text(fmt(v)) for v in row))  # names and messages are text, never markup
     console.print(table)

@@ -36,7 +36,10 @@ def db_status() -> None:
     finally:
         store.dispose()
     head = head_revision()
-    console.print(f"url: {store.engine.url.render_as_string(hide_password=True)}")
+    # A long URL stays on its line (and is text, not markup), whatever the terminal width.
+    console.print(
+        f"url: {store.engine.url.render_as_string(hide_password=True)}", markup=False, soft_wrap=True
+    )
     console.print(
         f"revision: {current or 'empty'} (latest {head})" + ("" if current == head else " - run upgrade")
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 
 from fmops.cli.common import console, fmt, local_platform, print_rows
 from fmops.jobs import JobStatus
@@ -46,7 +47,7 @@ def show(
         ("result", job.result),
         ("error", job.error),
     ]:
-        console.print(f"[bold]{label:>9}[/bold] {fmt(value)}", highlight=False, markup=True)
+        console.print(f"[bold]{label:>9}[/bold] {escape(fmt(value))}", highlight=False, markup=True)
     lines = platform.jobs.logs(job_id, None, limit=100_000)[-log_lines:] if log_lines else []
     for line in lines:
         console.print(f"{fmt(line.ts)} {line.level:<7} {line.line}", markup=False, highlight=False)

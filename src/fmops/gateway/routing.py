@@ -25,10 +25,17 @@ class UpstreamFailed(FmopsError):
 
     error_type = "upstream_error"
 
-    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int,
+        retry_after: float | None = None,
+        attempts: list[Attempt] | None = None,
+    ) -> None:
         super().__init__(message, code="upstream_error" if status != 504 else "upstream_timeout")
         self.status_code = status
         self.retry_after = retry_after
+        self.attempts = attempts or []  # for the span: what was tried, and why each failed
 
 
 @dataclass
@@ -59,6 +66,13 @@ class CircuitBreaker:
 
     def success(self, key: str) -> None:
         self._states.pop(key, None)
+
+    def abandon(self, key: str) -> None:
+        """A call ended without a verdict (cancelled, or an unexpected error): free its probe slot,
+        so a half-open upstream is not left waiting for a probe that will never report."""
+        state = self._states.get(key)
+        if state is not None:
+            state.probing = False
 
     def failure(self, key: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -130,6 +144,9 @@ async def call_with_fallbacks(
                     break
                 await asyncio.sleep(delay)
                 continue
+            except BaseException:
+                breaker.abandon(key)
+                raise
             breaker.success(key)
             return result, entry, attempts
         if time.monotonic() >= deadline:
@@ -144,9 +161,14 @@ def _exhausted(attempts: list[Attempt], cooling: list[float], deadline: float) -
             "every model for this request is cooling down after repeated upstream failures; retry later",
             503,
             retry_after=max(1.0, wait),
+            attempts=attempts,
         )
     timed_out = time.monotonic() >= deadline or (attempts and attempts[-1].status == 504)
     tried = "; ".join(f"{a.model}: {a.error}" for a in attempts[-5:]) or "no attempt fit in the deadline"
     if timed_out:
-        return UpstreamFailed(f"the model did not answer within the request's deadline ({tried})", 504)
-    return UpstreamFailed(f"the upstream failed after retries and fallbacks ({tried})", 502)
+        return UpstreamFailed(
+            f"the model did not answer within the request's deadline ({tried})", 504, attempts=attempts
+        )
+    return UpstreamFailed(
+        f"the upstream failed after retries and fallbacks ({tried})", 502, attempts=attempts
+    )

@@ -94,6 +94,7 @@ class Gateway:
         self.breaker = breaker or CircuitBreaker()
         self.default_timeout = default_timeout
         self._providers: dict[str, Provider] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- plumbing -------------------------------------------------------------------------------
 
@@ -106,6 +107,9 @@ class Gateway:
         return found
 
     async def resolve(self, principal: Principal, alias: str) -> ModelEntry:
+        cached = self.catalog.cached_models(principal.project_id)
+        if cached is not None and alias in cached:
+            return cached[alias]
         return await run_in_threadpool(self.catalog.get, principal.project_id, alias)
 
     async def _chain(
@@ -167,24 +171,36 @@ class Gateway:
             record.input_tokens, record.output_tokens = _usage(body)
         record.cost = entry.cost(record.input_tokens or 0, record.output_tokens or 0)
         record.provider = entry.provider
-        if self.limits is not None and not record.cache_hit:
+        if self.limits is not None and not record.settled:
+            record.settled = True
+            spent = (
+                (0, 0, 0.0)
+                if record.cache_hit
+                else (record.input_tokens or 0, record.output_tokens or 0, record.cost)
+            )
             try:
-                await self.limits.settle(
-                    record.principal, record.input_tokens or 0, record.output_tokens or 0, record.cost
-                )
+                await self.limits.settle(record.principal, *spent, record.admission)
             except Exception:
                 log.exception("could not settle usage")
 
     def _finish(self, record: CallRecord) -> None:
+        if self.limits is not None and record.admission is not None and not record.settled:
+            # A failed call spent nothing: give its token reservation back.
+            record.settled = True
+            task = asyncio.get_running_loop().create_task(
+                self.limits.settle(record.principal, 0, 0, 0.0, record.admission)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         self.tracer.record(record.row())
 
     # --- chat -----------------------------------------------------------------------------------
 
-    async def _admit(self, principal: Principal, req: ChatCompletionRequest) -> ModelEntry:
-        entry = await self.resolve(principal, req.model)
+    async def _admit(self, record: CallRecord, req: ChatCompletionRequest) -> ModelEntry:
+        entry = await self.resolve(record.principal, req.model)
         self._check(entry, req)
         if self.limits is not None:
-            await self.limits.admit(principal, _estimate_tokens(req))
+            record.admission = await self.limits.admit(record.principal, _estimate_tokens(req))
         return entry
 
     async def chat(
@@ -192,7 +208,7 @@ class Gateway:
     ) -> ChatResult:
         record = self._record(principal, req, session_id)
         try:
-            entry = await self._admit(principal, req)
+            entry = await self._admit(record, req)
             ttl = self._cache_ttl(req, entry)
             cache_key = None
             if ttl and self.cache is not None:
@@ -229,7 +245,7 @@ class Gateway:
                 await self.cache.put(cache_key, response, ttl)
             return ChatResult(response, record)
         except (FmopsError, ProviderError) as exc:
-            record.fail(getattr(exc, "message", str(exc)))
+            _failed(record, exc)
             raise _as_fmops(exc) from None
         except asyncio.CancelledError:
             record.fail("client disconnected")
@@ -247,7 +263,7 @@ class Gateway:
         """
         record = self._record(principal, req, session_id)
         try:
-            entry = await self._admit(principal, req)
+            entry = await self._admit(record, req)
             ttl = self._cache_ttl(req, entry)
             cache_key = None
             if ttl and self.cache is not None:
@@ -291,9 +307,13 @@ class Gateway:
                 breaker_key=lambda e: e.connection_id,
             )
         except (FmopsError, ProviderError) as exc:
-            record.fail(getattr(exc, "message", str(exc)))
+            _failed(record, exc)
             self._finish(record)
             raise _as_fmops(exc) from None
+        except asyncio.CancelledError:
+            record.fail("client disconnected before the stream started")
+            self._finish(record)
+            raise
         record.ttft_ms = (time.perf_counter() - started) * 1000
         record.response_model = answered.alias
         if attempts:
@@ -320,29 +340,38 @@ class Gateway:
             chunk: JSON | None = first
             while chunk is not None:
                 chunk["model"] = name
+                # Providers report usage on their last chunk or on a chunk of its own; clients get
+                # it the OpenAI way: a final chunk with no choices, and only when they asked.
                 if chunk.get("usage"):
                     usage = chunk["usage"]
+                chunk.pop("usage", None)
                 acc.add(chunk)
-                if not include_usage:
-                    chunk.pop("usage", None)
-                    if not chunk.get("choices"):
-                        chunk = await _next(iterator)
-                        continue
-                yield encode(chunk)
+                if chunk.get("choices"):
+                    yield encode(chunk)
                 chunk = await _next(iterator)
             finished = True
+            if include_usage and usage:
+                yield encode(
+                    {
+                        "id": acc.id,
+                        "object": "chat.completion.chunk",
+                        "created": acc.created,
+                        "model": name,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
         except ProviderError as exc:
             record.fail(f"stream failed after it started: {exc.message}")
             self.breaker.failure(entry.connection_id)
-            yield encode(
-                {
-                    "error": {
-                        "message": exc.message,
-                        "type": "upstream_error",
-                        "param": None,
-                        "code": "stream_error",
-                    }
-                }
+            yield _stream_error(exc.message, "upstream_error")
+        except Exception as exc:
+            # Whatever went wrong, the client still gets an error event and `[DONE]`, and the span
+            # says the call failed.
+            log.exception("stream relay failed", extra={"trace": record.trace_id})
+            record.fail(f"stream failed after it started: {type(exc).__name__}")
+            yield _stream_error(
+                "the stream failed after it started; the error has been logged", "server_error"
             )
         except (asyncio.CancelledError, GeneratorExit):
             record.fail("client disconnected during the stream")
@@ -368,17 +397,14 @@ class Gateway:
     async def embeddings(self, principal: Principal, req: EmbeddingRequest) -> ChatResult:
         record = CallRecord(principal=principal, model=req.model, kind="embedding", user=req.user)
         try:
-            try:
-                texts = req.texts()
-            except ValueError as exc:
-                raise UserError(str(exc), param="input") from None
+            texts = req.texts()
             record.input = {"input": [t[:1000] for t in texts[:20]], "count": len(texts)}
             entry = await self.resolve(principal, req.model)
             caps = _capabilities(entry, get_provider_class(entry.provider))
             if not caps.embeddings:
                 raise UserError(f"model {entry.alias!r} does not serve embeddings", param="model")
             if self.limits is not None:
-                await self.limits.admit(principal, sum(len(t) for t in texts) // 4)
+                record.admission = await self.limits.admit(principal, sum(len(t) for t in texts) // 4)
             result = await self.provider(entry).embed(texts, timeout=entry.timeout_seconds)
             vectors = [v[: req.dimensions] if req.dimensions else v for v in result.vectors]
             data = [
@@ -426,12 +452,26 @@ async def _close(iterator: AsyncIterator[JSON]) -> None:
             log.debug("upstream stream did not close cleanly", exc_info=True)
 
 
+def _failed(record: CallRecord, exc: FmopsError | ProviderError) -> None:
+    record.fail(exc.message)
+    if isinstance(exc, UpstreamFailed) and exc.attempts:
+        record.attributes["fmops.attempts"] = [a.__dict__ for a in exc.attempts]
+
+
+def _stream_error(message: str, error_type: str) -> bytes:
+    return encode({"error": {"message": message, "type": error_type, "param": None, "code": "stream_error"}})
+
+
 def _as_fmops(exc: Exception) -> FmopsError:
     if isinstance(exc, FmopsError):
         return exc
     assert isinstance(exc, ProviderError)
     if exc.retryable:
         return UpstreamFailed(exc.message, 504 if exc.status == 504 else 502)
+    if exc.status in (401, 403):
+        # The upstream refused the credentials an engineer configured: a gateway fault, not the
+        # caller's key (a 401 would tell the SDK user their fmops key is wrong).
+        return UpstreamFailed(f"the upstream refused the model's configured credentials ({exc.message})", 502)
     error = UserError(exc.message, code="upstream_rejected")
     error.status_code = exc.status if 400 <= exc.status < 500 else 400
     return error

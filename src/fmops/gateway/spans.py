@@ -44,6 +44,9 @@ class CallRecord:
     status: str = "ok"
     status_message: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    # The rate-limit reservation made at admission, released or settled exactly once.
+    admission: Any = None
+    settled: bool = False
 
     def fail(self, message: str) -> None:
         self.status = "error"

@@ -144,6 +144,8 @@ class OpenAIProvider(Provider):
             raise ProviderError(f"upstream stream broke: {type(exc).__name__}", retryable=True) from None
         except aiohttp.ClientError as exc:
             raise ProviderError(f"cannot reach the upstream: {type(exc).__name__}", retryable=True) from None
+        except ValueError as exc:  # from the SSE decoder: bytes that are not UTF-8, an oversized event
+            raise ProviderError(f"upstream sent a malformed stream: {exc}", retryable=True) from None
 
     async def embed(self, inputs: list[str], *, timeout: float) -> Embeddings:
         url = f"{self.base_url}/embeddings"

@@ -7,37 +7,109 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from fmops import __version__
-from fmops.server.deps import RoleGate
-from fmops.server.errors import install_error_handlers
+from fmops.auth import Role
+from fmops.server.deps import RoleGate, authenticate
+from fmops.server.errors import ERROR_DESCRIPTIONS, ErrorBody, install_error_handlers
 from fmops.server.middleware import BodyLimitMiddleware
 from fmops.server.platform import Platform
-from fmops.server.routers import health, jobs, keys, me, projects, users
+from fmops.server.routers import (
+    health,
+    jobs,
+    keys,
+    me,
+    models,
+    projects,
+    users,
+    v1_chat,
+    v1_embeddings,
+    v1_models,
+)
 from fmops.settings import Settings
 
-ROUTERS = [health.router, me.router, projects.router, users.router, keys.router, jobs.router]
+ROUTERS = [
+    health.router,
+    me.router,
+    projects.router,
+    users.router,
+    keys.router,
+    jobs.router,
+    models.router,
+    v1_chat.router,
+    v1_embeddings.router,
+    v1_models.router,
+]
 
 
-def _min_role(route: APIRoute) -> str | None:
-    """The strictest RoleGate on a route (router- and route-level dependencies alike)."""
-    roles = [d.call.role for d in route.dependant.dependencies if isinstance(d.call, RoleGate)]
-    return max(roles, key=lambda r: r.rank).value if roles else None
+def _min_role(dependant: Dependant) -> str | None:
+    """The strictest RoleGate on a route (router- and route-level dependencies alike).
+
+    A route that needs a key but has no gate accepts every role: its minimum is the lowest one.
+    """
+    gates: list[RoleGate] = []
+    needs_key = False
+    pending = list(dependant.dependencies)
+    while pending:
+        dep = pending.pop()
+        if isinstance(dep.call, RoleGate):
+            gates.append(dep.call)
+        needs_key = needs_key or dep.call is authenticate
+        pending.extend(dep.dependencies)
+    if gates:
+        return max((g.role for g in gates), key=lambda r: r.rank).value
+    return Role.consumer.value if needs_key else None
+
+
+def _document_errors(operation: dict[str, Any], path: str, role: str | None) -> None:
+    """Declare the error responses every route shares, in the shape they really have.
+
+    FastAPI documents a 422 for routes with parameters; fmops answers invalid input with 400.
+    """
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    statuses = set()
+    if responses.pop("422", None) is not None or "requestBody" in operation:
+        statuses.add(400)
+    if "requestBody" in operation:
+        statuses.add(413)
+    if role is not None:
+        statuses.add(401)
+    if role is not None and role != Role.consumer:
+        statuses.add(403)
+    if "{" in path:
+        statuses.add(404)
+    for status in sorted(statuses):
+        responses.setdefault(
+            str(status),
+            {
+                "description": ERROR_DESCRIPTIONS[status],
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+            },
+        )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema:
         return app.openapi_schema
     schema = FastAPI.openapi(app)
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):  # the 422 bodies fmops never sends
+        components.pop(unused, None)
+    error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(error_schema.pop("$defs", {}))
+    components["ErrorBody"] = error_schema
+    # Included routers' routes are only reachable (with the router's dependencies) through route contexts.
+    for context in iter_route_contexts(app.routes):
+        if not isinstance(context.original_route, APIRoute):
             continue
-        role = _min_role(route)
-        for method in route.methods or ():
-            operation = schema["paths"].get(route.path_format, {}).get(method.lower())
+        role = _min_role(context.dependant)
+        for method in context.methods or ():
+            operation = schema["paths"].get(context.path_format, {}).get(method.lower())
             if operation is not None:
                 operation["x-fmops-min-role"] = role
+                _document_errors(operation, context.path_format or "", role)
     app.openapi_schema = schema
     return schema
 
@@ -47,6 +119,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await platform.start()
         yield
         await platform.shutdown()
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from pydantic import BaseModel
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 
 from fmops.errors import FmopsError
@@ -16,6 +19,38 @@ from fmops.logs import redact
 log = logging.getLogger(__name__)
 
 _TYPES = {401: "invalid_request_error", 403: "permission_error", 404: "invalid_request_error"}
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid request; the message says what to fix",
+    401: "Missing, malformed, unknown, revoked or expired API key",
+    403: "The key's role may not do this",
+    404: "No such object in the key's project",
+    409: "The object's current state does not allow this (name taken, job finished, last admin)",
+    413: "Request body larger than the limit (setting FMOPS_MAX_BODY_BYTES)",
+    503: "A dependency (the database) is unavailable; retry later",
+}
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error shape, used by every error response."""
+
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route or router: error statuses it can answer besides the common ones.
+
+    The common ones (400, 401, 403, 404, 413) are added to the OpenAPI document by the app factory
+    from what a route takes; list here only what its handler decides (e.g. 409).
+    """
+    return {s: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[s]} for s in statuses}
 
 
 def error_response(
@@ -39,7 +74,7 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
+def _describe_validation(exc: RequestValidationError, content_type: str = "") -> tuple[str, str | None]:
     parts, first = [], None
     for item in exc.errors()[:10]:
         loc = [str(p) for p in item.get("loc", ())]
@@ -55,6 +90,12 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
             msg = f"request body is not valid JSON ({ctx.get('error', 'parse error')})"
             label = "body"
             first = None
+        elif loc == ["body"] and item.get("type") != "value_error":
+            # The body as a whole: absent, or not a JSON object. (A `value_error` here is a
+            # model-level check, e.g. `base_url` sent per request: its own message says what to fix.)
+            msg = "missing; send a JSON object" if item.get("type") == "missing" else "must be a JSON object"
+            if "json" not in content_type:
+                msg += " with `Content-Type: application/json`"
         parts.append(f"{label}: {msg}")
     return "; ".join(parts) or "invalid request", first
 
@@ -63,6 +104,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FmopsError)
     async def _fmops(_: Request, exc: FmopsError) -> JSONResponse:
         headers = {"Retry-After": "5"} if exc.status_code == 503 else None
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int | float):
+            headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
         if exc.status_code == 401:
             headers = {"WWW-Authenticate": "Bearer"}
         return error_response(
@@ -75,8 +119,8 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param = _describe_validation(exc)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _describe_validation(exc, request.headers.get("content-type", ""))
         return error_response(400, message, param=param, code="invalid_request")
 
     @app.exception_handler(HTTPException)
@@ -88,7 +132,8 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "no such route; see /openapi.json for the API"
         elif exc.status_code == 405:
             message = "method not allowed on this route; see /openapi.json"
-        return error_response(exc.status_code, message, headers=dict(exc.headers or {}) or None)
+        code = "payload_too_large" if exc.status_code == 413 else None  # as the body limit's own 413
+        return error_response(exc.status_code, message, code=code, headers=dict(exc.headers or {}) or None)
 
     @app.exception_handler(OperationalError)
     async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
@@ -99,6 +144,17 @@ def install_error_handlers(app: FastAPI) -> None:
             code="database_unavailable",
             headers={"Retry-After": "5"},
         )
+
+    @app.exception_handler(DataError)
+    async def _db_data_error(_: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the request carried (PostgreSQL: NUL characters, numbers
+        # out of range); the caller can fix that, so it is a 400, not a server error.
+        log.info("database refused a value", extra={"error": str(exc.orig)[:200]})
+        if "NUL" in str(exc.orig) or "\\u0000" in str(exc.orig):
+            message = "text in the request may not contain NUL (\\u0000) characters"
+        else:
+            message = "a value in the request cannot be stored: it is out of range or not valid text"
+        return error_response(400, message, code="invalid_value")
 
     @app.exception_handler(DBAPIError)
     async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:

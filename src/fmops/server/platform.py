@@ -8,7 +8,12 @@ from dataclasses import dataclass, field
 
 from fmops.auth import AuthService
 from fmops.catalog import Catalog
+from fmops.counters import Counters, make_counters
+from fmops.gateway.cache import ResponseCache
+from fmops.gateway.limits import Limits
+from fmops.gateway.routing import CircuitBreaker
 from fmops.gateway.service import Gateway
+from fmops.gateway.spend import record_spend
 from fmops.jobs import JobService
 from fmops.secrets import SecretBox
 from fmops.settings import Settings
@@ -28,6 +33,7 @@ class Platform:
     catalog: Catalog
     tracer: TraceWriter
     gateway: Gateway
+    counters: Counters
     # Background writers register here; they are flushed when the server stops.
     shutdown_hooks: list[ShutdownHook] = field(default_factory=list)
 
@@ -35,7 +41,8 @@ class Platform:
     def build(cls, settings: Settings, store: Store | None = None) -> Platform:
         store = store or Store(settings.database_url)
         catalog = Catalog(store, settings, SecretBox.from_settings(settings))
-        tracer = TraceWriter(store)
+        counters = make_counters(settings)
+        tracer = TraceWriter(store, on_batch=record_spend)
         return cls(
             settings=settings,
             store=store,
@@ -43,7 +50,14 @@ class Platform:
             jobs=JobService(store, max_attempts=settings.job_max_attempts),
             catalog=catalog,
             tracer=tracer,
-            gateway=Gateway(catalog, tracer),
+            gateway=Gateway(
+                catalog,
+                tracer,
+                limits=Limits(counters, store),
+                cache=ResponseCache(counters),
+                breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds),
+            ),
+            counters=counters,
         )
 
     async def start(self) -> None:
@@ -54,6 +68,7 @@ class Platform:
         # Order matters: stop calling models, then flush what they recorded, then close the store.
         await self.gateway.close()
         await self.tracer.close()
+        await self.counters.close()
         for hook in reversed(self.shutdown_hooks):
             try:
                 await hook()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+from types import FrameType
 
 import uvicorn
 
@@ -29,6 +31,15 @@ def prepare(settings: Settings) -> tuple[Store, str | None]:
     return store, key
 
 
+def _exit_after_shutdown(signum: int, frame: FrameType | None) -> None:
+    """uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the previous handler.
+
+    With the default handler that kills the process before the job workers are stopped and with a
+    non-zero status; exiting normally instead lets `serve` stop the workers and return 0.
+    """
+    raise SystemExit(0)
+
+
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
     load_modules(settings.plugins)
@@ -42,6 +53,7 @@ def serve(settings: Settings) -> None:
     platform = Platform.build(settings, store)
     app = create_app(settings, platform)
     supervisor = WorkerSupervisor(settings)
+    signal.signal(signal.SIGTERM, _exit_after_shutdown)
     supervisor.start()
     config = uvicorn.Config(
         app,

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from fmops import __version__
@@ -15,12 +16,22 @@ from fmops.store import is_current
 router = APIRouter(tags=["health"])
 
 
+class Readiness(BaseModel):
+    status: str
+    detail: str
+
+
 @router.get("/healthz", summary="The process is up")
 async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readyz", summary="The process can serve: database reachable and migrated")
+@router.get(
+    "/readyz",
+    summary="The process can serve: database reachable and migrated",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready; `detail` says why"}},
+)
 async def readyz(platform: PlatformDep) -> Any:
     def check() -> tuple[bool, str]:
         try:

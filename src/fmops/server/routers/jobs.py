@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from fmops.auth import Role
 from fmops.jobs import JobStatus, get_kind, kinds
 from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.server.errors import error_responses
 from fmops.server.schemas.base import Page
 from fmops.server.schemas.jobs import JobCreate, JobKindPublic, JobLogLine, JobPublic
 
@@ -71,6 +72,11 @@ def job_logs(
     return [JobLogLine.model_validate(x) for x in lines]
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a queued or running job")
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobPublic,
+    summary="Cancel a queued or running job",
+    responses=error_responses(409),
+)
 def cancel_job(job_id: str, platform: PlatformDep, principal: PrincipalDep) -> JobPublic:
     return JobPublic.model_validate(platform.jobs.cancel(job_id, principal.project_id))

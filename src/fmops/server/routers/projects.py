@@ -6,7 +6,8 @@ from fastapi import APIRouter
 
 from fmops.auth import Role
 from fmops.server.deps import PlatformDep, PrincipalDep, gate
-from fmops.server.schemas.auth import ProjectCreate, ProjectPublic, ProjectUpdate
+from fmops.server.errors import error_responses
+from fmops.server.schemas.auth import LimitsUpdate, ProjectCreate, ProjectPublic, ProjectUpdate
 
 router = APIRouter(prefix="/api/projects", tags=["projects"], dependencies=gate(Role.consumer))
 
@@ -22,6 +23,7 @@ def list_projects(platform: PlatformDep, principal: PrincipalDep) -> list[Projec
     response_model=ProjectPublic,
     status_code=201,
     summary="Create a project (admin); the caller's user becomes its admin",
+    responses=error_responses(409),
     dependencies=gate(Role.admin),
 )
 def create_project(body: ProjectCreate, platform: PlatformDep, principal: PrincipalDep) -> ProjectPublic:
@@ -43,4 +45,15 @@ def get_project(project_id: str, platform: PlatformDep, principal: PrincipalDep)
 )
 def update_project(body: ProjectUpdate, platform: PlatformDep, principal: PrincipalDep) -> ProjectPublic:
     project = platform.auth.set_retention(principal, body.retention_days)
+    return ProjectPublic.model_validate(project).model_copy(update={"role": principal.role})
+
+
+@router.patch(
+    "/current/limits",
+    response_model=ProjectPublic,
+    summary="Change the calling key's project's rate limits and budget (admin); omitted fields stay",
+    dependencies=gate(Role.admin),
+)
+def set_project_limits(body: LimitsUpdate, platform: PlatformDep, principal: PrincipalDep) -> ProjectPublic:
+    project = platform.auth.set_project_limits(principal, body.changes())
     return ProjectPublic.model_validate(project).model_copy(update={"role": principal.role})

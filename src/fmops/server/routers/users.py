@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 
 from fmops.auth import Member, Role
 from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.server.errors import error_responses
 from fmops.server.schemas.auth import UserCreate, UserPublic, UserUpdate
 
 router = APIRouter(prefix="/api/users", tags=["users"], dependencies=gate(Role.admin))
@@ -23,7 +24,13 @@ def list_users(platform: PlatformDep, principal: PrincipalDep) -> list[UserPubli
     return [_public(m) for m in platform.auth.list_members(principal)]
 
 
-@router.post("", response_model=UserPublic, status_code=201, summary="Add a user to the caller's project")
+@router.post(
+    "",
+    response_model=UserPublic,
+    status_code=201,
+    summary="Add a user to the caller's project",
+    responses=error_responses(409),
+)
 def create_user(body: UserCreate, platform: PlatformDep, principal: PrincipalDep) -> UserPublic:
     member = platform.auth.create_user(
         body.name, role=body.role, project_id=principal.project_id, email=body.email, creator=principal
@@ -31,12 +38,22 @@ def create_user(body: UserCreate, platform: PlatformDep, principal: PrincipalDep
     return _public(member)
 
 
-@router.patch("/{user_id}", response_model=UserPublic, summary="Change a member's role or disable them")
+@router.patch(
+    "/{user_id}",
+    response_model=UserPublic,
+    summary="Change a member's role or disable them",
+    responses=error_responses(409),
+)
 def update_user(user_id: str, body: UserUpdate, platform: PlatformDep, principal: PrincipalDep) -> UserPublic:
     return _public(platform.auth.update_member(principal, user_id, role=body.role, disabled=body.disabled))
 
 
-@router.delete("/{user_id}", status_code=204, summary="Remove a member (their keys here are revoked)")
+@router.delete(
+    "/{user_id}",
+    status_code=204,
+    summary="Remove a member (their keys here are revoked)",
+    responses=error_responses(409),
+)
 def remove_user(user_id: str, platform: PlatformDep, principal: PrincipalDep) -> Response:
     platform.auth.remove_member(principal, user_id)
     return Response(status_code=204)

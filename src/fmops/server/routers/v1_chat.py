@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from fmops.auth import Role
 from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.server.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consumer))
 
@@ -21,6 +22,7 @@ SessionHeader = Annotated[str | None, Header(alias="x-fmops-session-id", max_len
     "/chat/completions",
     summary="Create a chat completion (OpenAI-compatible; `stream: true` for server-sent events)",
     response_model=None,
+    responses=error_responses(404),  # no such model
 )
 async def chat_completions(
     body: ChatCompletionRequest,

@@ -8,11 +8,17 @@ from fastapi import APIRouter, Response
 from fmops.auth import Role
 from fmops.gateway.schemas import EmbeddingRequest
 from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.server.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consumer))
 
 
-@router.post("/embeddings", summary="Create embeddings (OpenAI-compatible)", response_model=None)
+@router.post(
+    "/embeddings",
+    summary="Create embeddings (OpenAI-compatible)",
+    response_model=None,
+    responses=error_responses(404),  # no such model
+)
 async def embeddings(body: EmbeddingRequest, platform: PlatformDep, principal: PrincipalDep) -> Response:
     done = await platform.gateway.embeddings(principal, body)
     return Response(

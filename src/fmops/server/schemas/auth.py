@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StrictBool, StringConstraints
 
 from fmops.auth import Role
-from fmops.server.schemas.base import Input, Output
+from fmops.auth.limits import UNSET, LimitChanges
+from fmops.server.schemas.base import Input, NumbersOnly, Output
 
 Name = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
@@ -29,10 +30,37 @@ class ProjectCreate(Input):
 
 
 class ProjectUpdate(Input):
-    retention_days: int | None = Field(None, ge=1, le=36_500)
+    retention_days: Annotated[int, Field(ge=1, le=36_500), NumbersOnly] | None = None
 
 
-class ProjectPublic(Output):
+class LimitsPublic(Output):
+    """Rate limits and budget; null means no limit."""
+
+    rpm_limit: int | None = Field(None, description="Requests per minute")
+    tpm_limit: int | None = Field(None, description="Tokens (input + output) per minute")
+    budget: float | None = Field(None, description="Spend allowed per period, in the models' price currency")
+    budget_period: Literal["day", "month", "total"] = Field("month", description="When spend resets (UTC)")
+
+
+class LimitsUpdate(Input):
+    """Only the fields sent change; null removes that limit."""
+
+    rpm_limit: Annotated[int, Field(ge=1, le=1_000_000_000), NumbersOnly] | None = None
+    tpm_limit: Annotated[int, Field(ge=1, le=1_000_000_000), NumbersOnly] | None = None
+    budget: Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False), NumbersOnly] | None = None
+    budget_period: Literal["day", "month", "total"] = "month"
+
+    def changes(self) -> LimitChanges:
+        sent = self.model_fields_set
+        return LimitChanges(
+            rpm=self.rpm_limit if "rpm_limit" in sent else UNSET,
+            tpm=self.tpm_limit if "tpm_limit" in sent else UNSET,
+            budget=self.budget if "budget" in sent else UNSET,
+            budget_period=self.budget_period if "budget_period" in sent else UNSET,
+        )
+
+
+class ProjectPublic(LimitsPublic):
     id: str
     name: str
     retention_days: int | None
@@ -48,7 +76,7 @@ class UserCreate(Input):
 
 class UserUpdate(Input):
     role: Role | None = None
-    disabled: bool | None = None
+    disabled: StrictBool | None = None
 
 
 class UserPublic(Output):
@@ -68,7 +96,7 @@ class KeyCreate(Input):
     expires_at: datetime | None = None
 
 
-class KeyPublic(Output):
+class KeyPublic(LimitsPublic):
     id: str
     name: str
     prefix: str

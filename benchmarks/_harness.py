@@ -1,0 +1,111 @@
+"""Shared pieces of the side-by-side benchmarks: processes pinned to cores, wrk runs, readiness waits."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(core: int, argv: Sequence[str]) -> list[str]:
+    """Run `argv` on one core (taskset from util-linux); unpinned where taskset is missing."""
+    return ["taskset", "-c", str(core), *argv] if shutil.which("taskset") else list(argv)
+
+
+@contextmanager
+def process(
+    argv: Sequence[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    out = log.open("wb") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(list(argv), env=env, stdout=out, stderr=out, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+def wait_http(url: str, timeout: float = 120, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2, headers=headers).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up in {timeout}s")
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(text)
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(
+    url: str, body_file: Path, *, connections: int, seconds: int, core: int, headers: dict[str, str]
+) -> WrkResult:
+    """POST `body_file` to `url` with wrk (Debian package), pinned to `core`."""
+    script = body_file.with_suffix(".lua")
+    lines = ['wrk.method = "POST"', f'wrk.body = io.open("{body_file}"):read("*a")']
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    argv = pinned(
+        core, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    )
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    for pattern in (
+        r"Non-2xx or 3xx responses: (\d+)",
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+    ):
+        found = re.search(pattern, out)
+        if found:
+            errors += sum(int(g) for g in found.groups())
+    return WrkResult(
+        rps=rps, p50_ms=_ms(latency["50"]), p99_ms=_ms(latency["99"]), errors=errors, requests=total
+    )

@@ -1,0 +1,219 @@
+"""Gateway overhead: fmops vs LiteLLM's proxy, side by side, in one run, on this machine.
+
+Both gateways run with one worker pinned to core 0; the mock upstream (tests/support/mock_upstream.py)
+and the load generator (wrk) share core 1. fmops runs with auth, rate limits, cost accounting and
+tracing on; LiteLLM with a master key and no database. We report the latency each adds over calling
+the mock directly (concurrency 1, p50/p99) and requests/s with p99 at concurrency 32, for plain and
+streaming requests; then check that fmops stored a span for every 2xx it served.
+
+    .venv/bin/python benchmarks/gateway_vs_litellm.py [--seconds 10] [--litellm-venv DIR]
+
+LiteLLM is installed from PyPI into its own virtualenv on first run (benchmarks/.venvs/litellm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _harness import BIN, ROOT, WrkResult, free_port, pinned, process, wait_http, wrk
+
+MODEL = "mock"
+MASTER_KEY = "sk-litellm-bench-master"
+
+
+def ensure_litellm(venv: Path) -> Path:
+    exe = venv / "bin" / "litellm"
+    if not exe.exists():
+        print(f"installing LiteLLM into {venv} …", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
+    return exe
+
+
+def litellm_version(venv: Path) -> str:
+    out = subprocess.run(
+        [str(venv / "bin" / "pip"), "show", "litellm"], capture_output=True, text=True
+    ).stdout
+    return next(
+        (line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Version")), "?"
+    )
+
+
+def bodies(folder: Path) -> dict[str, Path]:
+    plain = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 16}
+    stream = {**plain, "stream": True}
+    out = {}
+    for name, body in (("plain", plain), ("stream", stream)):
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps(body))
+        out[name] = path
+    return out
+
+
+def run_matrix(
+    url: str, files: dict[str, Path], headers: dict[str, str], seconds: int
+) -> dict[str, WrkResult]:
+    results = {}
+    for name, path in files.items():
+        # Warm up connections, caches and lazy imports before measuring (counted, not printed).
+        results[f"{name} warm-up"] = wrk(url, path, connections=4, seconds=2, core=1, headers=headers)
+        results[f"{name} c1"] = wrk(url, path, connections=1, seconds=seconds, core=1, headers=headers)
+        results[f"{name} c32"] = wrk(url, path, connections=32, seconds=seconds, core=1, headers=headers)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--litellm-venv", type=Path, default=ROOT / "benchmarks" / ".venvs" / "litellm")
+    args = parser.parse_args()
+    litellm = ensure_litellm(args.litellm_venv)
+    work = Path(tempfile.mkdtemp(prefix="fmops-bench-"))
+    files = bodies(work)
+    mock_port, fmops_port, litellm_port = free_port(), free_port(), free_port()
+    mock_url = f"http://127.0.0.1:{mock_port}/v1"
+    json_headers = {"Content-Type": "application/json"}
+    results: dict[str, dict[str, WrkResult]] = {}
+
+    mock_argv = pinned(
+        1, [sys.executable, str(ROOT / "tests" / "support" / "mock_upstream.py"), "--port", str(mock_port)]
+    )
+    with process(mock_argv, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")}):
+        wait_http(f"http://127.0.0.1:{mock_port}/_control/stats")
+        results["direct"] = run_matrix(f"{mock_url}/chat/completions", files, json_headers, args.seconds)
+
+        # fmops: one process, no job workers, everything on the request path enabled.
+        home = work / "fmops-home"
+        env = {**os.environ, "FMOPS_HOME": str(home), "FMOPS_PORT": str(fmops_port), "FMOPS_WORKERS": "0"}
+        fmops = str(BIN / "fmops")
+        subprocess.run(
+            [
+                fmops,
+                "models",
+                "add",
+                MODEL,
+                "--provider",
+                "openai",
+                "--model",
+                "m1",
+                "--base-url",
+                mock_url,
+                "--input-price",
+                "0.15",
+                "--output-price",
+                "0.6",
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        key = subprocess.run(
+            [fmops, "keys", "create", "--name", "bench", "--role", "consumer"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        limits = subprocess.run([fmops, "keys", "limits", "--help"], env=env, capture_output=True, text=True)
+        if limits.returncode == 0:
+            key_id = json.loads(
+                subprocess.run(
+                    [fmops, "keys", "list", "--json"], env=env, capture_output=True, text=True, check=True
+                ).stdout
+            )[-1]["id"]
+            subprocess.run(
+                [
+                    fmops,
+                    "keys",
+                    "limits",
+                    key_id,
+                    "--rpm",
+                    "100000000",
+                    "--tpm",
+                    "1000000000000",
+                    "--budget",
+                    "1000000",
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+        with process(pinned(0, [fmops, "up"]), env=env, log=work / "fmops.log"):
+            wait_http(f"http://127.0.0.1:{fmops_port}/readyz")
+            auth = {**json_headers, "Authorization": f"Bearer {key}"}
+            results["fmops"] = run_matrix(
+                f"http://127.0.0.1:{fmops_port}/v1/chat/completions", files, auth, args.seconds
+            )
+            time.sleep(1.5)  # let the last batch of spans land
+        served = sum(r.requests - r.errors for r in results["fmops"].values())
+        with sqlite3.connect(home / "fmops.db") as db:
+            spans = db.execute("SELECT count(*) FROM spans WHERE status = 'ok'").fetchone()[0]
+
+        config = work / "litellm.yaml"
+        config.write_text(
+            "model_list:\n"
+            f"  - model_name: {MODEL}\n"
+            "    litellm_params:\n"
+            "      model: openai/m1\n"
+            f"      api_base: {mock_url}\n"
+            "      api_key: sk-mock\n"
+            "general_settings:\n"
+            f"  master_key: {MASTER_KEY}\n"
+        )
+        lenv = {**os.environ, "LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOG": "ERROR"}
+        argv = pinned(
+            0, [str(litellm), "--config", str(config), "--port", str(litellm_port), "--num_workers", "1"]
+        )
+        with process(argv, env=lenv, log=work / "litellm.log"):
+            wait_http(f"http://127.0.0.1:{litellm_port}/health/liveliness", timeout=180)
+            auth = {**json_headers, "Authorization": f"Bearer {MASTER_KEY}"}
+            results["litellm"] = run_matrix(
+                f"http://127.0.0.1:{litellm_port}/v1/chat/completions", files, auth, args.seconds
+            )
+
+    print(
+        f"\nfmops vs LiteLLM {litellm_version(args.litellm_venv)} proxy, "
+        f"{args.seconds}s per run, 1 worker each"
+    )
+    print(f"{'run':<12}{'':>2}{'direct':>22}{'fmops':>26}{'litellm':>26}")
+    for run in ("plain c1", "plain c32", "stream c1", "stream c32"):
+        cells = []
+        for name in ("direct", "fmops", "litellm"):
+            r = results[name][run]
+            cells.append(f"{r.rps:8.0f}/s p50 {r.p50_ms:5.2f} p99 {r.p99_ms:6.1f}")
+        print(f"{run:<12}  " + "  ".join(f"{c:>24}" for c in cells))
+    print()
+    for kind in ("plain", "stream"):
+        d, f, lt = (results[n][f"{kind} c1"] for n in ("direct", "fmops", "litellm"))
+        added_f, added_l = f.p50_ms - d.p50_ms, lt.p50_ms - d.p50_ms
+        added_f99, added_l99 = f.p99_ms - d.p99_ms, lt.p99_ms - d.p99_ms
+        f32, l32 = results["fmops"][f"{kind} c32"], results["litellm"][f"{kind} c32"]
+        print(
+            f"[{kind}] added latency c1: fmops p50 {added_f:.2f} ms / p99 {added_f99:.2f} ms; "
+            f"litellm p50 {added_l:.2f} ms / p99 {added_l99:.2f} ms; "
+            f"litellm/fmops (p50) {added_l / max(added_f, 1e-3):.1f}x"
+        )
+        print(
+            f"[{kind}] throughput c32: fmops {f32.rps:.0f}/s (p99 {f32.p99_ms:.0f} ms), "
+            f"litellm {l32.rps:.0f}/s (p99 {l32.p99_ms:.0f} ms); "
+            f"fmops/litellm {f32.rps / max(l32.rps, 1e-3):.1f}x"
+        )
+    errors = {n: sum(r.errors for r in results[n].values()) for n in results}
+    print(
+        f"\nerrors: {errors}; fmops spans stored {spans} of {served} successful requests"
+        f" ({'none lost' if spans >= served else f'{served - spans} missing'})"
+    )
+
+
+if __name__ == "__main__":
+    main()
