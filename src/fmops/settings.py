@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     artifact_url: str = Field("", description="fsspec URL of the artifact store; default a folder under home")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
+    access_log: bool = Field(
+        False, description="Log every HTTP request (gateway calls are recorded as spans either way)"
+    )
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body accepted")
     workers: int = Field(1, ge=0, le=64, description="Local job worker processes started by `fmops up`")
     job_poll_seconds: float = Field(0.5, gt=0, le=60)
@@ -78,6 +81,9 @@ class Settings(BaseSettings):
     )
     upstream_allow_private: bool = Field(
         False, description="Let API callers add upstreams on loopback/private addresses (the CLI always may)"
+    )
+    gateway_fast_path: bool = Field(
+        True, description="Serve /v1/chat/completions and /v1/embeddings straight from ASGI (faster)"
     )
     model_cache_seconds: float = Field(2.0, ge=0, le=60, description="How long a catalog lookup is reused")
     breaker_threshold: int = Field(

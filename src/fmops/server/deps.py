@@ -15,7 +15,7 @@ from fmops.server.platform import Platform
 _bearer = HTTPBearer(auto_error=False, description="An fmops API key: `Authorization: Bearer fmk-...`")
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 

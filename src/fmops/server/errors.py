@@ -100,28 +100,36 @@ def _describe_validation(exc: RequestValidationError, content_type: str = "") ->
     return "; ".join(parts) or "invalid request", first
 
 
+def fmops_error_response(exc: FmopsError) -> JSONResponse:
+    headers = {"Retry-After": "5"} if exc.status_code == 503 else None
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int | float) and math.isfinite(retry_after):
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    if exc.status_code == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return error_response(
+        exc.status_code,
+        exc.message,
+        error_type=exc.error_type,
+        param=exc.param,
+        code=exc.code,
+        headers=headers,
+    )
+
+
+def validation_error_response(exc: RequestValidationError, content_type: str) -> JSONResponse:
+    message, param = _describe_validation(exc, content_type)
+    return error_response(400, message, param=param, code="invalid_request")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FmopsError)
     async def _fmops(_: Request, exc: FmopsError) -> JSONResponse:
-        headers = {"Retry-After": "5"} if exc.status_code == 503 else None
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, int | float):
-            headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
-        if exc.status_code == 401:
-            headers = {"WWW-Authenticate": "Bearer"}
-        return error_response(
-            exc.status_code,
-            exc.message,
-            error_type=exc.error_type,
-            param=exc.param,
-            code=exc.code,
-            headers=headers,
-        )
+        return fmops_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param = _describe_validation(exc, request.headers.get("content-type", ""))
-        return error_response(400, message, param=param, code="invalid_request")
+        return validation_error_response(exc, request.headers.get("content-type", ""))
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:

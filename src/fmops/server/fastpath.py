@@ -1,0 +1,125 @@
+"""The gateway's hot routes served straight from ASGI, without FastAPI's per-request machinery.
+
+`POST /v1/chat/completions` and `POST /v1/embeddings` are where a gateway's overhead is measured
+(see benchmarks/gateway_vs_litellm.py). Dependency injection, route matching and request
+objects cost several hundred microseconds per call, about as much as everything else the gateway
+does; so these two routes are answered here, with the same authentication, validation, error
+bodies and gateway calls as their FastAPI twins in routers/v1_chat.py and v1_embeddings.py, which
+still define the OpenAPI contract (and serve when the fast path is turned off).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response, StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from fmops.auth import Principal
+from fmops.errors import AuthenticationError, FmopsError, UserError
+from fmops.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
+from fmops.server.errors import fmops_error_response, validation_error_response
+from fmops.server.platform import Platform
+
+ROUTES: dict[str, type[BaseModel]] = {
+    "/v1/chat/completions": ChatCompletionRequest,
+    "/v1/embeddings": EmbeddingRequest,
+}
+MAX_SESSION_ID = 200
+
+
+class GatewayFastPath:
+    def __init__(self, app: ASGIApp, platform: Platform) -> None:
+        self.app = app
+        self.platform = platform
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in ROUTES:
+            await self.app(scope, receive, send)
+            return
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        try:
+            response = await self._handle(scope["path"], headers, receive)
+        except FmopsError as exc:
+            response = fmops_error_response(exc)
+        await response(scope, receive, send)
+
+    async def _principal(self, headers: dict[bytes, bytes]) -> Principal:
+        header = headers.get(b"authorization")
+        if header is None:
+            raw = None
+        else:
+            scheme, _, credentials = header.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer" or not credentials.strip():
+                raise AuthenticationError("malformed Authorization header: use `Authorization: Bearer <key>`")
+            raw = credentials.strip()
+        principal = self.platform.auth.cached(raw) if raw else None
+        if principal is None:
+            principal = await run_in_threadpool(self.platform.auth.authenticate, raw)
+        return principal
+
+    async def _handle(self, path: str, headers: dict[bytes, bytes], receive: Receive) -> Response:
+        principal = await self._principal(headers)
+        body = await _read_body(receive)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError("request body could not be parsed: send UTF-8 encoded JSON") from None
+        try:
+            request = ROUTES[path].model_validate_json(body)
+        except ValidationError as exc:
+            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            content_type = headers.get(b"content-type", b"").decode("latin-1")
+            return validation_error_response(RequestValidationError(errors), content_type)
+        gateway = self.platform.gateway
+        if isinstance(request, EmbeddingRequest):
+            done = await gateway.embeddings(principal, request)
+            return _json(done.body, {"x-fmops-trace-id": done.record.trace_id})
+        assert isinstance(request, ChatCompletionRequest)
+        session = headers.get(b"x-fmops-session-id")
+        session_id = session.decode("utf-8", "replace") if session else None
+        if session_id is not None and len(session_id) > MAX_SESSION_ID:
+            raise UserError(
+                f"x-fmops-session-id is longer than {MAX_SESSION_ID} characters", param="session_id"
+            )
+        if request.stream:
+            result = await gateway.stream(principal, request, session_id)
+            return StreamingResponse(
+                result.events,
+                media_type="text/event-stream",
+                headers={
+                    "x-fmops-trace-id": result.record.trace_id,
+                    "x-fmops-cache": "hit" if result.record.cache_hit else "miss",
+                    "cache-control": "no-cache",
+                    "x-accel-buffering": "no",
+                },
+            )
+        chat = await gateway.chat(principal, request, session_id)
+        return _json(
+            chat.body,
+            {
+                "x-fmops-trace-id": chat.record.trace_id,
+                "x-fmops-cache": "hit" if chat.record.cache_hit else "miss",
+            },
+        )
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole request body; the size limit is enforced by BodyLimitMiddleware around us."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _json(body: Any, headers: dict[str, str]) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
