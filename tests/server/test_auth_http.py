@@ -14,12 +14,15 @@ import stat
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from fmops.auth import AuthService
+from fmops.store import Store
 from support.server import RunningServer
 
 PUBLIC = {"/healthz", "/readyz"}
@@ -375,6 +378,33 @@ def test_revoked_key_is_refused_within_the_cache_time(server: RunningServer, adm
         error = assert_error_shape(response.json(), 401, secret=key["key"])
         assert "revoked" in error["message"]
         assert client.get("/api/jobs").status_code == 401
+
+
+def server_database_url(server: RunningServer) -> str:
+    """The database the server process was started with (its environment, else its SQLite default)."""
+    raw = Path(f"/proc/{server.proc.pid}/environ").read_bytes().split(b"\0")
+    env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    return env.get("FMOPS_DATABASE_URL") or f"sqlite:///{server.home / 'fmops.db'}"
+
+
+def test_key_revoked_elsewhere_is_refused_once_the_cache_expires(
+    server: RunningServer, admin: httpx.Client
+) -> None:
+    # Revoked by another process (the CLI, another replica): this server learns of it only when
+    # its cached verification expires (FMOPS_KEY_CACHE_SECONDS, 2 s by default).
+    key = make_key(admin, role="engineer")
+    with server.client(key["key"]) as client:
+        assert client.get("/api/me").status_code == 200
+        store = Store(server_database_url(server))
+        try:
+            AuthService(store).revoke_key(None, key["id"])
+        finally:
+            store.dispose()
+        revoked_at = time.monotonic()
+        while (response := client.get("/api/me")).status_code != 401:
+            assert time.monotonic() - revoked_at < 5, "a revoked key kept working past the cache time"
+            time.sleep(0.1)
+    assert "revoked" in assert_error_shape(response.json(), 401)["message"]
 
 
 def test_keys_may_revoke_their_users_keys_but_not_others(server: RunningServer, admin: httpx.Client) -> None:

@@ -61,27 +61,31 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 # --- bodies that are not JSON objects -------------------------------------------------------------
 
 
+# Each body, and the words any route's message must contain one of (routes parse in different ways:
+# FastAPI's decoder, or the gateway's own fast path; both must say what is wrong with the body).
+NOT_JSON = ("not valid JSON", "could not be parsed")
 RAW_BODIES = [
-    pytest.param(b'{"kind": ', "not valid JSON", id="truncated"),
-    pytest.param(b"{'kind': 'test.count'}", "not valid JSON", id="single-quotes"),
-    pytest.param(b'{"kind": "a",}', "not valid JSON", id="trailing-comma"),
-    pytest.param(b'{"kind": "\xff\xfe"}', "UTF-8", id="bad-utf8"),
-    pytest.param(b'{"name": "caf\xc3"}', "UTF-8", id="truncated-utf8"),
-    pytest.param(b"\xef\xbb\xbf\x00\x00", "", id="bom-and-nul"),
-    pytest.param(b"[1, 2]", "must be a JSON object", id="array"),
-    pytest.param(b'"text"', "must be a JSON object", id="string"),
-    pytest.param(b"", "missing", id="empty"),
+    pytest.param(b'{"kind": ', NOT_JSON, id="truncated"),
+    pytest.param(b"{'kind': 'test.count'}", NOT_JSON, id="single-quotes"),
+    pytest.param(b'{"kind": "a",}', NOT_JSON, id="trailing-comma"),
+    pytest.param(b'{"kind": "\xff\xfe"}', ("UTF-8", "unicode"), id="bad-utf8"),
+    pytest.param(b'{"name": "caf\xc3"}', ("UTF-8", "unicode"), id="truncated-utf8"),
+    pytest.param(b"\xef\xbb\xbf\x00\x00", (*NOT_JSON, "UTF-8"), id="bom-and-nul"),
+    pytest.param(b"[1, 2]", ("must be a JSON object", "valid dictionary"), id="array"),
+    pytest.param(b'"text"', ("must be a JSON object", "valid dictionary"), id="string"),
+    pytest.param(b"", ("missing", "EOF"), id="empty"),
 ]
 
 
 @pytest.mark.parametrize(("raw", "mentions"), RAW_BODIES)
 def test_every_body_route_refuses_a_body_that_is_not_a_json_object(
-    sqlite_server: RunningServer, api: httpx.Client, raw: bytes, mentions: str
+    sqlite_server: RunningServer, api: httpx.Client, raw: bytes, mentions: tuple[str, ...]
 ) -> None:
     for method, path in body_operations(sqlite_server):
         response = api.request(method, path, content=raw, headers={"Content-Type": "application/json"})
         error = error_of(response, 400)
-        assert mentions in error["message"], (method, path, error)
+        assert any(m in error["message"] for m in mentions), (method, path, error)
+        assert "body" in error["message"] or error["param"] is None, (method, path, error)
 
 
 def test_non_json_content_type_is_named(api: httpx.Client) -> None:

@@ -145,16 +145,21 @@ class Gateway:
         if req.stream and not caps.streaming:
             raise UserError(f"model {entry.alias!r} does not stream; send stream=false", param="stream")
 
-    def _record(self, principal: Principal, req: ChatCompletionRequest, session_id: str | None) -> CallRecord:
+    def _record(
+        self, principal: Principal, req: ChatCompletionRequest, session_id: str | None, body: JSON
+    ) -> CallRecord:
+        """The call's span, whose input reuses the upstream body (one serialisation per request)."""
+        params = {k: v for k, v in body.items() if k not in ("messages", "model", "stream_options")}
+        for name in ("cache", "timeout", "fallbacks"):
+            value = getattr(req, name)
+            if value is not None:
+                params[name] = value.model_dump() if hasattr(value, "model_dump") else value
         return CallRecord(
             principal=principal,
             model=req.model,
             user=req.user,
             session_id=session_id,
-            input={
-                "messages": [m.model_dump(exclude_none=True) for m in req.messages],
-                "params": _params(req),
-            },
+            input={"messages": body["messages"], "params": params},
         )
 
     def _cache_ttl(self, req: ChatCompletionRequest, entry: ModelEntry) -> int | None:
@@ -206,13 +211,14 @@ class Gateway:
     async def chat(
         self, principal: Principal, req: ChatCompletionRequest, session_id: str | None = None
     ) -> ChatResult:
-        record = self._record(principal, req, session_id)
+        body = req.upstream_body()
+        record = self._record(principal, req, session_id, body)
         try:
             entry = await self._admit(record, req)
             ttl = self._cache_ttl(req, entry)
             cache_key = None
             if ttl and self.cache is not None:
-                cache_key = self.cache.key_for(principal.project_id, entry.alias, req.upstream_body())
+                cache_key = self.cache.key_for(principal.project_id, entry.alias, body)
                 cached = await self.cache.get(cache_key)
                 if cached is not None:
                     record.cache_hit = True
@@ -221,7 +227,6 @@ class Gateway:
                     await self._settle(record, entry, cached)
                     record.cost = 0.0  # nothing was spent upstream
                     return ChatResult(cached, record)
-            body = req.upstream_body()
             timeout = req.timeout or self.default_timeout
             chain = await self._chain(principal, entry, req.fallbacks)
 
@@ -261,13 +266,14 @@ class Gateway:
         Errors before the first chunk raise (a normal JSON error response); after it, the stream
         ends with an error event and `[DONE]`, and the span is marked as an error.
         """
-        record = self._record(principal, req, session_id)
+        body = req.upstream_body()
+        record = self._record(principal, req, session_id, body)
         try:
             entry = await self._admit(record, req)
             ttl = self._cache_ttl(req, entry)
             cache_key = None
             if ttl and self.cache is not None:
-                cache_key = self.cache.key_for(principal.project_id, entry.alias, req.upstream_body())
+                cache_key = self.cache.key_for(principal.project_id, entry.alias, body)
                 cached = await self.cache.get(cache_key)
                 if cached is not None:
                     record.cache_hit = True
@@ -277,7 +283,6 @@ class Gateway:
                     record.cost = 0.0
                     self._finish(record)
                     return StreamResult(_replay(cached, req.include_usage), record)
-            body = req.upstream_body()
             body["stream_options"] = {"include_usage": True}  # we always need usage for cost
             timeout = req.timeout or self.default_timeout
             chain = await self._chain(principal, entry, req.fallbacks)
@@ -475,10 +480,6 @@ def _as_fmops(exc: Exception) -> FmopsError:
     error = UserError(exc.message, code="upstream_rejected")
     error.status_code = exc.status if 400 <= exc.status < 500 else 400
     return error
-
-
-def _params(req: ChatCompletionRequest) -> dict[str, Any]:
-    return req.model_dump(exclude_none=True, exclude={"messages", "model", "stream_options"})
 
 
 def _output(response: JSON) -> Any:
