@@ -241,3 +241,13 @@ def test_configure_logging_console_format(capsys: pytest.CaptureFixture[str]) ->
     assert err.endswith("DEBUG fmops.y: token=***")
     with pytest.raises(json.JSONDecodeError):
         json.loads(err)
+
+
+def test_passwords_with_any_characters_and_url_credentials_are_masked() -> None:
+    from fmops.logs import redact
+
+    text = redact("password=p@ss!w0rd dsn=postgresql+psycopg://fm:s3cr3t@db:5432/fm http://example.com:80/x")
+    assert "p@ss!w0rd" not in text
+    assert "s3cr3t" not in text
+    assert "postgresql+psycopg://fm:***@db:5432/fm" in text
+    assert "http://example.com:80/x" in text

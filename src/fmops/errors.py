@@ -18,6 +18,7 @@ class FmopsError(Exception):
     status_code: int = 500
     error_type: str = "server_error"
     code: str | None = None
+    trace_id: str | None = None  # set when the failure was recorded as a span
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)

@@ -18,6 +18,10 @@ _SECRET_PATTERNS = [
     re.compile(
         r"(?i)((?:api[_-]?key|x-api-key|password|secret|token)[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9._~+/=\-]{8,}"
     ),
+    # Credentials inside URLs: scheme://user:secret@host.
+    re.compile(r"(://[^/\s:@]+:)[^@\s/]+(?=@)"),
+    # Passwords may hold any printable character (and be short).
+    re.compile(r"(?i)((?:password|passwd|pwd)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,]{3,}"),
 ]
 
 

@@ -713,3 +713,26 @@ def test_project_and_user_names_are_validated(world: World) -> None:
         project = world.auth.create_project(name)
         with world.store.session() as session:
             assert world.auth.project_by_name(session, name).id == project.id
+
+
+def test_unnamed_role_defaults_to_the_users_role_capped_by_the_creator(world: World) -> None:
+    world.add_user("carol", Role.consumer)
+    world.add_user("erin", Role.admin)
+    for_carol, _ = world.auth.create_key(name="c", role=None, creator=world.admin, user="carol")
+    assert for_carol.role == Role.consumer
+    _, _, engineer = world.key("admin", Role.engineer)
+    own, _ = world.auth.create_key(name="mine", role=None, creator=engineer)
+    assert own.role == Role.engineer  # the admin user's role, capped by the engineer key
+    for_erin, _ = world.auth.create_key(name="e", role=None, creator=None, user="erin")
+    assert for_erin.role == Role.admin
+
+
+def test_an_admin_cannot_disable_a_user_who_belongs_to_other_projects(world: World) -> None:
+    dave = world.add_user("dave", Role.engineer)
+    world.project("other")
+    world.add_user("dave", Role.consumer, project="other")
+    with pytest.raises(Conflict, match="other projects"):
+        world.auth.update_member(world.admin, dave, disabled=True)
+    world.auth.remove_member(world.admin, dave)  # what the message suggests instead
+    _, _, elsewhere = world.key("dave", Role.consumer, project="other")
+    assert elsewhere.project_name == "other"

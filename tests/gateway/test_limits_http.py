@@ -118,3 +118,13 @@ def test_cache_is_opt_in_per_request(server: RunningServer, mock: MockUpstream) 
     assert streamed.headers["x-fmops-cache"] == "hit"
     assert streamed.text.rstrip().endswith("data: [DONE]")
     assert plain.headers["x-fmops-cache"] == "miss"
+
+
+def test_a_refused_call_names_its_span(server: RunningServer) -> None:
+    client = sdk(server, new_key(server, "traced", {"rpm_limit": 1}))
+    client.chat.completions.create(model="cheap", messages=MESSAGES)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.chat.completions.create(model="cheap", messages=MESSAGES)
+    span = read_span(server, caught.value.response.headers["x-fmops-trace-id"])
+    assert span["status"] == "error"
+    assert "Rate limit" in span["status_message"]

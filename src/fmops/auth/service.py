@@ -296,7 +296,18 @@ class AuthService:
                 raise Conflict("this is the project's last admin; make another user admin first")
             if role is not None:
                 member.role = role
-            if disabled is not None:
+            if disabled is not None and disabled != user.disabled:
+                # Disabling is account-wide: an admin of one project must not lock a user out of others.
+                elsewhere = session.scalar(
+                    select(func.count())
+                    .select_from(Membership)
+                    .where(Membership.user_id == user_id, Membership.project_id != principal.project_id)
+                )
+                if elsewhere:
+                    raise Conflict(
+                        f"user {user.name!r} also belongs to other projects; remove them from this one "
+                        "instead (DELETE /api/users/{id})"
+                    )
                 user.disabled = disabled
             result = Member(user=user, role=Role(member.role))
         self.forget_cached()
@@ -326,7 +337,7 @@ class AuthService:
         self,
         *,
         name: str,
-        role: Role,
+        role: Role | None,
         creator: Principal | None,
         project: str | None = None,
         user: str | None = None,
@@ -358,7 +369,7 @@ class AuthService:
                     ceiling = creator.role
                 if user not in (None, creator.user_name) and not acting_admin:
                     raise PermissionDenied("only an admin may create keys for other users")
-                if not ceiling.covers(role):
+                if role is not None and not ceiling.covers(role):
                     raise PermissionDenied(
                         "a key cannot have more rights than its creator's: "
                         f"yours is {ceiling}, asked for {role}"
@@ -369,6 +380,12 @@ class AuthService:
                 raise UserError(
                     f"user {target_user.name!r} is not a member of project {target_project.name!r}",
                     param="user",
+                )
+            if role is None:
+                # Unnamed, a key gets the most it may: the user's role here, capped by the creator's.
+                role = lowest(
+                    Role(member.role),
+                    creator.role if creator and creator.project_id == target_project.id else Role.admin,
                 )
             if not Role(member.role).covers(role):
                 raise PermissionDenied(

@@ -251,7 +251,7 @@ class Gateway:
             return ChatResult(response, record)
         except (FmopsError, ProviderError) as exc:
             _failed(record, exc)
-            raise _as_fmops(exc) from None
+            raise _traced(exc, record) from None
         except asyncio.CancelledError:
             record.fail("client disconnected")
             raise
@@ -314,7 +314,7 @@ class Gateway:
         except (FmopsError, ProviderError) as exc:
             _failed(record, exc)
             self._finish(record)
-            raise _as_fmops(exc) from None
+            raise _traced(exc, record) from None
         except asyncio.CancelledError:
             record.fail("client disconnected before the stream started")
             self._finish(record)
@@ -428,7 +428,7 @@ class Gateway:
             return ChatResult(body, record)
         except (FmopsError, ProviderError) as exc:
             record.fail(getattr(exc, "message", str(exc)))
-            raise _as_fmops(exc) from None
+            raise _traced(exc, record) from None
         finally:
             self._finish(record)
 
@@ -465,6 +465,13 @@ def _failed(record: CallRecord, exc: FmopsError | ProviderError) -> None:
 
 def _stream_error(message: str, error_type: str) -> bytes:
     return encode({"error": {"message": message, "type": error_type, "param": None, "code": "stream_error"}})
+
+
+def _traced(exc: Exception, record: CallRecord) -> FmopsError:
+    """The error to answer with, carrying the trace id of the failed call's span."""
+    error = _as_fmops(exc)
+    error.trace_id = record.trace_id
+    return error
 
 
 def _as_fmops(exc: Exception) -> FmopsError:

@@ -27,7 +27,10 @@ ERROR_DESCRIPTIONS = {
     404: "No such object in the key's project",
     409: "The object's current state does not allow this (name taken, job finished, last admin)",
     413: "Request body larger than the limit (setting FMOPS_MAX_BODY_BYTES)",
-    503: "A dependency (the database) is unavailable; retry later",
+    429: "A rate limit or budget of the key or project is reached; see Retry-After",
+    502: "The model's upstream failed after retries and fallbacks",
+    503: "A dependency (the database, or every upstream cooling down) is unavailable; retry later",
+    504: "The model did not answer within the request's deadline",
 }
 
 
@@ -101,19 +104,21 @@ def _describe_validation(exc: RequestValidationError, content_type: str = "") ->
 
 
 def fmops_error_response(exc: FmopsError) -> JSONResponse:
-    headers = {"Retry-After": "5"} if exc.status_code == 503 else None
+    headers = {"Retry-After": "5"} if exc.status_code == 503 else {}
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, int | float) and math.isfinite(retry_after):
         headers = {"Retry-After": str(max(1, math.ceil(retry_after)))}
     if exc.status_code == 401:
         headers = {"WWW-Authenticate": "Bearer"}
+    if exc.trace_id is not None:
+        headers["x-fmops-trace-id"] = exc.trace_id  # a failed gateway call has a span too
     return error_response(
         exc.status_code,
         exc.message,
         error_type=exc.error_type,
         param=exc.param,
         code=exc.code,
-        headers=headers,
+        headers=headers or None,
     )
 
 

@@ -54,7 +54,7 @@ def list_keys(
 def create_key(body: KeyCreate, platform: PlatformDep, principal: PrincipalDep) -> KeyCreated:
     key, plaintext = platform.auth.create_key(
         name=body.name,
-        role=body.role or principal.role,
+        role=body.role,
         creator=principal,
         project=body.project,
         user=body.user,

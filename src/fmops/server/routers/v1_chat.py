@@ -22,7 +22,7 @@ SessionHeader = Annotated[str | None, Header(alias="x-fmops-session-id", max_len
     "/chat/completions",
     summary="Create a chat completion (OpenAI-compatible; `stream: true` for server-sent events)",
     response_model=None,
-    responses=error_responses(404),  # no such model
+    responses=error_responses(404, 429, 502, 503, 504),  # no such model; limits; upstream
 )
 async def chat_completions(
     body: ChatCompletionRequest,

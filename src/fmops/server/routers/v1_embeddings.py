@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consume
     "/embeddings",
     summary="Create embeddings (OpenAI-compatible)",
     response_model=None,
-    responses=error_responses(404),  # no such model
+    responses=error_responses(404, 429, 502, 503, 504),  # no such model; limits; upstream
 )
 async def embeddings(body: EmbeddingRequest, platform: PlatformDep, principal: PrincipalDep) -> Response:
     done = await platform.gateway.embeddings(principal, body)

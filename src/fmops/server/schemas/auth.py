@@ -90,7 +90,7 @@ class UserPublic(Output):
 
 class KeyCreate(Input):
     name: str = Field(min_length=1, max_length=100)
-    role: Role | None = Field(None, description="Defaults to the creating key's role")
+    role: Role | None = Field(None, description="Defaults to the user's role in the project, capped by yours")
     project: Name | None = Field(None, description="Project name; defaults to the creating key's project")
     user: Name | None = Field(None, description="User name; defaults to the creating key's user")
     expires_at: datetime | None = None
