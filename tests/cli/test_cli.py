@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 import fmops
@@ -346,3 +347,26 @@ def test_cli_on_postgresql(tmp_path: Path) -> None:
             store.dispose()
     # Nothing went to a SQLite file under home.
     assert not (tmp_path / "fmops.db").exists()
+
+
+def test_projects_limits_sets_and_clears_a_projects_limits(tmp_path: Path) -> None:
+    init_home(tmp_path)
+    set_ = fmops_cli(
+        tmp_path, "projects", "limits", "default", "--rpm", "100", "--budget", "5", "--period", "day"
+    )
+    assert "rpm 100" in set_.stdout
+    assert "budget 5 per day" in set_.stdout
+    cleared = fmops_cli(tmp_path, "projects", "limits", "default", "--rpm", "none")
+    assert "rpm unlimited" in cleared.stdout
+    assert "budget 5 per day" in cleared.stdout  # left out: kept
+    store = sqlite_store(tmp_path)
+    try:
+        with store.session() as session:
+            row = session.execute(text("SELECT rpm_limit, budget, budget_period FROM projects")).one()
+    finally:
+        store.dispose()
+    assert tuple(row) == (None, 5.0, "day")
+    bad = finish(
+        start(tmp_path, "projects", "limits", "nope", "--rpm", "1"), tmp_path, ["projects", "limits"]
+    )
+    assert_user_error(bad, "no project named 'nope'")

@@ -34,7 +34,9 @@ def local_platform() -> Platform:
     upgrade(platform.store)
     # The first command on a new home sets it up exactly as the first `fmops up` would.
     if platform.auth.bootstrap(s.admin_key_path):
-        err_console.print(f"first use: created the default project and an admin key in {s.admin_key_path}")
+        err_console.print(
+            f"first use: created the default project and an admin key in {s.admin_key_path}", soft_wrap=True
+        )
     return platform
 
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
 import typer
 
 from fmops.auth import Role
-from fmops.auth.limits import BUDGET_PERIODS, UNSET, LimitChanges
+from fmops.auth.limits import BUDGET_PERIODS
 from fmops.cli.common import console, err_console, local_platform, print_rows
-
-N = TypeVar("N", int, float)
-_NO_LIMIT = ("none", "off", "unlimited")
+from fmops.cli.limits import describe_limits, limit_changes
 
 app = typer.Typer(help="API keys: create, list, revoke, set limits.", no_args_is_help=True)
 
@@ -57,18 +52,6 @@ def revoke(key_id: str = typer.Argument(..., help="Key id from `fmops keys list`
     console.print(f"revoked key {key.id} ({key.name})")
 
 
-def _limit(value: str, kind: Callable[[str], N], option: str) -> N | None:
-    """A limit option: a number, or none/off/unlimited to remove the limit."""
-    if value.strip().lower() in _NO_LIMIT:
-        return None
-    try:
-        return kind(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a number (or 'none' to remove the limit)", param_hint=option
-        ) from None
-
-
 @app.command("limits")
 def limits(
     key_id: str = typer.Argument(..., help="Key id from `fmops keys list`"),
@@ -80,17 +63,6 @@ def limits(
     period: str | None = typer.Option(None, "--period", help="Budget period: " + ", ".join(BUDGET_PERIODS)),
 ) -> None:
     """Set a key's rate limits and budget; options left out keep their value."""
-    changes = LimitChanges(
-        rpm=UNSET if rpm is None else _limit(rpm, int, "--rpm"),
-        tpm=UNSET if tpm is None else _limit(tpm, int, "--tpm"),
-        budget=UNSET if budget is None else _limit(budget, float, "--budget"),
-        budget_period=UNSET if period is None else period,
-    )
+    changes = limit_changes(rpm, tpm, budget, period)
     key = local_platform().auth.set_key_limits(None, key_id, changes)
-    shown = "unlimited"
-    per = "in total" if key.budget_period == "total" else f"per {key.budget_period}"
-    console.print(
-        f"key {key.id} ({key.name}): rpm {key.rpm_limit or shown}, tpm {key.tpm_limit or shown}, "
-        f"budget {shown if key.budget is None else f'{key.budget:g} {per}'}",
-        soft_wrap=True,
-    )
+    console.print(f"key {key.id} ({key.name}): {describe_limits(key)}", soft_wrap=True)
