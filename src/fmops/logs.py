@@ -21,7 +21,8 @@ _SECRET_PATTERNS = [
     # Credentials inside URLs: scheme://user:secret@host.
     re.compile(r"(://[^/\s:@]+:)[^@\s/]+(?=@)"),
     # Passwords may hold any printable character (and be short).
-    re.compile(r"(?i)((?:password|passwd|pwd)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,]{3,}"),
+    # (`password: ...` unquoted is prose, such as an error naming the field, and stays readable.)
+    re.compile(r"(?i)((?:password|passwd|pwd)(?:\s*=\s*[\"']?|[\"']?\s*:\s*[\"']))[^\s\"'&,]{3,}"),
 ]
 
 

@@ -17,14 +17,9 @@ import jsonschema
 import pytest
 
 from fmops.providers.base import ProviderConfig, ProviderError, ProviderTimeout
-from fmops.providers.llamacpp import (
-    EngineThread,
-    LlamaCppProvider,
-    StopMatcher,
-    default_chat_model_path,
-    parse_chat_request,
-    pull,
-)
+from fmops.providers.chat_format import StopMatcher, parse_chat_request
+from fmops.providers.engine import EngineThread
+from fmops.providers.llamacpp import LlamaCppProvider, default_chat_model_path, pull
 from fmops.providers.registry import get_provider_class
 
 JSON = dict[str, Any]

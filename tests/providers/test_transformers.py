@@ -18,7 +18,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from fmops.providers.base import ProviderConfig, ProviderError
-from fmops.providers.llamacpp import CHATML_TEMPLATE
+from fmops.providers.chat_format import CHATML_TEMPLATE
 from fmops.providers.transformers import TransformersProvider
 
 JSON = dict[str, Any]

@@ -171,6 +171,23 @@ class Gateway:
             return req.cache.ttl
         return entry.cache_ttl_seconds
 
+    async def _from_cache(
+        self, record: CallRecord, entry: ModelEntry, req: ChatCompletionRequest, body: JSON
+    ) -> tuple[str | None, int | None, JSON | None]:
+        """(cache key, ttl, cached answer): key and ttl are None when caching is off for this call."""
+        ttl = self._cache_ttl(req, entry)
+        if not ttl or self.cache is None:
+            return None, None, None
+        key = self.cache.key_for(record.principal.project_id, entry.alias, body)
+        cached = await self.cache.get(key)
+        if cached is not None:
+            record.cache_hit = True
+            record.response_model = cached.get("model")
+            record.output = _output(cached)
+            await self._settle(record, entry, cached)
+            record.cost = 0.0  # nothing was spent upstream
+        return key, ttl, cached
+
     async def _settle(self, record: CallRecord, entry: ModelEntry, body: JSON | None) -> None:
         if body is not None:
             record.input_tokens, record.output_tokens = _usage(body)
@@ -215,18 +232,9 @@ class Gateway:
         record = self._record(principal, req, session_id, body)
         try:
             entry = await self._admit(record, req)
-            ttl = self._cache_ttl(req, entry)
-            cache_key = None
-            if ttl and self.cache is not None:
-                cache_key = self.cache.key_for(principal.project_id, entry.alias, body)
-                cached = await self.cache.get(cache_key)
-                if cached is not None:
-                    record.cache_hit = True
-                    record.response_model = cached.get("model")
-                    record.output = _output(cached)
-                    await self._settle(record, entry, cached)
-                    record.cost = 0.0  # nothing was spent upstream
-                    return ChatResult(cached, record)
+            cache_key, ttl, cached = await self._from_cache(record, entry, req, body)
+            if cached is not None:
+                return ChatResult(cached, record)
             timeout = req.timeout or self.default_timeout
             chain = await self._chain(principal, entry, req.fallbacks)
 
@@ -270,19 +278,10 @@ class Gateway:
         record = self._record(principal, req, session_id, body)
         try:
             entry = await self._admit(record, req)
-            ttl = self._cache_ttl(req, entry)
-            cache_key = None
-            if ttl and self.cache is not None:
-                cache_key = self.cache.key_for(principal.project_id, entry.alias, body)
-                cached = await self.cache.get(cache_key)
-                if cached is not None:
-                    record.cache_hit = True
-                    record.response_model = cached.get("model")
-                    record.output = _output(cached)
-                    await self._settle(record, entry, cached)
-                    record.cost = 0.0
-                    self._finish(record)
-                    return StreamResult(_replay(cached, req.include_usage), record)
+            cache_key, ttl, cached = await self._from_cache(record, entry, req, body)
+            if cached is not None:
+                self._finish(record)
+                return StreamResult(_replay(cached, req.include_usage), record)
             body["stream_options"] = {"include_usage": True}  # we always need usage for cost
             timeout = req.timeout or self.default_timeout
             chain = await self._chain(principal, entry, req.fallbacks)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fmops.providers.base import JSON, Capabilities, Embeddings, Provider, ProviderConfig, ProviderError
-from fmops.providers.llamacpp import EngineThread, require
+from fmops.providers.engine import EngineThread, require
 
 if TYPE_CHECKING:
     import torch

@@ -21,18 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from fmops.providers.base import JSON, Capabilities, Provider, ProviderConfig, ProviderError
-from fmops.providers.llamacpp import (
+from fmops.providers.chat_format import (
     CHATML_TEMPLATE,
     ChatRequest,
-    EngineThread,
     Outcome,
     StopMatcher,
     chat_response,
     new_completion_id,
     parse_chat_request,
-    require,
     stream_chunks,
 )
+from fmops.providers.engine import EngineThread, require
 
 __all__ = ["TransformersProvider"]
 

@@ -10,13 +10,10 @@ still define the OpenAPI contract (and serve when the fast path is turned off).
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fmops.auth import Principal
@@ -24,6 +21,7 @@ from fmops.errors import AuthenticationError, FmopsError, UserError
 from fmops.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from fmops.server.errors import fmops_error_response, validation_error_response
 from fmops.server.platform import Platform
+from fmops.server.routers import v1_chat, v1_embeddings
 
 ROUTES: dict[str, type[BaseModel]] = {
     "/v1/chat/completions": ChatCompletionRequest,
@@ -77,8 +75,7 @@ class GatewayFastPath:
             return validation_error_response(RequestValidationError(errors), content_type)
         gateway = self.platform.gateway
         if isinstance(request, EmbeddingRequest):
-            done = await gateway.embeddings(principal, request)
-            return _json(done.body, {"x-fmops-trace-id": done.record.trace_id})
+            return await v1_embeddings.respond(gateway, principal, request)
         assert isinstance(request, ChatCompletionRequest)
         session = headers.get(b"x-fmops-session-id")
         session_id = session.decode("utf-8", "replace") if session else None
@@ -86,26 +83,7 @@ class GatewayFastPath:
             raise UserError(
                 f"x-fmops-session-id is longer than {MAX_SESSION_ID} characters", param="session_id"
             )
-        if request.stream:
-            result = await gateway.stream(principal, request, session_id)
-            return StreamingResponse(
-                result.events,
-                media_type="text/event-stream",
-                headers={
-                    "x-fmops-trace-id": result.record.trace_id,
-                    "x-fmops-cache": "hit" if result.record.cache_hit else "miss",
-                    "cache-control": "no-cache",
-                    "x-accel-buffering": "no",
-                },
-            )
-        chat = await gateway.chat(principal, request, session_id)
-        return _json(
-            chat.body,
-            {
-                "x-fmops-trace-id": chat.record.trace_id,
-                "x-fmops-cache": "hit" if chat.record.cache_hit else "miss",
-            },
-        )
+        return await v1_chat.respond(gateway, principal, request, session_id)
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -119,7 +97,3 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-def _json(body: Any, headers: dict[str, str]) -> Response:
-    return Response(orjson.dumps(body), media_type="application/json", headers=headers)

@@ -8,8 +8,9 @@ import orjson
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import StreamingResponse
 
-from fmops.auth import Role
+from fmops.auth import Principal, Role
 from fmops.gateway.schemas import ChatCompletionRequest
+from fmops.gateway.service import Gateway
 from fmops.server.deps import PlatformDep, PrincipalDep, gate
 from fmops.server.errors import error_responses
 
@@ -30,7 +31,13 @@ async def chat_completions(
     principal: PrincipalDep,
     session_id: SessionHeader = None,
 ) -> Response:
-    gateway = platform.gateway
+    return await respond(platform.gateway, principal, body, session_id)
+
+
+async def respond(
+    gateway: Gateway, principal: Principal, body: ChatCompletionRequest, session_id: str | None
+) -> Response:
+    """Run the call and shape the HTTP answer; shared with the ASGI fast path (server/fastpath.py)."""
     if body.stream:
         result = await gateway.stream(principal, body, session_id)
         return StreamingResponse(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter, Response
 
-from fmops.auth import Role
+from fmops.auth import Principal, Role
 from fmops.gateway.schemas import EmbeddingRequest
+from fmops.gateway.service import Gateway
 from fmops.server.deps import PlatformDep, PrincipalDep, gate
 from fmops.server.errors import error_responses
 
@@ -20,7 +21,12 @@ router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consume
     responses=error_responses(404, 429, 502, 503, 504),  # no such model; limits; upstream
 )
 async def embeddings(body: EmbeddingRequest, platform: PlatformDep, principal: PrincipalDep) -> Response:
-    done = await platform.gateway.embeddings(principal, body)
+    return await respond(platform.gateway, principal, body)
+
+
+async def respond(gateway: Gateway, principal: Principal, body: EmbeddingRequest) -> Response:
+    """Shared with the ASGI fast path (server/fastpath.py)."""
+    done = await gateway.embeddings(principal, body)
     return Response(
         orjson.dumps(done.body),
         media_type="application/json",
