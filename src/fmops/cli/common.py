@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fmops.server.platform import Platform
 from fmops.settings import Settings, load_settings
 from fmops.store import upgrade
+
+if TYPE_CHECKING:
+    from fmops.server.platform import Platform
 
 console = Console()
 err_console = Console(stderr=True)
@@ -28,6 +30,8 @@ def settings() -> Settings:
 @lru_cache(maxsize=1)
 def local_platform() -> Platform:
     """Direct access to the store, as the server's operator (whoever can read FMOPS_HOME)."""
+    from fmops.server.platform import Platform  # the web stack loads only for commands that need it
+
     s = settings()
     s.home.mkdir(parents=True, exist_ok=True)
     platform = Platform.build(s)
