@@ -8,7 +8,8 @@ valid data accepted, and auth actually enforced.
 The one allowance: a few operations have rules a JSON schema cannot state (a key's `expires_at`
 must lie in the future; a job's `kind` must be registered on this server and its `params` fit
 that kind; a model's `provider` must be installed; chat messages have role-dependent fields;
-a key's name must be printable).
+a key's name must be printable; a trace search's cursor must come from a previous page and its
+ranges must be ordered).
 For those, a schema-valid request may get a 400 - but only one that names one of those fields.
 
 Runs through schemathesis' Python API (`operation.as_strategy` + `case.call` +
@@ -38,6 +39,7 @@ SEMANTIC_FIELDS: dict[str, set[str]] = {
     "POST /api/jobs": {"kind", "params"},  # registered here; valid for that kind
     "POST /api/models": {"provider"},  # installed here
     "POST /v1/chat/completions": {"messages"},  # role-dependent fields (a tool message needs content)
+    "GET /api/traces": {"cursor", "start", "min_latency_ms", "min_cost"},  # cursor from a page; ranges
 }
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from fmops import __version__
-from fmops.cli import db, jobs, keys, models, projects, users
+from fmops.cli import db, jobs, keys, models, projects, traces, users
 from fmops.cli.chat import chat
 from fmops.cli.common import err_console
 from fmops.cli.up import up
@@ -29,6 +29,7 @@ app.add_typer(projects.app, name="projects")
 app.add_typer(users.app, name="users")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
+app.add_typer(traces.app, name="traces")
 app.command("chat")(chat)
 
 

@@ -18,12 +18,15 @@ from fmops.server.fastpath import GatewayFastPath
 from fmops.server.middleware import BodyLimitMiddleware
 from fmops.server.platform import Platform
 from fmops.server.routers import (
+    feedback,
     health,
     jobs,
     keys,
     me,
+    metrics,
     models,
     projects,
+    traces,
     users,
     v1_chat,
     v1_embeddings,
@@ -38,10 +41,13 @@ ROUTERS = [
     users.router,
     keys.router,
     jobs.router,
+    traces.router,
     models.router,
     v1_chat.router,
     v1_embeddings.router,
     v1_models.router,
+    feedback.router,
+    metrics.router,
 ]
 
 

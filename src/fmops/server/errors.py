@@ -93,6 +93,11 @@ def _describe_validation(exc: RequestValidationError, content_type: str = "") ->
             msg = f"request body is not valid JSON ({ctx.get('error', 'parse error')})"
             label = "body"
             first = None
+        elif item.get("type") == "union_tag_invalid":
+            # A body told apart by a field (e.g. a score's `kind`): name that field.
+            tag = str((item.get("ctx") or {}).get("discriminator", "")).strip("'")
+            label = ".".join([*loc[1:], tag]) if tag else label
+            first = label if tag else first
         elif loc == ["body"] and item.get("type") != "value_error":
             # The body as a whole: absent, or not a JSON object. (A `value_error` here is a
             # model-level check, e.g. `base_url` sent per request: its own message says what to fix.)

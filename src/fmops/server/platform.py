@@ -19,6 +19,7 @@ from fmops.secrets import SecretBox
 from fmops.settings import Settings
 from fmops.store import Store
 from fmops.tracing import TraceWriter
+from fmops.tracing.metrics import Metrics
 
 log = logging.getLogger(__name__)
 ShutdownHook = Callable[[], Awaitable[None]]
@@ -34,6 +35,7 @@ class Platform:
     tracer: TraceWriter
     gateway: Gateway
     counters: Counters
+    metrics: Metrics
     # Background writers register here; they are flushed when the server stops.
     shutdown_hooks: list[ShutdownHook] = field(default_factory=list)
 
@@ -42,7 +44,9 @@ class Platform:
         store = store or Store(settings.database_url)
         catalog = Catalog(store, settings, SecretBox.from_settings(settings))
         counters = make_counters(settings)
-        tracer = TraceWriter(store, on_batch=record_spend)
+        metrics = Metrics()
+        tracer = TraceWriter(store, on_batch=record_spend, on_record=metrics.observe)
+        metrics.watch(tracer)
         return cls(
             settings=settings,
             store=store,
@@ -58,6 +62,7 @@ class Platform:
                 breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds),
             ),
             counters=counters,
+            metrics=metrics,
         )
 
     async def start(self) -> None:

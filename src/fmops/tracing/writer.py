@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 _INSERT = insert(Span.__table__)  # type: ignore[arg-type]  # a Table; mypy sees FromClause
 # Extra work done in the same transaction as a batch of spans (e.g. spend accounting).
 BatchHook = Callable[[Session, Sequence[dict[str, Any]]], None]
+# Called with each span as it is recorded, on the request path (e.g. Prometheus metrics): keep it cheap.
+RecordHook = Callable[[dict[str, Any]], None]
 
 
 class TraceWriter:
@@ -40,12 +42,14 @@ class TraceWriter:
         flush_seconds: float = 0.05,
         max_queue: int = 200_000,
         on_batch: BatchHook | None = None,
+        on_record: RecordHook | None = None,
     ) -> None:
         self.store = store
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         self.max_queue = max_queue
         self.on_batch = on_batch
+        self.on_record = on_record
         self._queue: deque[dict[str, Any]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -60,6 +64,11 @@ class TraceWriter:
         return len(self._queue)
 
     def record(self, span: dict[str, Any]) -> None:
+        if self.on_record is not None:
+            try:
+                self.on_record(span)
+            except Exception:  # a metrics bug must not fail the call it measures
+                log.exception("on_record hook failed")
         if len(self._queue) >= self.max_queue:
             self._queue.popleft()
             self.dropped += 1

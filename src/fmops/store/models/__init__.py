@@ -3,6 +3,7 @@
 from fmops.store.models.auth import ApiKey, Membership, Project, User
 from fmops.store.models.base import Base
 from fmops.store.models.catalog import CatalogModel
+from fmops.store.models.feedback import Score
 from fmops.store.models.jobs import Job, JobLog
 from fmops.store.models.traces import Span
 from fmops.store.models.usage import Spend
@@ -15,6 +16,7 @@ __all__ = [
     "JobLog",
     "Membership",
     "Project",
+    "Score",
     "Span",
     "Spend",
     "User",

@@ -22,6 +22,8 @@ class Span(Base):
         Index("ix_spans_project_start", "project_id", "start_time"),
         Index("ix_spans_trace", "trace_id"),
         Index("ix_spans_project_model_start", "project_id", "model", "start_time"),
+        Index("ix_spans_project_status_start", "project_id", "status", "start_time"),
+        Index("ix_spans_project_user_start", "project_id", "user", "start_time"),
     )
 
     span_id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -1,0 +1,219 @@
+"""Reading spans back: filtered, newest-first search with a keyset cursor, and one trace as a tree.
+
+A cursor is the (start_time, span_id) of the last span of a page, base64-encoded so that callers
+treat it as opaque. Paging by key, not by offset, keeps every page as cheap as the first and never
+skips or repeats a span when new ones arrive between pages.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, String, and_, cast, or_, select
+from sqlalchemy.orm import defer
+
+from fmops.errors import NotFound, UserError
+from fmops.store import Store
+from fmops.store.models import Span
+
+MAX_LIMIT = 500
+_IO_COLUMNS = (Span.input, Span.output)
+
+
+@dataclass(frozen=True)
+class TraceFilters:
+    """What a search keeps; every field left as None keeps everything."""
+
+    start: datetime | None = None  # start_time >= start
+    end: datetime | None = None  # start_time < end
+    model: str | None = None
+    provider: str | None = None
+    status: str | None = None  # ok, error
+    user: str | None = None
+    session_id: str | None = None
+    key_id: str | None = None
+    trace_id: str | None = None
+    min_latency_ms: float | None = None
+    max_latency_ms: float | None = None
+    min_cost: float | None = None
+    max_cost: float | None = None
+    cache_hit: bool | None = None
+    q: str | None = None  # case-insensitive substring of the input or output JSON
+
+    def __post_init__(self) -> None:
+        """Naive times are UTC; contradictory filters are a mistake worth naming, not an empty page."""
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                object.__setattr__(self, name, value.replace(tzinfo=UTC))
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise UserError(
+                f"start ({self.start.isoformat()}) must be before end ({self.end.isoformat()})", param="start"
+            )
+        for low, high in (("min_latency_ms", "max_latency_ms"), ("min_cost", "max_cost")):
+            lo, hi = getattr(self, low), getattr(self, high)
+            if lo is not None and hi is not None and lo > hi:
+                raise UserError(f"{low} ({lo:g}) is greater than {high} ({hi:g})", param=low)
+        if self.status is not None and self.status not in ("ok", "error"):
+            raise UserError(f"status must be 'ok' or 'error', not {self.status!r}", param="status")
+        if self.q is not None and not self.q.strip():
+            raise UserError("q must not be blank", param="q")
+
+
+@dataclass
+class SpanNode:
+    span: Span
+    children: list[SpanNode] = field(default_factory=list)
+
+
+@dataclass
+class SpanPage:
+    spans: list[Span]
+    next_cursor: str | None
+
+
+def encode_cursor(span: Span) -> str:
+    raw = orjson.dumps([span.start_time.astimezone(UTC).isoformat(), span.span_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        when, span_id = orjson.loads(raw)
+        start = datetime.fromisoformat(when)
+        if start.tzinfo is None or not isinstance(span_id, str):
+            raise ValueError(cursor)
+    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+        raise UserError(
+            "cursor is not valid: pass the next_cursor of the previous page unchanged", param="cursor"
+        ) from None
+    return start, span_id
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class TraceQuery:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _text_match(self, q: str) -> ColumnElement[bool]:
+        pattern = _like_pattern(q)
+        columns = [cast(c, String) for c in _IO_COLUMNS]
+        if self.store.dialect == "postgresql":
+            return or_(*(c.ilike(pattern, escape="\\") for c in columns))
+        # SQLite's LIKE ignores ASCII case; JSON is stored as text, so the cast is free.
+        return or_(*(c.like(pattern, escape="\\") for c in columns))
+
+    def _conditions(self, project_id: str | None, filters: TraceFilters) -> list[ColumnElement[bool]]:
+        f = filters
+        where: list[ColumnElement[bool]] = []
+        if project_id is not None:
+            where.append(Span.project_id == project_id)
+        equal: list[tuple[Any, Any]] = [
+            (Span.model, f.model),
+            (Span.provider, f.provider),
+            (Span.status, f.status),
+            (Span.user, f.user),
+            (Span.session_id, f.session_id),
+            (Span.key_id, f.key_id),
+            (Span.trace_id, f.trace_id),
+            (Span.cache_hit, f.cache_hit),
+        ]
+        where += [column == value for column, value in equal if value is not None]
+        if f.start is not None:
+            where.append(Span.start_time >= f.start)
+        if f.end is not None:
+            where.append(Span.start_time < f.end)
+        if f.min_latency_ms is not None:
+            where.append(Span.latency_ms >= f.min_latency_ms)
+        if f.max_latency_ms is not None:
+            where.append(Span.latency_ms <= f.max_latency_ms)
+        if f.min_cost is not None:
+            where.append(Span.cost >= f.min_cost)
+        if f.max_cost is not None:
+            where.append(Span.cost <= f.max_cost)
+        if f.q is not None:
+            where.append(self._text_match(f.q))
+        return where
+
+    def search(
+        self,
+        project_id: str | None,
+        filters: TraceFilters | None = None,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        include_io: bool = False,
+    ) -> SpanPage:
+        """Spans newest first (by start time, then span id); `project_id=None` searches every project."""
+        filters = filters or TraceFilters()
+        if not 1 <= limit <= MAX_LIMIT:
+            raise UserError(f"limit must be between 1 and {MAX_LIMIT}", param="limit")
+        query = (
+            select(Span)
+            .where(*self._conditions(project_id, filters))
+            .order_by(Span.start_time.desc(), Span.span_id.desc())
+            .limit(limit)
+        )
+        if not include_io:
+            query = query.options(defer(Span.input), defer(Span.output), defer(Span.attributes))
+        if cursor is not None:
+            after_time, after_id = decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    Span.start_time < after_time,
+                    and_(Span.start_time == after_time, Span.span_id < after_id),
+                )
+            )
+        with self.store.session() as session:
+            spans = list(session.scalars(query))
+        next_cursor = encode_cursor(spans[-1]) if len(spans) == limit else None
+        return SpanPage(spans=spans, next_cursor=next_cursor)
+
+    def get_trace(self, project_id: str | None, trace_id: str) -> list[SpanNode]:
+        """The trace's root spans, each with its children, siblings ordered by start time.
+
+        A span whose parent was never recorded (or whose parents form a loop) is shown as a root
+        rather than lost.
+        """
+        query = select(Span).where(Span.trace_id == trace_id).order_by(Span.start_time, Span.span_id)
+        if project_id is not None:
+            query = query.where(Span.project_id == project_id)
+        with self.store.session() as session:
+            spans = list(session.scalars(query))
+        if not spans:
+            raise NotFound(f"no trace with id {trace_id!r}")
+        nodes = {s.span_id: SpanNode(s) for s in spans}
+        roots: list[SpanNode] = []
+        for span in spans:  # in start order, so every children list comes out ordered
+            parent = nodes.get(span.parent_span_id) if span.parent_span_id else None
+            if parent is None or parent.span is span:
+                roots.append(nodes[span.span_id])
+            else:
+                parent.children.append(nodes[span.span_id])
+        while len(reached := _reachable(roots)) < len(nodes):
+            lost = next(s for s in spans if s.span_id not in reached)
+            node = nodes[lost.span_id]
+            nodes[lost.parent_span_id or ""].children.remove(node)
+            roots.append(node)
+        return roots
+
+
+def _reachable(roots: list[SpanNode]) -> set[str]:
+    seen: set[str] = set()
+    pending = list(roots)
+    while pending:
+        node = pending.pop()
+        if node.span.span_id not in seen:
+            seen.add(node.span.span_id)
+            pending.extend(node.children)
+    return seen
