@@ -5,9 +5,8 @@ from __future__ import annotations
 import typer
 
 from fmops.auth import Role
-from fmops.auth.limits import BUDGET_PERIODS
 from fmops.cli.common import console, err_console, local_platform, print_rows
-from fmops.cli.limits import describe_limits, limit_changes
+from fmops.cli.limits import BUDGET, PERIOD, RPM, TPM, describe_limits, limit_changes
 
 app = typer.Typer(help="API keys: create, list, revoke, set limits.", no_args_is_help=True)
 
@@ -55,12 +54,10 @@ def revoke(key_id: str = typer.Argument(..., help="Key id from `fmops keys list`
 @app.command("limits")
 def limits(
     key_id: str = typer.Argument(..., help="Key id from `fmops keys list`"),
-    rpm: str | None = typer.Option(None, "--rpm", help="Requests per minute, or 'none'"),
-    tpm: str | None = typer.Option(None, "--tpm", help="Tokens (input + output) per minute, or 'none'"),
-    budget: str | None = typer.Option(
-        None, "--budget", help="Spend allowed per period, in the models' price currency, or 'none'"
-    ),
-    period: str | None = typer.Option(None, "--period", help="Budget period: " + ", ".join(BUDGET_PERIODS)),
+    rpm: str | None = RPM,
+    tpm: str | None = TPM,
+    budget: str | None = BUDGET,
+    period: str | None = PERIOD,
 ) -> None:
     """Set a key's rate limits and budget; options left out keep their value."""
     changes = limit_changes(rpm, tpm, budget, period)

@@ -7,10 +7,19 @@ from typing import Protocol, TypeVar
 
 import typer
 
-from fmops.auth.limits import UNSET, LimitChanges
+from fmops.auth.limits import BUDGET_PERIODS, UNSET, LimitChanges
 
 N = TypeVar("N", int, float)
 _NO_LIMIT = ("none", "off", "unlimited")
+
+
+# The options of `fmops keys limits` and `fmops projects limits`.
+RPM = typer.Option(None, "--rpm", help="Requests per minute, or 'none'")
+TPM = typer.Option(None, "--tpm", help="Tokens (input + output) per minute, or 'none'")
+BUDGET = typer.Option(
+    None, "--budget", help="Spend allowed per period, in the models' price currency, or 'none'"
+)
+PERIOD = typer.Option(None, "--period", help="Budget period: " + ", ".join(BUDGET_PERIODS))
 
 
 class HasLimits(Protocol):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import typer
 
 from fmops.auth import Role
-from fmops.auth.limits import BUDGET_PERIODS
 from fmops.cli.common import console, local_platform, print_rows
-from fmops.cli.limits import describe_limits, limit_changes
+from fmops.cli.limits import BUDGET, PERIOD, RPM, TPM, describe_limits, limit_changes
 
 app = typer.Typer(help="Projects: create and list.", no_args_is_help=True)
 
@@ -34,12 +33,10 @@ def list_projects(as_json: bool = typer.Option(False, "--json")) -> None:
 @app.command("limits")
 def limits(
     name: str = typer.Argument(..., help="Project name"),
-    rpm: str | None = typer.Option(None, "--rpm", help="Requests per minute, or 'none'"),
-    tpm: str | None = typer.Option(None, "--tpm", help="Tokens (input + output) per minute, or 'none'"),
-    budget: str | None = typer.Option(
-        None, "--budget", help="Spend allowed per period, in the models' price currency, or 'none'"
-    ),
-    period: str | None = typer.Option(None, "--period", help="Budget period: " + ", ".join(BUDGET_PERIODS)),
+    rpm: str | None = RPM,
+    tpm: str | None = TPM,
+    budget: str | None = BUDGET,
+    period: str | None = PERIOD,
 ) -> None:
     """Set a project's rate limits and budget (shared by all its keys); options left out keep their value."""
     changes = limit_changes(rpm, tpm, budget, period)

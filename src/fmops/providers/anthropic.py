@@ -37,7 +37,7 @@ from fmops.providers.base import (
     ProviderError,
     ProviderTimeout,
 )
-from fmops.providers.openai import upstream_error
+from fmops.providers.openai import post_json, upstream_error
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -448,21 +448,7 @@ class AnthropicProvider(Provider):
 
     async def chat(self, body: JSON, *, timeout: float) -> JSON:
         payload, json_tool = self.request(body, stream=False)
-        try:
-            async with self._client().post(
-                self.url, data=orjson.dumps(payload), timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise upstream_error(resp.status, raw.decode(errors="replace"), resp.headers)
-        except TimeoutError:
-            raise ProviderTimeout() from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError(f"cannot reach the upstream: {type(exc).__name__}", retryable=True) from None
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise ProviderError("upstream returned a body that is not JSON", retryable=True) from None
+        data = await post_json(self._client(), self.url, orjson.dumps(payload), timeout)
         if not isinstance(data, dict) or not isinstance(data.get("content"), list):
             raise ProviderError("upstream returned JSON without `content`", retryable=True)
         return self.response(data, json_tool)

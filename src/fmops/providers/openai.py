@@ -61,6 +61,23 @@ def upstream_error(status: int, text: str, headers: Any) -> ProviderError:
     )
 
 
+async def post_json(session: aiohttp.ClientSession, url: str, payload: bytes, timeout: float) -> Any:
+    """POST a JSON body and return the parsed JSON answer, every failure as a ProviderError."""
+    try:
+        async with session.post(url, data=payload, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            raw = await resp.read()
+            if resp.status >= 400:
+                raise upstream_error(resp.status, raw.decode(errors="replace"), resp.headers)
+    except TimeoutError:
+        raise ProviderTimeout() from None
+    except aiohttp.ClientError as exc:
+        raise ProviderError(f"cannot reach the upstream: {type(exc).__name__}", retryable=True) from None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ProviderError("upstream returned a body that is not JSON", retryable=True) from None
+
+
 class OpenAIProvider(Provider):
     name = "openai"
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -96,21 +113,7 @@ class OpenAIProvider(Provider):
 
     async def chat(self, body: JSON, *, timeout: float) -> JSON:
         url = f"{self.base_url}/chat/completions"
-        try:
-            async with self._client().post(
-                url, data=self._payload(body, False), timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise upstream_error(resp.status, raw.decode(errors="replace"), resp.headers)
-        except TimeoutError:
-            raise ProviderTimeout() from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError(f"cannot reach the upstream: {type(exc).__name__}", retryable=True) from None
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise ProviderError("upstream returned a body that is not JSON", retryable=True) from None
+        data = await post_json(self._client(), url, self._payload(body, False), timeout)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise ProviderError("upstream returned JSON without `choices`", retryable=True)
         return data
@@ -150,23 +153,12 @@ class OpenAIProvider(Provider):
     async def embed(self, inputs: list[str], *, timeout: float) -> Embeddings:
         url = f"{self.base_url}/embeddings"
         payload = orjson.dumps({"model": self.config.model, "input": inputs})
+        data = await post_json(self._client(), url, payload, timeout)
         try:
-            async with self._client().post(
-                url, data=payload, timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
-                    raise upstream_error(resp.status, raw.decode(errors="replace"), resp.headers)
-        except TimeoutError:
-            raise ProviderTimeout() from None
-        except aiohttp.ClientError as exc:
-            raise ProviderError(f"cannot reach the upstream: {type(exc).__name__}", retryable=True) from None
-        try:
-            data = orjson.loads(raw)
             rows = sorted(data["data"], key=lambda r: r.get("index", 0))
             vectors = [list(map(float, r["embedding"])) for r in rows]
             tokens = int((data.get("usage") or {}).get("prompt_tokens", 0))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (AttributeError, KeyError, TypeError, ValueError):
             raise ProviderError("upstream returned a malformed embeddings body", retryable=True) from None
         return Embeddings(vectors=vectors, input_tokens=tokens)
 
