@@ -15,7 +15,6 @@ provider registry does) costs nothing when the `local` extra is not installed.
 
 from __future__ import annotations
 
-import asyncio
 import codecs
 import importlib.util
 import json
@@ -23,25 +22,21 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Hashable
-from contextlib import aclosing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from fmops.providers.base import JSON, Capabilities, Provider, ProviderConfig, ProviderError
+from fmops.providers.base import Capabilities, ProviderConfig, ProviderError
 from fmops.providers.chat_format import (
     CHATML_TEMPLATE,
     ChatRequest,
     Outcome,
     StopMatcher,
     bad_request,
-    chat_response,
-    new_completion_id,
-    parse_chat_request,
-    stream_chunks,
 )
 from fmops.providers.engine import EngineGone, EngineThread, require
+from fmops.providers.local_chat import LocalChatProvider
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -102,7 +97,7 @@ class _Loaded:
     is_end: Callable[[int], bool]
 
 
-class LlamaCppProvider(Provider):
+class LlamaCppProvider(LocalChatProvider[_Loaded]):
     """GGUF chat models through llama.cpp.
 
     `config.model`: a path to a .gguf file, or "default" for the packaged SmolLM2-135M-Instruct.
@@ -119,8 +114,6 @@ class LlamaCppProvider(Provider):
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
-        self._engine: EngineThread[_Loaded] | None = None
-        self._key: Hashable = None
         self.defaults = {k: v for k, v in config.options.items() if k in self._SAMPLING_OPTIONS}
 
     @property
@@ -274,31 +267,3 @@ class LlamaCppProvider(Provider):
 
     def _model_name(self, request: ChatRequest) -> str:
         return request.model or Path(self.config.model).stem or "default"
-
-    async def chat(self, body: JSON, *, timeout: float) -> JSON:
-        request = parse_chat_request(body, provider=self.name, defaults=self.defaults)
-        outcome = await self.engine.call(
-            lambda loaded, cancelled: self._generate(loaded, request, cancelled, lambda _: None),
-            timeout=timeout,
-        )
-        return chat_response(new_completion_id(), self._model_name(request), outcome)
-
-    async def chat_stream(self, body: JSON, *, timeout: float) -> AsyncIterator[JSON]:
-        request = parse_chat_request(body, provider=self.name, defaults=self.defaults)
-        model = self._model_name(request)
-
-        def work(loaded: _Loaded, cancelled: threading.Event, emit: Callable[[str | Outcome], None]) -> None:
-            emit(self._generate(loaded, request, cancelled, emit))
-
-        async with aclosing(self.engine.stream(work, timeout=timeout)) as items:
-            async for chunk in stream_chunks(items, model):
-                yield chunk
-
-    async def warm_up(self, *, timeout: float = 600) -> None:
-        """Load the model now (at gateway start) rather than at the first request."""
-        await self.engine.warm_up(timeout=timeout)
-
-    async def close(self) -> None:
-        if self._engine is not None:
-            self._engine = None
-            await asyncio.to_thread(EngineThread.release, self._key)

@@ -12,26 +12,22 @@ transformers and peft are imported lazily, on the engine thread.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable, Hashable
-from contextlib import aclosing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fmops.providers.base import JSON, Capabilities, Provider, ProviderConfig, ProviderError
+from fmops.providers.base import JSON, Capabilities, ProviderConfig, ProviderError
 from fmops.providers.chat_format import (
     CHATML_TEMPLATE,
     ChatRequest,
     Outcome,
     StopMatcher,
-    chat_response,
-    new_completion_id,
     parse_chat_request,
-    stream_chunks,
 )
 from fmops.providers.engine import EngineThread, require
+from fmops.providers.local_chat import LocalChatProvider
 
 __all__ = ["TransformersProvider"]
 
@@ -89,7 +85,7 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-class TransformersProvider(Provider):
+class TransformersProvider(LocalChatProvider[_Loaded]):
     """Causal LMs through Hugging Face transformers (CPU or GPU), optionally with a PEFT adapter.
 
     `config.model`: a local folder or a Hub id (Hub ids download unless HF_HUB_OFFLINE is set).
@@ -107,8 +103,6 @@ class TransformersProvider(Provider):
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
-        self._engine: EngineThread[_Loaded] | None = None
-        self._key: Hashable = None
         self.defaults = {k: v for k, v in config.options.items() if k in self._SAMPLING_OPTIONS}
 
     @property
@@ -301,31 +295,3 @@ class TransformersProvider(Provider):
 
     def _model_name(self, request: ChatRequest) -> str:
         return request.model or self.config.model
-
-    async def chat(self, body: JSON, *, timeout: float) -> JSON:
-        request = self._request(body)
-        outcome = await self.engine.call(
-            lambda loaded, cancelled: self._generate(loaded, request, cancelled, lambda _: None),
-            timeout=timeout,
-        )
-        return chat_response(new_completion_id(), self._model_name(request), outcome)
-
-    async def chat_stream(self, body: JSON, *, timeout: float) -> AsyncIterator[JSON]:
-        request = self._request(body)
-        model = self._model_name(request)
-
-        def work(loaded: _Loaded, cancelled: threading.Event, emit: Callable[[str | Outcome], None]) -> None:
-            emit(self._generate(loaded, request, cancelled, emit))
-
-        async with aclosing(self.engine.stream(work, timeout=timeout)) as items:
-            async for chunk in stream_chunks(items, model):
-                yield chunk
-
-    async def warm_up(self, *, timeout: float = 600) -> None:
-        """Load the model now (at gateway start) rather than at the first request."""
-        await self.engine.warm_up(timeout=timeout)
-
-    async def close(self) -> None:
-        if self._engine is not None:
-            self._engine = None
-            await asyncio.to_thread(EngineThread.release, self._key)
