@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ DEFAULT_PROJECT = "default"
 ADMIN_USER = "admin"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
 _CACHE_MAX = 10_000
+_BOOTSTRAP_LOCK_ID = 0x666D6B62  # any constant shared by every fmops process
 # Writing last_used_at on every request would put a write on the hot path; once a minute is enough.
 _LAST_USED_EVERY_S = 60.0
 
@@ -513,6 +514,10 @@ class AuthService:
         """
         try:
             with self.store.write() as session:
+                if session.bind is not None and session.bind.dialect.name == "postgresql":
+                    # Replicas starting at once take turns (SQLite's BEGIN IMMEDIATE already does this):
+                    # otherwise each sees no key yet, and each makes one.
+                    session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _BOOTSTRAP_LOCK_ID})
                 if session.scalar(select(ApiKey.id).limit(1)) is not None:
                     return None
                 project = session.scalar(select(Project).where(Project.name == DEFAULT_PROJECT))

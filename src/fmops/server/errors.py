@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
 
 from fmops.errors import FmopsError
@@ -173,6 +173,14 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             message = "a value in the request cannot be stored: it is out of range or not valid text"
         return error_response(400, message, code="invalid_value")
+
+    @app.exception_handler(IntegrityError)
+    async def _db_conflict(_: Request, exc: IntegrityError) -> JSONResponse:
+        # Two requests raced to create the same thing; the loser gets what a sequential one would.
+        log.info("write lost a race on a unique key", extra={"error": str(exc.orig)[:200]})
+        return error_response(
+            409, "it already exists (created by a concurrent request); reload", code="conflict"
+        )
 
     @app.exception_handler(DBAPIError)
     async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
