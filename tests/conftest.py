@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from fmops.counters import Counters
+from fmops.counters.memory import MemoryCounters
 from fmops.server.platform import Platform
 from fmops.settings import load_settings
 from fmops.store import Store, upgrade
 from support.databases import postgres_database, sqlite_url
+from support.mock_upstream import MockUpstream, run_mock_upstream
+from support.redisdb import redis_counters
 from support.server import RunningServer, start_server
 
 
@@ -60,6 +64,29 @@ def server(
     else:
         with postgres_database() as url, start_server(home, {"FMOPS_DATABASE_URL": url}) as running:
             yield running
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (marked anyio) run on asyncio, the loop the server uses."""
+    return "asyncio"
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def counters(request: pytest.FixtureRequest) -> AsyncIterator[Counters]:
+    """Each counters backend: in-process, and Redis under a throw-away key prefix."""
+    if request.param == "memory":
+        yield MemoryCounters()
+    else:
+        async with redis_counters() as redis:
+            yield redis
+
+
+@pytest.fixture(scope="module")
+def mock() -> Iterator[MockUpstream]:
+    """A fault-injecting OpenAI-compatible upstream, one per test module."""
+    with run_mock_upstream() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,20 +17,6 @@ from fmops.settings import load_settings
 from support.redisdb import REDIS_URL, redis_counters, redis_keys, unique_prefix
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def counters(request: pytest.FixtureRequest) -> AsyncIterator[Counters]:
-    if request.param == "memory":
-        yield MemoryCounters()
-    else:
-        async with redis_counters() as redis:
-            yield redis
 
 
 # --- windows ------------------------------------------------------------------------------------

@@ -10,17 +10,11 @@ import openai
 import pytest
 
 from support.gateway import add_models, gateway_server, openai_model, sdk
-from support.mock_upstream import REPLY, MockUpstream, run_mock_upstream
+from support.mock_upstream import REPLY, MockUpstream
 from support.server import RunningServer
 
 MAX_BODY = 64 * 1024
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockUpstream]:
-    with run_mock_upstream() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,13 @@ counters backends."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from fmops.counters import Counters, MemoryCounters
+from fmops.counters import Counters
 from fmops.counters.redis import RedisCounters
 from fmops.gateway.cache import ResponseCache
-from support.redisdb import redis_counters
 
 pytestmark = pytest.mark.anyio
 
@@ -31,20 +29,6 @@ RESPONSE = {
     ],
     "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11},
 }
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def counters(request: pytest.FixtureRequest) -> AsyncIterator[Counters]:
-    if request.param == "memory":
-        yield MemoryCounters()
-    else:
-        async with redis_counters() as redis:
-            yield redis
 
 
 def key(body: dict[str, Any], project: str = "p1", alias: str = "small") -> str:

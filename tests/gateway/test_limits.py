@@ -33,11 +33,6 @@ pytestmark = pytest.mark.anyio
 NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class Clock:
     def __init__(self, at: datetime = NOON) -> None:
         self.at = at

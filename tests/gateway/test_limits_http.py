@@ -12,16 +12,10 @@ import openai
 import pytest
 
 from support.gateway import add_models, gateway_server, openai_model, read_span, sdk
-from support.mock_upstream import MockUpstream, run_mock_upstream
+from support.mock_upstream import MockUpstream
 from support.server import RunningServer
 
 MESSAGES: Any = [{"role": "user", "content": "hello there"}]
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockUpstream]:
-    with run_mock_upstream() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -12,18 +12,12 @@ import orjson
 import pytest
 
 from support.gateway import fmops, gateway_server, openai_model, read_span, sdk
-from support.mock_upstream import REPLY, MockUpstream, run_mock_upstream
+from support.mock_upstream import REPLY, MockUpstream
 from support.server import RunningServer
 
 UPSTREAM_KEY = "sk-upstream-SECRET-4f9a8b7c6d5e"
 PRICES = ["--input-price", "2", "--output-price", "4"]  # per 1M tokens
 MESSAGES: Any = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello"}]
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockUpstream]:
-    with run_mock_upstream() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

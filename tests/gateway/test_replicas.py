@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 
 from support.databases import postgres_database
 from support.gateway import add_models, gateway_server, openai_model, sdk
-from support.mock_upstream import MockUpstream, run_mock_upstream
+from support.mock_upstream import MockUpstream
 from support.redisdb import REDIS_URL
 from support.server import RunningServer, stop_server
 from support.services import unavailable
@@ -43,12 +43,6 @@ def shared() -> Iterator[dict[str, str]]:
     keys = list(client.scan_iter(match=prefix + "*"))
     if keys:
         client.delete(*keys)
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockUpstream]:
-    with run_mock_upstream() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

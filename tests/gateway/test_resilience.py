@@ -25,18 +25,12 @@ from support.gateway import (
     spans_of_model,
     wait_for,
 )
-from support.mock_upstream import REPLY, MockUpstream, run_mock_upstream
+from support.mock_upstream import REPLY, MockUpstream
 from support.server import RunningServer
 
 THRESHOLD = 3
 COOLDOWN = 2.0
 MESSAGES: Any = [{"role": "user", "content": "hello there"}]
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockUpstream]:
-    with run_mock_upstream() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,10 @@ import pytest
 
 from fmops.gateway.spans import new_trace_id
 from support.gateway import add_models, gateway_server, openai_model, sdk
-from support.mock_upstream import MockUpstream, run_mock_upstream
+from support.mock_upstream import MockUpstream
 from support.server import RunningServer
 
 MESSAGES: Any = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockUpstream]:
-    with run_mock_upstream() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

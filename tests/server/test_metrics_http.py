@@ -11,18 +11,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.gateway import add_models, gateway_server, openai_model, sdk, wait_for
-from support.mock_upstream import MockUpstream, run_mock_upstream
+from support.mock_upstream import MockUpstream
 from support.server import RunningServer
 
 MESSAGES: Any = [{"role": "user", "content": "hi"}]
 CALLS = 4
 STREAMS = 2
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockUpstream]:
-    with run_mock_upstream() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

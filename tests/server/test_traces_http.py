@@ -14,14 +14,8 @@ import orjson
 import pytest
 
 from support.gateway import FMOPS, add_models, cli_env, fmops, gateway_server, openai_model, read_span, sdk
-from support.mock_upstream import REPLY, MockUpstream, run_mock_upstream
+from support.mock_upstream import REPLY, MockUpstream
 from support.server import RunningServer
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockUpstream]:
-    with run_mock_upstream() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +28,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from support.threaded_app import serve_in_thread
 
 REPLY = "Hello from the mock Anthropic API."
 JSON = dict[str, Any]
@@ -214,29 +215,5 @@ class MockAnthropic:
 def run_mock_anthropic(port: int = 0) -> Iterator[MockAnthropic]:
     """Serve the mock on 127.0.0.1 in a background thread for the duration of the block."""
     state = MockState()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def start() -> None:
-        runner = web.AppRunner(make_app(state), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        holder["port"] = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        holder["runner"] = runner
-        ready.set()
-
-    thread = threading.Thread(
-        target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True
-    )
-    thread.start()
-    ready.wait(10)
-    try:
-        yield MockAnthropic(url=f"http://127.0.0.1:{holder['port']}", state=state)
-    finally:
-        asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+    with serve_in_thread(make_app(state), port) as bound:
+        yield MockAnthropic(url=f"http://127.0.0.1:{bound}", state=state)

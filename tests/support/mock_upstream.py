@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -28,6 +27,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from support.threaded_app import serve_in_thread
 
 REPLY = "Hello from the mock upstream."
 
@@ -211,36 +212,8 @@ class MockUpstream:
 def run_mock_upstream(port: int = 0) -> Iterator[MockUpstream]:
     """Serve the mock on 127.0.0.1 in a background thread for the duration of the block."""
     state = MockState()
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def start() -> None:
-        # Handlers of clients that went away are cancelled (a `hang` step must not outlive its
-        # client), and shutting down does not wait a minute for them.
-        runner = web.AppRunner(
-            make_app(state), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        holder["port"] = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        holder["runner"] = runner
-        ready.set()
-
-    thread = threading.Thread(
-        target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True
-    )
-    thread.start()
-    ready.wait(10)
-    try:
-        yield MockUpstream(url=f"http://127.0.0.1:{holder['port']}/v1", state=state)
-    finally:
-        asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+    with serve_in_thread(make_app(state), port) as bound:
+        yield MockUpstream(url=f"http://127.0.0.1:{bound}/v1", state=state)
 
 
 def main() -> None:
