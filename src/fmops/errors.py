@@ -68,3 +68,4 @@ class Unavailable(FmopsError):
     status_code = 503
     error_type = "server_error"
     code = "unavailable"
+    retry_after: float | None = None  # seconds, sent as Retry-After (default 5)

@@ -1,6 +1,7 @@
 """Plugin loading: built-ins and third parties register through the same entry-point groups.
 
-Groups: `fmops.jobs` (job kinds). Later services add theirs (`fmops.providers`, `fmops.scorers`).
+Groups: `fmops.jobs` (job kinds, registered when their module is imported), `fmops.scorers` (scorer
+classes, by entry-point name). Later services add theirs.
 Modules named in the `plugins` setting are imported too, for in-house code that is not packaged.
 """
 
@@ -9,11 +10,13 @@ from __future__ import annotations
 import importlib
 import logging
 from importlib.metadata import entry_points
+from typing import Any
 
 from fmops.errors import ConfigError
 
 log = logging.getLogger(__name__)
 _loaded: set[str] = set()
+_objects: dict[str, dict[str, Any]] = {}
 
 
 def load_group(group: str) -> None:
@@ -27,6 +30,20 @@ def load_group(group: str) -> None:
         except Exception:
             log.exception("plugin failed to load", extra={"plugin": ident})
         _loaded.add(ident)
+
+
+def load_objects(group: str) -> dict[str, Any]:
+    """What each entry point of `group` names, by entry-point name, resolved once; a broken plugin is
+    logged and left out."""
+    if group not in _objects:
+        found: dict[str, Any] = {}
+        for ep in entry_points(group=group):
+            try:
+                found[ep.name] = ep.load()
+            except Exception:
+                log.exception("plugin failed to load", extra={"plugin": f"{group}:{ep.name}"})
+        _objects[group] = found
+    return dict(_objects[group])
 
 
 def load_modules(modules: list[str]) -> None:

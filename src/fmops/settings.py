@@ -93,6 +93,36 @@ class Settings(BaseSettings):
         30.0, gt=0, le=3600, description="How long a cooling model is skipped before one probe request"
     )
 
+    # Observability (tracing, export, evaluation, alerts, retention).
+    tracing: bool = Field(
+        True, description="Record a span per gateway call; turn off only to measure what tracing costs"
+    )
+    trace_durability: Literal["buffered", "strict"] = Field(
+        "buffered",
+        description="strict: a call answers 2xx only once its trace is committed; buffered: written within"
+        " ~50 ms, off the request path",
+    )
+    trace_memory_spans: int = Field(
+        20_000, ge=100, le=10_000_000, description="Spans held in memory before the writer spools to disk"
+    )
+    trace_spool_bytes: int = Field(
+        2 * 1024**3, ge=0, description="Most bytes spooled to disk while the database is unreachable"
+    )
+    trace_retention_days: int = Field(
+        30, ge=0, le=36500, description="Default days traces are kept (0 keeps them forever); per project too"
+    )
+    retention_interval_seconds: float = Field(3600.0, gt=0, description="How often the retention job runs")
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP collector to export every span to, e.g. http://collector:4318/v1/traces"
+    )
+    otlp_headers: dict[str, str] = Field(default_factory=dict, description="Headers sent with OTLP export")
+    alert_interval_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How often alert rules are checked"
+    )
+    evaluator_queue: int = Field(
+        10_000, ge=10, le=1_000_000, description="Spans waiting for online evaluators before sampling sheds"
+    )
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:

@@ -343,12 +343,12 @@ def test_spend_rows_aggregate_root_calls_into_every_period() -> None:
             _span(p, 0.5),
             _span(p, 0.25),
             _span(p, 9.0, cache_hit=True),  # answered from the cache: nothing spent
-            _span(p, 9.0, parent_span_id="abc"),  # a step inside a call: counted by its root
+            _span(p, 0.0, parent_span_id="abc"),  # a call made inside an app's trace: a call all the same
             _span(p, None, input_tokens=None, output_tokens=None),  # a failed call: a request, no cost
         ]
     )
     expected = {
-        (scope, period): (0.75, 200, 40, 3)
+        (scope, period): (0.75, 300, 60, 4)
         for scope in ("key:k1", "project:p1")
         for period in ("2026-11-26", "2026-11", "total")
     }

@@ -39,7 +39,22 @@ SEMANTIC_FIELDS: dict[str, set[str]] = {
     "POST /api/jobs": {"kind", "params"},  # registered here; valid for that kind
     "POST /api/models": {"provider"},  # installed here
     "POST /v1/chat/completions": {"messages"},  # role-dependent fields (a tool message needs content)
-    "GET /api/traces": {"cursor", "start", "min_latency_ms", "min_cost"},  # cursor from a page; ranges
+    # cursor from a page; ranges; a score range needs its score's name, a prompt version its prompt
+    "GET /api/traces": {
+        "cursor",
+        "start",
+        "min_latency_ms",
+        "min_cost",
+        "min_score",
+        "score_name",
+        "prompt_name",
+    },
+    "POST /api/evaluators": {"scorer", "config"},  # installed here; valid for that scorer
+    "PATCH /api/evaluators/{rule_id}": {"scorer", "config"},
+    "GET /api/stats/timeseries": {"start", "bucket"},  # a range, and not too many points in it
+    "GET /api/stats/breakdown": {"start"},
+    "POST /api/alerts": {"webhook_url", "filters", "threshold"},  # a public URL; filters of the metric
+    "PATCH /api/alerts/{rule_id}": {"webhook_url", "filters", "threshold"},
 }
 
 

@@ -214,18 +214,28 @@ class AuthService:
             raise NotFound(f"no project with id {project_id!r}")
         return row[0], Role(row[1])
 
-    def set_retention(self, principal: Principal, days: int | None) -> Project:
-        principal.require(Role.admin, "change retention")
+    def set_retention(
+        self, principal: Principal | None, days: int | None, *, project: str | None = None
+    ) -> Project:
+        """Days a project's traces are kept (None: the setting's default).
+
+        The principal's own project (admin), or `project` by name (the local operator).
+        """
+        if principal is not None:
+            principal.require(Role.admin, "change retention")
         if days is not None and not 1 <= days <= 36_500:
             raise UserError(
                 "retention_days must be between 1 and 36500, or null for the default", param="days"
             )
         with self.store.write() as session:
-            project = session.get(Project, principal.project_id)
-            if project is None:
-                raise NotFound("this key's project no longer exists")
-            project.retention_days = days
-        return project
+            if principal is not None:
+                target = session.get(Project, principal.project_id)
+                if target is None:
+                    raise NotFound("this key's project no longer exists")
+            else:
+                target = self.project_by_name(session, project or DEFAULT_PROJECT)
+            target.retention_days = days
+        return target
 
     # --- users and memberships ----------------------------------------------------------------
 

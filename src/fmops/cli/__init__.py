@@ -9,9 +9,10 @@ import typer
 from rich.markup import escape
 
 from fmops import __version__
-from fmops.cli import db, jobs, keys, models, projects, traces, users
+from fmops.cli import alerts, db, evaluators, jobs, keys, models, projects, traces, users
 from fmops.cli.chat import chat
 from fmops.cli.common import err_console
+from fmops.cli.stats import stats
 from fmops.cli.up import up
 from fmops.errors import ConfigError, FmopsError
 
@@ -30,6 +31,9 @@ app.add_typer(users.app, name="users")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(models.app, name="models")
 app.add_typer(traces.app, name="traces")
+app.command("stats")(stats)
+app.add_typer(alerts.app, name="alerts")
+app.add_typer(evaluators.app, name="evaluators")
 app.command("chat")(chat)
 
 

@@ -8,7 +8,7 @@ from fmops.auth import Role
 from fmops.cli.common import console, local_platform, print_rows
 from fmops.cli.limits import BUDGET, PERIOD, RPM, TPM, describe_limits, limit_changes
 
-app = typer.Typer(help="Projects: create and list.", no_args_is_help=True)
+app = typer.Typer(help="Projects: create, list, limits, trace retention.", no_args_is_help=True)
 
 
 @app.command("create")
@@ -42,3 +42,27 @@ def limits(
     changes = limit_changes(rpm, tpm, budget, period)
     project = local_platform().auth.set_project_limits(None, changes, project=name)
     console.print(f"project {project.name}: {describe_limits(project)}", soft_wrap=True)
+
+
+@app.command("retention")
+def retention(
+    name: str = typer.Argument(..., help="Project name"),
+    days: str = typer.Argument(..., help="Days traces are kept (1-36500), or `default` for the setting's"),
+) -> None:
+    """Set how many days a project's traces are kept before the retention job deletes them."""
+    value: int | None = None
+    if days != "default":
+        try:
+            value = int(days)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{days!r} is not a number of days: use e.g. 30, or `default`", param_hint="DAYS"
+            ) from None
+    platform = local_platform()
+    project = platform.auth.set_retention(None, value, project=name)
+    if project.retention_days is None:
+        default = platform.settings.trace_retention_days
+        kept = "forever" if default == 0 else f"{default} days"
+        console.print(f"project {project.name}: traces kept for the default, {kept}")
+    else:
+        console.print(f"project {project.name}: traces kept for {project.retention_days} days")

@@ -14,6 +14,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from fmops.cli.common import console, err_console, fmt, local_platform
+from fmops.errors import UserError
 from fmops.store import utcnow
 from fmops.store.models import Span
 from fmops.tracing.query import MAX_LIMIT, SpanNode, TraceFilters, TraceQuery
@@ -98,6 +99,36 @@ def _print(rows: Sequence[dict[str, Any]], *, as_json: bool, header: bool = True
         console.print(_line(row), highlight=False, soft_wrap=True)
 
 
+def _int(text: str, option: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{option}: {text!r} is not a whole number") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"--score: {text!r} is not a number") from None
+
+
+def _score_range(spec: str | None) -> tuple[str | None, float | None, float | None]:
+    """`judge`, `judge>=3`, `judge<=2`, `judge=3..5` -> (name, low, high)."""
+    if not spec:
+        return None, None, None
+    for op in (">=", "<=", "="):
+        name, found, bound = spec.partition(op)
+        if found:
+            if op == ">=":
+                return name, _float(bound), None
+            if op == "<=":
+                return name, None, _float(bound)
+            low, dots, high = bound.partition("..")
+            return (name, _float(low), _float(high)) if dots else (name, _float(bound), _float(bound))
+    return spec, None, None
+
+
 @app.command("search")
 def search(
     model: str | None = typer.Option(None, "--model"),
@@ -105,6 +136,12 @@ def search(
     status: str | None = typer.Option(None, "--status", help="ok or error"),
     user: str | None = typer.Option(None, "--user"),
     session_id: str | None = typer.Option(None, "--session"),
+    endpoint: str | None = typer.Option(None, "--endpoint"),
+    prompt: str | None = typer.Option(None, "--prompt", help="Prompt name, or NAME:VERSION"),
+    feedback: str | None = typer.Option(None, "--feedback", help="any, none, positive or negative"),
+    score: str | None = typer.Option(
+        None, "--score", help="NAME, NAME>=X, NAME<=X or NAME=X..Y: traces with that evaluator score"
+    ),
     q: str | None = typer.Option(None, "--q", help="Text in the input or output (case-insensitive)"),
     since: str | None = typer.Option(None, "--since", help="Only spans newer than this, e.g. 1h, 30m, 7d"),
     limit: int = typer.Option(50, "--limit", min=1, max=MAX_LIMIT),
@@ -113,6 +150,8 @@ def search(
 ) -> None:
     """Spans, newest first."""
     project_id, names = _project_ids(project)
+    prompt_name, _, version = (prompt or "").partition(":")
+    score_name, low, high = _score_range(score)
     filters = TraceFilters(
         start=utcnow() - parse_since(since) if since else None,
         model=model,
@@ -120,6 +159,13 @@ def search(
         status=status,
         user=user,
         session_id=session_id,
+        endpoint=endpoint,
+        prompt_name=prompt_name or None,
+        prompt_version=_int(version, "--prompt") if version else None,
+        feedback=feedback,
+        score_name=score_name,
+        min_score=low,
+        max_score=high,
         q=q,
     )
     page = TraceQuery(local_platform().store).search(project_id, filters, limit=limit)

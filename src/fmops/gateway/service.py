@@ -86,6 +86,8 @@ class Gateway:
         cache: ResponseCache | None = None,
         breaker: CircuitBreaker | None = None,
         default_timeout: float = 600.0,
+        strict: bool = False,
+        tracing: bool = True,
     ) -> None:
         self.catalog = catalog
         self.tracer = tracer
@@ -93,6 +95,9 @@ class Gateway:
         self.cache = cache
         self.breaker = breaker or CircuitBreaker()
         self.default_timeout = default_timeout
+        # Strict trace durability: a 2xx only once the call's span is committed.
+        self.strict = strict
+        self.tracing = tracing  # off only to measure what tracing costs (FMOPS_TRACING=false)
         self._providers: dict[str, Provider] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -146,7 +151,12 @@ class Gateway:
             raise UserError(f"model {entry.alias!r} does not stream; send stream=false", param="stream")
 
     def _record(
-        self, principal: Principal, req: ChatCompletionRequest, session_id: str | None, body: JSON
+        self,
+        principal: Principal,
+        req: ChatCompletionRequest,
+        session_id: str | None,
+        body: JSON,
+        traceparent: str | bytes | None = None,
     ) -> CallRecord:
         """The call's span, whose input reuses the upstream body (one serialisation per request)."""
         params = {k: v for k, v in body.items() if k not in ("messages", "model", "stream_options")}
@@ -154,13 +164,15 @@ class Gateway:
             value = getattr(req, name)
             if value is not None:
                 params[name] = value.model_dump() if hasattr(value, "model_dump") else value
-        return CallRecord(
+        record = CallRecord(
             principal=principal,
             model=req.model,
             user=req.user,
             session_id=session_id,
             input={"messages": body["messages"], "params": params},
         )
+        record.follow(traceparent)
+        return record
 
     def _cache_ttl(self, req: ChatCompletionRequest, entry: ModelEntry) -> int | None:
         if req.cache is False:
@@ -205,7 +217,7 @@ class Gateway:
             except Exception:
                 log.exception("could not settle usage")
 
-    def _finish(self, record: CallRecord) -> None:
+    def _finish(self, record: CallRecord, *, durable: bool = False) -> None:
         if self.limits is not None and record.admission is not None and not record.settled:
             # A failed call spent nothing: give its token reservation back.
             record.settled = True
@@ -214,7 +226,18 @@ class Gateway:
             )
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        self.tracer.record(record.row())
+        if not self.tracing:
+            return
+        row = record.row()
+        if durable and self.strict and record.status == "ok":
+            record.durable_row = row  # the caller commits it before answering
+        else:
+            self.tracer.record(row)
+
+    async def _make_durable(self, record: CallRecord) -> None:
+        if record.durable_row is not None:
+            row, record.durable_row = record.durable_row, None
+            await self.tracer.commit([row])
 
     # --- chat -----------------------------------------------------------------------------------
 
@@ -226,10 +249,25 @@ class Gateway:
         return entry
 
     async def chat(
-        self, principal: Principal, req: ChatCompletionRequest, session_id: str | None = None
+        self,
+        principal: Principal,
+        req: ChatCompletionRequest,
+        session_id: str | None = None,
+        traceparent: str | bytes | None = None,
+    ) -> ChatResult:
+        result = await self._chat(principal, req, session_id, traceparent)
+        await self._make_durable(result.record)
+        return result
+
+    async def _chat(
+        self,
+        principal: Principal,
+        req: ChatCompletionRequest,
+        session_id: str | None,
+        traceparent: str | bytes | None,
     ) -> ChatResult:
         body = req.upstream_body()
-        record = self._record(principal, req, session_id, body)
+        record = self._record(principal, req, session_id, body, traceparent)
         try:
             entry = await self._admit(record, req)
             cache_key, ttl, cached = await self._from_cache(record, entry, req, body)
@@ -264,10 +302,14 @@ class Gateway:
             record.fail("client disconnected")
             raise
         finally:
-            self._finish(record)
+            self._finish(record, durable=True)
 
     async def stream(
-        self, principal: Principal, req: ChatCompletionRequest, session_id: str | None = None
+        self,
+        principal: Principal,
+        req: ChatCompletionRequest,
+        session_id: str | None = None,
+        traceparent: str | bytes | None = None,
     ) -> StreamResult:
         """Open the stream (retries and fallbacks happen before the first chunk), then relay it.
 
@@ -275,12 +317,13 @@ class Gateway:
         ends with an error event and `[DONE]`, and the span is marked as an error.
         """
         body = req.upstream_body()
-        record = self._record(principal, req, session_id, body)
+        record = self._record(principal, req, session_id, body, traceparent)
         try:
             entry = await self._admit(record, req)
             cache_key, ttl, cached = await self._from_cache(record, entry, req, body)
             if cached is not None:
-                self._finish(record)
+                self._finish(record, durable=True)
+                await self._make_durable(record)
                 return StreamResult(_replay(cached, req.include_usage), record)
             body["stream_options"] = {"include_usage": True}  # we always need usage for cost
             timeout = req.timeout or self.default_timeout
@@ -387,7 +430,11 @@ class Gateway:
             await self._settle_quietly(record, entry, completed)
             if finished and cache_key and ttl and self.cache is not None:
                 await self.cache.put(cache_key, acc.response(name, usage), ttl)
-            self._finish(record)
+            self._finish(record, durable=True)
+        try:
+            await self._make_durable(record)  # strict: the trace is stored before the stream ends
+        except FmopsError as exc:
+            yield _stream_error(exc.message, exc.code or "unavailable")
         yield DONE
 
     async def _settle_quietly(self, record: CallRecord, entry: ModelEntry, body: JSON) -> None:
@@ -398,8 +445,18 @@ class Gateway:
 
     # --- embeddings and listing ----------------------------------------------------------------
 
-    async def embeddings(self, principal: Principal, req: EmbeddingRequest) -> ChatResult:
+    async def embeddings(
+        self, principal: Principal, req: EmbeddingRequest, traceparent: str | bytes | None = None
+    ) -> ChatResult:
+        result = await self._embeddings(principal, req, traceparent)
+        await self._make_durable(result.record)
+        return result
+
+    async def _embeddings(
+        self, principal: Principal, req: EmbeddingRequest, traceparent: str | bytes | None
+    ) -> ChatResult:
         record = CallRecord(principal=principal, model=req.model, kind="embedding", user=req.user)
+        record.follow(traceparent)
         try:
             texts = req.texts()
             record.input = {"input": [t[:1000] for t in texts[:20]], "count": len(texts)}
@@ -429,7 +486,7 @@ class Gateway:
             record.fail(getattr(exc, "message", str(exc)))
             raise _traced(exc, record) from None
         finally:
-            self._finish(record)
+            self._finish(record, durable=True)
 
     async def close(self) -> None:
         for provider in list(self._providers.values()):

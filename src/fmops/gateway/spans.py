@@ -23,6 +23,28 @@ def new_span_id() -> str:
     return f"{_ids.getrandbits(64):016x}"  # 8 bytes, as OpenTelemetry span ids
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def parse_traceparent(value: str | bytes | None) -> tuple[str, str] | None:
+    """(trace id, parent span id) from a W3C `traceparent` header; None when absent or invalid.
+
+    An invalid header is ignored, as the W3C spec asks: the call starts a trace of its own.
+    """
+    if not value:
+        return None
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    parts = text.strip().lower().split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
+        return None
+    trace_id, span_id = parts[1], parts[2]
+    if len(trace_id) != 32 or len(span_id) != 16 or not _HEX.issuperset(trace_id + span_id):
+        return None
+    if trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    return trace_id, span_id
+
+
 @dataclass
 class CallRecord:
     """What one gateway call accumulates, turned into a span row at the end."""
@@ -32,6 +54,7 @@ class CallRecord:
     kind: str = "llm"
     trace_id: str = field(default_factory=new_trace_id)
     span_id: str = field(default_factory=new_span_id)
+    parent_span_id: str | None = None  # the app span this call was made from (traceparent)
     start: datetime = field(default_factory=utcnow)
     provider: str | None = None
     response_model: str | None = None
@@ -50,6 +73,14 @@ class CallRecord:
     # The rate-limit reservation made at admission, released or settled exactly once.
     admission: Any = None
     settled: bool = False
+    # Strict durability: the row the caller must see committed before answering 2xx.
+    durable_row: dict[str, Any] | None = None
+
+    def follow(self, traceparent: str | bytes | None) -> None:
+        """Join the caller's trace when it sent a valid W3C traceparent."""
+        parent = parse_traceparent(traceparent)
+        if parent is not None:
+            self.trace_id, self.parent_span_id = parent
 
     def fail(self, message: str) -> None:
         self.status = "error"
@@ -69,7 +100,7 @@ class CallRecord:
         return {
             "span_id": self.span_id,
             "trace_id": self.trace_id,
-            "parent_span_id": None,
+            "parent_span_id": self.parent_span_id,
             "project_id": self.principal.project_id,
             "name": f"{attributes['gen_ai.operation.name']} {self.model}",
             "kind": self.kind,

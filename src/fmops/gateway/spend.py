@@ -68,29 +68,34 @@ def project_scope(project_id: str) -> str:
 def spend_rows(spans: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Aggregate span rows into `spend` rows: one per (scope, period), sorted.
 
-    Only root spans that reached a model count: child spans would count their cost twice, and a
-    cache hit spent nothing. Spans need `project_id`, `key_id`, `start_time`, `cost`,
-    `input_tokens`, `output_tokens` and may have `parent_span_id` and `cache_hit`.
+    Every span given is a gateway call (the trace writer never passes spans ingested from
+    applications, nor replays); a cache hit spent nothing. A call may have a parent: the app span
+    it was made from (W3C traceparent). Spans need `project_id`, `key_id`, `start_time`, `cost`,
+    `input_tokens`, `output_tokens` and may have `cache_hit`.
     """
-    totals: dict[tuple[str, str], list[float]] = {}
+    # First per (project, key, day), one dict update per span; then spread over scopes and periods.
+    by_day: dict[tuple[str, str | None, datetime], list[float]] = {}
     for span in spans:
-        if span.get("parent_span_id") is not None or span.get("cache_hit"):
+        if span.get("cache_hit"):
             continue
         at: datetime = span["start_time"]
-        scopes = [project_scope(span["project_id"])]
-        if span.get("key_id"):
-            scopes.append(key_scope(span["key_id"]))
-        cost = float(span.get("cost") or 0.0)
-        tokens_in = int(span.get("input_tokens") or 0)
-        tokens_out = int(span.get("output_tokens") or 0)
+        day = at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        sums = by_day.get(key := (span["project_id"], span.get("key_id"), day))
+        if sums is None:
+            sums = by_day[key] = [0.0, 0, 0, 0]
+        sums[0] += float(span.get("cost") or 0.0)
+        sums[1] += int(span.get("input_tokens") or 0)
+        sums[2] += int(span.get("output_tokens") or 0)
+        sums[3] += 1
+    totals: dict[tuple[str, str], list[float]] = {}
+    for (project_id, key_id, day), sums in by_day.items():
+        scopes = [project_scope(project_id)] + ([key_scope(key_id)] if key_id else [])
         for period in PERIODS:
-            label = period_label(period, at)
+            label = period_label(period, day)
             for scope in scopes:
                 row = totals.setdefault((scope, label), [0.0, 0, 0, 0])
-                row[0] += cost
-                row[1] += tokens_in
-                row[2] += tokens_out
-                row[3] += 1
+                for i, value in enumerate(sums):
+                    row[i] += value
     # Sorted, so concurrent writers take row locks in one order and cannot deadlock.
     return [
         {

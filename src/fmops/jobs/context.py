@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fmops.jobs.service import JobService
+
+if TYPE_CHECKING:
+    from fmops.settings import Settings
 
 
 class JobCancelled(Exception):
@@ -18,9 +21,16 @@ class RetryableJobError(Exception):
 
 class JobContext:
     def __init__(
-        self, service: JobService, job_id: str, project_id: str, state: dict[str, Any] | None
+        self,
+        service: JobService,
+        job_id: str,
+        project_id: str,
+        state: dict[str, Any] | None,
+        settings: Settings | None = None,
     ) -> None:
         self._service = service
+        # The worker's settings, for handlers that build services (None outside a worker: tests).
+        self.settings = settings
         self.job_id = job_id
         self.project_id = project_id
         self.state: dict[str, Any] = dict(state or {})

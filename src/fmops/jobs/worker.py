@@ -63,7 +63,7 @@ class Worker:
             log.warning("stale job reaped", extra={"job": job_id, "status": str(status)})
 
     def execute(self, claimed: Claimed) -> None:
-        ctx = JobContext(self.service, claimed.id, claimed.project_id, claimed.state)
+        ctx = JobContext(self.service, claimed.id, claimed.project_id, claimed.state, self.settings)
         done = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(claimed.id, ctx, done), daemon=True)
         beat.start()

@@ -18,6 +18,8 @@ from fmops.server.fastpath import GatewayFastPath
 from fmops.server.middleware import BodyLimitMiddleware
 from fmops.server.platform import Platform
 from fmops.server.routers import (
+    alerts,
+    evaluators,
     feedback,
     health,
     jobs,
@@ -26,11 +28,13 @@ from fmops.server.routers import (
     metrics,
     models,
     projects,
+    stats,
     traces,
     users,
     v1_chat,
     v1_embeddings,
     v1_models,
+    v1_traces,
 )
 from fmops.settings import Settings
 
@@ -46,8 +50,12 @@ ROUTERS = [
     v1_chat.router,
     v1_embeddings.router,
     v1_models.router,
+    v1_traces.router,
     feedback.router,
     metrics.router,
+    stats.router,
+    alerts.router,
+    evaluators.router,
 ]
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request, params
+from fastapi import Depends, Query, Request, params
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -64,3 +64,12 @@ class RoleGate:
 def gate(role: Role) -> list[params.Depends]:
     """Router-level dependencies for `role`."""
     return [Depends(RoleGate(role))]
+
+
+# No NUL characters: PostgreSQL cannot hold them, so a filter carrying one could never match.
+NO_NUL = r"^[^\x00]*$"
+
+
+def text_query(max_length: int = 200, description: str | None = None) -> Any:
+    """An optional text filter in a query string; a fresh Query per parameter, as FastAPI binds each."""
+    return Query(None, min_length=1, max_length=max_length, pattern=NO_NUL, description=description)

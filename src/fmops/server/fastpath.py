@@ -75,7 +75,7 @@ class GatewayFastPath:
             return validation_error_response(RequestValidationError(errors), content_type)
         gateway = self.platform.gateway
         if isinstance(request, EmbeddingRequest):
-            return await v1_embeddings.respond(gateway, principal, request)
+            return await v1_embeddings.respond(gateway, principal, request, headers.get(b"traceparent"))
         assert isinstance(request, ChatCompletionRequest)
         session = headers.get(b"x-fmops-session-id")
         session_id = session.decode("utf-8", "replace") if session else None
@@ -83,7 +83,7 @@ class GatewayFastPath:
             raise UserError(
                 f"x-fmops-session-id is longer than {MAX_SESSION_ID} characters", param="session_id"
             )
-        return await v1_chat.respond(gateway, principal, request, session_id)
+        return await v1_chat.respond(gateway, principal, request, session_id, headers.get(b"traceparent"))
 
 
 async def _read_body(receive: Receive) -> bytes:

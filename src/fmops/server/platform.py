@@ -5,10 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from fmops.alerts import AlertService
+from fmops.alerts.evaluate import AlertEvaluator
+from fmops.alerts.loop import AlertLoop
 from fmops.auth import AuthService
 from fmops.catalog import Catalog
 from fmops.counters import Counters, make_counters
+from fmops.evaluators.online import OnlineEvaluators
 from fmops.gateway.cache import ResponseCache
 from fmops.gateway.limits import Limits
 from fmops.gateway.routing import CircuitBreaker
@@ -20,9 +25,19 @@ from fmops.settings import Settings
 from fmops.store import Store
 from fmops.tracing import TraceWriter
 from fmops.tracing.metrics import Metrics
+from fmops.tracing.otlp import OtlpExporter
+from fmops.tracing.retention import RetentionScheduler
 
 log = logging.getLogger(__name__)
 ShutdownHook = Callable[[], Awaitable[None]]
+
+
+class Service(Protocol):
+    """Background work that lives as long as the server: started on its loop, closed when it stops."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass
@@ -36,6 +51,9 @@ class Platform:
     gateway: Gateway
     counters: Counters
     metrics: Metrics
+    # Background services (exporters, evaluators, alert and retention loops), started with the
+    # server and closed after the trace writer has flushed, in reverse order.
+    services: list[Service] = field(default_factory=list)
     # Background writers register here; they are flushed when the server stops.
     shutdown_hooks: list[ShutdownHook] = field(default_factory=list)
 
@@ -45,9 +63,16 @@ class Platform:
         catalog = Catalog(store, settings, SecretBox.from_settings(settings))
         counters = make_counters(settings)
         metrics = Metrics()
-        tracer = TraceWriter(store, on_batch=record_spend, on_record=metrics.observe)
+        tracer = TraceWriter(
+            store,
+            max_memory=settings.trace_memory_spans,
+            spool_dir=settings.home / "spool",
+            spool_bytes=settings.trace_spool_bytes,
+            on_batch=record_spend,
+            on_record=metrics.observe,
+        )
         metrics.watch(tracer)
-        return cls(
+        platform = cls(
             settings=settings,
             store=store,
             auth=AuthService(store, cache_seconds=settings.key_cache_seconds),
@@ -60,19 +85,47 @@ class Platform:
                 limits=Limits(counters, store),
                 cache=ResponseCache(counters),
                 breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds),
+                strict=settings.trace_durability == "strict",
+                tracing=settings.tracing,
             ),
             counters=counters,
             metrics=metrics,
         )
+        alerts = AlertService(store, settings)
+        platform.services.append(AlertLoop(AlertEvaluator(store, alerts), settings.alert_interval_seconds))
+        platform.services.append(
+            RetentionScheduler(
+                store,
+                interval_seconds=settings.retention_interval_seconds,
+                default_days=settings.trace_retention_days,
+            )
+        )
+        evaluators = OnlineEvaluators(store, platform.jobs, tracer, queue_size=settings.evaluator_queue)
+        metrics.registry.register(evaluators.collector())
+        platform.services.append(evaluators)
+        if settings.otlp_endpoint:
+            exporter = OtlpExporter(
+                tracer, settings.otlp_endpoint, settings.otlp_headers, max_queue=settings.trace_memory_spans
+            )
+            metrics.registry.register(exporter.collector())
+            platform.services.append(exporter)
+        return platform
 
     async def start(self) -> None:
         """Start background work that needs the server's event loop."""
         self.tracer.start()
+        for service in self.services:
+            await service.start()
 
     async def shutdown(self) -> None:
         # Order matters: stop calling models, then flush what they recorded, then close the store.
         await self.gateway.close()
         await self.tracer.close()
+        for service in reversed(self.services):
+            try:
+                await service.close()
+            except Exception:
+                log.exception("background service failed to close", extra={"service": type(service).__name__})
         await self.counters.close()
         for hook in reversed(self.shutdown_hooks):
             try:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,12 +21,26 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _WRITE = "fmops_write"
 
 
+def json_dumps(value: Any) -> str:
+    # orjson: ~10x the standard library on span inputs and outputs, and text stays UTF-8 (not
+    # \u-escaped), so free-text search finds non-ASCII words as typed.
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+
+
+_JSON = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
+
+
 def _sqlite_engine(url: str, echo: bool) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
-        url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, pool_size=8, max_overflow=16
+        url,
+        echo=echo,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        pool_size=8,
+        max_overflow=16,
+        **_JSON,
     )
 
     @event.listens_for(engine, "connect")
@@ -49,7 +64,9 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url, echo)
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=1800)
+    return create_engine(
+        url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=1800, **_JSON
+    )
 
 
 class Store:

@@ -53,7 +53,25 @@ class _WriterCollector(Collector):
             "fmops_spans_written", "Spans written to the store", value=self.writer.written
         )
         yield CounterMetricFamily(
-            "fmops_spans_dropped", "Spans lost: queue full or database unreachable", value=self.writer.dropped
+            "fmops_spans_dropped", "Spans lost: memory and disk spool full", value=self.writer.dropped
+        )
+        yield GaugeMetricFamily(
+            "fmops_trace_spooled",
+            "Spans waiting on disk for the database to return",
+            value=self.writer.spooled,
+        )
+        yield CounterMetricFamily(
+            "fmops_spans_replayed",
+            "Spans received again and ignored (already stored)",
+            value=self.writer.replayed,
+        )
+        yield CounterMetricFamily(
+            "fmops_spans_rejected", "Spans the database refused", value=self.writer.rejected
+        )
+        yield GaugeMetricFamily(
+            "fmops_trace_store_up",
+            "1 when the last trace write reached the database",
+            value=int(self.writer.healthy),
         )
 
 

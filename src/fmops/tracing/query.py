@@ -14,14 +14,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, String, and_, cast, or_, select
+from sqlalchemy import ColumnElement, String, and_, cast, exists, or_, select
 from sqlalchemy.orm import defer
 
 from fmops.errors import NotFound, UserError
 from fmops.store import Store
-from fmops.store.models import Span
+from fmops.store.models import Score, Span
 
 MAX_LIMIT = 500
+FEEDBACK_FILTERS = ("any", "none", "positive", "negative")
 _IO_COLUMNS = (Span.input, Span.output)
 
 
@@ -43,6 +44,18 @@ class TraceFilters:
     min_cost: float | None = None
     max_cost: float | None = None
     cache_hit: bool | None = None
+    endpoint: str | None = None
+    prompt_name: str | None = None
+    prompt_version: int | None = None
+    variant: str | None = None
+    kind: str | None = None
+    root_only: bool = False  # only spans without a parent (a call, or an app's top step)
+    # Feedback from people on the span's trace: any, none, positive (a thumbs up), negative (down).
+    feedback: str | None = None
+    # Spans whose trace has a score named `score_name` within [min_score, max_score].
+    score_name: str | None = None
+    min_score: float | None = None
+    max_score: float | None = None
     q: str | None = None  # case-insensitive substring of the input or output JSON
 
     def __post_init__(self) -> None:
@@ -55,12 +68,27 @@ class TraceFilters:
             raise UserError(
                 f"start ({self.start.isoformat()}) must be before end ({self.end.isoformat()})", param="start"
             )
-        for low, high in (("min_latency_ms", "max_latency_ms"), ("min_cost", "max_cost")):
+        for low, high in (
+            ("min_latency_ms", "max_latency_ms"),
+            ("min_cost", "max_cost"),
+            ("min_score", "max_score"),
+        ):
             lo, hi = getattr(self, low), getattr(self, high)
             if lo is not None and hi is not None and lo > hi:
                 raise UserError(f"{low} ({lo:g}) is greater than {high} ({hi:g})", param=low)
         if self.status is not None and self.status not in ("ok", "error"):
             raise UserError(f"status must be 'ok' or 'error', not {self.status!r}", param="status")
+        if self.feedback is not None and self.feedback not in FEEDBACK_FILTERS:
+            raise UserError(
+                f"feedback must be one of {', '.join(FEEDBACK_FILTERS)}, not {self.feedback!r}",
+                param="feedback",
+            )
+        if (self.min_score is not None or self.max_score is not None) and self.score_name is None:
+            raise UserError(
+                "min_score and max_score need score_name: which score to compare", param="score_name"
+            )
+        if self.prompt_version is not None and self.prompt_name is None:
+            raise UserError("prompt_version needs prompt_name", param="prompt_name")
         if self.q is not None and not self.q.strip():
             raise UserError("q must not be blank", param="q")
 
@@ -127,6 +155,11 @@ class TraceQuery:
             (Span.key_id, f.key_id),
             (Span.trace_id, f.trace_id),
             (Span.cache_hit, f.cache_hit),
+            (Span.endpoint, f.endpoint),
+            (Span.prompt_name, f.prompt_name),
+            (Span.prompt_version, f.prompt_version),
+            (Span.variant, f.variant),
+            (Span.kind, f.kind),
         ]
         where += [column == value for column, value in equal if value is not None]
         if f.start is not None:
@@ -141,6 +174,18 @@ class TraceQuery:
             where.append(Span.cost >= f.min_cost)
         if f.max_cost is not None:
             where.append(Span.cost <= f.max_cost)
+        if f.root_only:
+            where.append(Span.parent_span_id.is_(None))
+        if f.feedback is not None:
+            where.append(_feedback_condition(f.feedback))
+        if f.score_name is not None:
+            score = [Score.project_id == Span.project_id, Score.trace_id == Span.trace_id]
+            score.append(Score.name == f.score_name)
+            if f.min_score is not None:
+                score.append(Score.value >= f.min_score)
+            if f.max_score is not None:
+                score.append(Score.value <= f.max_score)
+            where.append(exists().where(*score))
         if f.q is not None:
             where.append(self._text_match(f.q))
         return where
@@ -206,6 +251,22 @@ class TraceQuery:
             nodes[lost.parent_span_id or ""].children.remove(node)
             roots.append(node)
         return roots
+
+
+def _feedback_condition(kind: str) -> ColumnElement[bool]:
+    """Scores from people (not evaluators) on the span's trace; thumbs decide positive/negative."""
+    on_trace = [
+        Score.project_id == Span.project_id,
+        Score.trace_id == Span.trace_id,
+        Score.source != "evaluator",
+    ]
+    if kind == "none":
+        return ~exists().where(*on_trace)
+    if kind == "positive":
+        on_trace += [Score.kind == "thumbs", Score.value > 0]
+    elif kind == "negative":
+        on_trace += [Score.kind == "thumbs", Score.value < 0]
+    return exists().where(*on_trace)
 
 
 def _reachable(roots: list[SpanNode]) -> set[str]:

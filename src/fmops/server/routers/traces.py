@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Path, Query
 
 from fmops.auth import Role
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.server.deps import PlatformDep, PrincipalDep, gate, text_query
 from fmops.server.schemas.base import Page
 from fmops.server.schemas.traces import SpanSummary, SpanTreeNode, TracePublic
 from fmops.store.models import Span
 from fmops.tracing.query import MAX_LIMIT, SpanNode, TraceFilters, TraceQuery
 
 router = APIRouter(prefix="/api/traces", tags=["traces"], dependencies=gate(Role.engineer))
-
-
-def _name() -> Any:
-    # A fresh Query per parameter: FastAPI binds each one to its parameter's name.
-    return Query(None, min_length=1, max_length=200)
 
 
 _SUMMARY_FIELDS = [name for name in SpanSummary.model_fields if name not in ("input", "output")]
@@ -47,18 +42,30 @@ def search_traces(
     principal: PrincipalDep,
     start: datetime | None = Query(None, description="Spans that started at or after this time"),
     end: datetime | None = Query(None, description="Spans that started before this time"),
-    model: str | None = _name(),
-    provider: str | None = _name(),
+    model: str | None = text_query(),
+    provider: str | None = text_query(),
     status: Literal["ok", "error"] | None = None,
-    user: str | None = _name(),
-    session_id: str | None = _name(),
-    key_id: str | None = Query(None, min_length=1, max_length=32),
+    user: str | None = text_query(),
+    session_id: str | None = text_query(),
+    key_id: str | None = text_query(32),
     min_latency_ms: float | None = Query(None, ge=0),
     max_latency_ms: float | None = Query(None, ge=0),
     min_cost: float | None = Query(None, ge=0),
     max_cost: float | None = Query(None, ge=0),
     cache_hit: bool | None = None,
-    q: str | None = Query(None, min_length=1, max_length=500, description="Text in the input or output"),
+    endpoint: str | None = text_query(),
+    prompt_name: str | None = text_query(),
+    prompt_version: int | None = Query(None, ge=1),
+    variant: str | None = text_query(100),
+    kind: str | None = text_query(20),
+    root_only: bool = Query(False, description="Only spans without a parent: calls and apps' top steps"),
+    feedback: Literal["any", "none", "positive", "negative"] | None = Query(
+        None, description="Feedback from people on the trace: any, none, positive or negative thumbs"
+    ),
+    score_name: str | None = text_query(100, "Score to compare"),
+    min_score: float | None = Query(None, allow_inf_nan=False, description="Lowest value of score_name"),
+    max_score: float | None = Query(None, allow_inf_nan=False, description="Highest value of score_name"),
+    q: str | None = text_query(500, "Text in the input or output"),
     include_io: bool = Query(False, description="Include each span's full input and output"),
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     cursor: str | None = Query(
@@ -83,6 +90,16 @@ def search_traces(
         min_cost=min_cost,
         max_cost=max_cost,
         cache_hit=cache_hit,
+        endpoint=endpoint,
+        prompt_name=prompt_name,
+        prompt_version=prompt_version,
+        variant=variant,
+        kind=kind,
+        root_only=root_only,
+        feedback=feedback,
+        score_name=score_name,
+        min_score=min_score,
+        max_score=max_score,
         q=q,
     )
     page = TraceQuery(platform.store).search(

@@ -17,6 +17,8 @@ from fmops.server.errors import error_responses
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consumer))
 
 SessionHeader = Annotated[str | None, Header(alias="x-fmops-session-id", max_length=200)]
+# W3C trace context: the call's span joins the caller's trace (an invalid value is ignored).
+TraceParentHeader = Annotated[str | None, Header(alias="traceparent", max_length=200)]
 
 
 @router.post(
@@ -30,16 +32,21 @@ async def chat_completions(
     platform: PlatformDep,
     principal: PrincipalDep,
     session_id: SessionHeader = None,
+    traceparent: TraceParentHeader = None,
 ) -> Response:
-    return await respond(platform.gateway, principal, body, session_id)
+    return await respond(platform.gateway, principal, body, session_id, traceparent)
 
 
 async def respond(
-    gateway: Gateway, principal: Principal, body: ChatCompletionRequest, session_id: str | None
+    gateway: Gateway,
+    principal: Principal,
+    body: ChatCompletionRequest,
+    session_id: str | None,
+    traceparent: str | bytes | None = None,
 ) -> Response:
     """Run the call and shape the HTTP answer; shared with the ASGI fast path (server/fastpath.py)."""
     if body.stream:
-        result = await gateway.stream(principal, body, session_id)
+        result = await gateway.stream(principal, body, session_id, traceparent)
         return StreamingResponse(
             result.events,
             media_type="text/event-stream",
@@ -50,7 +57,7 @@ async def respond(
                 "x-accel-buffering": "no",
             },
         )
-    done = await gateway.chat(principal, body, session_id)
+    done = await gateway.chat(principal, body, session_id, traceparent)
     return Response(
         orjson.dumps(done.body),
         media_type="application/json",

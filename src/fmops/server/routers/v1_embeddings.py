@@ -10,6 +10,7 @@ from fmops.gateway.schemas import EmbeddingRequest
 from fmops.gateway.service import Gateway
 from fmops.server.deps import PlatformDep, PrincipalDep, gate
 from fmops.server.errors import error_responses
+from fmops.server.routers.v1_chat import TraceParentHeader
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consumer))
 
@@ -20,13 +21,20 @@ router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consume
     response_model=None,
     responses=error_responses(404, 429, 502, 503, 504),  # no such model; limits; upstream
 )
-async def embeddings(body: EmbeddingRequest, platform: PlatformDep, principal: PrincipalDep) -> Response:
-    return await respond(platform.gateway, principal, body)
+async def embeddings(
+    body: EmbeddingRequest,
+    platform: PlatformDep,
+    principal: PrincipalDep,
+    traceparent: TraceParentHeader = None,
+) -> Response:
+    return await respond(platform.gateway, principal, body, traceparent)
 
 
-async def respond(gateway: Gateway, principal: Principal, body: EmbeddingRequest) -> Response:
+async def respond(
+    gateway: Gateway, principal: Principal, body: EmbeddingRequest, traceparent: str | bytes | None = None
+) -> Response:
     """Shared with the ASGI fast path (server/fastpath.py)."""
-    done = await gateway.embeddings(principal, body)
+    done = await gateway.embeddings(principal, body, traceparent)
     return Response(
         orjson.dumps(done.body),
         media_type="application/json",

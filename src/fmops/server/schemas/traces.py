@@ -26,6 +26,10 @@ class SpanSummary(Output):
     key_id: str | None
     user: str | None
     session_id: str | None
+    endpoint: str | None
+    prompt_name: str | None
+    prompt_version: int | None
+    variant: str | None
     input_tokens: int | None
     output_tokens: int | None
     cost: float | None

@@ -1,17 +1,22 @@
 """Every table fmops stores; importing this module registers them all on `Base.metadata`."""
 
+from fmops.store.models.alerts import AlertEvent, AlertRule
 from fmops.store.models.auth import ApiKey, Membership, Project, User
 from fmops.store.models.base import Base
 from fmops.store.models.catalog import CatalogModel
+from fmops.store.models.evaluators import EvaluatorRule
 from fmops.store.models.feedback import Score
 from fmops.store.models.jobs import Job, JobLog
 from fmops.store.models.traces import Span
 from fmops.store.models.usage import Spend
 
 __all__ = [
+    "AlertEvent",
+    "AlertRule",
     "ApiKey",
     "Base",
     "CatalogModel",
+    "EvaluatorRule",
     "Job",
     "JobLog",
     "Membership",

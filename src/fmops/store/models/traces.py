@@ -24,6 +24,8 @@ class Span(Base):
         Index("ix_spans_project_model_start", "project_id", "model", "start_time"),
         Index("ix_spans_project_status_start", "project_id", "status", "start_time"),
         Index("ix_spans_project_user_start", "project_id", "user", "start_time"),
+        Index("ix_spans_project_endpoint_start", "project_id", "endpoint", "start_time"),
+        Index("ix_spans_project_prompt_start", "project_id", "prompt_name", "prompt_version", "start_time"),
     )
 
     span_id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -42,6 +44,11 @@ class Span(Base):
     key_id: Mapped[str | None] = mapped_column(String(32))
     user: Mapped[str | None] = mapped_column(String(200))  # end user, from the request's `user`
     session_id: Mapped[str | None] = mapped_column(String(200))
+    # What served the call when it came through an endpoint (prompt registry, A/B variants).
+    endpoint: Mapped[str | None] = mapped_column(String(200))
+    prompt_name: Mapped[str | None] = mapped_column(String(200))
+    prompt_version: Mapped[int | None] = mapped_column(Integer)
+    variant: Mapped[str | None] = mapped_column(String(100))
     input_tokens: Mapped[int | None] = mapped_column(Integer)
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     cost: Mapped[float | None] = mapped_column(Float)

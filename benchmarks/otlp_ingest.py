@@ -1,0 +1,495 @@
+"""OTLP trace ingest: fmops vs Arize Phoenix vs MLflow's tracing server, side by side, in one run.
+
+Each server runs alone, pinned to core 0, on SQLite in a fresh folder; the load generator (this
+process: aiohttp, 4 connections) runs on core 1. Every connection posts a batch of 100 spans
+(10 traces of 10 spans, 10 attributes each: OpenInference / gen_ai keys, short inputs and outputs)
+and sends the next as soon as the answer comes, for --seconds. Refused batches are not retried.
+fmops and MLflow get OTLP JSON; Phoenix accepts only protobuf, so it gets the same spans encoded as
+protobuf (cheaper to parse, so if anything this favours it).
+
+For each server it reports:
+  accepted/s   spans in batches answered 2xx, per second of load
+  refused      batches answered otherwise (e.g. 503 when at capacity), or failed
+  queryable    seconds from the end of the load until the last batch each connection had accepted
+               is readable, every span of its last trace, through the tool's own query API
+  stored       spans in the tool's database once that is so (a SQL count on its SQLite file: none
+               of the three APIs counts spans without paging through them all)
+  sustained/s  stored spans / (load seconds + queryable seconds): the rate at which spans end up
+               stored and readable (for a server not queryable within --drain-timeout, the time
+               waited counts instead, and what it stored by then)
+
+The machine's load average is printed too: on a shared machine, rerun when it is quiet.
+
+    .venv/bin/python benchmarks/otlp_ingest.py [--seconds 20] [--only fmops,phoenix,mlflow]
+        [--phoenix-venv DIR] [--mlflow-venv DIR]
+
+Phoenix and MLflow are installed from PyPI into their own virtualenvs on first run
+(benchmarks/.venvs/phoenix, benchmarks/.venvs/mlflow). Target (issue 4): fmops stores 5,000 spans/s
+or more, queryable within 2 s, at least 3x the faster peer, with no batch refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import orjson
+from _harness import BIN, ROOT, free_port, pinned, process, wait_http
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+SPANS_PER_TRACE = 10
+TRACES_PER_BATCH = 10
+SPANS_PER_BATCH = SPANS_PER_TRACE * TRACES_PER_BATCH
+CONNECTIONS = 4
+SERVER_CORE, LOAD_CORE = 0, 1
+MODELS = ["gpt-4o-mini", "claude-3-5-haiku", "llama-3.1-8b"]
+
+# --- the load: one batch = 10 traces x 10 spans ------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    body: bytes
+    trace_ids: list[str]
+
+
+def _span_fields(rng: random.Random, trace_id: str, n: int, root_id: str, start_ns: int) -> dict:
+    """What one span holds, encoding aside: ids, times, status, and exactly 10 attributes."""
+    span_id = root_id if n == 0 else f"{rng.getrandbits(64):016x}"
+    model = MODELS[n % len(MODELS)]
+    attributes: dict[str, str | int] = {
+        "openinference.span.kind": "CHAIN" if n == 0 else "LLM",
+        "gen_ai.system": "openai",
+        "gen_ai.request.model": model,
+        "gen_ai.response.model": model,
+        "gen_ai.usage.input_tokens": 20 + n,
+        "gen_ai.usage.output_tokens": 5 + n,
+        "input.value": f"question {n} of trace {trace_id[:8]}: what is the capital of France?",
+        "output.value": f"answer {n}: Paris is the capital of France.",
+        "user.id": f"user-{rng.randrange(1000)}",
+        "session.id": f"session-{trace_id[:6]}",
+    }
+    return {
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "parent_id": None if n == 0 else root_id,
+        "name": "agent" if n == 0 else f"llm call {n}",
+        "start": start_ns + n * 1_000_000,
+        "end": start_ns + n * 1_000_000 + 800_000,
+        "attributes": attributes,
+    }
+
+
+def _spans(rng: random.Random) -> tuple[list[dict], list[str]]:
+    spans, trace_ids = [], []
+    now = time.time_ns()
+    for _ in range(TRACES_PER_BATCH):
+        trace_id = f"{rng.getrandbits(128):032x}"
+        root_id = f"{rng.getrandbits(64):016x}"
+        trace_ids.append(trace_id)
+        spans += [_span_fields(rng, trace_id, n, root_id, now) for n in range(SPANS_PER_TRACE)]
+    return spans, trace_ids
+
+
+def _json_value(value: str | int) -> dict:
+    return {"intValue": str(value)} if isinstance(value, int) else {"stringValue": value}
+
+
+def json_batch(rng: random.Random) -> Batch:
+    spans, trace_ids = _spans(rng)
+    otlp = [
+        {
+            "traceId": s["trace_id"],
+            "spanId": s["span_id"],
+            **({"parentSpanId": s["parent_id"]} if s["parent_id"] else {}),
+            "name": s["name"],
+            "kind": 1,
+            "startTimeUnixNano": str(s["start"]),
+            "endTimeUnixNano": str(s["end"]),
+            "attributes": [{"key": k, "value": _json_value(v)} for k, v in s["attributes"].items()],
+            "status": {"code": 1},
+        }
+        for s in spans
+    ]
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "bench"}}]},
+                "scopeSpans": [{"scope": {"name": "otlp-bench"}, "spans": otlp}],
+            }
+        ]
+    }
+    return Batch(orjson.dumps(body), trace_ids)
+
+
+def protobuf_batch(rng: random.Random) -> Batch:
+    spans, trace_ids = _spans(rng)
+
+    def attr(key: str, value: str | int) -> KeyValue:
+        any_value = AnyValue(int_value=value) if isinstance(value, int) else AnyValue(string_value=value)
+        return KeyValue(key=key, value=any_value)
+
+    otlp = [
+        Span(
+            trace_id=bytes.fromhex(s["trace_id"]),
+            span_id=bytes.fromhex(s["span_id"]),
+            parent_span_id=bytes.fromhex(s["parent_id"]) if s["parent_id"] else b"",
+            name=s["name"],
+            kind=Span.SPAN_KIND_INTERNAL,
+            start_time_unix_nano=s["start"],
+            end_time_unix_nano=s["end"],
+            attributes=[attr(k, v) for k, v in s["attributes"].items()],
+            status=Status(code=Status.STATUS_CODE_OK),
+        )
+        for s in spans
+    ]
+    request = ExportTraceServiceRequest(
+        resource_spans=[
+            ResourceSpans(
+                resource={"attributes": [attr("service.name", "bench")]},
+                scope_spans=[ScopeSpans(scope={"name": "otlp-bench"}, spans=otlp)],
+            )
+        ]
+    )
+    return Batch(request.SerializeToString(), trace_ids)
+
+
+# --- one server under load -------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    headers: dict[str, str]
+    make_batch: Callable[[random.Random], Batch]
+    # True once every span of these traces can be read through the tool's query API.
+    queryable: Callable[[aiohttp.ClientSession, list[str]], Awaitable[bool]]
+    count: Callable[[], int]  # spans stored (SQL on the tool's SQLite file)
+
+
+@dataclass
+class Result:
+    name: str
+    seconds: float
+    accepted_batches: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    queryable_s: float | None = None  # None: not within the drain timeout
+    waited_s: float = 0.0  # after the load, until queryable or the drain timeout
+    stored: int = 0
+    load_average: float = 0.0  # of the machine over the last minute, when the load ended
+
+    @property
+    def accepted_spans(self) -> int:
+        return self.accepted_batches * SPANS_PER_BATCH
+
+    @property
+    def sustained(self) -> float:
+        """Stored spans per second, from the start of the load until they were queryable (or until
+        the drain timeout, for a server that did not get there: then an upper bound)."""
+        return self.stored / (self.seconds + self.waited_s)
+
+
+async def run_load(target: Target, seconds: float, drain_timeout: float) -> Result:
+    result = Result(target.name, seconds)
+    last_accepted: dict[int, list[str]] = {}
+    timeout = aiohttp.ClientTimeout(total=60)
+
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=CONNECTIONS), timeout=timeout
+    ) as session:
+        # Warm-up: one batch, so lazy imports and table creation are not timed.
+        warm = target.make_batch(random.Random(-1))
+        async with session.post(target.url, data=warm.body, headers=target.headers) as resp:
+            if resp.status >= 300:
+                raise RuntimeError(
+                    f"{target.name} refused the warm-up batch: {resp.status} {await resp.text()}"
+                )
+
+        started = time.monotonic()
+        deadline = started + seconds
+
+        async def connection(index: int) -> None:
+            rng = random.Random(index)
+            while time.monotonic() < deadline:
+                batch = target.make_batch(rng)
+                try:
+                    async with session.post(target.url, data=batch.body, headers=target.headers) as resp:
+                        await resp.read()
+                        status = resp.status
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    result.refused[type(exc).__name__] += 1
+                    continue
+                if 200 <= status < 300:
+                    result.accepted_batches += 1
+                    last_accepted[index] = batch.trace_ids
+                else:
+                    result.refused[str(status)] += 1
+
+        await asyncio.gather(*(connection(i) for i in range(CONNECTIONS)))
+        load_end = time.monotonic()
+        result.seconds = load_end - started
+        result.load_average = os.getloadavg()[0]
+
+        # A batch is stored as a whole, so its last trace stands for it: one per connection.
+        wanted = [traces[-1] for traces in last_accepted.values()]
+        while True:
+            if await target.queryable(session, wanted):
+                result.queryable_s = time.monotonic() - load_end
+                break
+            if time.monotonic() - load_end > drain_timeout:
+                break
+            await asyncio.sleep(0.05)
+        result.waited_s = time.monotonic() - load_end
+    result.stored = stable_count(target.count)
+    return result
+
+
+def stable_count(count: Callable[[], int], pause: float = 0.5, limit: float = 60) -> int:
+    """The count once it stops moving: it should not, once the last batches are queryable."""
+    deadline = time.monotonic() + limit
+    before = count()
+    while time.monotonic() < deadline:
+        time.sleep(pause)
+        after = count()
+        if after == before:
+            return after
+        before = after
+    return before
+
+
+def sql_count(db: Path, query: str = "SELECT count(*) FROM spans") -> Callable[[], int]:
+    def count() -> int:
+        with sqlite3.connect(db, timeout=30) as conn:
+            return int(conn.execute(query).fetchone()[0])
+
+    return count
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str, **kwargs: object) -> object | None:
+    async with session.get(url, **kwargs) as resp:  # type: ignore[arg-type]
+        return await resp.json(content_type=None) if resp.status == 200 else None
+
+
+# --- fmops -------------------------------------------------------------------------------------------
+
+
+async def bench_fmops(work: Path, seconds: float, drain: float) -> Result:
+    home = work / "fmops-home"
+    port = free_port()
+    env = {**os.environ, "FMOPS_HOME": str(home), "FMOPS_PORT": str(port), "FMOPS_WORKERS": "0"}
+    base = f"http://127.0.0.1:{port}"
+    with process(pinned(SERVER_CORE, [str(BIN / "fmops"), "up"]), env=env, log=work / "fmops.log"):
+        wait_http(f"{base}/readyz")
+        key = (home / "admin.key").read_text().strip()
+        auth = {"Authorization": f"Bearer {key}"}
+
+        async def queryable(session: aiohttp.ClientSession, trace_ids: list[str]) -> bool:
+            for trace_id in trace_ids:
+                trace = await _get_json(session, f"{base}/api/traces/{trace_id}", headers=auth)
+                if not isinstance(trace, dict) or _tree_size(trace["spans"]) < SPANS_PER_TRACE:
+                    return False
+            return True
+
+        target = Target(
+            "fmops",
+            f"{base}/v1/traces",
+            {**auth, "Content-Type": "application/json"},
+            json_batch,
+            queryable,
+            sql_count(home / "fmops.db"),
+        )
+        return await run_load(target, seconds, drain)
+
+
+def _tree_size(nodes: list[dict]) -> int:
+    return sum(1 + _tree_size(n.get("children", [])) for n in nodes)
+
+
+# --- Arize Phoenix -------------------------------------------------------------------------------------
+
+
+def ensure_venv(venv: Path, package: str, exe: str) -> Path:
+    path = venv / "bin" / exe
+    if not path.exists():
+        print(f"installing {package} into {venv} …", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", package], check=True)
+    return path
+
+
+def version_of(venv: Path, package: str) -> str:
+    out = subprocess.run([str(venv / "bin" / "pip"), "show", package], capture_output=True, text=True).stdout
+    return next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Version")), "?")
+
+
+async def bench_phoenix(work: Path, venv: Path, seconds: float, drain: float) -> Result:
+    exe = ensure_venv(venv, "arize-phoenix", "phoenix")
+    folder = work / "phoenix"
+    folder.mkdir()
+    port = free_port()
+    env = {
+        **os.environ,
+        "PHOENIX_WORKING_DIR": str(folder),
+        "PHOENIX_PORT": str(port),
+        "PHOENIX_GRPC_PORT": str(free_port()),
+        "PHOENIX_TELEMETRY_ENABLED": "false",
+    }
+    base = f"http://127.0.0.1:{port}"
+    with process(pinned(SERVER_CORE, [str(exe), "serve"]), env=env, log=work / "phoenix.log"):
+        wait_http(f"{base}/healthz", timeout=300)
+
+        async def queryable(session: aiohttp.ClientSession, trace_ids: list[str]) -> bool:
+            params = [("trace_id", t) for t in trace_ids] + [("limit", "1000")]
+            page = await _get_json(session, f"{base}/v1/projects/default/spans", params=params)
+            spans = page.get("data", []) if isinstance(page, dict) else []
+            return len(spans) >= len(trace_ids) * SPANS_PER_TRACE
+
+        target = Target(
+            "phoenix",
+            f"{base}/v1/traces",
+            {"Content-Type": "application/x-protobuf"},
+            protobuf_batch,
+            queryable,
+            sql_count(folder / "phoenix.db"),
+        )
+        return await run_load(target, seconds, drain)
+
+
+# --- MLflow ---------------------------------------------------------------------------------------------
+
+
+async def bench_mlflow(work: Path, venv: Path, seconds: float, drain: float) -> Result:
+    exe = ensure_venv(venv, "mlflow", "mlflow")
+    db = work / "mlflow.db"
+    port = free_port()
+    argv = [
+        str(exe),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{db}",
+        "--default-artifact-root",
+        str(work / "mlflow-artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    with process(pinned(SERVER_CORE, argv), env=env, log=work / "mlflow.log"):
+        wait_http(f"{base}/health", timeout=300)
+
+        async def queryable(session: aiohttp.ClientSession, trace_ids: list[str]) -> bool:
+            for trace_id in trace_ids:
+                found = await _get_json(
+                    session, f"{base}/api/3.0/mlflow/traces/get", params={"trace_id": f"tr-{trace_id}"}
+                )
+                spans = found.get("trace", {}).get("spans", []) if isinstance(found, dict) else []
+                if len(spans) < SPANS_PER_TRACE:
+                    return False
+            return True
+
+        target = Target(
+            "mlflow",
+            f"{base}/v1/traces",
+            {"Content-Type": "application/json", "x-mlflow-experiment-id": "0"},
+            json_batch,
+            queryable,
+            sql_count(db),
+        )
+        return await run_load(target, seconds, drain)
+
+
+# --- report ---------------------------------------------------------------------------------------------
+
+
+def report(results: list[Result], versions: dict[str, str], seconds: float) -> None:
+    print(
+        f"\nOTLP ingest, batches of {SPANS_PER_BATCH} spans x 10 attributes, {CONNECTIONS} connections, "
+        f"{seconds:.0f} s of load, server on 1 core, SQLite"
+    )
+    print(f"{'server':<22}{'accepted/s':>11}{'refused':>9}{'queryable':>11}{'stored':>9}{'sustained/s':>13}")
+    for r in results:
+        refused = sum(r.refused.values())
+        queryable = f"{r.queryable_s:.2f} s" if r.queryable_s is not None else f"> {r.waited_s:.0f} s"
+        label = f"{r.name} {versions.get(r.name, '')}".strip()
+        print(
+            f"{label:<22}{r.accepted_spans / r.seconds:>11.0f}{refused:>9}{queryable:>11}"
+            f"{r.stored:>9}{r.sustained:>13.0f}"
+        )
+        if r.refused:
+            print(f"{'':<22}refused: {dict(r.refused)}")
+        if r.stored < r.accepted_spans:
+            print(f"{'':<22}{r.accepted_spans - r.stored} accepted spans not stored (yet)")
+    loads = ", ".join(f"{r.name} {r.load_average:.1f}" for r in results)
+    print(f"machine load average (1 min) at the end of each load, {os.cpu_count()} cores: {loads}")
+    by_name = {r.name: r for r in results}
+    fm = by_name.get("fmops")
+    peers = [r for r in results if r.name != "fmops"]
+    if fm and peers:
+        best = max(peers, key=lambda r: r.sustained)
+        ratio = fm.sustained / max(best.sustained, 1e-9)
+        print(f"\nfmops / {best.name} (the faster peer), sustained stored spans/s: {ratio:.1f}x")
+        for p in peers:
+            print(f"fmops / {p.name}: {fm.sustained / max(p.sustained, 1e-9):.1f}x")
+    if fm:
+        ok = fm.sustained >= 5000 and (fm.queryable_s or 1e9) <= 2 and not fm.refused
+        print(
+            f"target (>= 5,000 spans/s stored, queryable within 2 s, none refused): "
+            f"{'met' if ok else 'NOT met'}"
+        )
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="fmops-otlp-bench-"))
+    print(f"work folder (server logs, databases): {work}")
+    wanted = args.only.split(",")
+    results, versions = [], {}
+    if "fmops" in wanted:
+        results.append(await bench_fmops(work, args.seconds, args.drain_timeout))
+        versions["fmops"] = ""
+    if "phoenix" in wanted:
+        results.append(await bench_phoenix(work, args.phoenix_venv, args.seconds, args.drain_timeout))
+        versions["phoenix"] = version_of(args.phoenix_venv, "arize-phoenix")
+    if "mlflow" in wanted:
+        results.append(await bench_mlflow(work, args.mlflow_venv, args.seconds, args.drain_timeout))
+        versions["mlflow"] = version_of(args.mlflow_venv, "mlflow")
+    report(results, versions, args.seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument(
+        "--drain-timeout", type=float, default=180, help="longest wait for spans to be queryable"
+    )
+    parser.add_argument("--only", default="fmops,phoenix,mlflow", help="comma-separated servers to run")
+    parser.add_argument("--phoenix-venv", type=Path, default=ROOT / "benchmarks" / ".venvs" / "phoenix")
+    parser.add_argument("--mlflow-venv", type=Path, default=ROOT / "benchmarks" / ".venvs" / "mlflow")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > LOAD_CORE:
+        os.sched_setaffinity(0, {LOAD_CORE})  # the load generator stays off the server's core
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

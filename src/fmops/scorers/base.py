@@ -1,0 +1,186 @@
+"""The scorer plugin interface: what a case is, what a scorer returns, how its config is checked.
+
+A scorer is a class registered under the `fmops.scorers` entry-point group. It declares a name, a
+description, a pydantic config model (checked when a rule is created, so a bad config is a 400 that
+names the field) and whether it calls a model (`needs_model`: then it runs as a job, never on the
+server's request path). `score(case)` judges one case: a live trace's root span for online
+evaluators, a dataset record for offline evaluation.
+
+Exceptions a scorer may raise from `score`:
+
+ScorerError           this case cannot be scored (e.g. the judge model refused it): recorded as an error
+└── ScorerUnavailable a dependency is down or rate-limited: the case is retried later
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fmops.errors import UserError
+
+JSON = dict[str, Any]
+# Sends an OpenAI chat-completions body through the gateway and returns the response body.
+ChatFn = Callable[[JSON], JSON]
+# Label of a result whose value is None because the scorer could not decide.
+ERROR = "error"
+PASS = "pass"
+FAIL = "fail"
+
+
+class ScorerError(Exception):
+    """This case cannot be scored; the message says why and is kept as the score's comment."""
+
+
+class ScorerUnavailable(ScorerError):
+    """Transient: the model is rate-limited or down. The case should be tried again later."""
+
+
+class ScorerConfig(BaseModel):
+    """Base of every scorer's config: unknown keys are refused, so a typo is a 400, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+C = TypeVar("C", bound=ScorerConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    """One verdict. `value` is normalised to 0..1 (1 is best); None when the scorer could not decide,
+    then `label` says why (e.g. "error", "timeout") and `comment` explains."""
+
+    value: float | None
+    label: str | None = None
+    comment: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.value is not None and not math.isfinite(self.value):
+            raise ValueError("a score value must be a finite number")
+        if self.value is None and not self.label:
+            raise ValueError("a result without a value needs a label saying why")
+
+    @classmethod
+    def passed(cls, ok: bool, comment: str | None = None) -> ScoreResult:
+        return cls(1.0 if ok else 0.0, PASS if ok else FAIL, comment)
+
+    @classmethod
+    def undecided(cls, label: str, comment: str) -> ScoreResult:
+        return cls(None, label, comment)
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """What is scored: the raw input and output, their text, and (offline) the expected output.
+
+    `output` is the stored JSON (an assistant message for gateway spans), `output_text` the text a
+    person would read; scorers of text use the latter.
+    """
+
+    input: Any
+    output: Any
+    input_text: str
+    output_text: str
+    expected: Any = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, input: Any, output: Any, *, expected: Any = None, metadata: Mapping[str, Any] | None = None
+    ) -> Case:
+        return cls(
+            input=input,
+            output=output,
+            input_text=input_text(input),
+            output_text=text_of(output),
+            expected=expected,
+            metadata=dict(metadata or {}),
+        )
+
+    @classmethod
+    def from_span(cls, span: Mapping[str, Any]) -> Case:
+        meta = {k: span.get(k) for k in ("trace_id", "span_id", "model", "endpoint", "user", "session_id")}
+        return cls.of(span.get("input"), span.get("output"), metadata=meta)
+
+
+class Scorer(ABC, Generic[C]):
+    """Subclass with a config model and `score`; register it under the `fmops.scorers` entry points."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    config_model: ClassVar[type[ScorerConfig]]
+    # True when scoring calls a model: it then runs in a durable job with `chat` set, never inline.
+    needs_model: ClassVar[bool] = False
+
+    def __init__(self, config: C, *, chat: ChatFn | None = None) -> None:
+        self.config = config
+        self.chat = chat
+
+    @classmethod
+    def parse_config(cls, raw: Mapping[str, Any] | None) -> ScorerConfig:
+        """The validated config; a UserError naming the first bad field (`config.<field>`) otherwise."""
+        try:
+            return cls.config_model.model_validate(dict(raw or {}))
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                where = ".".join(str(p) for p in error["loc"])
+                message = str(error["msg"]).removeprefix("Value error, ")
+                problems.append(f"config.{where}: {message}" if where else f"config: {message}")
+            first = exc.errors()[0]["loc"]
+            param = "config." + ".".join(str(p) for p in first) if first else "config"
+            raise UserError(
+                f"invalid config for scorer {cls.name!r}: " + "; ".join(problems), param=param
+            ) from None
+
+    @classmethod
+    def config_schema(cls) -> JSON:
+        return cls.config_model.model_json_schema(by_alias=True)
+
+    def models_used(self) -> list[str]:
+        """Gateway model aliases this scorer calls; each must exist in the rule's project."""
+        return []
+
+    @abstractmethod
+    def score(self, case: Case) -> ScoreResult:
+        """Judge one case. Cheap scorers must not block for long: they run beside the server."""
+
+
+# --- text of inputs and outputs ------------------------------------------------------------------
+
+
+def text_of(value: Any) -> str:
+    """The readable text of a message, content parts, a list of choices or a plain value."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(t for t in (text_of(v) for v in value) if t)
+    if isinstance(value, dict):
+        if "content" in value or "role" in value:
+            return text_of(value.get("content"))
+        if value.get("type") == "text" and isinstance(value.get("text"), str):
+            return str(value["text"])
+        for key in ("text", "output", "answer", "value"):
+            if isinstance(value.get(key), str):
+                return str(value[key])
+    return orjson.dumps(value, default=str).decode()
+
+
+def input_text(value: Any) -> str:
+    """A conversation as `role: text` lines; other inputs as their text."""
+    messages = value.get("messages") if isinstance(value, dict) else None
+    if isinstance(messages, list):
+        lines = []
+        for message in messages:
+            if isinstance(message, dict):
+                lines.append(f"{message.get('role', 'user')}: {text_of(message.get('content'))}")
+        return "\n".join(lines)
+    return text_of(value)

@@ -1,0 +1,96 @@
+"""OTLP/HTTP trace ingest at `POST /v1/traces`: any OpenTelemetry-instrumented app sends its spans here.
+
+Point an OTLP exporter at `<fmops>/v1/traces` with `Authorization: Bearer <an fmops key>`; spans
+land in the key's project, protobuf or JSON, gzip or not. A bad span is skipped and reported in
+`partial_success`; the rest are stored, and sending a batch again stores nothing twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from fmops.auth import Principal, Role
+from fmops.errors import Unavailable
+from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.server.errors import ErrorBody
+from fmops.tracing.otlp.decode import JSON, PROTOBUF, decompress, media_type
+from fmops.tracing.otlp.ingest import Ingested, ingest, response_body
+
+router = APIRouter(tags=["traces"], dependencies=gate(Role.consumer))
+
+# Bodies larger than this (or compressed) are decoded in a worker thread, so one big batch does not
+# hold up the event loop (and every other request); small ones are not worth the thread hop.
+OFFLOAD_BYTES = 256 * 1024
+
+_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "An OTLP ExportTraceServiceRequest; `Content-Encoding: gzip` is accepted.",
+    "content": {
+        PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+        JSON: {
+            "schema": {
+                "type": "object",
+                "description": "OTLP/JSON: ids as hex, camelCase field names",
+                "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}},
+            }
+        },
+    },
+}
+_RESPONSE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "partialSuccess": {
+            "type": "object",
+            "properties": {"rejectedSpans": {"type": "string"}, "errorMessage": {"type": "string"}},
+        }
+    },
+}
+
+
+def _decode(body: bytes, encoding: str | None, limit: int, media: str, principal: Principal) -> Ingested:
+    plain = decompress(body, encoding, limit)
+    return ingest(plain, media, principal.project_id, principal.key_id)
+
+
+@router.post(
+    "/v1/traces",
+    summary="Ingest OpenTelemetry spans (OTLP/HTTP, protobuf or JSON)",
+    response_class=Response,
+    openapi_extra={"requestBody": _REQUEST_BODY},
+    responses={
+        200: {
+            "description": "Stored; `partialSuccess` counts and describes the spans that were not",
+            "content": {
+                PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                JSON: {"schema": _RESPONSE},
+            },
+        },
+        415: {"model": ErrorBody, "description": "Content-Type or Content-Encoding not accepted"},
+        503: {"model": ErrorBody, "description": "The trace store is busy or unreachable; see Retry-After"},
+    },
+)
+async def ingest_traces(request: Request, platform: PlatformDep, principal: PrincipalDep) -> Response:
+    if platform.tracer.backlogged:
+        # Backpressure: past what the store writes in about a second, refuse rather than queue, so
+        # accepted spans stay queryable within seconds; OTLP exporters retry a 503 after Retry-After.
+        busy = Unavailable("the trace store is busy; retry this batch shortly")
+        busy.retry_after = 1
+        raise busy
+    media = media_type(request.headers.get("content-type"))
+    body = await request.body()
+    encoding = request.headers.get("content-encoding")
+    limit = platform.settings.max_body_bytes
+    if len(body) > OFFLOAD_BYTES or encoding not in (None, "", "identity"):  # gzip may inflate 1000x
+        result = await run_in_threadpool(_decode, body, encoding, limit, media, principal)
+    else:
+        result = _decode(body, encoding, limit, media, principal)
+    if result.rows:
+        if platform.settings.trace_durability == "strict":
+            await platform.tracer.commit(result.rows, ingested=True)
+        else:
+            platform.tracer.record_many(result.rows, ingested=True)
+    return Response(response_body(result, media), media_type=media)

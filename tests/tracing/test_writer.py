@@ -1,0 +1,246 @@
+"""The trace writer: batches, replays, spend, strict commits, subscribers, and the disk spool."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from fmops.errors import Unavailable
+from fmops.gateway.spend import record_spend
+from fmops.store import Store, utcnow
+from fmops.store.models import Span, Spend
+from fmops.tracing.writer import TraceWriter
+
+_n = 0
+
+
+def span(**extra: Any) -> dict[str, Any]:
+    global _n
+    _n += 1
+    now = utcnow()
+    return {
+        "span_id": f"{os.getpid():08x}{_n:08x}",
+        "trace_id": f"{_n:032x}",
+        "project_id": "p1",
+        "key_id": "k1",
+        "name": "chat m",
+        "kind": "llm",
+        "start_time": now - timedelta(milliseconds=5),
+        "end_time": now,
+        "cost": 0.5,
+        "input_tokens": 10,
+        "output_tokens": 2,
+        **extra,
+    }
+
+
+class Outage:
+    """The store, with a switch that makes every session fail as an unreachable database does."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.dialect = store.dialect
+        self.down = False
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        if self.down:
+            raise OperationalError("INSERT INTO spans", {}, ConnectionRefusedError("connection refused"))
+        with self.store.session() as session:
+            yield session
+
+
+def count(store: Store, *where: Any) -> int:
+    with store.session() as session:
+        return int(session.scalar(select(func.count()).select_from(Span).where(*where)) or 0)
+
+
+def project_spend(store: Store) -> float:
+    with store.session() as session:
+        return float(
+            session.scalar(select(Spend.cost).where(Spend.scope == "project:p1", Spend.period == "total"))
+            or 0
+        )
+
+
+def test_replayed_spans_are_stored_once_and_billed_once(store: Store) -> None:
+    async def main() -> list[int]:
+        seen: list[int] = []
+        writer = TraceWriter(store, on_batch=record_spend)
+        writer.subscribe(lambda rows: seen.append(len(rows)))
+        writer.start()
+        rows = [span() for _ in range(30)]
+        writer.record_many([dict(r) for r in rows])
+        await writer.flush()
+        writer.record_many([dict(r) for r in rows[:10]] + [span()])  # a client retrying, plus one new span
+        await writer.close()
+        assert writer.written == 31
+        assert writer.replayed == 10
+        return seen
+
+    seen = asyncio.run(main())
+    assert count(store) == 31
+    assert project_spend(store) == pytest.approx(31 * 0.5)
+    assert sum(seen) == 31  # subscribers hear of new spans only: a replay is not evaluated twice
+
+
+def test_ingested_spans_are_not_spend(store: Store) -> None:
+    async def main() -> None:
+        writer = TraceWriter(store, on_batch=record_spend)
+        writer.start()
+        writer.record_many([span(), span()], ingested=True)
+        writer.record(span())
+        await writer.close()
+
+    asyncio.run(main())
+    assert count(store) == 3
+    assert project_spend(store) == pytest.approx(0.5)
+
+
+def test_a_refused_span_does_not_block_its_batch(store: Store) -> None:
+    async def main() -> TraceWriter:
+        writer = TraceWriter(store)
+        writer.start()
+        writer.record_many([span(), span(project_id=None), span()])  # project_id is NOT NULL
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(main())
+    assert (writer.written, writer.rejected) == (2, 1)
+    assert count(store) == 2
+
+
+def test_long_strings_are_cut_to_their_column(store: Store) -> None:
+    async def main() -> None:
+        writer = TraceWriter(store)
+        writer.start()
+        writer.record(span(name="n" * 5000, model="m" * 500))
+        await writer.close()
+
+    asyncio.run(main())
+    with store.session() as session:
+        stored = session.scalars(select(Span)).one()
+    assert (len(stored.name), len(stored.model or "")) == (200, 100)
+
+
+def test_commit_returns_once_the_spans_are_stored(store: Store) -> None:
+    async def main() -> None:
+        writer = TraceWriter(store, flush_seconds=5.0)  # the timer alone would wait 5 s
+        writer.start()
+        rows = [span() for _ in range(3)]
+        await asyncio.wait_for(writer.commit(rows), timeout=3)
+        assert count(store, Span.span_id.in_([r["span_id"] for r in rows])) == 3
+        await writer.close()
+
+    asyncio.run(main())
+
+
+def test_commit_is_refused_while_the_database_is_away(store: Store) -> None:
+    async def main() -> None:
+        outage = Outage(store)
+        writer = TraceWriter(outage, flush_seconds=0.01)  # type: ignore[arg-type]
+        writer.start()
+        outage.down = True
+        writer.record(span())
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if not writer.healthy:
+                break
+        with pytest.raises(Unavailable):
+            await writer.commit([span()])
+        outage.down = False
+        await writer.close()
+
+    asyncio.run(main())
+    assert count(store) == 1
+
+
+def test_an_outage_spools_to_disk_within_the_memory_bound_and_loses_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+
+    async def main() -> None:
+        outage = Outage(store)
+        writer = TraceWriter(outage, max_memory=100, batch_size=50, spool_dir=spool, flush_seconds=0.01)  # type: ignore[arg-type]
+        writer.start()
+        outage.down = True
+        for _ in range(1_000):
+            writer.record(span())
+        assert len(writer._queue) <= 100  # memory stays bounded
+        assert writer.spooled == 900
+        assert len(list(spool.iterdir())) == 9  # chunks as big as the memory bound
+        outage.down = False
+        for _ in range(500):
+            await asyncio.sleep(0.02)
+            if writer.pending == 0:
+                break
+        assert writer.pending == 0
+        await writer.close()
+        assert writer.dropped == 0
+
+    asyncio.run(main())
+    assert count(store) == 1_000
+    assert not list(spool.iterdir())
+
+
+def test_past_the_spool_budget_spans_are_dropped_and_counted(store: Store, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+
+    async def main() -> TraceWriter:
+        outage = Outage(store)
+        writer = TraceWriter(outage, max_memory=100, spool_dir=spool, spool_bytes=20_000)  # type: ignore[arg-type]
+        outage.down = True
+        for _ in range(300):
+            writer.record(span())
+        return writer
+
+    writer = asyncio.run(main())
+    assert writer.dropped > 0
+    assert writer.spooled + len(writer._queue) + writer.dropped == 300
+    assert sum(p.stat().st_size for p in spool.iterdir()) <= 20_000
+
+
+def test_spans_spooled_by_a_killed_process_are_written_by_the_next(store: Store, tmp_path: Path) -> None:
+    # A process that is gone left one sealed chunk, one it was writing (its last line cut short by
+    # the kill) and one whose spans it had taken back but not committed.
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(dead.stdout)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    rows = [span() for _ in range(6)]
+    lines = [orjson.dumps(r, default=str) + b"\n" for r in rows]
+    (spool / f"{pid}-1.ready").write_bytes(b"".join(lines[:2]))
+    (spool / f"{pid}-2.open").write_bytes(b"".join(lines[2:4]) + lines[4][:20])
+    (spool / f"{pid}-3.taken").write_bytes(lines[5] + lines[0])  # one already committed: a replay
+
+    async def main() -> TraceWriter:
+        writer = TraceWriter(store, spool_dir=spool)
+        writer.start()
+        for _ in range(300):
+            await asyncio.sleep(0.02)
+            if writer.pending == 0:
+                break
+        await writer.close()
+        return writer
+
+    writer = asyncio.run(main())
+    stored = count(store, Span.span_id.in_([r["span_id"] for r in rows]))
+    assert stored == 5  # all but the line the kill cut short
+    assert writer.written == 5
+    assert not list(spool.iterdir())
