@@ -42,7 +42,7 @@ class RuleFilters(BaseModel):
     provider: Value | None = None
     endpoint: Value | None = None
     prompt_name: Value | None = None
-    prompt_version: Annotated[int, Field(ge=1), NumbersOnly] | None = None
+    prompt_version: Annotated[int, Field(ge=1, le=2**31 - 1), NumbersOnly] | None = None
     variant: Value | None = None
     key_id: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
     user: Value | None = None

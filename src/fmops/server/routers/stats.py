@@ -32,7 +32,7 @@ def stats_filters(
     provider: str | None = text_query(),
     endpoint: str | None = text_query(),
     prompt_name: str | None = text_query(),
-    prompt_version: int | None = Query(None, ge=1),
+    prompt_version: int | None = Query(None, ge=1, le=2**31 - 1),  # an INTEGER column
     variant: str | None = text_query(),
     key_id: str | None = text_query(32),
     user: str | None = text_query(),

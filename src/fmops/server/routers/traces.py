@@ -55,7 +55,7 @@ def search_traces(
     cache_hit: bool | None = None,
     endpoint: str | None = text_query(),
     prompt_name: str | None = text_query(),
-    prompt_version: int | None = Query(None, ge=1),
+    prompt_version: int | None = Query(None, ge=1, le=2**31 - 1),  # an INTEGER column
     variant: str | None = text_query(100),
     kind: str | None = text_query(20),
     root_only: bool = Query(False, description="Only spans without a parent: calls and apps' top steps"),
