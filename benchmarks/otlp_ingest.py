@@ -7,6 +7,9 @@ and sends the next as soon as the answer comes, for --seconds. Refused batches a
 fmops and MLflow get OTLP JSON; Phoenix accepts only protobuf, so it gets the same spans encoded as
 protobuf (cheaper to parse, so if anything this favours it).
 
+fmops also runs a second time paced at --paced-rate spans/s (default 5,000, the target), where no
+batch may be refused.
+
 For each server it reports:
   accepted/s   spans in batches answered 2xx, per second of load
   refused      batches answered otherwise (e.g. 503 when at capacity), or failed
@@ -204,8 +207,9 @@ class Result:
         return self.stored / (self.seconds + self.waited_s)
 
 
-async def run_load(target: Target, seconds: float, drain_timeout: float) -> Result:
-    result = Result(target.name, seconds)
+async def run_load(target: Target, seconds: float, drain_timeout: float, rate: float = 0) -> Result:
+    """Send batches for `seconds`: as fast as each connection is answered, or paced to `rate` spans/s."""
+    result = Result(target.name if not rate else f"{target.name} @{rate:.0f}/s", seconds)
     last_accepted: dict[int, list[str]] = {}
     timeout = aiohttp.ClientTimeout(total=60)
 
@@ -223,9 +227,17 @@ async def run_load(target: Target, seconds: float, drain_timeout: float) -> Resu
         started = time.monotonic()
         deadline = started + seconds
 
+        interval = CONNECTIONS * SPANS_PER_BATCH / rate if rate else 0.0
+
         async def connection(index: int) -> None:
             rng = random.Random(index)
+            sent = 0
             while time.monotonic() < deadline:
+                if interval:  # paced: each connection sends at its own fixed times
+                    due = started + (sent + index / CONNECTIONS) * interval
+                    sent += 1
+                    if (wait := due - time.monotonic()) > 0:
+                        await asyncio.sleep(wait)
                 batch = target.make_batch(rng)
                 try:
                     async with session.post(target.url, data=batch.body, headers=target.headers) as resp:
@@ -288,8 +300,8 @@ async def _get_json(session: aiohttp.ClientSession, url: str, **kwargs: object) 
 # --- fmops -------------------------------------------------------------------------------------------
 
 
-async def bench_fmops(work: Path, seconds: float, drain: float) -> Result:
-    home = work / "fmops-home"
+async def bench_fmops(work: Path, seconds: float, drain: float, rate: float = 0) -> Result:
+    home = work / f"fmops-home-{rate:.0f}"
     port = free_port()
     env = {**os.environ, "FMOPS_HOME": str(home), "FMOPS_PORT": str(port), "FMOPS_WORKERS": "0"}
     base = f"http://127.0.0.1:{port}"
@@ -313,7 +325,7 @@ async def bench_fmops(work: Path, seconds: float, drain: float) -> Result:
             queryable,
             sql_count(home / "fmops.db"),
         )
-        return await run_load(target, seconds, drain)
+        return await run_load(target, seconds, drain, rate)
 
 
 def _tree_size(nodes: list[dict]) -> int:
@@ -442,7 +454,8 @@ def report(results: list[Result], versions: dict[str, str], seconds: float) -> N
     print(f"machine load average (1 min) at the end of each load, {os.cpu_count()} cores: {loads}")
     by_name = {r.name: r for r in results}
     fm = by_name.get("fmops")
-    peers = [r for r in results if r.name != "fmops"]
+    paced = next((r for r in results if r.name.startswith("fmops @")), None)
+    peers = [r for r in results if not r.name.startswith("fmops")]
     if fm and peers:
         best = max(peers, key=lambda r: r.sustained)
         ratio = fm.sustained / max(best.sustained, 1e-9)
@@ -450,9 +463,12 @@ def report(results: list[Result], versions: dict[str, str], seconds: float) -> N
         for p in peers:
             print(f"fmops / {p.name}: {fm.sustained / max(p.sustained, 1e-9):.1f}x")
     if fm:
-        ok = fm.sustained >= 5000 and (fm.queryable_s or 1e9) <= 2 and not fm.refused
+        # Saturated, a server may refuse what it cannot store in time; at 5,000 spans/s it may not.
+        ok = fm.sustained >= 5000 and (fm.queryable_s or 1e9) <= 2
+        if paced is not None:
+            ok = ok and not paced.refused and (paced.queryable_s or 1e9) <= 2
         print(
-            f"target (>= 5,000 spans/s stored, queryable within 2 s, none refused): "
+            "target (>= 5,000 spans/s stored and queryable within 2 s; none refused at 5,000/s): "
             f"{'met' if ok else 'NOT met'}"
         )
 
@@ -465,6 +481,8 @@ async def main_async(args: argparse.Namespace) -> None:
     if "fmops" in wanted:
         results.append(await bench_fmops(work, args.seconds, args.drain_timeout))
         versions["fmops"] = ""
+        if args.paced_rate:  # at the target rate: nothing may be refused
+            results.append(await bench_fmops(work, args.seconds, args.drain_timeout, args.paced_rate))
     if "phoenix" in wanted:
         results.append(await bench_phoenix(work, args.phoenix_venv, args.seconds, args.drain_timeout))
         versions["phoenix"] = version_of(args.phoenix_venv, "arize-phoenix")
@@ -483,6 +501,9 @@ def main() -> None:
         "--drain-timeout", type=float, default=180, help="longest wait for spans to be queryable"
     )
     parser.add_argument("--only", default="fmops,phoenix,mlflow", help="comma-separated servers to run")
+    parser.add_argument(
+        "--paced-rate", type=float, default=5000, help="spans/s of a second fmops run, paced (0: skip it)"
+    )
     parser.add_argument("--phoenix-venv", type=Path, default=ROOT / "benchmarks" / ".venvs" / "phoenix")
     parser.add_argument("--mlflow-venv", type=Path, default=ROOT / "benchmarks" / ".venvs" / "mlflow")
     args = parser.parse_args()
