@@ -7,22 +7,15 @@ import ipaddress
 from fmops.catalog.urls import check_upstream_url
 from fmops.errors import UserError
 
-_HINT = (
-    "; a local operator can set it with `fmops alerts create`,"
-    " or allow it with FMOPS_UPSTREAM_ALLOW_PRIVATE=true"
-)
-
 
 def check_webhook_url(url: str, *, allow_private: bool) -> str:
     """The URL to store, or a 400 naming webhook_url and why it is refused."""
-    try:
-        return check_upstream_url(url, allow_private=allow_private)
-    except UserError as exc:
-        # The check is the catalog's, written for base_url: say which field this is, and what to do.
-        reason = exc.message.replace("base_url", "webhook_url", 1)
-        if "loopback or private" in reason:
-            reason = reason.split(";")[0] + _HINT
-        raise UserError(reason, param="webhook_url") from None
+    return check_upstream_url(
+        url,
+        allow_private=allow_private,
+        param="webhook_url",
+        operator_hint="a local operator can set it with `fmops alerts create`",
+    )
 
 
 def address_allowed(host: str, *, allow_private: bool) -> bool:

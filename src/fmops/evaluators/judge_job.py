@@ -18,7 +18,6 @@ from fmops.evaluators.judge_runtime import JudgeRuntime
 from fmops.evaluators.online import JUDGE_JOB, run_scorer, score_row
 from fmops.jobs import JobContext, RetryableJobError, job_kind
 from fmops.scorers import Case, ScorerUnavailable, build
-from fmops.settings import Settings, load_settings
 from fmops.store.models import ApiKey, EvaluatorRule, Project, Score, Span, User
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[0-9a-zA-Z]+$")]
@@ -29,11 +28,6 @@ class JudgeParams(BaseModel):
 
     rule_id: Id
     span_ids: list[Id] = Field(min_length=1, max_length=500)
-
-
-def _settings(ctx: JobContext) -> Settings:
-    # The worker's settings; outside a worker (tests), the same sources a worker would read.
-    return ctx.settings if ctx.settings is not None else load_settings()
 
 
 def _principal(session: Any, rule: EvaluatorRule) -> Principal:
@@ -71,7 +65,7 @@ def _span_row(span: Span) -> dict[str, Any]:
     description="Judge spans with an evaluator rule's model-calling scorer and record the scores",
 )
 def judge(ctx: JobContext, params: JudgeParams) -> dict[str, Any]:
-    runtime = JudgeRuntime.shared(_settings(ctx))
+    runtime = JudgeRuntime.shared(ctx.settings)
     store = runtime.platform.store
     with store.session() as session:
         rule = session.get(EvaluatorRule, params.rule_id)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fmops.jobs.service import JobService
-
-if TYPE_CHECKING:
-    from fmops.settings import Settings
+from fmops.settings import Settings, load_settings
 
 
 class JobCancelled(Exception):
@@ -29,13 +27,20 @@ class JobContext:
         settings: Settings | None = None,
     ) -> None:
         self._service = service
-        # The worker's settings, for handlers that build services (None outside a worker: tests).
-        self.settings = settings
+        self._settings = settings
         self.job_id = job_id
         self.project_id = project_id
         self.state: dict[str, Any] = dict(state or {})
         self._stop = threading.Event()
         self.stop_reason = ""
+
+    @property
+    def settings(self) -> Settings:
+        """The worker's settings, for handlers that build services; outside a worker (tests), read
+        from the same sources a worker reads (environment, fmops.toml)."""
+        if self._settings is None:
+            self._settings = load_settings()
+        return self._settings
 
     def stop(self, reason: str) -> None:
         """Called by the worker's heartbeat thread (cancel requested, shutdown, job lost)."""

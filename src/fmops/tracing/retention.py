@@ -28,7 +28,6 @@ from sqlalchemy import and_, delete, exists, func, select, text
 
 from fmops.auth.roles import Role
 from fmops.jobs import JobContext, JobStatus, job_kind
-from fmops.settings import load_settings
 from fmops.store import Store, utcnow
 from fmops.store.models import Job, Project, Score, Span
 
@@ -146,7 +145,7 @@ class RetentionParams(BaseModel):
     min_role=Role.admin,
 )
 def run_retention(ctx: JobContext, params: RetentionParams) -> dict[str, Any]:
-    settings = ctx.settings or load_settings()
+    settings = ctx.settings
     days = settings.trace_retention_days if params.default_days is None else params.default_days
     store = Store(settings.database_url)
     try:

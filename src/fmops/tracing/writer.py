@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, String
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -124,7 +124,6 @@ class TraceWriter:
         # Chunks no bigger than the memory bound, so taking one back never exceeds it by much.
         chunk = min(CHUNK_SPANS, max_memory)
         self.spool = Spool(spool_dir, spool_bytes, chunk) if spool_dir is not None else None
-        self._insert = _insert_ignoring_replays(store.dialect)
         self._sqlite_insert = _SqliteInsert() if store.dialect == "sqlite" else None
         self._queue: deque[dict[str, Any]] = deque()
         self._subscribers: list[Subscriber] = []
@@ -303,7 +302,7 @@ class TraceWriter:
         """Insert; the ids that were new (a replayed id is skipped, not an error)."""
         if self._sqlite_insert is not None:
             return self._sqlite_insert(session, rows)
-        return set(session.scalars(self._insert, rows))
+        return set(session.scalars(_POSTGRES_INSERT, rows))
 
     def _after_insert(self, session: Session, batch: Sequence[dict[str, Any]], inserted: set[str]) -> None:
         # Spend counts each gateway call once: never a replayed span, never an ingested one.
@@ -413,11 +412,10 @@ def _sqlite_bool(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
 
-def _insert_ignoring_replays(dialect: str) -> Any:
-    table: Any = _TABLE
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(table).on_conflict_do_nothing(index_elements=["span_id"])
-    else:
-        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["span_id"])
-    # RETURNING tells which spans are new, so a replay is neither billed nor evaluated twice.
-    return stmt.returning(table.c.span_id)
+# PostgreSQL's insert (SQLite has _SqliteInsert): RETURNING tells which spans are new, so a replay
+# is neither billed nor evaluated twice.
+_POSTGRES_INSERT: Any = (
+    postgresql.insert(_TABLE)  # type: ignore[arg-type]  # a Table; mypy sees FromClause
+    .on_conflict_do_nothing(index_elements=["span_id"])
+    .returning(_TABLE.c.span_id)
+)
