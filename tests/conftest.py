@@ -11,8 +11,8 @@ from fmops.counters import Counters
 from fmops.counters.memory import MemoryCounters
 from fmops.server.platform import Platform
 from fmops.settings import load_settings
-from fmops.store import Store, upgrade
-from support.databases import postgres_database, sqlite_url
+from fmops.store import Store
+from support.databases import migrated_sqlite_url, postgres_database
 from support.mock_upstream import MockUpstream, run_mock_upstream
 from support.redisdb import redis_counters
 from support.server import RunningServer, start_server
@@ -30,18 +30,17 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Every store test runs on both backends; each PostgreSQL run gets its own database."""
+    """Every store test runs on both backends, on a database of its own, migrated to head."""
     if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
+        yield migrated_sqlite_url(tmp_path)
     else:
-        with postgres_database() as url:
+        with postgres_database(migrated=True) as url:
             yield url
 
 
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
-    s = Store(db_url)
-    upgrade(s)
+    s = Store(db_url)  # already at head: see support/databases.py
     yield s
     s.dispose()
 

@@ -1,39 +1,106 @@
-"""Throw-away databases: a SQLite file per test, a PostgreSQL database per test that is dropped after."""
+"""Throw-away databases: a SQLite file per test, a PostgreSQL database per test that is dropped after.
+
+Migrating a new database takes ~0.35 s on SQLite and ~0.85 s on PostgreSQL, and hundreds of tests
+want one: `migrated_sqlite_url` copies a file migrated once per test process, and
+`postgres_database(migrated=True)` clones a template database migrated once per migration set
+(named after a hash of the migration files, so a new migration builds a new template).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
+from fmops.store import Store, upgrade
+from fmops.store.migrate import MIGRATIONS
 from support.services import unavailable
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "FMOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+_TEMPLATE_PREFIX = "fmops_tmpl_"
+_TEMPLATE_LOCK = 0x666D6F7074  # advisory lock: parallel test processes build the template once
 
 
 def sqlite_url(folder: Path) -> str:
     return f"sqlite:///{folder / 'fmops-test.db'}"
 
 
+@cache
+def _migrations_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(MIGRATIONS.rglob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@cache
+def _sqlite_template() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="fmops-sqlite-template-"))
+    store = Store(sqlite_url(folder))
+    upgrade(store)
+    store.dispose()  # the last connection closing checkpoints the WAL into the file
+    return folder / "fmops-test.db"
+
+
+def migrated_sqlite_url(folder: Path) -> str:
+    shutil.copyfile(_sqlite_template(), folder / "fmops-test.db")
+    return sqlite_url(folder)
+
+
+def _url(name: str) -> str:
+    return make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _ensure_template(admin: Engine) -> str:
+    name = _TEMPLATE_PREFIX + _migrations_hash()
+    with admin.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _TEMPLATE_LOCK})
+        try:
+            found = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not found:
+                for (stale,) in conn.execute(
+                    text("SELECT datname FROM pg_database WHERE datname LIKE :p"),
+                    {"p": _TEMPLATE_PREFIX + "%"},
+                ):
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{stale}" WITH (FORCE)'))
+                building = name + "_building"
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{building}"'))
+                store = Store(_url(building))
+                upgrade(store)
+                store.dispose()
+                conn.execute(text(f'ALTER DATABASE "{building}" RENAME TO "{name}"'))
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _TEMPLATE_LOCK})
+    return name
+
+
 @contextmanager
-def postgres_database() -> Iterator[str]:
+def postgres_database(*, migrated: bool = False) -> Iterator[str]:
     name = f"fmops_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
+        template = _ensure_template(admin) if migrated else None
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            clause = f' TEMPLATE "{template}"' if template else ""
+            conn.execute(text(f'CREATE DATABASE "{name}"{clause}'))
     except Exception as exc:
         admin.dispose()
-        unavailable(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}")
+        unavailable(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}: {exc}")
     try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        yield _url(name)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

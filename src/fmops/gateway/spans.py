@@ -70,6 +70,11 @@ class CallRecord:
     status: str = "ok"
     status_message: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    # Set when the call came through an endpoint (model="<endpoint>"): what it served.
+    endpoint: str | None = None
+    prompt_name: str | None = None
+    prompt_version: int | None = None
+    variant: str | None = None
     # The rate-limit reservation made at admission, released or settled exactly once.
     admission: Any = None
     settled: bool = False
@@ -120,6 +125,10 @@ class CallRecord:
             "latency_ms": (end - self.start).total_seconds() * 1000,
             "ttft_ms": self.ttft_ms,
             "cache_hit": self.cache_hit,
+            "endpoint": self.endpoint,
+            "prompt_name": self.prompt_name,
+            "prompt_version": self.prompt_version,
+            "variant": self.variant,
             "input": self.input,
             "output": self.output,
             "attributes": {k: v for k, v in attributes.items() if v is not None},

@@ -4,9 +4,11 @@ from fmops.store.models.alerts import AlertEvent, AlertRule
 from fmops.store.models.auth import ApiKey, Membership, Project, User
 from fmops.store.models.base import Base
 from fmops.store.models.catalog import CatalogModel
+from fmops.store.models.endpoints import Endpoint, EndpointEvent, RegistryGeneration
 from fmops.store.models.evaluators import EvaluatorRule
 from fmops.store.models.feedback import Score
 from fmops.store.models.jobs import Job, JobLog
+from fmops.store.models.prompts import Prompt, PromptLabel, PromptVersion
 from fmops.store.models.traces import Span
 from fmops.store.models.usage import Spend
 
@@ -16,11 +18,17 @@ __all__ = [
     "ApiKey",
     "Base",
     "CatalogModel",
+    "Endpoint",
+    "EndpointEvent",
     "EvaluatorRule",
     "Job",
     "JobLog",
     "Membership",
     "Project",
+    "Prompt",
+    "PromptLabel",
+    "PromptVersion",
+    "RegistryGeneration",
     "Score",
     "Span",
     "Spend",
