@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from fmops.auth.keys import generate_key
+from fmops.auth.keys import KEY_PREFIX
 from fmops.logs import ConsoleFormatter, JsonFormatter, configure_logging, redact
 
-FMOPS_KEY = generate_key()
+FMOPS_KEY = KEY_PREFIX + "Ab3dEf7_Gh9-" * 3 + "Jk2L"  # fixed: it is part of test ids
 OPENAI_KEY = "sk-proj-" + "Ab3_dEf-" * 6
 ANTHROPIC_KEY = "sk-ant-api03-" + "Zx9" * 20
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
