@@ -26,8 +26,24 @@ _SECRET_PATTERNS = [
 ]
 
 
+# Exact secrets this process holds (provider keys as decrypted from the catalog): masked wherever
+# they appear, whatever they look like. Patterns miss keys of unknown shapes, and some upstreams
+# repeat the key they were sent in their error messages.
+_KNOWN_SECRETS: set[str] = set()
+_MIN_KNOWN_SECRET = 8  # shorter values would mask ordinary words
+
+
+def remember_secret(value: str) -> None:
+    """Mask `value` in everything redacted from now on (error messages, logs, spans)."""
+    if len(value) >= _MIN_KNOWN_SECRET:
+        _KNOWN_SECRETS.add(value)
+
+
 def redact(text: str) -> str:
-    """Mask anything that looks like a key or credential."""
+    """Mask anything that looks like a key or credential, and every secret remembered."""
+    for secret in tuple(_KNOWN_SECRETS):
+        if secret in text:
+            text = text.replace(secret, "***")
     for pattern in _SECRET_PATTERNS:
         replacement = r"\1***" if pattern.groups else "***"
         text = pattern.sub(replacement, text)

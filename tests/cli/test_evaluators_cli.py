@@ -9,53 +9,12 @@ commands in order) runs in one fresh process that calls `main()` once per comman
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-_SESSION = """
-import contextlib, io, json, sys
-from fmops.cli import main
-
-results = []
-for args in json.loads(sys.argv[1]):
-    sys.argv = ["fmops", *args]
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code or 0
-    results.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
-print(json.dumps(results))
-"""
-
-
-@dataclass
-class Result:
-    args: Sequence[str]
-    code: int
-    stdout: str
-    stderr: str
-
-    def ok(self) -> str:
-        assert self.code == 0, self
-        assert "Traceback" not in self.stdout + self.stderr, self
-        return self.stdout
-
-    def error_line(self) -> str:
-        assert self.code != 0, self
-        assert self.stdout == "", self
-        [line] = [x for x in self.stderr.splitlines() if not x.startswith("first use:")]
-        assert line.startswith("error: "), self
-        return line
-
+from support import cli_runs
+from support.cli_runs import Outcome
 
 CONFIG = {"strings": ["sorry", "cannot"], "mode": "none"}
 COMMANDS = {
@@ -92,28 +51,14 @@ COMMANDS = {
 }
 
 
-def run_session(home: Path, commands: dict[str, list[str]]) -> dict[str, Result]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("FMOPS_") and k not in ("COLUMNS", "LINES")
-    }
-    env.update({"FMOPS_HOME": str(home), "COLUMNS": "80"})
+def run_session(home: Path, commands: dict[str, list[str]]) -> dict[str, Outcome]:
     argv = [["evaluators", *args] for args in commands.values()]
-    done = subprocess.run(
-        [sys.executable, "-c", _SESSION, json.dumps(argv)],
-        env=env,
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    raw = json.loads(done.stdout)
-    return {name: Result(argv[i], **raw[i]) for i, name in enumerate(commands)}
+    outcomes = cli_runs.run_session(cli_runs.session_env(home, 80), argv, cwd=home)
+    return dict(zip(commands, outcomes, strict=True))
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     home = tmp_path_factory.mktemp("cli-evaluators")
     config = home / "config.json"
     config.write_text(json.dumps(CONFIG))
@@ -128,7 +73,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Result]:
     return {**first, **run_session(home, rest)}
 
 
-def test_create_list_update_show_delete(results: dict[str, Result]) -> None:
+def test_create_list_update_show_delete(results: dict[str, Outcome]) -> None:
     assert results["create"].ok().startswith("created evaluator is-json (")
     results["create-from-file"].ok()
     rules = {r["name"]: r for r in json.loads(results["list-json"].ok())}
@@ -148,7 +93,7 @@ def test_create_list_update_show_delete(results: dict[str, Result]) -> None:
     assert [r["name"] for r in json.loads(results["list-after-delete"].ok())] == ["no-refusal"]
 
 
-def test_scorers_lists_every_installed_scorer(results: dict[str, Result]) -> None:
+def test_scorers_lists_every_installed_scorer(results: dict[str, Outcome]) -> None:
     table = results["scorers"].ok()
     for name in ("contains", "json", "json_schema", "judge", "length", "regex"):
         assert f"│ {name} " in table
@@ -170,7 +115,7 @@ def test_scorers_lists_every_installed_scorer(results: dict[str, Result]) -> Non
         ("judge-model", ["config.model", "model 'm' does not exist"]),
     ],
 )
-def test_mistakes_print_one_error_line(results: dict[str, Result], case: str, fragments: list[str]) -> None:
+def test_mistakes_print_one_error_line(results: dict[str, Outcome], case: str, fragments: list[str]) -> None:
     line = results[case].error_line()
     for fragment in fragments:
         assert fragment in line

@@ -9,7 +9,8 @@ The one allowance: a few operations have rules a JSON schema cannot state (a key
 must lie in the future; a job's `kind` must be registered on this server and its `params` fit
 that kind; a model's `provider` must be installed; chat messages have role-dependent fields;
 a key's name must be printable; a trace search's cursor must come from a previous page and its
-ranges must be ordered).
+ranges must be ordered; a prompt's templates must parse and its variables be given; what an
+endpoint names must exist).
 For those, a schema-valid request may get a 400 - but only one that names one of those fields.
 
 Runs through schemathesis' Python API (`operation.as_strategy` + `case.call` +
@@ -19,6 +20,7 @@ integration does not run under pytest 9 (it reads and rewrites `Function._nodeid
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -33,12 +35,14 @@ from support.server import RunningServer
 
 MAX_EXAMPLES = 20
 
+ENDPOINT_FIELDS = {"prompt", "label", "version", "model", "params", "guardrails", "fallbacks", "variants"}
 # Operation -> body fields whose rules go beyond the schema (see the module docstring).
 SEMANTIC_FIELDS: dict[str, set[str]] = {
     "POST /api/keys": {"expires_at", "name"},  # in the future; printable, not only spaces
     "POST /api/jobs": {"kind", "params"},  # registered here; valid for that kind
-    "POST /api/models": {"provider"},  # installed here
-    "POST /v1/chat/completions": {"messages"},  # role-dependent fields (a tool message needs content)
+    "POST /api/models": {"provider", "model", "options"},  # installed; a local engine's files in the store
+    # role-dependent fields (a tool message needs content); variables only for an endpoint
+    "POST /v1/chat/completions": {"messages", "variables", "response_format"},
     # cursor from a page; ranges; a score range needs its score's name, a prompt version its prompt
     "GET /api/traces": {
         "cursor",
@@ -55,6 +59,20 @@ SEMANTIC_FIELDS: dict[str, set[str]] = {
     "GET /api/stats/breakdown": {"start"},
     "POST /api/alerts": {"webhook_url", "filters", "threshold"},  # a public URL; filters of the metric
     "PATCH /api/alerts/{rule_id}": {"webhook_url", "filters", "threshold"},
+    # templates parse; OpenAI params; valid JSON Schema; model in the catalog; label not `latest`/a number
+    "POST /api/prompts": {"messages", "params", "output_schema", "model", "labels"},
+    "GET /api/prompts/{name}": {"label"},  # a version or a label, not both
+    "PUT /api/prompts/{name}/labels/{label}": {"label"},
+    "POST /api/prompts/{name}/render": {"label", "variables", "messages"},  # every variable; renders
+    # the prompt, its label or version and each model exist; OpenAI params; weights sum above 0;
+    # guardrail scorers installed with valid configs; the name is not a model's
+    "POST /api/endpoints": {"name", *ENDPOINT_FIELDS},
+    "PATCH /api/endpoints/{name}": ENDPOINT_FIELDS,
+    "PUT /api/endpoints/{name}/weights": {"weights"},  # names of the endpoint's variants
+    "POST /api/endpoints/{name}/promote": {"variant"},  # one of the endpoint's variants
+    # role-dependent messages; each target's prompt, version, label and model exist; OpenAI
+    # params; at most 50 cells (inputs x targets)
+    "POST /api/playground": {"inputs", "targets"},
 }
 
 
@@ -63,7 +81,7 @@ def error_param(response: Any) -> str:
         param = response.json()["error"]["param"] or ""
     except (ValueError, KeyError, TypeError):
         return ""
-    return str(param).split(".")[0]
+    return re.split(r"[.\[]", str(param))[0]  # the field of `params.x` or `messages[0].content`
 
 
 def exercise(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,3 +71,72 @@ def prepared(home: Path, url: str) -> str:
     finally:
         store.dispose()
     return project
+
+
+# Starting the CLI costs seconds of imports: one process runs the commands in order, calling the
+# console script's `main()` for each, as `fmops` does.
+_SESSION = """
+import contextlib, io, json, sys
+from fmops.cli import main
+
+results = []
+for args in json.loads(sys.argv[1]):
+    sys.argv = ["fmops", *args]
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code or 0
+    results.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
+print(json.dumps(results))
+"""
+
+
+@dataclass
+class Outcome:
+    """One command of a session: its arguments, exit code and output."""
+
+    args: Sequence[str]
+    code: int
+    stdout: str
+    stderr: str
+
+    def ok(self) -> str:
+        assert self.code == 0, self
+        assert "Traceback" not in self.stdout + self.stderr, self
+        return self.stdout
+
+    def error_line(self) -> str:
+        """The one line a failed command prints: `error: ...` on stderr, nothing on stdout."""
+        assert self.code != 0, self
+        assert self.stdout == "", self
+        [line] = [x for x in self.stderr.splitlines() if not x.startswith("first use:")]
+        assert line.startswith("error: "), self
+        return line
+
+
+def session_env(home: Path, columns: int = 100) -> dict[str, str]:
+    """The environment of a CLI run on `home` alone (no FMOPS_* of the test process leaks in)."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("FMOPS_") and k not in ("COLUMNS", "LINES")
+    }
+    return env | {"FMOPS_HOME": str(home), "COLUMNS": str(columns)}
+
+
+def run_session(
+    env: dict[str, str], commands: Sequence[Sequence[str]], cwd: Path | None = None
+) -> list[Outcome]:
+    """`fmops` commands run in order, in one process."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SESSION, json.dumps([list(c) for c in commands])],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return [Outcome(commands[i], **raw) for i, raw in enumerate(json.loads(done.stdout))]

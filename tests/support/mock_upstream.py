@@ -7,7 +7,9 @@ Behaviour per request, in priority order:
    {"chunk_delay": 0.2} (seconds between streamed words), {"reply": "text"},
    {"drop": true} (close the socket);
 2. the requested model name: "always-500", "always-429", "always-400", "hang", "slow-<ms>",
-   "garbage", "truncate";
+   "garbage", "truncate", "retry-after-<s>" (429 with that Retry-After), "stall-<n>" (stream n words,
+   then hang with the socket open), "drip-<ms>" (200 words streamed, one per <ms>);
+   a model named in `MockState.down` answers 503 until it is taken out again (an outage and recovery);
 3. otherwise a fixed reply ("Hello from the mock upstream.") streamed as one chunk per word.
 
 Every request is recorded (path, headers, JSON body): `GET /_control/requests`; `POST /_control/reset`.
@@ -40,6 +42,8 @@ class MockState:
     record: bool = True
     # Cancellation evidence: streams whose client went away before the end.
     aborted_streams: int = 0
+    open_streams: int = 0  # streams being sent now: a gateway that leaks them keeps this up
+    down: set[str] = field(default_factory=set)  # models answering 503 for now
 
 
 def _completion(model: str, text: str, prompt_tokens: int) -> dict[str, Any]:
@@ -68,9 +72,21 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> byte
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
+DRIP_WORDS = 200
+
+
 def _step_for(state: MockState, model: str) -> dict[str, Any]:
     if state.script:
         return state.script.popleft()
+    if model in state.down:
+        return {"status": 503}
+    if model.startswith("retry-after-"):
+        return {"status": 429, "retry_after": model.removeprefix("retry-after-")}
+    if model.startswith("stall-"):
+        return {"stall_after": int(model.removeprefix("stall-"))}
+    if model.startswith("drip-"):
+        words = " ".join(f"w{i}" for i in range(DRIP_WORDS))
+        return {"chunk_delay": int(model.removeprefix("drip-")) / 1000, "reply": words}
     if model == "always-500":
         return {"status": 500}
     if model == "always-429":
@@ -88,6 +104,15 @@ def _step_for(state: MockState, model: str) -> dict[str, Any]:
     return {}
 
 
+async def _until_closed(request: web.Request, limit: float = 3600) -> None:
+    """Hold a stream open without sending, until the client closes it (then it counts as aborted)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if request.transport is None or request.transport.is_closing():
+            raise ConnectionResetError("the client closed a stalled stream")
+        await asyncio.sleep(0.05)
+
+
 def make_app(state: MockState) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
@@ -97,8 +122,8 @@ def make_app(state: MockState) -> web.Application:
         step = _step_for(state, model)
         if "delay" in step:
             await asyncio.sleep(step["delay"])
-        if "hang" in step:
-            await asyncio.sleep(step["hang"])
+        if "hang" in step or ("stall_after" in step and not body.get("stream")):
+            await asyncio.sleep(step.get("hang", 3600))
         if step.get("drop"):
             assert request.transport is not None
             request.transport.close()
@@ -122,6 +147,7 @@ def make_app(state: MockState) -> web.Application:
         await resp.prepare(request)
         words = text.split(" ")
         chunk_delay = float(step.get("chunk_delay", 0))
+        state.open_streams += 1
         try:
             await resp.write(_chunk(model, {"role": "assistant", "content": ""}))
             for i, word in enumerate(words):
@@ -132,6 +158,8 @@ def make_app(state: MockState) -> web.Application:
                     assert request.transport is not None
                     request.transport.close()  # the stream breaks mid-way
                     return resp
+                if "stall_after" in step and i >= step["stall_after"]:
+                    await _until_closed(request)  # the upstream stops sending but keeps the socket
                 await resp.write(_chunk(model, {"content": word if i == 0 else " " + word}))
                 if chunk_delay:
                     await asyncio.sleep(chunk_delay)
@@ -150,6 +178,8 @@ def make_app(state: MockState) -> web.Application:
         except (ConnectionResetError, asyncio.CancelledError):
             state.aborted_streams += 1
             raise
+        finally:
+            state.open_streams -= 1
         return resp
 
     async def embeddings(request: web.Request) -> web.Response:
@@ -179,10 +209,17 @@ def make_app(state: MockState) -> web.Application:
         state.script.clear()
         state.requests.clear()
         state.aborted_streams = 0
+        state.down.clear()
         return web.json_response({"ok": True})
 
     async def stats(_: web.Request) -> web.Response:
-        return web.json_response({"aborted_streams": state.aborted_streams, "requests": len(state.requests)})
+        return web.json_response(
+            {
+                "aborted_streams": state.aborted_streams,
+                "open_streams": state.open_streams,
+                "requests": len(state.requests),
+            }
+        )
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", chat)
@@ -206,6 +243,7 @@ class MockUpstream:
         self.state.script.clear()
         self.state.requests.clear()
         self.state.aborted_streams = 0
+        self.state.down.clear()
 
 
 @contextmanager

@@ -44,6 +44,10 @@ class TcpProxy:
         except OSError:
             client_writer.close()
             return
+        if not self.up:  # cut while this connection was being made: it must not outlive the cut
+            client_writer.close()
+            server_writer.close()
+            return
         self.writers |= {client_writer, server_writer}
 
         async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -43,3 +43,5 @@ def serve_in_thread(app: web.Application, port: int = 0) -> Iterator[int]:
         asyncio.run_coroutine_threadsafe(holder["runner"].cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        if not thread.is_alive():
+            loop.close()

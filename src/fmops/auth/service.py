@@ -6,6 +6,7 @@ project with one role, capped by its user's role in that project at the time of 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -16,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import func, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from fmops.auth.keys import display_prefix, generate_key, hash_key, well_formed
@@ -25,15 +26,18 @@ from fmops.auth.principal import Principal
 from fmops.auth.roles import Role, lowest
 from fmops.errors import AuthenticationError, Conflict, NotFound, PermissionDenied, UserError
 from fmops.store import Store, utcnow
+from fmops.store.engine import SQLITE_BUSY_TIMEOUT_MS
 from fmops.store.models import ApiKey, Membership, Project, User
 
 DEFAULT_PROJECT = "default"
 ADMIN_USER = "admin"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
 _CACHE_MAX = 10_000
+log = logging.getLogger(__name__)
 _BOOTSTRAP_LOCK_ID = 0x666D6B62  # any constant shared by every fmops process
 # Writing last_used_at on every request would put a write on the hot path; once a minute is enough.
 _LAST_USED_EVERY_S = 60.0
+_LAST_USED_WAIT_MS = 200  # how long that write waits for SQLite's write lock before giving up
 
 
 def storable(value: str) -> bool:
@@ -104,6 +108,25 @@ class AuthService:
                 self._cache.popitem(last=False)
         return principal
 
+    def _record_use(self, key_id: str, now: datetime) -> None:
+        """Set last_used_at, best effort: on SQLite, a write lock held by another process (a backup,
+        a long CLI command) must not hold up the call for the whole busy timeout; the next check of
+        the key records it instead."""
+        try:
+            with self.store.session() as session:
+                sqlite = self.store.dialect == "sqlite"
+                if sqlite:
+                    session.execute(text(f"PRAGMA busy_timeout = {_LAST_USED_WAIT_MS}"))
+                try:
+                    session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+                finally:
+                    if sqlite:  # the pooled connection goes back with the store's own timeout
+                        session.execute(text(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
+        except OperationalError as exc:
+            if self.store.dialect != "sqlite":
+                raise  # the database is away: the caller answers 503
+            log.info("key use not recorded: the database is busy", extra={"error": str(exc.orig)[:100]})
+
     def cached(self, raw: str) -> Principal | None:
         """The principal for a recently verified key, without touching the database (hot path)."""
         if not well_formed(raw):
@@ -142,8 +165,7 @@ class AuthService:
         if user.disabled or member_role is None:
             raise AuthenticationError("this API key's user no longer has access to its project")
         if key.last_used_at is None or (now - key.last_used_at).total_seconds() > _LAST_USED_EVERY_S:
-            with self.store.session() as session:
-                session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+            self._record_use(key.id, now)
         return Principal(
             key_id=key.id,
             user_id=user.id,
@@ -385,6 +407,8 @@ class AuthService:
                         "a key cannot have more rights than its creator's: "
                         f"yours is {ceiling}, asked for {role}"
                     )
+                if not acting_admin:
+                    expires_at = self._bounded_by_creator(session, creator, expires_at)
             target_user = self._key_user(session, creator, user)
             member = session.get(Membership, (target_user.id, target_project.id))
             if member is None:
@@ -416,6 +440,32 @@ class AuthService:
             )
             session.add(key)
         return key, plaintext
+
+    def _bounded_by_creator(
+        self, session: Session, creator: Principal, expires_at: datetime | None
+    ) -> datetime | None:
+        """A non-admin key's own bounds bind the keys it makes: only an admin may lift them.
+
+        Otherwise a key an admin limited could mint an unlimited one, and a key about to expire
+        one that never does.
+        """
+        if any(v is not None for v in (creator.key_rpm, creator.key_tpm, creator.key_budget)):
+            raise PermissionDenied(
+                "this key has rate limits or a budget set by an admin, which a new key would escape; "
+                "ask an admin to create the key"
+            )
+        parent = session.get(ApiKey, creator.key_id)
+        ends = parent.expires_at if parent is not None else None
+        if ends is None:
+            return expires_at
+        if expires_at is None:
+            return ends  # unnamed, a key lives as long as its creator may
+        if expires_at > ends:
+            raise UserError(
+                f"expires_at must not be later than the expiry of the key creating it ({ends.isoformat()})",
+                param="expires_at",
+            )
+        return expires_at
 
     def _key_project(self, session: Session, creator: Principal | None, name: str | None) -> Project:
         if name is None:

@@ -19,11 +19,12 @@ from fmops.catalog.builtin import builtin_models
 from fmops.catalog.entry import ModelEntry
 from fmops.catalog.urls import check_upstream_url
 from fmops.errors import Conflict, NotFound, UserError
+from fmops.logs import remember_secret
 from fmops.providers.registry import get_provider_class
 from fmops.secrets import SecretBox
 from fmops.settings import Settings
 from fmops.store import Store
-from fmops.store.models import CatalogModel
+from fmops.store.models import CatalogModel, Endpoint
 
 Alias = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$")
@@ -86,6 +87,9 @@ class Catalog:
         return self._builtins
 
     def _entry(self, row: CatalogModel) -> ModelEntry:
+        api_key = self.secrets.decrypt(row.api_key_encrypted) if row.api_key_encrypted else None
+        if api_key:
+            remember_secret(api_key)  # masked in every message, log line and span from now on
         return ModelEntry(
             id=row.id,
             project_id=row.project_id,
@@ -93,7 +97,7 @@ class Catalog:
             provider=row.provider,
             provider_model=row.provider_model,
             base_url=row.base_url,
-            api_key=self.secrets.decrypt(row.api_key_encrypted) if row.api_key_encrypted else None,
+            api_key=api_key,
             context_window=row.context_window,
             input_price=row.input_price,
             output_price=row.output_price,
@@ -149,41 +153,68 @@ class Catalog:
 
     # --- changing -------------------------------------------------------------------------------
 
-    def _check_spec(self, project_id: str, spec: ModelSpec, *, trusted: bool) -> str | None:
+    def _check_spec(self, project_id: str, spec: ModelSpec, *, trusted: bool) -> ModelSpec:
+        """The spec to store: URLs checked, local files anchored under $FMOPS_HOME/models (API)."""
         cls = get_provider_class(spec.provider)
         base_url = spec.base_url
         if base_url is not None:
             base_url = check_upstream_url(
                 base_url, allow_private=trusted or self.settings.upstream_allow_private
             )
+        model, options = spec.model, dict(spec.options)
         if cls.capabilities.local and not trusted:
-            self._check_local_path(spec.model)
+            model = self._local_file(spec.model, "model")
+            for name in sorted(cls.path_options & options.keys()):
+                value = options[name]
+                if not isinstance(value, str):
+                    raise UserError(f"options.{name} must be a path", param=f"options.{name}")
+                options[name] = self._local_file(value, f"options.{name}")
         known = self.models(project_id)
         for fallback in spec.fallbacks:
             if fallback == spec.alias:
                 raise UserError("a model cannot be its own fallback", param="fallbacks")
             if fallback not in known:
                 raise UserError(f"fallback {fallback!r} is not a known model", param="fallbacks")
-        return base_url
+        return spec.model_copy(update={"base_url": base_url, "model": model, "options": options})
 
-    def _check_local_path(self, model: str) -> None:
-        """Over the API, local engines may only load files from $FMOPS_HOME/models (or a hub id)."""
-        if "/" not in model and "\\" not in model:
-            return
+    def _local_file(self, value: str, param: str) -> str:
+        """What a local engine may load when the API names it: a file or folder under
+        $FMOPS_HOME/models, or a name that is no file at all (a hub id, the default model).
+
+        A relative path is returned anchored at that folder, so the engine loads the very file that
+        was checked, not one relative to the server's working directory.
+        """
         root = (self.settings.home / "models").resolve()
-        path = Path(model).expanduser()
-        resolved = (root / path).resolve() if not path.is_absolute() else path.resolve()
-        if root not in resolved.parents and resolved != root:
-            raise UserError(
-                f"local model files must live under {root}; put the file there (or `fmops models pull`)",
-                param="model",
-            )
+        refused = UserError(
+            f"local model files must live under {root}; put the file there (or `fmops models pull`)",
+            param=param,
+        )
+        # No file under the folder needs `..`, `~` (which the engines expand), a backslash, a NUL or
+        # a percent-encoded dot or slash to be named.
+        lowered = value.lower()
+        if value.startswith("~") or any(c in lowered for c in ("\\", "\x00", "%2e", "%2f", "%5c")):
+            raise refused
+        path = Path(value)
+        if ".." in path.parts:
+            raise refused
+        anchored = path if path.is_absolute() else root / path
+        try:
+            if path.is_absolute() or anchored.exists():
+                resolved = anchored.resolve()  # symlinks followed: one leading out of the folder is refused
+                if resolved != root and root not in resolved.parents:
+                    raise refused
+                return value if path.is_absolute() else str(resolved)
+            if path.exists():  # relative to the server's working directory: outside the folder
+                raise refused
+        except OSError:  # a name too long for the file system, a symlink loop: no file to load
+            raise refused from None
+        return value
 
     def add(self, project_id: str, spec: ModelSpec, *, trusted: bool = False) -> ModelEntry:
         """Add a model to a project. `trusted` is the operator's CLI: private upstreams and any path."""
         if spec.alias in self.builtins():
             raise Conflict(f"{spec.alias!r} is a built-in model; choose another alias", param="alias")
-        base_url = self._check_spec(project_id, spec, trusted=trusted)
+        spec = self._check_spec(project_id, spec, trusted=trusted)
         api_key = spec.api_key.get_secret_value() if spec.api_key else None
         with self.store.write() as session:
             exists = session.scalar(
@@ -195,12 +226,19 @@ class Catalog:
                 raise Conflict(
                     f"model {spec.alias!r} already exists; remove it first or update it", param="alias"
                 )
+            # Callers send endpoints and models alike as `model`: one name cannot mean both.
+            if session.scalar(
+                select(Endpoint.id).where(Endpoint.project_id == project_id, Endpoint.name == spec.alias)
+            ):
+                raise Conflict(
+                    f"{spec.alias!r} is the name of an endpoint; choose another alias", param="alias"
+                )
             row = CatalogModel(
                 project_id=project_id,
                 alias=spec.alias,
                 provider=spec.provider,
                 provider_model=spec.model,
-                base_url=base_url,
+                base_url=spec.base_url,
                 api_key_encrypted=self.secrets.encrypt(api_key) if api_key else None,
                 context_window=spec.context_window,
                 input_price=spec.input_price,

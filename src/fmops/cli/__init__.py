@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from fmops import __version__
-from fmops.cli import alerts, db, evaluators, jobs, keys, models, projects, traces, users
+from fmops.cli import alerts, db, endpoints, evaluators, jobs, keys, models, projects, prompts, traces, users
 from fmops.cli.chat import chat
 from fmops.cli.common import err_console
 from fmops.cli.stats import stats
@@ -34,6 +34,8 @@ app.add_typer(traces.app, name="traces")
 app.command("stats")(stats)
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(evaluators.app, name="evaluators")
+app.add_typer(prompts.app, name="prompts")
+app.add_typer(endpoints.app, name="endpoints")
 app.command("chat")(chat)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -42,6 +43,21 @@ def local_platform() -> Platform:
             f"first use: created the default project and an admin key in {s.admin_key_path}", soft_wrap=True
         )
     return platform
+
+
+def project_id_of(name: str) -> str:
+    """The id of a project named on the command line (a clear error when there is none)."""
+    platform = local_platform()
+    with platform.store.session() as session:
+        return platform.auth.project_by_name(session, name).id
+
+
+def actor() -> str:
+    """Who made a change from the terminal: the login name, recorded as author or actor."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container running as an anonymous uid)
+        return "operator"
 
 
 def fmt(value: Any) -> str:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 
 from fmops.auth import DEFAULT_PROJECT
-from fmops.cli.common import console, fmt, local_platform, print_rows
+from fmops.cli.common import console, fmt, local_platform, print_rows, project_id_of
 from fmops.errors import NotFound, UserError
 from fmops.evaluators import EvaluatorService, RuleCreate, RuleUpdate
 from fmops.scorers import scorers as installed_scorers
@@ -40,12 +40,6 @@ CONFIG, CONFIG_FILE = _config_options()
 def _service() -> EvaluatorService:
     platform = local_platform()
     return EvaluatorService(platform.store, platform.catalog)
-
-
-def _project_id(name: str) -> str:
-    platform = local_platform()
-    with platform.store.session() as session:
-        return platform.auth.project_by_name(session, name).id
 
 
 def _config(text: str | None, path: Path | None) -> dict[str, Any] | None:
@@ -104,7 +98,7 @@ def _describe(rule: EvaluatorRule) -> None:
 @app.command("list")
 def list_rules(project: str = _project_option(), as_json: bool = typer.Option(False, "--json")) -> None:
     """A project's evaluator rules."""
-    rules = _service().rules(_project_id(project))
+    rules = _service().rules(project_id_of(project))
     if as_json:
         rows: list[tuple[Any, ...]] = [
             (r.id, r.name, r.scorer, r.config, r.model, r.endpoint, r.sample_rate, r.enabled) for r in rules
@@ -145,14 +139,14 @@ def create(
             "enabled": not disabled,
         },
     )
-    rule = _service().create(_project_id(project), body, created_by_key_id=None)
+    rule = _service().create(project_id_of(project), body, created_by_key_id=None)
     console.print(f"created evaluator {rule.name} ({rule.id})")
 
 
 @app.command("show")
 def show(rule: str = typer.Argument(..., help="Rule name or id"), project: str = _project_option()) -> None:
     """One rule and its scorer's config."""
-    _describe(_find(_project_id(project), rule))
+    _describe(_find(project_id_of(project), rule))
 
 
 @app.command("update")
@@ -169,7 +163,7 @@ def update(
     project: str = _project_option(),
 ) -> None:
     """Change a rule; options left out keep their value."""
-    project_id = _project_id(project)
+    project_id = project_id_of(project)
     found = _find(project_id, rule)
     fields: dict[str, Any] = {
         k: v
@@ -194,7 +188,7 @@ def update(
 @app.command("delete")
 def delete(rule: str = typer.Argument(..., help="Rule name or id"), project: str = _project_option()) -> None:
     """Delete a rule; the scores it wrote stay on their traces."""
-    project_id = _project_id(project)
+    project_id = project_id_of(project)
     found = _service().delete(project_id, _find(project_id, rule).id)
     console.print(f"deleted evaluator {found.name}")
 

@@ -9,16 +9,10 @@ from pydantic import SecretStr, ValidationError
 
 from fmops.auth import DEFAULT_PROJECT
 from fmops.catalog import ModelSpec, public_view
-from fmops.cli.common import console, fmt, local_platform, print_rows
+from fmops.cli.common import console, fmt, local_platform, print_rows, project_id_of
 from fmops.errors import UserError
 
 app = typer.Typer(help="Model catalog: list, show, add, remove, pull.", no_args_is_help=True)
-
-
-def _project_id(name: str) -> str:
-    platform = local_platform()
-    with platform.store.session() as session:
-        return platform.auth.project_by_name(session, name).id
 
 
 @app.command("list")
@@ -27,7 +21,7 @@ def list_models(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Models a project can call (built-ins and its own)."""
-    models = local_platform().catalog.models(_project_id(project))
+    models = local_platform().catalog.models(project_id_of(project))
     rows = [
         (
             m.alias,
@@ -51,7 +45,7 @@ def list_models(
 @app.command("show")
 def show(alias: str = typer.Argument(...), project: str = typer.Option(DEFAULT_PROJECT, "--project")) -> None:
     """One model's profile (never its key)."""
-    entry = local_platform().catalog.get(_project_id(project), alias)
+    entry = local_platform().catalog.get(project_id_of(project), alias)
     for label, value in public_view(entry).items():
         console.print(f"[bold]{label:>17}[/bold] {fmt(value)}", highlight=False)
 
@@ -95,7 +89,7 @@ def add(
     except ValidationError as exc:
         first = exc.errors()[0]
         raise UserError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
-    entry = local_platform().catalog.add(_project_id(project), spec, trusted=True)
+    entry = local_platform().catalog.add(project_id_of(project), spec, trusted=True)
     console.print(f"added {entry.alias} ({entry.provider}: {entry.provider_model})")
 
 
@@ -104,7 +98,7 @@ def remove(
     alias: str = typer.Argument(...), project: str = typer.Option(DEFAULT_PROJECT, "--project")
 ) -> None:
     """Remove a model from a project."""
-    local_platform().catalog.remove(_project_id(project), alias)
+    local_platform().catalog.remove(project_id_of(project), alias)
     console.print(f"removed {alias}")
 
 
@@ -125,5 +119,5 @@ def pull(
         spec = ModelSpec(
             alias=alias, provider="llamacpp", model=str(path), timeout_seconds=300, max_retries=0
         )
-        platform.catalog.add(_project_id(project), spec, trusted=True)
+        platform.catalog.add(project_id_of(project), spec, trusted=True)
         console.print(f"added {alias}")

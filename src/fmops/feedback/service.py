@@ -73,8 +73,13 @@ class FeedbackService:
 
     def _find_trace(self, principal: Principal, trace_id: str, span_id: str | None) -> None:
         deadline = time.monotonic() + WRITER_WAIT_SECONDS
-        while not self._trace_visible(principal, trace_id, span_id):
-            if self.tracer is None or self.tracer.pending == 0 or time.monotonic() > deadline:
+        while True:
+            # Read before looking: with nothing queued then, what is not in the store now never will
+            # be. (Read after, a span written between the two reads would be missed.)
+            settled = self.tracer is None or self.tracer.pending == 0 or time.monotonic() > deadline
+            if self._trace_visible(principal, trace_id, span_id):
+                return
+            if settled:
                 what = f"span {span_id!r} of trace {trace_id!r}" if span_id else f"trace {trace_id!r}"
                 mine = " made by your user" if not principal.role.covers(Role.engineer) else ""
                 raise NotFound(f"no {what}{mine} in this project", param="trace_id")

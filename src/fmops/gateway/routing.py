@@ -18,6 +18,10 @@ from fmops.errors import FmopsError
 from fmops.providers.base import ProviderError
 
 T = TypeVar("T")
+# The longest Retry-After the gateway sleeps through itself. An upstream asking for more is out for
+# a while: fallbacks are tried at once, else the caller gets its advice (503 + Retry-After) now
+# instead of a connection held open for minutes.
+MAX_RETRY_WAIT_S = 10.0
 
 
 class UpstreamFailed(FmopsError):
@@ -102,6 +106,7 @@ class Attempt:
     model: str
     error: str
     status: int
+    retry_after: float | None = None  # what the upstream asked for (429/503 Retry-After)
 
 
 async def call_with_fallbacks(
@@ -136,11 +141,11 @@ async def call_with_fallbacks(
                     breaker.success(key)  # the upstream answered; the request was at fault
                     raise
                 breaker.failure(key)
-                attempts.append(Attempt(entry.alias, exc.message, exc.status))
+                attempts.append(Attempt(entry.alias, exc.message, exc.status, exc.retry_after))
                 if not breaker.allow(key) or attempt == entry.max_retries:
                     break
                 delay = backoff_delay(attempt, exc.retry_after)
-                if time.monotonic() + delay >= deadline:
+                if delay > MAX_RETRY_WAIT_S or time.monotonic() + delay >= deadline:
                     break
                 await asyncio.sleep(delay)
                 continue
@@ -163,6 +168,20 @@ def _exhausted(attempts: list[Attempt], cooling: list[float], deadline: float) -
             retry_after=max(1.0, wait),
             attempts=attempts,
         )
+    called = [a for a in attempts if not a.error.startswith("cooling")]
+    if called and all(a.status == 429 for a in called):
+        # Every upstream asked us to slow down: pass their advice on rather than a bare 502, so
+        # the caller's SDK waits as long as the provider asked.
+        hints = [a.retry_after for a in called if a.retry_after is not None]
+        limited = UpstreamFailed(
+            f"the upstream rate-limited every attempt ({called[-1].model}: {called[-1].error});"
+            " retry after the time in Retry-After",
+            503,
+            retry_after=max(1.0, min(hints)) if hints else None,
+            attempts=attempts,
+        )
+        limited.code = "upstream_rate_limited"
+        return limited
     timed_out = time.monotonic() >= deadline or (attempts and attempts[-1].status == 504)
     tried = "; ".join(f"{a.model}: {a.error}" for a in attempts[-5:]) or "no attempt fit in the deadline"
     if timed_out:

@@ -1,9 +1,10 @@
 """OpenAI request bodies as the gateway accepts them.
 
 Known OpenAI parameters are accepted and forwarded; anything else is a 400 naming the field (as
-OpenAI does), so a typo never silently changes behaviour. fmops adds three optional fields:
-`cache` (true, or {"ttl": seconds}), `timeout` (seconds for the whole call, retries included)
-and `fallbacks` (aliases to try after the model).
+OpenAI does), so a typo never silently changes behaviour. fmops adds four optional fields:
+`cache` (true, or {"ttl": seconds}), `timeout` (seconds for the whole call, retries included),
+`fallbacks` (aliases to try after the model) and `variables` (values for the prompt of an
+endpoint called as `model`; `messages` may then be empty).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, max_length=200)
-    messages: list[Message] = Field(min_length=1, max_length=10_000)
+    # Empty only for an endpoint whose prompt has the user's message (the gateway checks).
+    messages: list[Message] = Field(max_length=10_000)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     max_tokens: int | None = Field(None, ge=1)
@@ -78,6 +80,9 @@ class ChatCompletionRequest(BaseModel):
     cache: bool | CacheOption | None = None
     timeout: float | None = Field(None, gt=0, le=3600)
     fallbacks: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(None, max_length=10)
+    variables: dict[str, Any] | None = Field(
+        None, max_length=200, description="An endpoint's prompt variables (fmops); not for a model"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -115,7 +120,7 @@ class ChatCompletionRequest(BaseModel):
 
     def upstream_body(self) -> dict[str, Any]:
         """What providers receive: the OpenAI fields that were set, without fmops' extensions."""
-        body = self.model_dump(exclude_none=True, exclude={"cache", "timeout", "fallbacks"})
+        body = self.model_dump(exclude_none=True, exclude={"cache", "timeout", "fallbacks", "variables"})
         return body
 
 

@@ -12,15 +12,17 @@ import base64
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal
 from fmops.catalog import Catalog, ModelEntry
-from fmops.errors import FmopsError, UserError
+from fmops.endpoints.plan import EndpointCall, sticky_subject
+from fmops.errors import Conflict, FmopsError, NotFound, UserError
 from fmops.gateway.routing import CircuitBreaker, UpstreamFailed, call_with_fallbacks
 from fmops.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from fmops.gateway.spans import CallRecord
@@ -30,6 +32,7 @@ from fmops.providers.sse import DONE, encode
 from fmops.tracing import TraceWriter
 
 if TYPE_CHECKING:
+    from fmops.endpoints.resolver import EndpointResolver, Resolved
     from fmops.gateway.cache import ResponseCache
     from fmops.gateway.limits import Limits
 
@@ -88,8 +91,10 @@ class Gateway:
         default_timeout: float = 600.0,
         strict: bool = False,
         tracing: bool = True,
+        endpoints: EndpointResolver | None = None,
     ) -> None:
         self.catalog = catalog
+        self.endpoints = endpoints  # `model` may name an endpoint (fmops.endpoints) as well as a model
         self.tracer = tracer
         self.limits = limits
         self.cache = cache
@@ -241,8 +246,10 @@ class Gateway:
 
     # --- chat -----------------------------------------------------------------------------------
 
-    async def _admit(self, record: CallRecord, req: ChatCompletionRequest) -> ModelEntry:
-        entry = await self.resolve(record.principal, req.model)
+    async def _admit(
+        self, record: CallRecord, req: ChatCompletionRequest, entry: ModelEntry | None = None
+    ) -> ModelEntry:
+        entry = entry or await self.resolve(record.principal, req.model)
         self._check(entry, req)
         if self.limits is not None:
             record.admission = await self.limits.admit(record.principal, _estimate_tokens(req))
@@ -254,10 +261,55 @@ class Gateway:
         req: ChatCompletionRequest,
         session_id: str | None = None,
         traceparent: str | bytes | None = None,
+        annotate: Callable[[CallRecord], None] | None = None,
     ) -> ChatResult:
-        result = await self._chat(principal, req, session_id, traceparent)
+        """`annotate` may add to the call's span before it runs (the playground marks its calls)."""
+        entry, call = await self._route(principal, req, session_id)
+        result = await self._chat(principal, req, session_id, traceparent, entry, call, annotate)
         await self._make_durable(result.record)
         return result
+
+    async def _route(
+        self, principal: Principal, req: ChatCompletionRequest, session_id: str | None
+    ) -> tuple[ModelEntry | None, EndpointCall | None]:
+        """What `model` names: a model (with its entry when at hand), or an endpoint (the call
+        planned for it). A model call pays a dict lookup here while the catalog is cached."""
+        entry = None
+        if self.endpoints is not None:
+            models = self.catalog.cached_models(principal.project_id)
+            if models is None:
+                models = await run_in_threadpool(self.catalog.models, principal.project_id)
+            entry = models.get(req.model)
+            if entry is None:
+                resolved = await self.endpoints.resolve(principal.project_id, req.model)
+                if resolved is not None:
+                    return await self._plan(principal, req, session_id, resolved)
+        if req.variables is not None:
+            if entry is None:
+                entry = await self.resolve(principal, req.model)  # neither a model nor an endpoint: 404
+            raise UserError(
+                f"variables are for endpoints, and {req.model!r} is a model: put the text in `messages`",
+                param="variables",
+            )
+        if not req.messages:
+            raise UserError("messages must not be empty when calling a model", param="messages")
+        return entry, None
+
+    async def _plan(
+        self, principal: Principal, req: ChatCompletionRequest, session_id: str | None, resolved: Resolved
+    ) -> tuple[ModelEntry, EndpointCall]:
+        variant = resolved.choose(sticky_subject(resolved.sticky, req, principal, session_id))
+        try:
+            entry = await self.resolve(principal, variant.model)
+        except NotFound:
+            raise Conflict(
+                f"endpoint {resolved.name!r} calls model {variant.model!r}, which no longer exists; "
+                f"fix it with `fmops endpoints update {resolved.name}`",
+                param="model",
+                code="endpoint_misconfigured",
+            ) from None
+        json_schema = _capabilities(entry, get_provider_class(entry.provider)).json_schema
+        return entry, EndpointCall.plan(resolved, variant, req, json_schema=json_schema)
 
     async def _chat(
         self,
@@ -265,33 +317,58 @@ class Gateway:
         req: ChatCompletionRequest,
         session_id: str | None,
         traceparent: str | bytes | None,
+        entry: ModelEntry | None = None,
+        call: EndpointCall | None = None,
+        annotate: Callable[[CallRecord], None] | None = None,
     ) -> ChatResult:
+        if call is not None:
+            req = call.request
         body = req.upstream_body()
         record = self._record(principal, req, session_id, body, traceparent)
+        if annotate is not None:
+            annotate(record)
+        if call is not None:
+            call.annotate(record)
         try:
-            entry = await self._admit(record, req)
+            if call is not None:
+                call.check_input()
+            entry = await self._admit(record, req, entry)
             cache_key, ttl, cached = await self._from_cache(record, entry, req, body)
             if cached is not None:
+                if call is not None:
+                    cached["model"] = call.name
                 return ChatResult(cached, record)
             timeout = req.timeout or self.default_timeout
+            deadline = time.monotonic() + timeout
             chain = await self._chain(principal, entry, req.fallbacks)
 
             async def attempt(candidate: ModelEntry, limit: float) -> JSON:
-                return await self.provider(candidate).chat(body, timeout=limit)
+                provider = self.provider(candidate)
+                response = await provider.chat(body, timeout=limit)
+                if call is not None:  # one repair retry when the answer misses the output schema
+                    response = await call.conform(
+                        body, response, lambda b, t: provider.chat(b, timeout=t), deadline
+                    )
+                return response
 
             response, answered, attempts = await call_with_fallbacks(
                 chain,
                 attempt,
-                deadline=time.monotonic() + timeout,
+                deadline=deadline,
                 breaker=self.breaker,
                 breaker_key=lambda e: e.connection_id,
             )
-            response["model"] = req.model if answered is entry else answered.alias
+            if call is not None:
+                response["model"] = call.name
+            else:
+                response["model"] = req.model if answered is entry else answered.alias
             record.response_model = answered.alias
             record.output = _output(response)
             if attempts:
                 record.attributes["fmops.attempts"] = [a.__dict__ for a in attempts]
             await self._settle(record, answered, response)
+            if call is not None:
+                call.check_output(record, response)
             if cache_key is not None and self.cache is not None and ttl:
                 await self.cache.put(cache_key, response, ttl)
             return ChatResult(response, record)
@@ -300,6 +377,9 @@ class Gateway:
             raise _traced(exc, record) from None
         except asyncio.CancelledError:
             record.fail("client disconnected")
+            raise
+        except Exception as exc:
+            record.fail(_internal(exc))  # e.g. the database went away: the span must not say ok
             raise
         finally:
             self._finish(record, durable=True)
@@ -316,12 +396,26 @@ class Gateway:
         Errors before the first chunk raise (a normal JSON error response); after it, the stream
         ends with an error event and `[DONE]`, and the span is marked as an error.
         """
+        entry, call = await self._route(principal, req, session_id)
+        if call is not None and call.whole:
+            # Its output is checked (schema, guardrails) before a word is sent: run whole, replay.
+            done = await self._chat(principal, req, session_id, traceparent, entry, call)
+            await self._make_durable(done.record)
+            return StreamResult(_replay(done.body, req.include_usage), done.record)
+        if call is not None:
+            req = call.request
         body = req.upstream_body()
         record = self._record(principal, req, session_id, body, traceparent)
+        if call is not None:
+            call.annotate(record)
         try:
-            entry = await self._admit(record, req)
+            if call is not None:
+                call.check_input()
+            entry = await self._admit(record, req, entry)
             cache_key, ttl, cached = await self._from_cache(record, entry, req, body)
             if cached is not None:
+                if call is not None:
+                    cached["model"] = call.name
                 self._finish(record, durable=True)
                 await self._make_durable(record)
                 return StreamResult(_replay(cached, req.include_usage), record)
@@ -361,11 +455,15 @@ class Gateway:
             record.fail("client disconnected before the stream started")
             self._finish(record)
             raise
+        except Exception as exc:
+            record.fail(_internal(exc))  # without this the call would leave no span at all
+            self._finish(record)
+            raise
         record.ttft_ms = (time.perf_counter() - started) * 1000
         record.response_model = answered.alias
         if attempts:
             record.attributes["fmops.attempts"] = [a.__dict__ for a in attempts]
-        name = req.model if answered is entry else answered.alias
+        name = call.name if call is not None else (req.model if answered is entry else answered.alias)
         events = self._relay(record, answered, iterator, first, name, req.include_usage, cache_key, ttl)
         return StreamResult(events, record)
 
@@ -489,6 +587,8 @@ class Gateway:
             self._finish(record, durable=True)
 
     async def close(self) -> None:
+        if self.endpoints is not None:
+            self.endpoints.close()
         for provider in list(self._providers.values()):
             try:
                 await provider.close()
@@ -517,6 +617,12 @@ def _failed(record: CallRecord, exc: FmopsError | ProviderError) -> None:
     record.fail(exc.message)
     if isinstance(exc, UpstreamFailed) and exc.attempts:
         record.attributes["fmops.attempts"] = [a.__dict__ for a in exc.attempts]
+
+
+def _internal(exc: Exception) -> str:
+    if isinstance(exc, OperationalError):
+        return "the metadata database is unavailable"
+    return f"internal error: {type(exc).__name__}"
 
 
 def _stream_error(message: str, error_type: str) -> bytes:

@@ -37,7 +37,7 @@ from fmops.providers.base import (
     ProviderError,
     ProviderTimeout,
 )
-from fmops.providers.openai import post_json, upstream_error
+from fmops.providers.openai import post_json, upstream_connector, upstream_error, upstream_redirected
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -368,8 +368,7 @@ class AnthropicProvider(Provider):
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=1000, ttl_dns_cache=300, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers)
+            self._session = aiohttp.ClientSession(connector=upstream_connector(), headers=self._headers)
         return self._session
 
     def request(self, body: JSON, *, stream: bool) -> tuple[JSON, str | None]:
@@ -461,11 +460,13 @@ class AnthropicProvider(Provider):
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         try:
             async with self._client().post(
-                self.url, data=orjson.dumps(payload), timeout=client_timeout
+                self.url, data=orjson.dumps(payload), timeout=client_timeout, allow_redirects=False
             ) as resp:
                 if resp.status >= 400:
                     text = (await resp.read()).decode(errors="replace")
                     raise upstream_error(resp.status, text, resp.headers)
+                if resp.status >= 300:
+                    raise upstream_redirected(resp.status)
                 try:
                     async for event in sse.decode(resp.content.iter_any()):
                         try:

@@ -75,6 +75,8 @@ class Provider(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities] = Capabilities()
+    # Options that name files (besides `model`): over the API they must lie under $FMOPS_HOME/models.
+    path_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config

@@ -25,6 +25,7 @@ from fmops.providers.base import (
     ProviderError,
     ProviderTimeout,
 )
+from fmops.providers.resolver import UpstreamResolver
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -61,13 +62,35 @@ def upstream_error(status: int, text: str, headers: Any) -> ProviderError:
     )
 
 
+def upstream_redirected(status: int) -> ProviderError:
+    # Never followed: a redirect could send the request, and the provider key with it, anywhere
+    # (an internal service, a metadata address) past the checks on the model's base URL.
+    return ProviderError(
+        f"the upstream answered with a redirect (HTTP {status}), which fmops does not follow; "
+        "set the model's base_url to the final URL",
+        status=502,
+        retryable=True,
+    )
+
+
+def upstream_connector() -> aiohttp.TCPConnector:
+    """Pooled connections to one upstream; every DNS answer is checked again (UpstreamResolver)."""
+    return aiohttp.TCPConnector(
+        limit=1000, ttl_dns_cache=300, enable_cleanup_closed=True, resolver=UpstreamResolver()
+    )
+
+
 async def post_json(session: aiohttp.ClientSession, url: str, payload: bytes, timeout: float) -> Any:
     """POST a JSON body and return the parsed JSON answer, every failure as a ProviderError."""
     try:
-        async with session.post(url, data=payload, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+        async with session.post(
+            url, data=payload, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
+        ) as resp:
             raw = await resp.read()
             if resp.status >= 400:
                 raise upstream_error(resp.status, raw.decode(errors="replace"), resp.headers)
+            if resp.status >= 300:
+                raise upstream_redirected(resp.status)
     except TimeoutError:
         raise ProviderTimeout() from None
     except aiohttp.ClientError as exc:
@@ -94,9 +117,8 @@ class OpenAIProvider(Provider):
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=1000, ttl_dns_cache=300, enable_cleanup_closed=True)
             self._session = aiohttp.ClientSession(
-                connector=connector,
+                connector=upstream_connector(),
                 headers=self._headers,
                 json_serialize=lambda o: orjson.dumps(o).decode(),
                 auto_decompress=True,
@@ -124,11 +146,13 @@ class OpenAIProvider(Provider):
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         try:
             async with self._client().post(
-                url, data=self._payload(body, True), timeout=client_timeout
+                url, data=self._payload(body, True), timeout=client_timeout, allow_redirects=False
             ) as resp:
                 if resp.status >= 400:
                     text = (await resp.read()).decode(errors="replace")
                     raise upstream_error(resp.status, text, resp.headers)
+                if resp.status >= 300:
+                    raise upstream_redirected(resp.status)
                 async for event in sse.decode(resp.content.iter_any()):
                     if event.data.strip() == "[DONE]":
                         return

@@ -99,6 +99,7 @@ class TransformersProvider(LocalChatProvider[_Loaded]):
 
     name = "transformers"
     capabilities = Capabilities(streaming=True, json_schema=False, tools=False, local=True)
+    path_options = frozenset({"adapter", "gguf_file"})
     _SAMPLING_OPTIONS = ("temperature", "top_p", "top_k", "repeat_penalty", "max_tokens")
 
     def __init__(self, config: ProviderConfig) -> None:

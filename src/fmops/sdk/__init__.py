@@ -11,6 +11,9 @@
         reply = client.openai.chat.completions.create(model="support-bot", messages=[...])
         return reply.choices[0].message.content
 
+    prompt = client.prompts.get("support", label="production")  # cached 60 s
+    messages = prompt.render(company="Acme", question="Where is my order?")
+
 Spans are sent to the server's OTLP endpoint in background batches, and flushed at exit.
 """
 
@@ -19,6 +22,7 @@ from fmops.sdk.decorator import observe
 from fmops.sdk.errors import APIConnectionError, APIError, FmopsSDKError
 from fmops.sdk.handle import SpanHandle, current_span
 from fmops.sdk.models import Score, SpanNode, SpanSummary, Trace, TracePage
+from fmops.sdk.prompts import Prompt, PromptSummary
 from fmops.sdk.spans import span
 from fmops.sdk.traces import TraceFilters
 from fmops.sdk.tracing import configure, flush, shutdown
@@ -28,6 +32,8 @@ __all__ = [
     "APIError",
     "Client",
     "FmopsSDKError",
+    "Prompt",
+    "PromptSummary",
     "Score",
     "SpanHandle",
     "SpanNode",

@@ -1,4 +1,4 @@
-"""`fmops.Client`: the REST API (traces, feedback) and the gateway through the official OpenAI SDK."""
+"""`fmops.Client`: the REST API (traces, feedback, prompts) and the gateway through the OpenAI SDK."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import httpx
 from fmops.sdk import tracing
 from fmops.sdk.errors import APIConnectionError, error_from_response
 from fmops.sdk.models import Score
+from fmops.sdk.prompts import DEFAULT_CACHE_SECONDS, Prompts
 from fmops.sdk.propagation import ainject_traceparent, inject_traceparent
 from fmops.sdk.traces import Traces
 from fmops.sdk.tracing import Destination
@@ -30,16 +31,25 @@ class Client:
         client.feedback(trace_id, thumbs=True)
 
     The first Client made with an API key is also where `@fmops.observe` spans are sent, unless
-    `fmops.configure(...)` said otherwise.
+    `fmops.configure(...)` said otherwise. `client.prompts` reads the prompt registry; fetched
+    prompts are cached for `prompt_cache_seconds` (0: always fetch).
     """
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, *, timeout: float = 30.0):
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        prompt_cache_seconds: float = DEFAULT_CACHE_SECONDS,
+    ):
         destination = Destination.resolve(base_url, api_key)
         self.base_url = destination.base_url
         self.api_key = destination.api_key
         self.timeout = timeout
         self._http = httpx.Client(base_url=self.base_url, headers=self._auth_headers(), timeout=timeout)
         self.traces = Traces(self)
+        self.prompts = Prompts(self, cache_seconds=prompt_cache_seconds)
         tracing.adopt(destination)
 
     def _auth_headers(self) -> dict[str, str]:
@@ -78,8 +88,15 @@ class Client:
     ) -> Any:
         """Call a route of the REST API; its JSON answer, or a typed APIError."""
         query = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        return self._send(method, path, params=query, json=json)
+
+    def request_content(self, method: str, path: str, content: str, content_type: str) -> Any:
+        """Call a route with a body that is not JSON (e.g. a YAML prompt file)."""
+        return self._send(method, path, content=content.encode(), headers={"Content-Type": content_type})
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = self._http.request(method, path, params=query, json=json)
+            response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException as error:
             raise APIConnectionError(
                 f"fmops at {self.base_url} did not answer within {self.timeout}s", request=error.request

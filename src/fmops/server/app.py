@@ -19,7 +19,9 @@ from fmops.server.middleware import BodyLimitMiddleware
 from fmops.server.platform import Platform
 from fmops.server.routers import (
     alerts,
+    endpoints,
     evaluators,
+    experiments,
     feedback,
     health,
     jobs,
@@ -27,7 +29,9 @@ from fmops.server.routers import (
     me,
     metrics,
     models,
+    playground,
     projects,
+    prompts,
     stats,
     traces,
     users,
@@ -56,6 +60,10 @@ ROUTERS = [
     stats.router,
     alerts.router,
     evaluators.router,
+    prompts.router,
+    endpoints.router,
+    experiments.router,
+    playground.router,
 ]
 
 
@@ -85,7 +93,11 @@ def _document_errors(operation: dict[str, Any], path: str, role: str | None) -> 
     """
     responses: dict[str, Any] = operation.setdefault("responses", {})
     statuses = set()
-    if responses.pop("422", None) is not None or "requestBody" in operation:
+    # FastAPI's own 422 (its validation body) is a 400 here; a 422 a route declares is its own.
+    if "HTTPValidationError" in str(responses.get("422", "")):
+        responses.pop("422")
+        statuses.add(400)
+    if "requestBody" in operation:
         statuses.add(400)
     if "requestBody" in operation:
         statuses.add(413)

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
@@ -27,6 +28,7 @@ ERROR_DESCRIPTIONS = {
     404: "No such object in the key's project",
     409: "The object's current state does not allow this (name taken, job finished, last admin)",
     413: "Request body larger than the limit (setting FMOPS_MAX_BODY_BYTES)",
+    422: "The answer was refused: an endpoint's output guardrail or output schema (the trace has it)",
     429: "A rate limit or budget of the key or project is reached; see Retry-After",
     502: "The model's upstream failed after retries and fallbacks",
     503: "A dependency (the database, or every upstream cooling down) is unavailable; retry later",
@@ -127,9 +129,42 @@ def fmops_error_response(exc: FmopsError) -> JSONResponse:
     )
 
 
+def database_unavailable_response(exc: DBAPIError) -> JSONResponse:
+    """The database is down, cut off or locked past its busy timeout: 503 and when to retry, never
+    the driver's message (it may name hosts, and "database is locked" says nothing to a caller)."""
+    log.error("database unavailable", extra={"error": str(exc.orig)[:200]})
+    return error_response(
+        503,
+        "the metadata database is unavailable; retry shortly",
+        code="database_unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
+def is_database_down(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
 def validation_error_response(exc: RequestValidationError, content_type: str) -> JSONResponse:
     message, param = _describe_validation(exc, content_type)
     return error_response(400, message, param=param, code="invalid_request")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method served at the request's path (RFC 9110 15.5.6).
+
+    Each method of a path is a route of its own, and Starlette's 405 names only the methods of the
+    first route whose path matched.
+    """
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    if root and path.startswith(root + "/"):
+        path = path[len(root) :]  # routes match below the mount point, as Starlette's router does
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -142,7 +177,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return validation_error_response(exc, request.headers.get("content-type", ""))
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if message == "There was an error parsing the body":
             message = "request body could not be parsed: send UTF-8 encoded JSON"
@@ -150,18 +186,13 @@ def install_error_handlers(app: FastAPI) -> None:
             message = "no such route; see /openapi.json for the API"
         elif exc.status_code == 405:
             message = "method not allowed on this route; see /openapi.json"
+            headers["Allow"] = _allowed_methods(request)
         code = "payload_too_large" if exc.status_code == 413 else None  # as the body limit's own 413
-        return error_response(exc.status_code, message, code=code, headers=dict(exc.headers or {}) or None)
+        return error_response(exc.status_code, message, code=code, headers=headers or None)
 
     @app.exception_handler(OperationalError)
     async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database unavailable", extra={"error": str(exc.orig)[:200]})
-        return error_response(
-            503,
-            "the metadata database is unavailable; retry shortly",
-            code="database_unavailable",
-            headers={"Retry-After": "5"},
-        )
+        return database_unavailable_response(exc)
 
     @app.exception_handler(DataError)
     async def _db_data_error(_: Request, exc: DataError) -> JSONResponse:
@@ -185,7 +216,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     async def _db_error(_: Request, exc: DBAPIError) -> JSONResponse:
         if exc.connection_invalidated:
-            return await _db_down(_, exc)  # type: ignore[arg-type]
+            return database_unavailable_response(exc)
         log.exception("database error", exc_info=exc)
         return error_response(500, "internal error while writing to the database", code="internal_error")
 

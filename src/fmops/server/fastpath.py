@@ -10,8 +10,12 @@ still define the OpenAPI contract (and serve when the fast path is turned off).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -19,7 +23,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fmops.auth import Principal
 from fmops.errors import AuthenticationError, FmopsError, UserError
 from fmops.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
-from fmops.server.errors import fmops_error_response, validation_error_response
+from fmops.server.errors import (
+    database_unavailable_response,
+    fmops_error_response,
+    is_database_down,
+    validation_error_response,
+)
 from fmops.server.platform import Platform
 from fmops.server.routers import v1_chat, v1_embeddings
 
@@ -44,6 +53,11 @@ class GatewayFastPath:
             response = await self._handle(scope["path"], headers, receive)
         except FmopsError as exc:
             response = fmops_error_response(exc)
+        except DBAPIError as exc:
+            # Outside FastAPI's routing its exception handlers do not apply: answer as they would.
+            if not is_database_down(exc):
+                raise
+            response = database_unavailable_response(exc)
         await response(scope, receive, send)
 
     async def _principal(self, headers: dict[bytes, bytes]) -> Principal:
@@ -75,7 +89,8 @@ class GatewayFastPath:
             return validation_error_response(RequestValidationError(errors), content_type)
         gateway = self.platform.gateway
         if isinstance(request, EmbeddingRequest):
-            return await v1_embeddings.respond(gateway, principal, request, headers.get(b"traceparent"))
+            call = v1_embeddings.respond(gateway, principal, request, headers.get(b"traceparent"))
+            return await _unless_disconnected(call, receive)
         assert isinstance(request, ChatCompletionRequest)
         session = headers.get(b"x-fmops-session-id")
         session_id = session.decode("utf-8", "replace") if session else None
@@ -83,7 +98,41 @@ class GatewayFastPath:
             raise UserError(
                 f"x-fmops-session-id is longer than {MAX_SESSION_ID} characters", param="session_id"
             )
-        return await v1_chat.respond(gateway, principal, request, session_id, headers.get(b"traceparent"))
+        call = v1_chat.respond(gateway, principal, request, session_id, headers.get(b"traceparent"))
+        return await _unless_disconnected(call, receive)
+
+
+async def _unless_disconnected(call: Awaitable[Response], receive: Receive) -> Response:
+    """Run the gateway call, but cancel it when the client goes away before the response starts.
+
+    ASGI servers do not cancel a request whose client disconnected; without this, a caller that gave
+    up would keep its upstream call, retries and backoff sleeps running for the rest of the deadline
+    (minutes). The gateway records such a call as "client disconnected". Once a stream has started,
+    StreamingResponse watches for the disconnect itself.
+    """
+    current = asyncio.current_task()
+    assert current is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        current.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await call
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        # The client left (perhaps just as the answer was ready): nobody is listening; the status
+        # is for the access log.
+        current.uncancel()
+        return Response(status_code=499)
+    finally:
+        watcher.cancel()
 
 
 async def _read_body(receive: Receive) -> bytes:

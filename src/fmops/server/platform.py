@@ -13,6 +13,7 @@ from fmops.alerts.loop import AlertLoop
 from fmops.auth import AuthService
 from fmops.catalog import Catalog
 from fmops.counters import Counters, make_counters
+from fmops.endpoints.resolver import EndpointResolver
 from fmops.evaluators.online import OnlineEvaluators
 from fmops.gateway.cache import ResponseCache
 from fmops.gateway.limits import Limits
@@ -20,6 +21,7 @@ from fmops.gateway.routing import CircuitBreaker
 from fmops.gateway.service import Gateway
 from fmops.gateway.spend import record_spend
 from fmops.jobs import JobService
+from fmops.prompts.service import PromptService
 from fmops.secrets import SecretBox
 from fmops.settings import Settings
 from fmops.store import Store
@@ -87,6 +89,7 @@ class Platform:
                 breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds),
                 strict=settings.trace_durability == "strict",
                 tracing=settings.tracing,
+                endpoints=EndpointResolver(store, PromptService(store, catalog)),
             ),
             counters=counters,
             metrics=metrics,

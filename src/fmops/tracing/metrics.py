@@ -8,11 +8,12 @@ read at scrape time rather than updated per call.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -75,10 +76,25 @@ class _WriterCollector(Collector):
         )
 
 
+class _RuntimeCollector(Collector):
+    """Tasks alive on the server's event loop: a number that keeps growing is a leak (each request,
+    stream and background job is one task while it runs)."""
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            tasks = len(asyncio.all_tasks())  # scrapes run on the loop (an async route)
+        except RuntimeError:  # no loop in this thread
+            return
+        yield GaugeMetricFamily("fmops_asyncio_tasks", "Tasks alive on the event loop", value=tasks)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
+        # process_open_fds, process_resident_memory_bytes…: leaks and memory bounds, seen from outside.
+        ProcessCollector(registry=r)
+        r.register(_RuntimeCollector())
         self.requests = Counter("fmops_requests", "Model calls", ["model", "status"], registry=r)
         self.tokens = Counter("fmops_tokens", "Tokens", ["model", "direction"], registry=r)
         self.cost = Counter("fmops_cost", "Cost, in the currency of the model prices", ["model"], registry=r)

@@ -25,7 +25,8 @@ TraceParentHeader = Annotated[str | None, Header(alias="traceparent", max_length
     "/chat/completions",
     summary="Create a chat completion (OpenAI-compatible; `stream: true` for server-sent events)",
     response_model=None,
-    responses=error_responses(404, 429, 502, 503, 504),  # no such model; limits; upstream
+    # no such model; an endpoint misconfigured, or its output refused; limits; upstream
+    responses=error_responses(404, 409, 422, 429, 502, 503, 504),
 )
 async def chat_completions(
     body: ChatCompletionRequest,

@@ -1,4 +1,4 @@
-"""GET /v1/models: the models a key can call, in OpenAI's list shape."""
+"""GET /v1/models: the models and endpoints a key can call, in OpenAI's list shape."""
 
 from __future__ import annotations
 
@@ -8,30 +8,38 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Role
+from fmops.endpoints.service import served_endpoints
 from fmops.errors import NotFound
 from fmops.server.deps import PlatformDep, PrincipalDep, gate
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consumer))
+ENDPOINT_OWNER = "fmops-endpoint"  # how chat clients tell an endpoint from a model
 
 
 def _openai_model(alias: str, created: int, owner: str) -> dict[str, Any]:
     return {"id": alias, "object": "model", "created": created, "owned_by": owner}
 
 
-@router.get("/models", summary="List models (OpenAI-compatible)")
+def _listing(platform: Any, project_id: str) -> dict[str, dict[str, Any]]:
+    models = platform.catalog.models(project_id)
+    found = {
+        m.alias: _openai_model(m.alias, int(m.created_at.timestamp()) if m.created_at else 0, m.provider)
+        for m in models.values()
+    }
+    for name, created in served_endpoints(platform.store, project_id):
+        found.setdefault(name, _openai_model(name, int(created.timestamp()), ENDPOINT_OWNER))
+    return found
+
+
+@router.get("/models", summary="List models and endpoints (OpenAI-compatible)")
 async def list_models(platform: PlatformDep, principal: PrincipalDep) -> dict[str, Any]:
-    models = await run_in_threadpool(platform.catalog.models, principal.project_id)
-    data = [
-        _openai_model(m.alias, int(m.created_at.timestamp()) if m.created_at else 0, m.provider)
-        for m in sorted(models.values(), key=lambda m: m.alias)
-    ]
-    return {"object": "list", "data": data}
+    found = await run_in_threadpool(_listing, platform, principal.project_id)
+    return {"object": "list", "data": [found[name] for name in sorted(found)]}
 
 
-@router.get("/models/{model_id:path}", summary="Retrieve a model (OpenAI-compatible)")
+@router.get("/models/{model_id:path}", summary="Retrieve a model or endpoint (OpenAI-compatible)")
 async def get_model(model_id: str, platform: PlatformDep, principal: PrincipalDep) -> dict[str, Any]:
-    models = await run_in_threadpool(platform.catalog.models, principal.project_id)
-    if model_id not in models:
+    found = await run_in_threadpool(_listing, platform, principal.project_id)
+    if model_id not in found:
         raise NotFound(f"model {model_id!r} does not exist", param="model", code="model_not_found")
-    m = models[model_id]
-    return _openai_model(m.alias, int(m.created_at.timestamp()) if m.created_at else 0, m.provider)
+    return found[model_id]

@@ -35,7 +35,8 @@ _REQUEST_BODY: dict[str, Any] = {
             "schema": {
                 "type": "object",
                 "description": "OTLP/JSON: ids as hex, camelCase field names",
-                "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}},
+                # null is an empty list, as in protobuf's JSON mapping (OTLP/JSON follows it).
+                "properties": {"resourceSpans": {"type": ["array", "null"], "items": {"type": "object"}}},
             }
         },
     },

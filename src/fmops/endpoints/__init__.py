@@ -1,0 +1,1 @@
+"""Endpoints: what consumers call; prompt label + model + guardrails + cache + fallbacks + variants."""

@@ -1,0 +1,269 @@
+"""One call to an endpoint, planned: which variant serves it, the request it becomes, and the checks
+around it (guardrails, the output schema with one repair retry).
+
+The gateway runs the planned request exactly as it runs a call to a model (limits, cache,
+retries, fallbacks, one span); this module only decides what that request is and whether its
+input and output may pass.
+
+    consumer: model="support-bot", messages=[...], variables={...}
+      -> variant (sticky hash) -> prompt version rendered with the variables, consumer messages after
+      -> params: version < endpoint < variant < what the consumer set
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from fmops.auth import Principal
+from fmops.endpoints.resolver import Guardrail, Resolved, ServedVariant
+from fmops.errors import UserError
+from fmops.gateway.schemas import ChatCompletionRequest
+from fmops.gateway.spans import CallRecord
+from fmops.providers.base import JSON
+from fmops.scorers.base import Case, ScoreResult, text_of
+from fmops.scorers.json_schema import errors as schema_errors
+
+# What the consumer sends that is not a model parameter of theirs to merge.
+_OWN_FIELDS = {"model", "messages", "variables", "cache", "fallbacks"}
+_FENCE = "```"
+
+
+class GuardrailBlocked(UserError):
+    """A guardrail refused the call: 400 for the input, 422 for the output."""
+
+    code = "guardrail_blocked"
+
+
+class OutputSchemaMismatch(UserError):
+    """The answer did not match the prompt's output schema, even after one repair attempt."""
+
+    status_code = 422
+    code = "output_schema_mismatch"
+
+
+def sticky_subject(
+    sticky: str, req: ChatCompletionRequest, principal: Principal, session_id: str | None
+) -> str:
+    """Who a variant assignment sticks to; the API key when the caller did not say."""
+    if sticky == "user" and req.user:
+        return "user:" + req.user
+    if sticky == "session" and session_id:
+        return "session:" + session_id
+    return "key:" + principal.key_id
+
+
+@dataclass
+class EndpointCall:
+    endpoint: Resolved
+    variant: ServedVariant
+    request: ChatCompletionRequest  # what the gateway runs: the variant's model, rendered messages
+    consumer_messages: list[JSON]
+    variables: Mapping[str, Any]
+    repaired: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.name
+
+    @property
+    def whole(self) -> bool:
+        """A stream that must be checked before it is sent is run whole and replayed."""
+        return self.variant.checker is not None or bool(self.endpoint.output_guardrails)
+
+    @classmethod
+    def plan(
+        cls, endpoint: Resolved, variant: ServedVariant, req: ChatCompletionRequest, *, json_schema: bool
+    ) -> EndpointCall:
+        """The request the variant makes of `req`; `json_schema`: its model takes response_format."""
+        consumer = [m.model_dump(exclude_none=True) for m in req.messages]
+        variables = req.variables or {}
+        if variant.prompt is None:
+            if req.variables:
+                raise UserError(
+                    f"endpoint {endpoint.name!r} has no prompt, so it takes no variables", param="variables"
+                )
+            rendered: list[JSON] = []
+        else:
+            rendered = variant.prompt.render(variables)
+        messages = rendered + consumer
+        if not messages:
+            raise UserError(
+                f"endpoint {endpoint.name!r} has no prompt messages; send `messages`", param="messages"
+            )
+        data: JSON = {**variant.params}
+        data.update(req.model_dump(exclude_unset=True, exclude_none=True, exclude=_OWN_FIELDS))
+        data["model"] = variant.model
+        data["messages"] = messages
+        cache = req.cache if req.cache is not None else endpoint.cache
+        if cache is not None:
+            data["cache"] = cache
+        fallbacks = req.fallbacks if req.fallbacks is not None else list(endpoint.fallbacks)
+        if fallbacks:
+            data["fallbacks"] = fallbacks
+        if variant.schema is not None and json_schema and "response_format" not in data:
+            data["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": variant.schema},
+            }
+        call = cls(endpoint, variant, req, consumer, variables)
+        if call.whole:
+            data["stream"] = False
+            data.pop("stream_options", None)
+        call.request = ChatCompletionRequest.model_validate(data)
+        return call
+
+    def annotate(self, record: CallRecord) -> None:
+        """What the span says about the endpoint: its name, the prompt version and the variant."""
+        record.endpoint = self.endpoint.name
+        record.variant = self.variant.name
+        if self.variant.prompt is not None:
+            record.prompt_name = self.variant.prompt.name
+            record.prompt_version = self.variant.prompt.version
+        if self.variables and isinstance(record.input, dict):
+            record.input["variables"] = dict(self.variables)
+
+    # --- guardrails -----------------------------------------------------------------------------
+
+    def check_input(self) -> None:
+        """Input guardrails judge what the consumer sent: their variables and messages."""
+        guards = self.endpoint.input_guardrails
+        if not guards:
+            return
+        parts = [
+            text_of(v) if isinstance(v, str) else orjson.dumps(v).decode() for v in self.variables.values()
+        ]
+        parts += [text_of(m.get("content")) for m in self.consumer_messages]
+        text = "\n".join(p for p in parts if p)
+        case = Case(
+            input={"messages": self.consumer_messages, "variables": dict(self.variables)},
+            output=text,
+            input_text=text,
+            output_text=text,  # scorers judge `output_text`; here that is the input
+        )
+        for guard in guards:
+            reason = _blocks(guard, case)
+            if reason is not None:
+                raise GuardrailBlocked(
+                    f"input blocked by guardrail {guard.name!r} of endpoint {self.name!r}: {reason}",
+                    param="messages",
+                )
+
+    def check_output(self, record: CallRecord, response: JSON) -> None:
+        """After the call: the schema (already repaired once if it could be), then output guardrails.
+
+        A failure keeps the answer in the span, which says why it was not delivered."""
+        message = _message(response)
+        if self.variant.checker is not None:
+            problems = self._problems(message)
+            record.attributes["fmops.output_schema"] = {"valid": not problems, "repaired": self.repaired}
+            if problems:
+                raise OutputSchemaMismatch(
+                    f"the answer of endpoint {self.name!r} does not match its prompt's output schema "
+                    f"after one repair attempt: {'; '.join(problems)} (trace {record.trace_id})"
+                )
+        guards = self.endpoint.output_guardrails
+        if not guards:
+            return
+        case = Case.of({"messages": self.request.upstream_body()["messages"]}, message)
+        for guard in guards:
+            reason = _blocks(guard, case)
+            if reason is not None:
+                error = GuardrailBlocked(
+                    f"output blocked by guardrail {guard.name!r} of endpoint {self.name!r}: {reason} "
+                    f"(trace {record.trace_id})"
+                )
+                error.status_code = 422
+                raise error
+
+    # --- output schema --------------------------------------------------------------------------
+
+    def _problems(self, message: Any) -> list[str]:
+        assert self.variant.checker is not None
+        text = _unfence(text_of(message))
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            return [f"not valid JSON ({exc})" if text.strip() else "the answer is empty"]
+        try:
+            return schema_errors(self.variant.checker, value)
+        except Exception as exc:  # a pattern too slow, a $ref that cannot resolve: the schema's fault
+            return [f"the schema could not be checked: {type(exc).__name__}: {exc}"]
+
+    async def conform(
+        self,
+        body: JSON,
+        response: JSON,
+        again: Callable[[JSON, float], Awaitable[JSON]],
+        deadline: float,
+    ) -> JSON:
+        """The response, or, when it misses the output schema, the answer to one repair request
+        (the bad answer and what was wrong appended); usage counts both calls."""
+        if self.variant.checker is None:
+            return response
+        message = _message(response)
+        problems = self._problems(message)
+        if not problems:
+            return response
+        bad = text_of(message)
+        repair = {
+            **body,
+            "messages": [
+                *body["messages"],
+                {"role": "assistant", "content": bad},
+                {
+                    "role": "user",
+                    "content": "Your answer does not match the required JSON schema: "
+                    + "; ".join(problems)
+                    + ". Reply again with only the JSON value, matching this schema: "
+                    + orjson.dumps(self.variant.schema).decode(),
+                },
+            ],
+        }
+        second = await again(repair, max(1.0, deadline - time.monotonic()))
+        self.repaired = True
+        second["usage"] = _added(response.get("usage"), second.get("usage"))
+        return second
+
+
+def _blocks(guard: Guardrail, case: Case) -> str | None:
+    """Why the guardrail blocks this case, or None when it lets it pass."""
+    try:
+        result: ScoreResult = guard.scorer.score(case)
+        if result.value is None and result.label == "timeout":
+            # A pattern's time limit is wall-clock: a busy process can trip it on a short text.
+            # A second try tells a stall from a pattern that really runs away.
+            result = guard.scorer.score(case)
+    except Exception as exc:  # a guardrail that cannot decide does not let the call through
+        return f"the check failed ({type(exc).__name__})"
+    if result.value is None:
+        return f"the check could not decide ({result.comment or result.label})"
+    passed = result.value >= 0.5
+    if guard.expect == "fail":
+        return "the check matched" if passed else None
+    return None if passed else (result.comment or "the check failed")
+
+
+def _message(response: JSON) -> Any:
+    choices = response.get("choices") or [{}]
+    return (choices[0] or {}).get("message") or {}
+
+
+def _unfence(text: str) -> str:
+    """The body of a ```json ... ``` block around the whole answer, as chat models like to write."""
+    stripped = text.strip()
+    if len(stripped) >= 2 * len(_FENCE) and stripped.startswith(_FENCE) and stripped.endswith(_FENCE):
+        first, _, body = stripped[: -len(_FENCE)].partition("\n")
+        if first[len(_FENCE) :].strip().isidentifier() or first == _FENCE:
+            return body
+    return text
+
+
+def _added(a: Any, b: Any) -> JSON:
+    a, b = a or {}, b or {}
+    keys = ("prompt_tokens", "completion_tokens", "total_tokens")
+    return {k: int(a.get(k) or 0) + int(b.get(k) or 0) for k in keys}
