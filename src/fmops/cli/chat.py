@@ -10,22 +10,11 @@ import typer
 from rich.console import Console
 
 from fmops.catalog import DEFAULT_CHAT_MODEL
-from fmops.cli.common import settings
+from fmops.cli.common import resolve_api_key, settings
 from fmops.errors import UserError
 from fmops.providers import sse
 
 console = Console()
-
-
-def _key(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    path = settings().admin_key_path
-    if path.exists():
-        return path.read_text().strip()
-    raise UserError(
-        "no API key: pass --api-key, set FMOPS_API_KEY, or run on the server's machine (admin.key)"
-    )
 
 
 async def _stream(client: httpx.AsyncClient, body: dict[str, object]) -> str:
@@ -64,7 +53,7 @@ def chat(
 
     s = settings()
     base = url or os.environ.get("FMOPS_URL") or f"http://{s.host}:{s.port}"
-    headers = {"Authorization": f"Bearer {_key(api_key)}"}
+    headers = {"Authorization": f"Bearer {resolve_api_key(api_key)}"}
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
 
     async def run() -> None:

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from fmops.errors import UserError
 from fmops.settings import Settings, load_settings
 from fmops.store import upgrade
 
@@ -58,6 +59,18 @@ def actor() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name (a container running as an anonymous uid)
         return "operator"
+
+
+def resolve_api_key(explicit: str | None) -> str:
+    """The key a command calls the server with: the one given, else the operator's admin key."""
+    if explicit:
+        return explicit
+    path = settings().admin_key_path
+    if path.exists():
+        return path.read_text().strip()
+    raise UserError(
+        "no API key: pass --api-key, set FMOPS_API_KEY, or run on the server's machine (admin.key)"
+    )
 
 
 def fmt(value: Any) -> str:

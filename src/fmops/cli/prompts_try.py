@@ -17,21 +17,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from fmops.cli.common import console, settings
+from fmops.cli.common import console, resolve_api_key, settings
 from fmops.errors import UserError
 
 MAX_SHOWN = 2_000  # characters of an output shown in a cell; --json has them whole
-
-
-def _api_key(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    path = settings().admin_key_path
-    if path.exists():
-        return path.read_text().strip()
-    raise UserError(
-        "no API key: pass --api-key, set FMOPS_API_KEY, or run on the server's machine (admin.key)"
-    )
 
 
 def _pairs(values: list[str], option: str, *, json_values: bool) -> dict[str, Any]:
@@ -158,7 +147,7 @@ def register(app: typer.Typer) -> None:
             "inputs": inputs,
             "targets": _targets(name, version, label, model, _pairs(param, "--param", json_values=True)),
         }
-        headers = {"Authorization": f"Bearer {_api_key(api_key)}"}
+        headers = {"Authorization": f"Bearer {resolve_api_key(api_key)}"}
         try:
             # Cells run a few at a time on the server, each possibly on a slow local model.
             resp = httpx.post(
