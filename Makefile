@@ -10,7 +10,11 @@ EXTRAS ?= dev,postgres,redis,local
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install up test check lint typecheck pytest fmt clean
+# Browser tests drive Debian's Chromium (Playwright downloads no browser here).
+CHROMIUM := /usr/bin/chromium
+SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: install up test check lint typecheck pytest browser screenshots fmt clean
 
 install: $(STAMP)
 
@@ -35,10 +39,19 @@ typecheck: install
 
 check: lint typecheck
 
-pytest: install
+browser:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver || \
+	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }; }
+
+pytest: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: check pytest
+
+# Rewrite docs/screenshots/*.png from the browser tests (they are taken on every run, kept only here).
+screenshots: install browser
+	FMOPS_UPDATE_SCREENSHOTS=1 $(BIN)/pytest tests/web $(PYTEST_ARGS)
 
 fmt: install
 	$(BIN)/ruff format src tests benchmarks

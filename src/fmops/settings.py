@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     evaluator_queue: int = Field(
         10_000, ge=10, le=1_000_000, description="Spans waiting for online evaluators before sampling sheds"
     )
+    web_session_hours: float = Field(
+        12.0, gt=0, le=24 * 90, description="How long a web sign-in lasts without a visit (sliding)"
+    )
+    web_cookie_secure: bool = Field(
+        False, description="Send the web session cookie over HTTPS only (set it behind a TLS proxy)"
+    )
 
     @field_validator("home", mode="after")
     @classmethod

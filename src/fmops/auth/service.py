@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -101,7 +101,7 @@ class AuthService:
         hit = self._cached(digest, now)
         if hit is not None:
             return hit
-        principal = self._load_principal(digest)
+        principal = self._load_principal(ApiKey.hash == digest)
         with self._lock:
             self._cache[digest] = (now + self.cache_seconds, principal)
             while len(self._cache) > _CACHE_MAX:
@@ -141,7 +141,11 @@ class AuthService:
                 return hit[1]
         return None
 
-    def _load_principal(self, digest: str) -> Principal:
+    def principal_for_key_id(self, key_id: str) -> Principal:
+        """The principal of a key known by id (a web session signed in with it), checked as a request is."""
+        return self._load_principal(ApiKey.id == key_id)
+
+    def _load_principal(self, which: ColumnElement[bool]) -> Principal:
         query = (
             select(ApiKey, User, Project, Membership.role)
             .join(User, User.id == ApiKey.user_id)
@@ -150,7 +154,7 @@ class AuthService:
                 Membership,
                 (Membership.user_id == ApiKey.user_id) & (Membership.project_id == ApiKey.project_id),
             )
-            .where(ApiKey.hash == digest)
+            .where(which)
         )
         with self.store.session() as session:
             row = session.execute(query).first()

@@ -41,6 +41,7 @@ from fmops.server.routers import (
     v1_traces,
 )
 from fmops.settings import Settings
+from fmops.web.app import install_web
 
 ROUTERS = [
     health.router,
@@ -164,5 +165,6 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     for router in ROUTERS:
         app.include_router(router)
+    install_web(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

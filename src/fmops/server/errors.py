@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
@@ -224,3 +225,19 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return error_response(500, "internal server error; it has been logged", code="internal_error")
+
+    # The web UI (fmops.web) answers its own paths with an HTML page instead of the JSON body.
+    for exc_class, handler in list(app.exception_handlers.items()):
+        app.exception_handlers[exc_class] = _with_error_page(handler)
+
+
+ErrorPage = Callable[[Request, Response], Response]
+
+
+def _with_error_page(handler: Callable[..., Any]) -> Callable[..., Any]:
+    async def wrapped(request: Request, exc: Exception) -> Response:
+        response: Response = await handler(request, exc)
+        page: ErrorPage | None = getattr(request.app.state, "error_page", None)
+        return page(request, response) if page is not None else response
+
+    return wrapped

@@ -29,6 +29,7 @@ from fmops.tracing import TraceWriter
 from fmops.tracing.metrics import Metrics
 from fmops.tracing.otlp import OtlpExporter
 from fmops.tracing.retention import RetentionScheduler
+from fmops.web.sessions import SessionService
 
 log = logging.getLogger(__name__)
 ShutdownHook = Callable[[], Awaitable[None]]
@@ -58,6 +59,10 @@ class Platform:
     services: list[Service] = field(default_factory=list)
     # Background writers register here; they are flushed when the server stops.
     shutdown_hooks: list[ShutdownHook] = field(default_factory=list)
+    web_sessions: SessionService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.web_sessions = SessionService(self.store, self.auth, hours=self.settings.web_session_hours)
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Platform:

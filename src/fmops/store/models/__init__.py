@@ -11,6 +11,7 @@ from fmops.store.models.jobs import Job, JobLog
 from fmops.store.models.prompts import Prompt, PromptLabel, PromptVersion
 from fmops.store.models.traces import Span
 from fmops.store.models.usage import Spend
+from fmops.store.models.web import Conversation, ConversationMessage, WebSession
 
 __all__ = [
     "AlertEvent",
@@ -18,6 +19,8 @@ __all__ = [
     "ApiKey",
     "Base",
     "CatalogModel",
+    "Conversation",
+    "ConversationMessage",
     "Endpoint",
     "EndpointEvent",
     "EvaluatorRule",
@@ -33,4 +36,5 @@ __all__ = [
     "Span",
     "Spend",
     "User",
+    "WebSession",
 ]

@@ -1,0 +1,86 @@
+"""Sign in (with an API key, or a user name and password) and sign out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from fmops.auth import Role
+from fmops.errors import AuthenticationError, UserError
+from fmops.server.deps import PlatformDep
+from fmops.web.deps import COOKIE, SignedInDep
+from fmops.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this server: `next=https://evil.example` or `//evil.example` is an open redirect."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")) or "\n" in target:
+        return "/"
+    return target
+
+
+def _home_for(role: Role) -> str:
+    return "/" if role == Role.consumer else "/console"
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str | None = None) -> Response:
+    request.state.web = True
+    return render(request, "login.html", {"next": safe_next(next), "error": None, "mode": "key"})
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    platform: PlatformDep,
+    api_key: Annotated[str, Form(max_length=200)] = "",
+    username: Annotated[str, Form(max_length=100)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    project: Annotated[str, Form(max_length=100)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/",
+) -> Response:
+    request.state.web = True
+    sessions = platform.web_sessions
+    mode = "password" if username else "key"
+    try:
+        if username:
+            token = await run_in_threadpool(
+                sessions.sign_in_with_password, username.strip(), password, project.strip() or None
+            )
+        elif api_key.strip():
+            token = await run_in_threadpool(sessions.sign_in_with_key, api_key)
+        else:
+            raise UserError("enter an API key, or a user name and password")
+    except (AuthenticationError, UserError) as exc:
+        context = {"next": safe_next(next), "error": exc.message, "mode": mode, "username": username}
+        return render(request, "login.html", context, status=exc.status_code)
+    found = await run_in_threadpool(sessions.resolve, token)
+    target = safe_next(next)
+    if found is not None and target == "/":
+        target = _home_for(found.principal.role)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=int(platform.settings.web_session_hours * 3600),
+        httponly=True,  # no script reads it, so an injected one could not steal it
+        samesite="lax",
+        secure=platform.settings.web_cookie_secure,
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, platform: PlatformDep, _: SignedInDep) -> Response:
+    await run_in_threadpool(platform.web_sessions.sign_out, request.cookies.get(COOKIE, ""))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    if request.headers.get("hx-request") == "true":
+        response.headers["hx-redirect"] = "/login"
+    return response

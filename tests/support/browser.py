@@ -1,0 +1,92 @@
+"""Browser tests: Playwright driving Debian's Chromium (headless) against a real `fmops up` server.
+
+Playwright downloads no browser here: it launches /usr/bin/chromium, which `make test` installs
+from Debian's packages. Without it the tests skip locally and fail in CI (support.services).
+Screenshots are taken on every run; `make screenshots` (FMOPS_UPDATE_SCREENSHOTS=1) also copies them
+to docs/screenshots for the README.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from support.server import RunningServer
+from support.services import unavailable
+
+CHROMIUM = os.environ.get("FMOPS_TEST_CHROMIUM", "/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "docs" / "screenshots"
+UPDATE_SCREENSHOTS = os.environ.get("FMOPS_UPDATE_SCREENSHOTS") == "1"
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def launch() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        unavailable(
+            f"no Chromium at {CHROMIUM}: run `make browser` (apt-get install chromium chromium-driver)"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            # --no-sandbox: CI runs as root, where Chromium refuses its sandbox.
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def sign_in(page: Page, server: RunningServer, key: str) -> None:
+    """Sign in through the real form, as a person would."""
+    page.goto(f"{server.url}/login")
+    page.fill("#key-form input[name=api_key]", key)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_load_state("domcontentloaded")
+
+
+def create_user_key(server: RunningServer, name: str, role: str) -> str:
+    """A user with `role` in the default project and a key of theirs (made by the admin key)."""
+    with server.client() as client:
+        created = client.post("/api/users", json={"name": name, "role": role})
+        assert created.status_code in (201, 409), created.text
+        key = client.post("/api/keys", json={"name": f"{name}-key", "user": name, "role": role})
+        assert key.status_code == 201, key.text
+        return str(key.json()["key"])
+
+
+def screenshot(page: Page, name: str, tmp_dir: Path) -> Path:
+    """Save a screenshot (always, under tmp_dir); with FMOPS_UPDATE_SCREENSHOTS=1 also into docs/."""
+    path = tmp_dir / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False)
+    assert path.stat().st_size > 5_000, "the screenshot is blank"
+    if UPDATE_SCREENSHOTS:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+    return path
+
+
+def watch_dialogs(page: Page) -> list[str]:
+    """Record every alert/confirm/prompt the page opens; an XSS payload's alert() lands here.
+
+    Confirm dialogs that the UI opens on purpose (delete?) are accepted; tests check the list.
+    """
+    opened: list[str] = []
+
+    def on_dialog(dialog) -> None:  # type: ignore[no-untyped-def]
+        opened.append(f"{dialog.type}: {dialog.message}")
+        dialog.accept()
+
+    page.on("dialog", on_dialog)
+    return opened
+
+
+def api(server: RunningServer, key: str | None = None) -> httpx.Client:
+    return server.client(key)
