@@ -1,0 +1,223 @@
+"""Starting a conversation, and sending a message: the answer streams back as server-sent events.
+
+The page reads the stream with fetch() (an EventSource cannot POST) and shows text as it comes.
+Events are `data: <json>` lines, each with a `type`:
+
+  start  {conversation_id, title, user_html}            the saved message, rendered
+  delta  {text}                                        the next piece of the answer
+  done   {html, message_id, trace_id, error, status}   the saved answer, rendered (Markdown): it
+                                                       replaces the text
+
+The person's message is saved before the model is called and the answer (or as much of it as came,
+with the reason it stopped) after: nothing typed is lost when the model fails. Errors before the
+first token (a quota's 429, an unknown model's 404, an upstream's 502) end the stream the same way,
+as a saved answer that says what went wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Annotated, Any
+
+import anyio
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from fmops.auth import Principal
+from fmops.conversations import ConversationService, ConversationView, MessageView
+from fmops.conversations.service import MESSAGE_MAX_CHARS
+from fmops.errors import FmopsError
+from fmops.gateway.schemas import ChatCompletionRequest
+from fmops.server.deps import PlatformDep
+from fmops.web.chat_views import message_context
+from fmops.web.deps import SignedInDep
+from fmops.web.sessions import SignedIn
+from fmops.web.templating import environment
+
+if TYPE_CHECKING:  # the platform imports the web app, which imports this
+    from fmops.server.platform import Platform
+
+log = logging.getLogger(__name__)
+router = APIRouter(include_in_schema=False)
+
+# The history sent with each message: the newest messages that fit both bounds (a small local
+# model has a context of a couple of thousand tokens; ~4 characters make a token).
+HISTORY_MESSAGES = 20
+HISTORY_CHARS = 6_000
+DEFAULT_MAX_TOKENS = 512
+STOPPED = "the answer stopped: the page was closed or Stop was pressed"
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class NewConversation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    endpoint: Name
+
+
+class NewMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # One more than the service's limit, so an over-long message gets its readable message.
+    content: str = Field(max_length=MESSAGE_MAX_CHARS + 1)
+    endpoint: Name | None = None
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    temperature: float | None = Field(None, ge=0, le=2)
+
+
+@router.post("/chat/conversations")
+async def start_conversation(body: NewConversation, platform: PlatformDep, found: SignedInDep) -> Response:
+    service = ConversationService(platform.store)
+    conversation = await run_in_threadpool(service.create, found.principal, body.endpoint)
+    return JSONResponse({"id": conversation.id, "url": f"/?c={conversation.id}"}, status_code=201)
+
+
+@router.post("/chat/conversations/{conversation_id}/messages")
+async def send_message(
+    conversation_id: str, body: NewMessage, request: Request, platform: PlatformDep, found: SignedInDep
+) -> Response:
+    principal = found.principal
+    service = ConversationService(platform.store)
+
+    def prepare() -> tuple[ConversationView, MessageView, list[dict[str, str]]]:
+        conversation = service.get(principal, conversation_id)
+        if body.endpoint and body.endpoint != conversation.endpoint:
+            conversation = service.set_endpoint(principal, conversation_id, body.endpoint)
+        asked = service.append(principal, conversation_id, "user", body.content)
+        history = service.history(
+            principal, conversation_id, max_messages=HISTORY_MESSAGES, max_chars=HISTORY_CHARS
+        )
+        return service.get(principal, conversation_id), asked, history  # titled by its first message
+
+    conversation, asked, history = await run_in_threadpool(prepare)
+    request_body = ChatCompletionRequest.model_validate(
+        {
+            "model": conversation.endpoint,
+            "messages": history,
+            "stream": True,
+            "max_tokens": body.max_tokens or DEFAULT_MAX_TOKENS,
+            "temperature": body.temperature,
+            # Recorded on the trace, so the person may give feedback on it (and engineers filter by it).
+            "user": principal.user_name,
+        }
+    )
+    events = _answer(platform, found, conversation, asked, request_body)
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+def _gateway_event(raw: bytes) -> dict[str, Any] | None:
+    """One event the gateway's stream yields (`data: {...}`), or None for `[DONE]` and the like."""
+    text = raw.decode(errors="replace").strip()
+    if not text.startswith("data:"):
+        return None
+    payload = text[5:].strip()
+    if not payload or payload == "[DONE]":
+        return None
+    try:
+        found = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _render(template: str, context: dict[str, Any]) -> str:
+    return environment().get_template(template).render(context)
+
+
+async def _answer(
+    platform: Platform,
+    found: SignedIn,
+    conversation: ConversationView,
+    asked: MessageView,
+    request: ChatCompletionRequest,
+) -> AsyncIterator[bytes]:
+    principal = found.principal
+    yield _event(
+        {
+            "type": "start",
+            "conversation_id": conversation.id,
+            "title": conversation.title,
+            "user_html": _render("chat/_message.html", message_context(platform, found, asked)),
+        }
+    )
+    parts: list[str] = []
+    trace_id: str | None = None
+    model: str | None = None
+    error: str | None = None
+    status = 200
+    try:
+        try:
+            result = await platform.gateway.stream(principal, request, conversation.id)
+        except FmopsError as exc:
+            error, status, trace_id = exc.message, exc.status_code, exc.trace_id
+        else:
+            trace_id = result.record.trace_id
+            async with aclosing(result.events) as events:  # type: ignore[type-var]
+                async for raw in events:
+                    data = _gateway_event(raw)
+                    if data is None:
+                        continue
+                    if isinstance(data.get("error"), dict):
+                        error, status = str(data["error"].get("message") or "the model failed"), 502
+                        continue
+                    model = data.get("model") or model
+                    for choice in data.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            parts.append(text)
+                            yield _event({"type": "delta", "text": text})
+    except BaseException:
+        # Disconnected (or failed) midway: keep what came, and why it stopped, even while cancelled.
+        with anyio.CancelScope(shield=True):
+            await _save(platform, principal, conversation, parts, trace_id, model, error or STOPPED)
+        raise
+    saved = await _save(platform, principal, conversation, parts, trace_id, model, error)
+    context = await run_in_threadpool(message_context, platform, found, saved)
+    yield _event(
+        {
+            "type": "done",
+            "html": _render("chat/_message.html", context),
+            "message_id": saved.id,
+            "trace_id": trace_id,
+            "error": error,
+            "status": status,
+        }
+    )
+
+
+async def _save(
+    platform: Platform,
+    principal: Principal,
+    conversation: ConversationView,
+    parts: list[str],
+    trace_id: str | None,
+    model: str | None,
+    error: str | None,
+) -> MessageView:
+    service = ConversationService(platform.store)
+    try:
+        return await run_in_threadpool(
+            service.append,
+            principal,
+            conversation.id,
+            "assistant",
+            "".join(parts),
+            trace_id=trace_id,
+            model=model or conversation.endpoint,
+            error=error,
+        )
+    except Exception:
+        log.exception("could not save a chat answer", extra={"trace": trace_id})
+        raise
