@@ -42,6 +42,7 @@ POLICY: dict[str, str | None] = {
     "POST /api/users": A,
     "PATCH /api/users/{user_id}": A,
     "DELETE /api/users/{user_id}": A,
+    "PUT /api/users/{user_id}/password": A,
     # keys: everyone manages their own (the service caps what they may create); limits are an admin's
     "GET /api/keys": C,
     "POST /api/keys": C,

@@ -12,12 +12,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from fmops.auth import AuthService, Principal, Role
 from fmops.auth.passwords import check_password, dummy_hash, hash_password, verify_password
 from fmops.auth.service import DEFAULT_PROJECT, storable
-from fmops.errors import AuthenticationError, NotFound
+from fmops.errors import AuthenticationError, Conflict, NotFound
 from fmops.store import Store, utcnow
 from fmops.store.models import Membership, Project, User, WebSession
 
@@ -174,3 +174,29 @@ class SessionService:
                 raise NotFound(f"no user with id {user_id!r}")
             user.password_hash = digest
         self.sign_out_user(user_id)
+
+    def set_member_password(self, principal: Principal, user_id: str, password: str) -> None:
+        """An admin sets the password of a member of their project (the web console, the REST API).
+
+        A password opens every project of its user, so the admin must be admin in each of them:
+        otherwise an admin of one project could take over a user's access to another.
+        """
+        principal.require(Role.admin, "set passwords")
+        with self.store.session() as session:
+            member = session.get(Membership, (user_id, principal.project_id)) if storable(user_id) else None
+            if member is None:
+                raise NotFound(f"no user with id {user_id!r} in this project")
+            admin_in = select(Membership.project_id).where(
+                Membership.user_id == principal.user_id, Membership.role == Role.admin
+            )
+            elsewhere = session.scalar(
+                select(func.count())
+                .select_from(Membership)
+                .where(Membership.user_id == user_id, Membership.project_id.not_in(admin_in))
+            )
+        if elsewhere:
+            raise Conflict(
+                "this user also belongs to projects you are not admin of; an admin of every one of "
+                "them (or the server's operator: `fmops users set-password`) must set it"
+            )
+        self.set_password(user_id, password)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from fmops.auth import Member, Role
 from fmops.server.deps import PlatformDep, PrincipalDep, gate
 from fmops.server.errors import error_responses
-from fmops.server.schemas.auth import UserCreate, UserPublic, UserUpdate
+from fmops.server.schemas.auth import PasswordSet, UserCreate, UserPublic, UserUpdate
 
 router = APIRouter(prefix="/api/users", tags=["users"], dependencies=gate(Role.admin))
 
@@ -56,4 +56,15 @@ def update_user(user_id: str, body: UserUpdate, platform: PlatformDep, principal
 )
 def remove_user(user_id: str, platform: PlatformDep, principal: PrincipalDep) -> Response:
     platform.auth.remove_member(principal, user_id)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/{user_id}/password",
+    status_code=204,
+    summary="Set a member's web sign-in password (their browser sessions end)",
+    responses=error_responses(404, 409),
+)
+def set_password(user_id: str, body: PasswordSet, platform: PlatformDep, principal: PrincipalDep) -> Response:
+    platform.web_sessions.set_member_password(principal, user_id, body.password)
     return Response(status_code=204)

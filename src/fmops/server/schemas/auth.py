@@ -79,6 +79,10 @@ class UserUpdate(Input):
     disabled: StrictBool | None = None
 
 
+class PasswordSet(Input):
+    password: str = Field(min_length=1, max_length=1024, description="8 to 1024 characters")
+
+
 class UserPublic(Output):
     id: str
     name: str
