@@ -52,7 +52,7 @@ class FeedbackService:
         """Scores of a trace, oldest first; 404 when the project has no such trace."""
         with self.store.session() as session:
             found = session.scalar(
-                select(exists().where(Span.project_id == project_id, Span.trace_id == trace_id))
+                select(exists().where(_unindexed(Span.project_id) == project_id, Span.trace_id == trace_id))
             )
             if not found:
                 raise NotFound(f"no trace {trace_id!r} in this project")
@@ -86,7 +86,7 @@ class FeedbackService:
             time.sleep(0.02)
 
     def _trace_visible(self, principal: Principal, trace_id: str, span_id: str | None) -> bool:
-        where: list[Any] = [Span.project_id == principal.project_id, Span.trace_id == trace_id]
+        where: list[Any] = [_unindexed(Span.project_id) == principal.project_id, Span.trace_id == trace_id]
         if span_id is not None:
             where.append(Span.span_id == span_id)
         if not principal.role.covers(Role.engineer):
@@ -94,6 +94,12 @@ class FeedbackService:
             where.append(or_(Span.user == principal.user_name, Span.key_id.in_(own_keys)))
         with self.store.session() as session:
             return bool(session.scalar(select(exists().where(*where))))
+
+
+def _unindexed(column: Any) -> Any:
+    """The column's value, but no index on it: the trace id's index finds the trace's spans (given
+    both, SQLite without ANALYZE statistics walks a (project, ...) index, every span of the project)."""
+    return column.concat("")
 
 
 def _fields(body: FeedbackCreate) -> dict[str, Any]:
