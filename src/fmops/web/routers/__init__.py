@@ -2,10 +2,35 @@
 
 from fastapi import APIRouter
 
-from fmops.web.routers import console_home, login
+from fmops.web.routers import (
+    chat,
+    console_admin_keys,
+    console_admin_project,
+    console_admin_users,
+    console_alerts,
+    console_dashboards,
+    console_endpoints,
+    console_home,
+    console_models,
+    console_playground,
+    console_prompts,
+    console_traces,
+    login,
+)
 
 # Order matters only where paths overlap; the chat's `/` comes last.
 WEB_ROUTERS: list[APIRouter] = [
     login.router,
     console_home.router,
+    console_models.router,
+    console_prompts.router,
+    console_playground.router,
+    console_endpoints.router,
+    console_traces.router,
+    console_dashboards.router,
+    console_alerts.router,
+    console_admin_users.router,
+    console_admin_keys.router,
+    console_admin_project.router,
+    chat.router,
 ]
