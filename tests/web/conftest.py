@@ -1,4 +1,4 @@
-"""Fixtures of the web UI tests: one Chromium per session, a fresh browser context per test."""
+"""Fixtures of the web UI tests: one Chromium per test module, a fresh browser context per test."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from playwright.sync_api import Browser, Page
 from support.browser import VIEWPORT, launch
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Per module, not per session: Playwright's sync API keeps an event loop running in this thread
+    # while it is open, and a test of another file on the same xdist worker that calls
+    # asyncio.run() would fail under it.
     yield from launch()
 
 
