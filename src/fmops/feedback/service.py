@@ -9,6 +9,7 @@ answers 404: it is invisible, not forbidden.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import exists, or_, select
@@ -50,12 +51,9 @@ class FeedbackService:
 
     def list_for_trace(self, project_id: str, trace_id: str) -> list[Score]:
         """Scores of a trace, oldest first; 404 when the project has no such trace."""
+        if not self._eventually(lambda: self._trace_exists(project_id, trace_id)):
+            raise NotFound(f"no trace {trace_id!r} in this project")
         with self.store.session() as session:
-            found = session.scalar(
-                select(exists().where(_unindexed(Span.project_id) == project_id, Span.trace_id == trace_id))
-            )
-            if not found:
-                raise NotFound(f"no trace {trace_id!r} in this project")
             return list(
                 session.scalars(
                     select(Score)
@@ -71,19 +69,34 @@ class FeedbackService:
         principal.require(Role.engineer, "record scores under another author")
         return body.author
 
-    def _find_trace(self, principal: Principal, trace_id: str, span_id: str | None) -> None:
+    def _eventually(self, look: Callable[[], bool]) -> bool:
+        """Whether `look()` comes true once the spans queued in the writer now are stored."""
         deadline = time.monotonic() + WRITER_WAIT_SECONDS
         while True:
             # Read before looking: with nothing queued then, what is not in the store now never will
             # be. (Read after, a span written between the two reads would be missed.)
             settled = self.tracer is None or self.tracer.pending == 0 or time.monotonic() > deadline
-            if self._trace_visible(principal, trace_id, span_id):
-                return
+            if look():
+                return True
             if settled:
-                what = f"span {span_id!r} of trace {trace_id!r}" if span_id else f"trace {trace_id!r}"
-                mine = " made by your user" if not principal.role.covers(Role.engineer) else ""
-                raise NotFound(f"no {what}{mine} in this project", param="trace_id")
+                return False
             time.sleep(0.02)
+
+    def _find_trace(self, principal: Principal, trace_id: str, span_id: str | None) -> None:
+        if not self._eventually(lambda: self._trace_visible(principal, trace_id, span_id)):
+            what = f"span {span_id!r} of trace {trace_id!r}" if span_id else f"trace {trace_id!r}"
+            mine = " made by your user" if not principal.role.covers(Role.engineer) else ""
+            raise NotFound(f"no {what}{mine} in this project", param="trace_id")
+
+    def _trace_exists(self, project_id: str, trace_id: str) -> bool:
+        with self.store.session() as session:
+            return bool(
+                session.scalar(
+                    select(
+                        exists().where(_unindexed(Span.project_id) == project_id, Span.trace_id == trace_id)
+                    )
+                )
+            )
 
     def _trace_visible(self, principal: Principal, trace_id: str, span_id: str | None) -> bool:
         where: list[Any] = [_unindexed(Span.project_id) == principal.project_id, Span.trace_id == trace_id]
