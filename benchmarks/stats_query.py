@@ -5,13 +5,21 @@ users, 2 projects, ~3% errors), adds feedback (thumbs on 5% of requests) and jud
 then times `StatsService` as the API runs it, for the busier project (80% of the spans): once on
 that database, and once on a copy that stores the same rows in time order, as a live system does.
 
-    .venv/bin/python benchmarks/stats_query.py [--spans 1000000] [--db /tmp/stats.db]
+`--rollups` times the hourly roll-ups instead (fmops.stats.rollup), on a copy of the time-ordered
+database (or of `--db`, e.g. /tmp/fmops-console-bench/fmops.db, console_pages.py's cached one),
+made at /tmp/fmops-stats-rollups.db:
+rolling up every hour from scratch, the trace writer's cost of marking a batch's hours, and 24 h /
+7 d / 30 d dashboards read from the roll-ups against the exact pass over the spans.
+
+    .venv/bin/python benchmarks/stats_query.py [--spans 1000000] [--db /tmp/stats.db] [--rollups]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import shutil
+import statistics
 import tempfile
 import time
 from datetime import timedelta
@@ -97,13 +105,109 @@ def measure(store: Store, label: str) -> None:
     timed("30 day breakdown by model", lambda: stats.breakdown(project, month, Dimension.model), repeat=3)
 
 
+def marking_cost(batches: int = 30, size: int = 2000) -> None:
+    """The trace writer's time per 2,000-span batch on SQLite, with and without marking its hours."""
+    from fmops.stats.rollup import mark_dirty
+    from fmops.store import utcnow
+    from fmops.tracing.writer import TraceWriter
+
+    def spans(n: int) -> list[dict[str, Any]]:
+        now = utcnow()
+        base = {"project_id": PROJECTS[0], "name": "chat", "kind": "llm", "model": "model-01", "cost": 0.001}
+        return [
+            base | {"span_id": f"{n:08x}{i:08x}", "trace_id": f"{n:016x}{i:016x}", "start_time": now}
+            for i in range(size)
+        ]
+
+    times: dict[str, list[float]] = {"without": [], "with": []}
+    folder = Path(tempfile.mkdtemp())
+    store = Store(f"sqlite:///{folder / 'marking.db'}")
+    upgrade(store)
+    writers = {"without": TraceWriter(store), "with": TraceWriter(store, on_stored=mark_dirty)}
+    for n in range(batches * 2):
+        label = "with" if n % 2 else "without"  # interleaved, so both see the same database size
+        batch = spans(n)
+        began = time.perf_counter()
+        writers[label]._write(batch)
+        times[label].append((time.perf_counter() - began) * 1000)
+    alone = []  # the hook by itself: the writer's timings above vary more than it costs
+    for n in range(batches):
+        batch = spans(batches * 2 + n)
+        with store.session() as session:
+            began = time.perf_counter()
+            mark_dirty(session, batch)
+            alone.append((time.perf_counter() - began) * 1000)
+    store.dispose()
+    without, with_ = statistics.median(times["without"]), statistics.median(times["with"])
+    print(f"  writing a batch of {size:,} spans (SQLite, median of {batches})")
+    print(f"    without marking {without:7.2f} ms   with marking {with_:7.2f} ms")
+    print(
+        f"    the marking alone (mark_dirty: the batch's hours, one upsert) {statistics.median(alone):.2f} ms"
+    )
+
+
+def measure_rollups(source: Path) -> None:
+    """Roll up a copy of `source` from scratch, then dashboards from roll-ups against the exact pass."""
+    from fmops.stats.rollup import roll_up_all
+    from fmops.store.models import StatsRollup
+
+    target = Path(tempfile.gettempdir()) / "fmops-stats-rollups.db"  # replaced on each run
+    print(f"copying {source} to {target}")
+    for stale in (target.with_name(target.name + "-wal"), target.with_name(target.name + "-shm")):
+        stale.unlink(missing_ok=True)  # a killed run's log must not be replayed onto the new copy
+    shutil.copyfile(source, target)
+    store = Store(f"sqlite:///{target}")
+    upgrade(store)
+    with store.session() as session:
+        project, now = session.execute(
+            select(Span.project_id, func.max(Span.start_time))
+            .group_by(Span.project_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        ).one()
+    now = now + timedelta(minutes=1)  # just past the last span: partial first and last hours
+    began = time.perf_counter()
+    hours = roll_up_all(store)
+    with store.session() as session:
+        rows = session.scalar(select(func.count()).select_from(StatsRollup))
+    print(f"  rolled up {hours:,} project-hours ({rows:,} rows) in {time.perf_counter() - began:.1f} s")
+    marking_cost()
+    exact, rolled = StatsService(store, rollups=False), StatsService(store)
+    for days in (1, 7, 30):
+        window = StatsFilters(start=now - timedelta(days=days), end=now)
+        label = "24 h" if days == 1 else f"{days} day"
+        kind = "hourly" if days < 30 else "daily"
+        assert rolled.timeseries(project, window).approximate == (days > 1)
+        timed(f"{label} time series ({kind}), exact", lambda w=window: exact.timeseries(project, w), repeat=3)
+        timed(
+            f"{label} time series ({kind}), roll-ups",
+            lambda w=window: rolled.timeseries(project, w),
+            repeat=3,
+        )
+        timed(
+            f"{label} breakdown by model, exact",
+            lambda w=window: exact.breakdown(project, w, Dimension.model),
+            repeat=3,
+        )
+        timed(
+            f"{label} breakdown by model, roll-ups",
+            lambda w=window: rolled.breakdown(project, w, Dimension.model),
+            repeat=3,
+        )
+    store.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--db", type=Path, default=None, help="reuse this database if it is already filled")
+    parser.add_argument("--rollups", action="store_true", help="roll-ups against the exact pass (a copy)")
     args = parser.parse_args()
+    if args.rollups and args.db is not None and args.db.exists() and args.db.name == "fmops.db":
+        measure_rollups(args.db)  # an fmops home's database (console_pages.py): already time-ordered
+        return
     path = args.db or Path(tempfile.mkdtemp()) / "stats.db"
     store = Store(f"sqlite:///{path}")
     upgrade(store)
@@ -119,6 +223,10 @@ def main() -> None:
     ordered = path.with_name(path.stem + "-ordered.db")
     if not ordered.exists():
         time_ordered_copy(path, ordered)
+    if args.rollups:
+        store.dispose()
+        measure_rollups(ordered)
+        return
     measure(store, f"{args.spans:,} spans, SQLite, written in random time order")
     store.dispose()
     ordered_store = Store(f"sqlite:///{ordered}")

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     alert_interval_seconds: float = Field(
         30.0, gt=0, le=3600, description="How often alert rules are checked"
     )
+    stats_rollup_interval_seconds: float = Field(
+        60.0, gt=0, le=3600, description="How often hours that got spans are rolled up for long dashboards"
+    )
     evaluator_queue: int = Field(
         10_000, ge=10, le=1_000_000, description="Spans waiting for online evaluators before sampling sheds"
     )

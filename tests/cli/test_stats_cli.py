@@ -21,6 +21,7 @@ STATS = [
     ("stats", "--since", "1h", "--by", "user", "--json"),
     ("stats", "--since", "2x"),
     ("stats", "--project", "nope"),
+    ("stats", "--rollup"),
 ]
 
 
@@ -117,3 +118,10 @@ def test_project_retention(tmp_path: Path) -> None:
     assert "no project named 'nope'" in unknown.stderr, str(unknown)
     assert "the default, 30 days" in back.stdout, str(back)
     assert retention_days(url) is None
+
+
+def test_rolling_up_an_upgraded_database_once(stats_runs: list[Result]) -> None:
+    result = stats_runs[4]
+    assert result.returncode == 0, str(result)
+    assert result.stdout.startswith("rolled up "), str(result)
+    assert " hours in " in result.stdout, str(result)

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fmops.stats.rollup import roll_up_all
 from fmops.store import Store, utcnow
 from support.databases import postgres_database, sqlite_url
 from support.server import RunningServer, start_server
@@ -24,6 +25,7 @@ class Served:
     server: RunningServer
     api: httpx.Client  # the admin key: an engineer and more
     consumer: str  # a consumer's key
+    url: str = ""  # the database (stats roll-ups)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -55,7 +57,7 @@ def _served(server: RunningServer, url: str) -> Iterator[Served]:
         store = Store(url)
         insert_rows(store, [*gpt, claude, elsewhere], [score(claude, "thumbs", 1, source="human")])
         store.dispose()
-        yield Served(server, api, made.json()["key"])
+        yield Served(server, api, made.json()["key"], url)
 
 
 def get(served: Served, path: str, **params: Any) -> dict[str, Any]:
@@ -86,6 +88,29 @@ def test_timeseries_of_the_last_day(served: Served) -> None:
     cuts = statistics.quantiles(LATENCIES, n=100, method="inclusive")
     assert total["latency_p95_ms"] == pytest.approx(cuts[94]), "the other project's 9999 ms is not here"
     assert (total["thumbs_count"], total["feedback_count"], total["feedback_rate"]) == (1, 1, 0.25)
+
+
+def test_long_ranges_read_roll_ups_and_say_their_percentiles_are_approximate(served: Served) -> None:
+    assert get(served, "/api/stats/timeseries")["percentiles"] == "exact"  # 24 h: every span
+    store = Store(served.url)
+    roll_up_all(store)  # what `fmops stats --rollup` does; the server's loop keeps them current
+    store.dispose()
+    now = datetime.now(UTC)
+    long = {"start": (now - timedelta(hours=40)).isoformat(), "end": now.isoformat()}
+    body = get(served, "/api/stats/timeseries", **long)
+    assert body["percentiles"] == "approximate"
+    total = body["total"]
+    assert (total["volume"], total["errors"], total["cost"]) == (4, 1, pytest.approx(1.75))
+    cuts = statistics.quantiles(LATENCIES, n=100, method="inclusive")
+    assert total["latency_p95_ms"] == pytest.approx(cuts[94], rel=0.01)
+    assert (total["thumbs_count"], total["feedback_count"]) == (1, 1)
+    breakdown = get(served, "/api/stats/breakdown", by="model", **long)
+    assert breakdown["percentiles"] == "approximate"
+    assert [(r["group"], r["volume"]) for r in breakdown["rows"]] == [
+        ({"model": "gpt"}, 3),
+        ({"model": "claude"}, 1),
+    ]
+    assert get(served, "/api/stats/breakdown", by="user", **long)["percentiles"] == "exact"
 
 
 def test_minute_buckets_on_request(served: Served) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from rich.text import Text
 from fmops.cli.common import console, local_platform
 from fmops.cli.traces import parse_since
 from fmops.stats import Bucket, Dimension, Metrics, StatsFilters, StatsService
+from fmops.stats.rollup import roll_up_all
 from fmops.stats.service import MAX_BREAKDOWN_ROWS
 from fmops.store import utcnow
 
@@ -111,9 +113,17 @@ def stats(
     user: str | None = typer.Option(None, "--user"),
     limit: int = typer.Option(20, "--limit", min=1, max=MAX_BREAKDOWN_ROWS, help="Most rows in the table"),
     as_json: bool = typer.Option(False, "--json", help="The time series and the breakdown as JSON"),
+    rollup: bool = typer.Option(
+        False, "--rollup", help="Roll up every past hour not rolled up yet (once, after an upgrade), and exit"
+    ),
 ) -> None:
     """Requests, errors, latency, tokens, cost, feedback and scores: over time, and by model (or --by)."""
     platform = local_platform()
+    if rollup:  # stats roll-ups: the server's loop keeps them current from then on
+        began = time.perf_counter()
+        hours = roll_up_all(platform.store)
+        console.print(f"rolled up {hours:,} hours in {time.perf_counter() - began:.1f} s")
+        return
     project_id = None
     if project is not None:
         with platform.store.session() as session:

@@ -24,6 +24,7 @@ from fmops.jobs import JobService
 from fmops.prompts.service import PromptService
 from fmops.secrets import SecretBox
 from fmops.settings import Settings
+from fmops.stats.rollup import RollupLoop, mark_dirty
 from fmops.store import Store
 from fmops.tracing import TraceWriter
 from fmops.tracing.metrics import Metrics
@@ -77,6 +78,7 @@ class Platform:
             spool_bytes=settings.trace_spool_bytes,
             on_batch=record_spend,
             on_record=metrics.observe,
+            on_stored=mark_dirty,  # stats roll-ups
         )
         metrics.watch(tracer)
         platform = cls(
@@ -108,6 +110,7 @@ class Platform:
                 default_days=settings.trace_retention_days,
             )
         )
+        platform.services.append(RollupLoop(store, settings.stats_rollup_interval_seconds))  # stats roll-ups
         evaluators = OnlineEvaluators(store, platform.jobs, tracer, queue_size=settings.evaluator_queue)
         metrics.registry.register(evaluators.collector())
         platform.services.append(evaluators)

@@ -28,6 +28,7 @@ from sqlalchemy import and_, delete, exists, func, select, text
 
 from fmops.auth.roles import Role
 from fmops.jobs import JobContext, JobStatus, job_kind
+from fmops.stats.rollup import delete_before
 from fmops.store import Store, utcnow
 from fmops.store.models import Job, Project, Score, Span
 
@@ -78,6 +79,7 @@ def _delete_chunk(store: Store, policy: ProjectRetention, cutoff: datetime, chun
         deleted = list(session.scalars(delete(Span).where(Span.span_id.in_(some)).returning(Span.trace_id)))
         if not deleted:
             return 0, 0
+        delete_before(session, policy.project_id, cutoff)  # stats roll-ups of the expired hours
         traces = set(deleted)
         spans_left = exists().where(Span.project_id == Score.project_id, Span.trace_id == Score.trace_id)
         scores = session.execute(

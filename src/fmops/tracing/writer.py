@@ -113,6 +113,7 @@ class TraceWriter:
         spool_bytes: int = 2 * 1024**3,
         on_batch: BatchHook | None = None,
         on_record: RecordHook | None = None,
+        on_stored: BatchHook | None = None,
     ) -> None:
         self.store = store
         self.batch_size = batch_size
@@ -121,6 +122,8 @@ class TraceWriter:
         self.ingest_backlog = min(5_000, max(max_memory // 2, batch_size))
         self.on_batch = on_batch
         self.on_record = on_record
+        # Stats roll-ups: every stored batch, gateway and ingested spans alike (fmops.stats.rollup).
+        self.on_stored = on_stored
         # Chunks no bigger than the memory bound, so taking one back never exceeds it by much.
         chunk = min(CHUNK_SPANS, max_memory)
         self.spool = Spool(spool_dir, spool_bytes, chunk) if spool_dir is not None else None
@@ -305,6 +308,10 @@ class TraceWriter:
         return set(session.scalars(_POSTGRES_INSERT, rows))
 
     def _after_insert(self, session: Session, batch: Sequence[dict[str, Any]], inserted: set[str]) -> None:
+        # Stats roll-ups: mark the hours of a batch that stored something (a replay in it marks its
+        # hour too, harmlessly, which spares filtering every batch).
+        if self.on_stored is not None and inserted:
+            self.on_stored(session, batch)
         # Spend counts each gateway call once: never a replayed span, never an ingested one.
         if self.on_batch is not None:
             billable = [r for r in batch if r.get("span_id") in inserted and not r.get(INGESTED)]

@@ -70,6 +70,7 @@ def timeseries(
         end=filters.end,
         points=[PointPublic.of(p.metrics, time=p.time) for p in series.points],
         total=MetricsPublic.of(series.total),
+        percentiles="approximate" if series.approximate else "exact",
     )
 
 
@@ -89,4 +90,5 @@ def breakdown(
         groups=result.groups,
         rows=[BreakdownRowPublic.of(r.metrics, group=r.group) for r in result.rows],
         total=MetricsPublic.of(result.total),
+        percentiles="approximate" if result.approximate else "exact",
     )

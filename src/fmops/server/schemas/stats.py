@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field
 
 from fmops.server.schemas.base import Output
 from fmops.stats import Bucket, Dimension, Metrics
+
+# Stats roll-ups: long ranges read hourly histograms, whose percentiles are within 1% of the exact ones.
+Percentiles = Literal["exact", "approximate"]
+PERCENTILES = "exact, or approximate (within 1%) where a long range was read from hourly roll-ups"
 
 
 class ScoreStatPublic(Output):
@@ -55,6 +59,7 @@ class TimeSeriesPublic(Output):
     end: datetime
     points: list[PointPublic]
     total: MetricsPublic = Field(description="The whole range as one group")
+    percentiles: Percentiles = Field("exact", description=PERCENTILES)
 
 
 class BreakdownRowPublic(MetricsPublic):
@@ -68,3 +73,4 @@ class BreakdownPublic(Output):
     groups: int = Field(description="How many groups the range has; rows lists the busiest")
     rows: list[BreakdownRowPublic]
     total: MetricsPublic
+    percentiles: Percentiles = Field("exact", description=PERCENTILES)

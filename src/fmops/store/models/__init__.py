@@ -9,6 +9,7 @@ from fmops.store.models.evaluators import EvaluatorRule
 from fmops.store.models.feedback import Score
 from fmops.store.models.jobs import Job, JobLog
 from fmops.store.models.prompts import Prompt, PromptLabel, PromptVersion
+from fmops.store.models.rollups import StatsRollup, StatsRollupHour  # hourly stats roll-ups
 from fmops.store.models.traces import Span
 from fmops.store.models.usage import Spend
 from fmops.store.models.web import Conversation, ConversationMessage, WebSession
@@ -35,6 +36,8 @@ __all__ = [
     "Score",
     "Span",
     "Spend",
+    "StatsRollup",
+    "StatsRollupHour",
     "User",
     "WebSession",
 ]

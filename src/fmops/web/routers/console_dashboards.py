@@ -96,6 +96,7 @@ def _series(stats: StatsService, project_id: str, filters: StatsFilters) -> dict
         "columns": columns,
         "scores": scores,
         "total": metrics_json(series.total),
+        "approximate": series.approximate,  # stats roll-ups: percentile charts show "≈"
     }
 
 

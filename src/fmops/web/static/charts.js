@@ -164,12 +164,16 @@
     var start = new Date(body.start), end = new Date(body.end);
     root.querySelector("[data-range-text]").textContent =
       start.toLocaleString() + " – " + end.toLocaleString() + " · one point per " + body.bucket;
-    this.totals(body.total);
+    this.totals(body.total, body.approximate);
 
     var columns = body.columns;
     var charts = {};
+    // Long ranges read hourly roll-ups: their percentiles are within 1%, shown as "≈ p95".
+    var about = body.approximate ? "≈ " : "";
     Object.keys(CHARTS).forEach(function (key) {
-      charts[key] = CHARTS[key].map(function (c) { return { label: c[1], values: columns[c[0]], unit: c[2], color: c[3] }; });
+      charts[key] = CHARTS[key].map(function (c) {
+        return { label: (c[2] === "ms" ? about : "") + c[1], values: columns[c[0]], unit: c[2], color: c[3] };
+      });
     });
     charts.scores = Object.keys(body.scores).map(function (name, i) {
       return { label: name, values: body.scores[name], unit: "score", color: COLORS[i % COLORS.length] };
@@ -225,12 +229,13 @@
     this.breakdown(groups);
   };
 
-  Dashboard.prototype.totals = function (total) {
+  Dashboard.prototype.totals = function (total, approximate) {
+    var about = approximate ? "≈ " : "";  // percentiles from hourly roll-ups
     var shown = {
       volume: compact(total.volume),
       error_rate: percent(total.error_rate),
-      latency_p95_ms: ms(total.latency_p95_ms),
-      ttft_p50_ms: ms(total.ttft_p50_ms),
+      latency_p95_ms: (total.latency_p95_ms == null ? "" : about) + ms(total.latency_p95_ms),
+      ttft_p50_ms: (total.ttft_p50_ms == null ? "" : about) + ms(total.ttft_p50_ms),
       tokens: compact(total.input_tokens + total.output_tokens),
       cost: money(total.cost),
       feedback_positive_share: percent(total.feedback_positive_share),
