@@ -33,5 +33,5 @@ def create_feedback(body: FeedbackCreate, platform: PlatformDep, principal: Prin
     dependencies=gate(Role.engineer),
 )
 def list_feedback(trace_id: str, platform: PlatformDep, principal: PrincipalDep) -> list[ScorePublic]:
-    scores = FeedbackService(platform.store).list_for_trace(principal.project_id, trace_id)
+    scores = FeedbackService(platform.store, platform.tracer).list_for_trace(principal.project_id, trace_id)
     return [ScorePublic.model_validate(s) for s in scores]

@@ -79,7 +79,7 @@ async def traces(request: Request, principal: WebPrincipal) -> Response:
 
 def _detail_data(platform: Platform, principal: Principal, trace_id: str) -> dict[str, Any]:
     roots = TraceQuery(platform.store).get_trace(principal.project_id, trace_id)
-    scores = FeedbackService(platform.store).list_for_trace(principal.project_id, trace_id)
+    scores = FeedbackService(platform.store, platform.tracer).list_for_trace(principal.project_id, trace_id)
     return {"trace_id": trace_id, "tree": view.waterfall(roots), "scores": scores}
 
 
