@@ -97,6 +97,34 @@ def test_replayed_spans_are_stored_once_and_billed_once(store: Store) -> None:
     assert sum(seen) == 31  # subscribers hear of new spans only: a replay is not evaluated twice
 
 
+def test_two_projects_may_store_the_same_span_id_and_a_replay_is_still_dropped(store: Store) -> None:
+    mine = span()
+    theirs = {**mine, "project_id": "p2", "name": "theirs"}
+
+    async def main() -> list[tuple[str, str]]:
+        seen: list[tuple[str, str]] = []
+        writer = TraceWriter(store, on_batch=record_spend)
+        writer.subscribe(lambda rows: seen.extend((r["project_id"], r["span_id"]) for r in rows))
+        writer.start()
+        writer.record_many([dict(theirs)])
+        await writer.flush()
+        # Another project stored the id first; then one batch holds this project's span, its
+        # replay, and a replay of the other project's: each project keeps its span, once.
+        writer.record_many([dict(mine), dict(mine), dict(theirs)])
+        await writer.close()
+        assert writer.written == 2
+        assert writer.replayed == 2
+        return seen
+
+    seen = asyncio.run(main())
+    same_id = Span.span_id == mine["span_id"]
+    with store.session() as session:
+        rows = session.execute(select(Span.project_id, Span.name).where(same_id)).all()
+    assert sorted(rows) == [("p1", "chat m"), ("p2", "theirs")]
+    assert sorted(seen) == [("p1", mine["span_id"]), ("p2", mine["span_id"])]
+    assert project_spend(store) == pytest.approx(0.5)  # this project's span billed once
+
+
 def test_ingested_spans_are_not_spend(store: Store) -> None:
     async def main() -> None:
         writer = TraceWriter(store, on_batch=record_spend)

@@ -191,7 +191,8 @@ def tail(
     project_id, names = _project_ids(project)
     query = TraceQuery(local_platform().store)
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
-    seen: dict[str, datetime] = {}  # span id -> start time, forgotten once out of the lookback
+    # (project, span id) -> start time, forgotten once out of the lookback
+    seen: dict[tuple[str, str], datetime] = {}
     first = True
     while True:
         since = utcnow() - TAIL_LOOKBACK
@@ -200,11 +201,13 @@ def tail(
         cursor: str | None = None
         while True:  # every span of the lookback window, page by page
             page = query.search(project_id, filters, limit=MAX_LIMIT, cursor=cursor)
-            fresh += [s for s in page.spans if s.span_id not in seen]
+            fresh += [s for s in page.spans if (s.project_id, s.span_id) not in seen]
             cursor = page.next_cursor
             if cursor is None:
                 break
-        seen = {k: v for k, v in seen.items() if v >= since} | {s.span_id: s.start_time for s in fresh}
+        seen = {k: v for k, v in seen.items() if v >= since} | {
+            (s.project_id, s.span_id): s.start_time for s in fresh
+        }
         shown = fresh[:last] if first else fresh
         if shown:
             _print([_row(s, names) for s in reversed(shown)], as_json=as_json, header=first)

@@ -76,7 +76,8 @@ def _delete_chunk(store: Store, policy: ProjectRetention, cutoff: datetime, chun
     """Delete up to `chunk` expired spans, and the scores of traces left without spans."""
     with store.write() as session:
         some = select(Span.span_id).where(_expired(policy, cutoff)).limit(chunk)
-        deleted = list(session.scalars(delete(Span).where(Span.span_id.in_(some)).returning(Span.trace_id)))
+        mine = delete(Span).where(Span.project_id == policy.project_id, Span.span_id.in_(some))
+        deleted = list(session.scalars(mine.returning(Span.trace_id)))
         if not deleted:
             return 0, 0
         delete_before(session, policy.project_id, cutoff)  # stats roll-ups of the expired hours

@@ -59,6 +59,23 @@ _LENGTHS = tuple(
     if isinstance(c.type, String) and c.type.length is not None
 )
 _PRIVATE = ("_fmops_ingested", "_fmops_waiter", "_fmops_spool")
+# A span's key: its id is unique within its project only (two projects may send the same id).
+SpanKey = tuple[str, str]
+
+
+def _key(row: dict[str, Any]) -> SpanKey:
+    return (row.get("project_id"), row.get("span_id"))  # type: ignore[return-value]
+
+
+def _first_copies(rows: Sequence[dict[str, Any]], inserted: set[SpanKey]) -> list[dict[str, Any]]:
+    """The rows newly stored: a span twice in one batch was stored once, from its first copy."""
+    new = set(inserted)
+    out = []
+    for row in rows:
+        if (key := _key(row)) in new:
+            new.remove(key)
+            out.append(row)
+    return out
 
 
 class _Waiter:
@@ -255,9 +272,8 @@ class TraceWriter:
             self._refill_from_spool()
         return True
 
-    def _settle(self, batch: list[dict[str, Any]], refused: dict[int, str], inserted: set[str]) -> None:
+    def _settle(self, batch: list[dict[str, Any]], refused: dict[int, str], inserted: set[SpanKey]) -> None:
         """Tell waiters and the spool; pass newly stored spans (not replays) to subscribers."""
-        stored: list[dict[str, Any]] = []
         for index, row in enumerate(batch):
             waiter = row.pop(_WAITER, None)
             if waiter is not None:
@@ -265,8 +281,7 @@ class TraceWriter:
             chunk = row.pop(SPOOL_MARK, None)
             if chunk is not None and self.spool is not None:
                 self.spool.settled(chunk)
-            if row.get("span_id") in inserted:
-                stored.append(row)
+        stored = _first_copies(batch, inserted)
         if not stored:
             return
         for callback in self._subscribers:
@@ -275,8 +290,8 @@ class TraceWriter:
             except Exception:
                 log.exception("trace subscriber failed", extra={"subscriber": repr(callback)})
 
-    def _write(self, batch: list[dict[str, Any]]) -> tuple[dict[int, str], set[str]]:
-        """Insert a batch: the rows the database refused (index -> reason) and the ids newly stored."""
+    def _write(self, batch: list[dict[str, Any]]) -> tuple[dict[int, str], set[SpanKey]]:
+        """Insert a batch: the rows the database refused (index -> reason) and the keys newly stored."""
         started = time.perf_counter()
         rows = batch if self._sqlite_insert is not None else [normalize(r) for r in batch]
         refused: dict[int, str] = {}
@@ -301,20 +316,22 @@ class TraceWriter:
         )
         return refused, inserted
 
-    def _insert_rows(self, session: Session, rows: list[dict[str, Any]]) -> set[str]:
-        """Insert; the ids that were new (a replayed id is skipped, not an error)."""
+    def _insert_rows(self, session: Session, rows: list[dict[str, Any]]) -> set[SpanKey]:
+        """Insert; the (project, span) keys that were new (a replayed span is skipped, not an error)."""
         if self._sqlite_insert is not None:
             return self._sqlite_insert(session, rows)
-        return set(session.scalars(_POSTGRES_INSERT, rows))
+        return {(project, span) for project, span in session.execute(_POSTGRES_INSERT, rows)}
 
-    def _after_insert(self, session: Session, batch: Sequence[dict[str, Any]], inserted: set[str]) -> None:
+    def _after_insert(
+        self, session: Session, batch: Sequence[dict[str, Any]], inserted: set[SpanKey]
+    ) -> None:
         # Stats roll-ups: mark the hours of a batch that stored something (a replay in it marks its
         # hour too, harmlessly, which spares filtering every batch).
         if self.on_stored is not None and inserted:
             self.on_stored(session, batch)
         # Spend counts each gateway call once: never a replayed span, never an ingested one.
         if self.on_batch is not None:
-            billable = [r for r in batch if r.get("span_id") in inserted and not r.get(INGESTED)]
+            billable = [r for r in _first_copies(batch, inserted) if not r.get(INGESTED)]
             if billable:
                 self.on_batch(session, billable)
 
@@ -362,12 +379,12 @@ class _SqliteInsert:
         self.convert = [(i, f) for i, f in converters if f is not None]
         # Column names come from the table definition, never from input; values are bound.
         self.head = f"INSERT INTO spans ({', '.join(self.names)}) VALUES "  # noqa: S608
-        self.tail = " ON CONFLICT (span_id) DO NOTHING RETURNING span_id"
+        self.tail = " ON CONFLICT (project_id, span_id) DO NOTHING RETURNING project_id, span_id"
         self.one = "(" + ", ".join("?" * len(columns)) + ")"
 
-    def __call__(self, session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    def __call__(self, session: Session, rows: Sequence[dict[str, Any]]) -> set[SpanKey]:
         conn = session.connection()
-        inserted: set[str] = set()
+        inserted: set[SpanKey] = set()
         defaults, convert = self.defaults, self.convert
         for start in range(0, len(rows), self.ROWS_PER_STATEMENT):
             chunk = rows[start : start + self.ROWS_PER_STATEMENT]
@@ -379,7 +396,7 @@ class _SqliteInsert:
                     one[i] = f(one[i])
                 values += one
             sql = self.head + ", ".join([self.one] * len(chunk)) + self.tail
-            inserted.update(r[0] for r in conn.exec_driver_sql(sql, tuple(values)))
+            inserted.update((r[0], r[1]) for r in conn.exec_driver_sql(sql, tuple(values)))
         return inserted
 
 
@@ -423,6 +440,6 @@ def _sqlite_bool(value: bool | None) -> int | None:
 # is neither billed nor evaluated twice.
 _POSTGRES_INSERT: Any = (
     postgresql.insert(_TABLE)  # type: ignore[arg-type]  # a Table; mypy sees FromClause
-    .on_conflict_do_nothing(index_elements=["span_id"])
-    .returning(_TABLE.c.span_id)
+    .on_conflict_do_nothing(index_elements=["project_id", "span_id"])
+    .returning(_TABLE.c.project_id, _TABLE.c.span_id)
 )

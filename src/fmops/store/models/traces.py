@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, Index, Integer, PrimaryKeyConstraint, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fmops.store.models.base import Base
@@ -19,6 +19,8 @@ from fmops.store.types import JSONType, UTCDateTime
 class Span(Base):
     __tablename__ = "spans"
     __table_args__ = (
+        # Span ids are the caller's (OTLP, traceparent): unique within a project, not across them.
+        PrimaryKeyConstraint("project_id", "span_id"),
         Index("ix_spans_project_start", "project_id", "start_time"),
         Index("ix_spans_trace", "trace_id"),
         Index("ix_spans_project_model_start", "project_id", "model", "start_time"),
@@ -28,7 +30,7 @@ class Span(Base):
         Index("ix_spans_project_prompt_start", "project_id", "prompt_name", "prompt_version", "start_time"),
     )
 
-    span_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    span_id: Mapped[str] = mapped_column(String(32))
     trace_id: Mapped[str] = mapped_column(String(32))
     parent_span_id: Mapped[str | None] = mapped_column(String(32))
     project_id: Mapped[str] = mapped_column(String(32))
