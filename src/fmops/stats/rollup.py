@@ -27,7 +27,6 @@ A histogram is stored as two lists, `[[bucket, ...], [count, ...]]`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from fmops.periodic import Periodic
 from fmops.stats.aggregate import SCORE_CLOCK_MARGIN
 from fmops.stats.buckets import bucket_expression
 from fmops.stats.metrics import FEEDBACK_SOURCES
@@ -415,30 +415,17 @@ def delete_before(session: Session, project_id: str, cutoff: datetime) -> None:
     )
 
 
-class RollupLoop:
+class RollupLoop(Periodic):
     """Background service: rolls up the due dirty hours every `interval_seconds`."""
 
+    task_name = "fmops-stats-rollup"
+    failure_message = "stats roll-up round failed"
+
     def __init__(self, store: Store, interval_seconds: float) -> None:
+        super().__init__(interval_seconds)
         self.store = store
-        self.interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="fmops-stats-rollup")
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                done = await asyncio.to_thread(roll_up_due, self.store)
-                if done:
-                    log.info("stats hours rolled up", extra={"hours": done})
-            except Exception:  # the database may be down for a while; try again next round
-                log.exception("stats roll-up round failed")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def run_round(self) -> None:
+        done = await asyncio.to_thread(roll_up_due, self.store)
+        if done:
+            log.info("stats hours rolled up", extra={"hours": done})

@@ -15,7 +15,6 @@ traces, so that retention never breaks one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from sqlalchemy import and_, delete, exists, func, select, text
 
 from fmops.auth.roles import Role
 from fmops.jobs import JobContext, JobStatus, job_kind
+from fmops.periodic import Periodic
 from fmops.stats.rollup import delete_before
 from fmops.store import Store, utcnow
 from fmops.store.models import Job, Project, Score, Span
@@ -200,34 +200,21 @@ def enqueue_if_due(
     return job
 
 
-class RetentionScheduler:
+class RetentionScheduler(Periodic):
     """Background service: checks the schedule every so often (at most a minute apart)."""
 
+    task_name = "fmops-retention"
+    failure_message = "could not queue the retention job; will retry"
+
     def __init__(self, store: Store, *, interval_seconds: float, default_days: int) -> None:
+        super().__init__(min(interval_seconds, 60.0), wait_first=False)
         self.store = store
-        self.interval = timedelta(seconds=interval_seconds)
+        self.schedule = timedelta(seconds=interval_seconds)
         self.default_days = default_days
-        self.poll_seconds = min(interval_seconds, 60.0)
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="fmops-retention")
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                job = await asyncio.to_thread(
-                    enqueue_if_due, self.store, interval=self.interval, default_days=self.default_days
-                )
-                if job is not None:
-                    log.info("retention job queued", extra={"job": job.id})
-            except Exception:
-                log.exception("could not queue the retention job; will retry")
-            await asyncio.sleep(self.poll_seconds)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def run_round(self) -> None:
+        job = await asyncio.to_thread(
+            enqueue_if_due, self.store, interval=self.schedule, default_days=self.default_days
+        )
+        if job is not None:
+            log.info("retention job queued", extra={"job": job.id})
