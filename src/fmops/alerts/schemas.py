@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from fmops.alerts.rules import AlertMetric
 from fmops.errors import UserError
+from fmops.numbers import NumbersOnly
 
 MIN_WINDOW_SECONDS = 60
 MAX_WINDOW_SECONDS = 7 * 86_400
 
 
-def _json_number(value: object) -> object:
-    """Lax validation would read `true` as 1 and "5" as 5: a threshold is a JSON number."""
-    if isinstance(value, bool | str):
-        raise ValueError("must be a JSON number")
-    return value
-
-
-NumbersOnly = BeforeValidator(_json_number)
 RuleName = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\- ]*$")
 ]

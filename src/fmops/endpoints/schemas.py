@@ -26,7 +26,6 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -40,16 +39,8 @@ from pydantic.json_schema import SkipJsonSchema
 
 from fmops.errors import UserError
 from fmops.gateway.schemas import CacheOption, ChatCompletionRequest
+from fmops.numbers import NumbersOnly
 
-
-def _json_number(value: object) -> object:
-    """Lax validation would read `true` as 1 and "3" as 3; weights and versions are JSON numbers."""
-    if isinstance(value, bool | str):
-        raise ValueError("must be a JSON number")
-    return value
-
-
-NumbersOnly = BeforeValidator(_json_number)
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 EndpointName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 PromptName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -15,19 +14,13 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-
-def _json_number(value: object) -> object:
-    """Lax validation would read `true` as 1 and "0.5" as 0.5; a rate is a JSON number."""
-    if isinstance(value, bool | str):
-        raise ValueError("must be a JSON number")
-    return value
-
+from fmops.numbers import NumbersOnly
 
 RuleName = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
 ]
 ScorerName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-SampleRate = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False), BeforeValidator(_json_number)]
+SampleRate = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False), NumbersOnly]
 ModelAlias = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 EndpointName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 

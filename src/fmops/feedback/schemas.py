@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, TypeAdapter
 
+from fmops.numbers import NumbersOnly
+
 
 class ScoreKind(StrEnum):
     thumbs = "thumbs"  # value 1 (up) or -1 (down); true/false are accepted
@@ -26,20 +28,13 @@ class ScoreSource(StrEnum):
     api = "api"  # an application reporting its own signal (e.g. "the user copied the answer")
 
 
-def _json_number(value: object) -> object:
-    """`"1"` is not a score (lax validation would read it as 1.0), and neither is `true` for a number."""
-    if isinstance(value, str | bool):
-        raise ValueError("must be a JSON number")
-    return value
-
-
 def _not_a_string(value: object) -> object:
     if isinstance(value, str):
         raise ValueError("must be 1, -1, true or false")
     return value
 
 
-Number = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(_json_number)]
+Number = Annotated[float, Field(allow_inf_nan=False), NumbersOnly]
 Id = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[0-9a-zA-Z]+$")]
 Comment = Annotated[str, Field(min_length=1, max_length=20_000)]
 Label = Annotated[str, Field(min_length=1, max_length=200)]

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -32,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from fmops.errors import FmopsError, NotFound, UserError
 from fmops.gateway.schemas import ChatCompletionRequest, Message
 from fmops.gateway.spans import CallRecord
+from fmops.numbers import NumbersOnly
 from fmops.prompts.checks import check_params
 from fmops.prompts.schemas import LabelName, ModelAlias, PromptName, PromptVersionView
 
@@ -48,14 +48,7 @@ CONCURRENCY = 4  # cells in flight at once: a grid must not crowd out the projec
 PLAYGROUND_ATTRIBUTE = "fmops.playground"
 
 
-def _json_number(value: object) -> object:
-    """Lax validation would read `true` as version 1 and "2" as 2; a version is a JSON number."""
-    if isinstance(value, bool | str):
-        raise ValueError("must be a JSON number")
-    return value
-
-
-Version = Annotated[int, Field(ge=1, le=2**31 - 1), BeforeValidator(_json_number)]
+Version = Annotated[int, Field(ge=1, le=2**31 - 1), NumbersOnly]
 
 
 class _Strict(BaseModel):

@@ -9,7 +9,8 @@ from pydantic import Field, StrictBool, StringConstraints
 
 from fmops.auth import Role
 from fmops.auth.limits import UNSET, LimitChanges
-from fmops.server.schemas.base import Input, NumbersOnly, Output
+from fmops.numbers import NumbersOnly
+from fmops.server.schemas.base import Input, Output
 
 Name = Annotated[
     str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")

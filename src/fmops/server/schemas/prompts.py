@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from pydantic import Field, StringConstraints, model_validator
 
 from fmops.errors import UserError
+from fmops.numbers import NumbersOnly
 from fmops.prompts.files import parse_documents
 from fmops.prompts.schemas import LABEL_PATTERN, PromptSpec
-from fmops.server.schemas.base import Input, NumbersOnly, Output
+from fmops.server.schemas.base import Input, Output
 
 __all__ = [
     "LabelSet",
