@@ -7,6 +7,7 @@ from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 from fmops.web.deps import sign_in_url
+from fmops.web.htmx import is_htmx
 from fmops.web.templating import render
 
 WEB_PREFIXES = ("/console", "/chat", "/login", "/logout")
@@ -25,7 +26,7 @@ def error_page(request: Request, response: Response) -> Response:
     except (orjson.JSONDecodeError, KeyError, TypeError):
         message = "something went wrong"
     status = response.status_code
-    htmx = request.headers.get("hx-request") == "true"
+    htmx = is_htmx(request)
     fetch = request.headers.get("accept", "").startswith("application/json")
     if status == 401 and not htmx and not fetch and request.method == "GET":
         return RedirectResponse(sign_in_url(request), status_code=303)

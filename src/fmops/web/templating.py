@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from fmops import __version__
+from fmops.web.htmx import is_htmx
 from fmops.web.pages import current_page, pages_for
 
 HERE = Path(__file__).parent
@@ -71,7 +72,7 @@ def render(
         "csrf_token": signed_in.csrf_token if signed_in else "",
         "nav": pages_for(signed_in.principal.role) if signed_in else [],
         "page": current_page(request.url.path),
-        "htmx": request.headers.get("hx-request") == "true",
+        "htmx": is_htmx(request),
     }
     values.update(context or {})
     html = environment().get_template(template).render(values)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
@@ -48,17 +46,6 @@ def number(values: dict[str, str], name: str, *, low: float, high: float) -> flo
     if not low <= value <= high:
         raise UserError(f"{name} must be between {low:g} and {high:g}", param=name)
     return value
-
-
-def is_htmx(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true"
-
-
-def back_to(request: Request, url: str) -> Response:
-    """After a plain (non-HTMX) form post: the page again (post/redirect/get); HTMX follows too."""
-    if is_htmx(request):
-        return Response(status_code=200, headers={"hx-redirect": url})
-    return RedirectResponse(url, status_code=303)
 
 
 def prompts(platform: Platform) -> PromptService:

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse
 from fmops.auth import Role
 from fmops.auth.limits import BUDGET_PERIODS, LimitChanges
 from fmops.errors import UserError
+from fmops.web.htmx import is_htmx
 from fmops.web.templating import render
 
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")  # the REST API's rule (UserCreate.email)
@@ -98,6 +99,6 @@ def answer(
 ) -> HTMLResponse:
     """The page after a change: its panel (and the message, out of band) for HTMX, else the page."""
     values = {**context, "message": message}
-    if request.headers.get("hx-request") == "true":
+    if is_htmx(request):
         return render(request, panel, values)
     return render(request, page, values)

@@ -18,6 +18,7 @@ from fmops.errors import UserError
 from fmops.server.deps import PlatformDep
 from fmops.server.platform import Platform
 from fmops.web.deps import WebPrincipal, web_gate
+from fmops.web.htmx import is_htmx
 from fmops.web.pages import console_page
 from fmops.web.routers.console_admin_forms import answer, email_of, role_of
 from fmops.web.templating import render
@@ -107,7 +108,7 @@ async def set_password(
 
 
 def answer_sign_in_again(request: Request) -> Response:
-    response = Response(status_code=204 if request.headers.get("hx-request") == "true" else 303)
+    response = Response(status_code=204 if is_htmx(request) else 303)
     response.headers["hx-redirect" if response.status_code == 204 else "location"] = "/login"
     return response
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal, Role
@@ -21,6 +21,7 @@ from fmops.errors import Conflict, NotFound, UserError
 from fmops.prompts.service import PromptService
 from fmops.server.platform import Platform
 from fmops.web.deps import WebPrincipal, web_gate
+from fmops.web.htmx import go, is_htmx
 from fmops.web.pages import console_page
 from fmops.web.routers.console_traces_view import money
 from fmops.web.templating import render
@@ -69,13 +70,6 @@ def _whole(text: str, field: str) -> int:
         raise UserError(f"{field} must be a whole number, not {text.strip()[:40]!r}", param=field) from None
 
 
-def _go(request: Request, url: str) -> Response:
-    """After a change made by a form: HTMX navigates with HX-Redirect, a plain form with a 303."""
-    if request.headers.get("hx-request") == "true":
-        return Response(status_code=200, headers={"hx-redirect": url})
-    return RedirectResponse(url, status_code=303)
-
-
 @router.post("")
 async def create_endpoint(
     request: Request,
@@ -92,7 +86,7 @@ async def create_endpoint(
     await run_in_threadpool(
         lambda: service.create(principal.project_id, spec, actor=principal.user_name, key_id=principal.key_id)
     )
-    return _go(request, f"/console/endpoints/{spec.name}")
+    return go(request, f"/console/endpoints/{spec.name}")
 
 
 def _detail_data(service: EndpointService, principal: Principal, name: str) -> dict[str, Any]:
@@ -129,7 +123,7 @@ async def _body(request: Request, principal: Principal, name: str, message: str 
     data = await run_in_threadpool(_detail_data, _service(request), principal, name)
     data["message"] = message
     data["money"] = money
-    partial = request.headers.get("hx-request") == "true"
+    partial = is_htmx(request)
     return render(
         request, "console/endpoints/body.html" if partial else "console/endpoints/detail.html", data
     )

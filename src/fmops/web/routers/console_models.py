@@ -22,8 +22,9 @@ from fmops.providers.registry import get_provider_class, providers
 from fmops.server.deps import PlatformDep
 from fmops.server.platform import Platform
 from fmops.web.deps import WebPrincipal, web_gate
+from fmops.web.htmx import go, is_htmx
 from fmops.web.pages import console_page
-from fmops.web.routers.build_forms import back_to, invalid, is_chat_model, is_htmx, number, playground, texts
+from fmops.web.routers.build_forms import invalid, is_chat_model, number, playground, texts
 from fmops.web.templating import render
 
 PAGE = console_page("/console/models", "Models", "Build", role=Role.engineer, order=10)
@@ -94,7 +95,7 @@ async def add_model(request: Request, platform: PlatformDep, me: WebPrincipal) -
     spec = _spec(texts(form), [str(v) for v in form.getlist("capabilities")])
     entry = await run_in_threadpool(platform.catalog.add, me.project_id, spec)
     if not is_htmx(request):
-        return back_to(request, PAGE.path)
+        return go(request, PAGE.path)
     context = await run_in_threadpool(_context, platform, me.project_id)
     context["flash"] = f"Added model {entry.alias} ({entry.provider})."
     return render(request, "console/models/_table.html", context)

@@ -20,8 +20,9 @@ from fmops.prompts.schemas import LABEL_PATTERN, NAME_PATTERN, PromptVersionView
 from fmops.server.deps import PlatformDep
 from fmops.server.platform import Platform
 from fmops.web.deps import WebPrincipal, web_gate
+from fmops.web.htmx import go, is_htmx
 from fmops.web.pages import console_page
-from fmops.web.routers.build_forms import back_to, is_chat_model, is_htmx, number, prompts, texts
+from fmops.web.routers.build_forms import is_chat_model, number, prompts, texts
 from fmops.web.routers.console_models import effective_capabilities
 from fmops.web.templating import render
 
@@ -125,7 +126,7 @@ async def push_prompt(request: Request, platform: PlatformDep, me: WebPrincipal)
         prompts(platform).push, me.project_id, spec, author=me.user_name, author_key_id=me.key_id
     )
     outcome = "pushed" if created else "unchanged"
-    return back_to(request, f"{PAGE.path}/{view.name}?{outcome}={view.version}")
+    return go(request, f"{PAGE.path}/{view.name}?{outcome}={view.version}")
 
 
 @router.get("/{name}")
@@ -157,7 +158,7 @@ async def prompt_diff(
     b: Annotated[str, Query(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")],
 ) -> Response:
     if not is_htmx(request):  # a shared link: the whole page with this diff
-        return back_to(request, f"{PAGE.path}/{name}?a={a}&b={b}#diff")
+        return go(request, f"{PAGE.path}/{name}?a={a}&b={b}#diff")
     diff = await run_in_threadpool(_diff, platform, me, name, a, b)
     return render(request, "console/prompts/_diff.html", {"diff": diff, "name": name})
 
@@ -166,7 +167,7 @@ async def _versions_fragment(
     request: Request, platform: Platform, me: Principal, name: str, flash: str
 ) -> Response:
     if not is_htmx(request):
-        return back_to(request, f"{PAGE.path}/{name}")
+        return go(request, f"{PAGE.path}/{name}")
     context = await run_in_threadpool(_detail, platform, me, name, None, None)
     context["flash"] = flash
     return render(request, "console/prompts/_versions.html", context)

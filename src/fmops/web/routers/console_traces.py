@@ -22,6 +22,7 @@ from fmops.prompts.service import PromptService
 from fmops.server.platform import Platform
 from fmops.tracing.query import TraceQuery
 from fmops.web.deps import WebPrincipal, web_gate
+from fmops.web.htmx import is_htmx
 from fmops.web.pages import console_page
 from fmops.web.routers import console_traces_view as view
 from fmops.web.templating import render
@@ -65,9 +66,7 @@ async def traces(request: Request, principal: WebPrincipal) -> Response:
     data = await run_in_threadpool(_list_data, platform, principal, query)
     context = {**data, "query": query, "values": query.values, "newest": query.url(cursor=None)}
     context["money"] = view.money
-    partial = request.headers.get("hx-request") == "true" and not request.headers.get(
-        "hx-history-restore-request"
-    )
+    partial = is_htmx(request) and not request.headers.get("hx-history-restore-request")
     if partial:  # the filter form or the pager: only the results, and the URL to show
         response = render(request, "console/traces/results.html", context)
         response.headers["hx-push-url"] = query.url(cursor=query.cursor)

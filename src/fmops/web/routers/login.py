@@ -14,6 +14,7 @@ from fmops.errors import AuthenticationError, FmopsError, UserError
 from fmops.server.deps import PlatformDep
 from fmops.server.platform import Platform
 from fmops.web.deps import COOKIE, CsrfFailed, SignedInDep
+from fmops.web.htmx import is_htmx
 from fmops.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -114,6 +115,6 @@ async def logout(request: Request, platform: PlatformDep, _: SignedInDep) -> Res
     await run_in_threadpool(platform.web_sessions.sign_out, request.cookies.get(COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
-    if request.headers.get("hx-request") == "true":
+    if is_htmx(request):
         response.headers["hx-redirect"] = "/login"
     return response
