@@ -1,8 +1,13 @@
-"""Shared pieces of the side-by-side benchmarks: processes pinned to cores, wrk runs, readiness waits."""
+"""Shared pieces of the side-by-side benchmarks: processes pinned to cores, wrk runs, readiness waits, and
+`save_result`, which every script calls once to write its raw figures with the commit they measured."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import json
 import os
+import platform
 import re
 import shutil
 import signal
@@ -19,6 +24,57 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def load() -> dict[str, object]:
+    """The machine's load (`uptime` and the 1/5/15-minute averages): figures from a loaded machine
+    compare only within one run, so every result carries the load it was measured under."""
+    one, five, fifteen = os.getloadavg()
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    return {"uptime": uptime, "loadavg": [one, five, fifteen], "cores": os.cpu_count()}
+
+
+def _git(*argv: str) -> str:
+    done = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def commit() -> dict[str, object]:
+    """The commit measured, and whether src/ or benchmarks/ differed from it (then not reproducible)."""
+    return {
+        "commit": _git("rev-parse", "HEAD"),
+        "src_dirty": bool(_git("status", "--porcelain", "--", "src", "benchmarks")),
+    }
+
+
+def _plain(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to a result file")
+
+
+def save_result(name: str, results: object, *, load_before: dict[str, object] | None = None) -> Path:
+    """Write `results` (JSON-able; dataclasses are expanded) to benchmarks/results/NAME.json with the
+    commit it measured, when, on what, and the machine's load before (when given) and after the run."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    record = {
+        "benchmark": name,
+        **commit(),
+        "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "argv": sys.argv[1:],
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "load_before": load_before,
+        "load_after": load(),
+        "results": results,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2, default=_plain) + "\n")
+    print(f"raw results: {path.relative_to(ROOT)} (commit {str(record['commit'])[:10]})")
+    return path
 
 
 def free_port() -> int:

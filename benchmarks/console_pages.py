@@ -12,6 +12,8 @@ and the dashboard's data route for 24 h, 7 d and 30 d. Pages over 500 ms are nam
 
     .venv/bin/python benchmarks/console_pages.py [--spans 1000000] [--home /tmp/fmops-console-bench]
         [--loads 5] [--rebuild] [--build-only]
+
+Raw figures: benchmarks/results/console_pages.json.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 import httpx
 import stats_query
 import trace_query
-from _harness import BIN, free_port, process, wait_http
+from _harness import BIN, free_port, load, process, save_result, wait_http
 
 from fmops.settings import Settings
 from fmops.store import Store
@@ -175,7 +177,7 @@ def dashboard_times(url: str, key: str) -> dict[str, tuple[float, float, float]]
     return times
 
 
-def measure(home: Path, loads: int) -> None:
+def measure(home: Path, loads: int) -> dict[str, object]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FMOPS_")}
@@ -218,6 +220,18 @@ def measure(home: Path, loads: int) -> None:
         print(f"over {BUDGET_MS:.0f} ms (or not 200): {', '.join(slow)}")
     else:
         print(f"every page answered and painted within {BUDGET_MS:.0f} ms")
+    return {
+        "pages": {
+            path: {"status": status, "server_ms": ms, "first_paint_ms": paints.get(path)}
+            for path, status, ms in rows
+        },
+        "dashboard_data": {route: {"status": status, "server_ms": ms} for route, status, ms in data},
+        "dashboard_in_chromium_ms": {
+            span: {"first_paint": fcp, "charts_drawn": charts, "breakdown_in": ready}
+            for span, (fcp, charts, ready) in drawn.items()
+        },
+        "over_budget": slow,
+    }
 
 
 def main() -> None:
@@ -230,12 +244,16 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="build the database even if cached")
     parser.add_argument("--build-only", action="store_true")
     args = parser.parse_args()
+    load_before = load()
     if args.rebuild or not fresh_enough(args.home, args.spans):
         build(args.home, args.spans)
     else:
         print(f"reusing {args.home} ({args.spans:,} spans)")
     if not args.build_only:
-        measure(args.home, args.loads)
+        results = measure(args.home, args.loads)
+        save_result(
+            "console_pages", {"spans": args.spans, "loads": args.loads, **results}, load_before=load_before
+        )
 
 
 if __name__ == "__main__":

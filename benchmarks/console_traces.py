@@ -7,6 +7,8 @@ with spans (`trace_query.fill`: 30 days, 20 models, 1000 users, ~3% errors) and 
 page. Target from issue 6: first paint under 500 ms.
 
     .venv/bin/python benchmarks/console_traces.py [--spans 1000000] [--home /tmp/console-bench]
+
+Raw figures: benchmarks/results/console_traces.json.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import tempfile
 from pathlib import Path
 
 import trace_query
+from _harness import load, save_result
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from stats_query import add_scores
-from trace_query import fill, timed
+from trace_query import TIMES, fill, timed
 
 from fmops.server.app import create_app
 from fmops.server.platform import Platform
@@ -37,6 +40,7 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--home", type=Path, default=None, help="reuse this home if it is already filled")
     args = parser.parse_args()
+    load_before = load()
     home = args.home or Path(tempfile.mkdtemp(prefix="console-bench-"))
     os.environ["FMOPS_WORKERS"] = "0"  # no job workers: only the web routes run
     settings = Settings(home=home)
@@ -104,6 +108,9 @@ def main() -> None:
 
         timed("add feedback from the detail page (a write)", score)
         timed("list, free text q (a scan)", lambda: page("/console/traces?q=topic+996"), repeat=3)
+    save_result(
+        "console_traces", {"spans": existing or args.spans, "server_ms": TIMES}, load_before=load_before
+    )
 
 
 if __name__ == "__main__":

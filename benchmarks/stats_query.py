@@ -12,6 +12,8 @@ rolling up every hour from scratch, the trace writer's cost of marking a batch's
 7 d / 30 d dashboards read from the roll-ups against the exact pass over the spans.
 
     .venv/bin/python benchmarks/stats_query.py [--spans 1000000] [--db /tmp/stats.db] [--rollups]
+
+Raw figures: benchmarks/results/stats_query.json (stats_query_rollups.json with --rollups).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from _harness import load, save_result
 from sqlalchemy import func, insert, select
-from trace_query import NOW, PROJECTS, fill, timed
+from trace_query import NOW, PROJECTS, TIMES, fill, timed
 
 from fmops.stats import Bucket, Dimension, StatsFilters, StatsService
 from fmops.store import Store, new_id, upgrade
@@ -205,9 +208,16 @@ def main() -> None:
     parser.add_argument("--db", type=Path, default=None, help="reuse this database if it is already filled")
     parser.add_argument("--rollups", action="store_true", help="roll-ups against the exact pass (a copy)")
     args = parser.parse_args()
+    load_before = load()
+    results = run(args)
+    name = "stats_query_rollups" if args.rollups else "stats_query"
+    save_result(name, {"spans": args.spans, "ms": results}, load_before=load_before)
+
+
+def run(args: argparse.Namespace) -> dict[str, dict[str, float]] | dict[str, dict[str, dict[str, float]]]:
     if args.rollups and args.db is not None and args.db.exists() and args.db.name == "fmops.db":
         measure_rollups(args.db)  # an fmops home's database (console_pages.py): already time-ordered
-        return
+        return dict(TIMES)
     path = args.db or Path(tempfile.mkdtemp()) / "stats.db"
     store = Store(f"sqlite:///{path}")
     upgrade(store)
@@ -226,12 +236,15 @@ def main() -> None:
     if args.rollups:
         store.dispose()
         measure_rollups(ordered)
-        return
+        return dict(TIMES)
     measure(store, f"{args.spans:,} spans, SQLite, written in random time order")
     store.dispose()
+    random_order = dict(TIMES)
+    TIMES.clear()
     ordered_store = Store(f"sqlite:///{ordered}")
     measure(ordered_store, "the same, written in time order")
     ordered_store.dispose()
+    return {"random time order": random_order, "time order": dict(TIMES)}
 
 
 if __name__ == "__main__":

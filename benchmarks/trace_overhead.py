@@ -8,6 +8,8 @@ added p50 latency, and added CPU time per request at saturation (1/rps_on - 1/rp
 what tracing takes from the core that serves requests. The issue's budget: under 0.3 ms.
 
     .venv/bin/python benchmarks/trace_overhead.py [--seconds 10]
+
+Raw figures: benchmarks/results/trace_overhead.json.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import BIN, ROOT, WrkResult, free_port, pinned, process, wait_http, wrk
+from _harness import BIN, ROOT, WrkResult, free_port, load, pinned, process, save_result, wait_http, wrk
 
 MODES = {
     "off": {"FMOPS_TRACING": "false"},
@@ -63,6 +65,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
+    load_before = load()
     work = Path(tempfile.mkdtemp(prefix="fmops-trace-bench-"))
     body = work / "plain.json"
     body.write_text(json.dumps({"model": "mock", "messages": [{"role": "user", "content": "Say hello"}]}))
@@ -81,14 +84,23 @@ def main() -> None:
     print(f"\ntrace cost per gateway request, {args.seconds}s per run, 1 server core")
     header = f"{'mode':<10}{'c1 p50 ms':>11}{'c32 req/s':>11}{'added p50 ms':>14}"
     print(header + f"{'added CPU ms/req':>18}{'spans':>9}")
+    raw: dict[str, object] = {}
     for name, (c1, c32, spans) in results.items():
         added_p50 = c1.p50_ms - off_c1.p50_ms
         added_cpu = (1 / c32.rps - 1 / off_c32.rps) * 1000
+        raw[name] = {
+            "c1": c1,
+            "c32": c32,
+            "spans": spans,
+            "added_p50_ms": added_p50,
+            "added_cpu_ms": added_cpu,
+        }
         served = c1.requests + c32.requests - c1.errors - c32.errors
         stored = f"{spans}" if name != "off" else "-"
         print(f"{name:<10}{c1.p50_ms:>11.2f}{c32.rps:>11.0f}{added_p50:>14.3f}{added_cpu:>18.3f}{stored:>9}")
         if name != "off" and spans < served:
             print(f"  {name}: {served - spans} of {served} served requests have no span")
+    save_result("trace_overhead", {"seconds": args.seconds, "modes": raw}, load_before=load_before)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from _harness import load, save_result
 from sqlalchemy import insert
 
 from fmops.store import Store, upgrade
@@ -83,6 +84,9 @@ def fill(store: Store, count: int, seed: int = 7) -> float:
     return time.perf_counter() - started
 
 
+TIMES: dict[str, dict[str, float]] = {}
+
+
 def timed(label: str, run: Callable[[], Any], repeat: int = 7) -> Any:
     result = run()  # warm the page cache once; then the median of the rest
     times = []
@@ -91,6 +95,7 @@ def timed(label: str, run: Callable[[], Any], repeat: int = 7) -> Any:
         result = run()
         times.append((time.perf_counter() - began) * 1000)
     print(f"  {label:<58} median {statistics.median(times):7.1f} ms   max {max(times):7.1f} ms")
+    TIMES[label] = {"median_ms": statistics.median(times), "max_ms": max(times), "runs": len(times)}
     return result
 
 
@@ -101,6 +106,7 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--db", type=Path, default=None, help="reuse this database if it is already filled")
     args = parser.parse_args()
+    load_before = load()
     path = args.db or Path(tempfile.mkdtemp()) / "traces.db"
     store = Store(f"sqlite:///{path}")
     upgrade(store)
@@ -137,6 +143,9 @@ def main() -> None:
         repeat=3,
     )
     store.dispose()
+    save_result(
+        "trace_query", {"spans": args.spans, "database": "sqlite", "ms": TIMES}, load_before=load_before
+    )
 
 
 if __name__ == "__main__":
