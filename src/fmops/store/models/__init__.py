@@ -4,6 +4,7 @@ from fmops.store.models.alerts import AlertEvent, AlertRule
 from fmops.store.models.auth import ApiKey, Membership, Project, User
 from fmops.store.models.base import Base
 from fmops.store.models.catalog import CatalogModel
+from fmops.store.models.datasets import Dataset, DatasetVersion
 from fmops.store.models.endpoints import Endpoint, EndpointEvent, RegistryGeneration
 from fmops.store.models.evaluators import EvaluatorRule
 from fmops.store.models.feedback import Score
@@ -22,6 +23,8 @@ __all__ = [
     "CatalogModel",
     "Conversation",
     "ConversationMessage",
+    "Dataset",
+    "DatasetVersion",
     "Endpoint",
     "EndpointEvent",
     "EvaluatorRule",

@@ -1,0 +1,149 @@
+"""Record kinds, their in-memory shape (plain JSON-compatible dicts), validation and hashing.
+
+    chat:       {"messages": [{"role", "content"}, ...], "tools": list | None, "metadata": dict}
+    completion: {"prompt": str, "completion": str, "metadata": dict}
+    preference: {"prompt": [messages], "chosen": [messages], "rejected": [messages], "metadata": dict}
+                (TRL's conversational preference format: chosen/rejected are the assistant turn(s))
+    eval:       {"input": str | [messages], "expected": <any JSON value> | None, "metadata": dict}
+
+`metadata` always exists (may be `{}`); it carries e.g. `trace_id`, `source`, `split`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+
+class RecordKind(StrEnum):
+    chat = "chat"
+    completion = "completion"
+    preference = "preference"
+    eval = "eval"
+
+
+ROLES = ("system", "user", "assistant", "tool")
+# What OpenAI's chat format allows on a message besides role and content (`weight`: its fine-tuning
+# API's per-turn training switch); anything else is a mistake worth reporting.
+_MESSAGE_EXTRAS = ("name", "tool_calls", "tool_call_id", "weight")
+FIELDS: dict[RecordKind, tuple[str, ...]] = {
+    RecordKind.chat: ("messages", "tools", "metadata"),
+    RecordKind.completion: ("prompt", "completion", "metadata"),
+    RecordKind.preference: ("prompt", "chosen", "rejected", "metadata"),
+    RecordKind.eval: ("input", "expected", "metadata"),
+}
+HASH_BYTES = 16  # 128 bits of sha256: collisions are out of reach for any dataset size
+
+
+def parse_kind(value: str) -> RecordKind:
+    try:
+        return RecordKind(value)
+    except ValueError:
+        raise ValueError(f"unknown record kind {value!r}; use one of {', '.join(RecordKind)}") from None
+
+
+def _message(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} is not an object with role and content")
+    role = value.get("role")
+    if role not in ROLES:
+        raise ValueError(f"{where} has role {role!r}; use one of {', '.join(ROLES)}")
+    content = value.get("content")
+    if content is None and (value.get("tool_calls") or role == "assistant"):
+        content = ""  # an assistant turn that only calls tools
+    if not isinstance(content, str):
+        raise ValueError(f"{where} has no text content (content must be a string)")
+    unknown = sorted(set(value) - {"role", "content", *_MESSAGE_EXTRAS})
+    if unknown:
+        raise ValueError(f"{where} has unknown field {unknown[0]!r}")
+    out: dict[str, Any] = {"role": role, "content": content}
+    out.update({k: value[k] for k in _MESSAGE_EXTRAS if value.get(k) is not None})
+    return out
+
+
+def _messages(value: Any, field: str, *, default_role: str | None = None) -> list[dict[str, Any]]:
+    if isinstance(value, str) and default_role is not None:
+        return [{"role": default_role, "content": value}]
+    if not isinstance(value, list) or not value:
+        what = "a string or " if default_role else ""
+        raise ValueError(f"{field} must be {what}a non-empty list of messages")
+    return [_message(m, f"{field}[{i}]") for i, m in enumerate(value)]
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string")
+    return value
+
+
+def _metadata(record: dict[str, Any]) -> dict[str, Any]:
+    meta = record.get("metadata")
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise ValueError("metadata must be an object")
+    return dict(meta)
+
+
+def validate_record(kind: RecordKind, record: dict[str, Any]) -> dict[str, Any]:
+    """A normalised copy of `record`, or ValueError saying what is wrong with it."""
+    if not isinstance(record, dict):
+        raise ValueError("a record must be an object")
+    missing = [f for f in FIELDS[kind] if f not in record and f not in ("tools", "metadata", "expected")]
+    if missing:
+        raise ValueError(f"missing required field {', '.join(repr(m) for m in missing)} for a {kind} record")
+    unknown = sorted(set(record) - set(FIELDS[kind]))
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} for a {kind} record (extra data goes in metadata)")
+    meta = _metadata(record)
+    if kind is RecordKind.chat:
+        tools = record.get("tools")
+        if tools is not None and not isinstance(tools, list):
+            raise ValueError("tools must be a list of tool definitions")
+        return {"messages": _messages(record["messages"], "messages"), "tools": tools, "metadata": meta}
+    if kind is RecordKind.completion:
+        return {
+            "prompt": _text(record["prompt"], "prompt"),
+            "completion": _text(record["completion"], "completion"),
+            "metadata": meta,
+        }
+    if kind is RecordKind.preference:
+        return {
+            "prompt": _messages(record["prompt"], "prompt", default_role="user"),
+            "chosen": _messages(record["chosen"], "chosen", default_role="assistant"),
+            "rejected": _messages(record["rejected"], "rejected", default_role="assistant"),
+            "metadata": meta,
+        }
+    value = record["input"]
+    input_: str | list[dict[str, Any]] = (
+        value if isinstance(value, str) else _messages(value, "input", default_role="user")
+    )
+    return {"input": input_, "expected": record.get("expected"), "metadata": meta}
+
+
+def _joined(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(m["content"] for m in messages if m.get("content"))
+
+
+def record_text(kind: RecordKind, record: dict[str, Any]) -> str:
+    """The text dedup, PII detection and filters look at: every turn's content, joined by newlines."""
+    if kind is RecordKind.chat:
+        return _joined(record["messages"])
+    if kind is RecordKind.completion:
+        return f"{record['prompt']}\n{record['completion']}"
+    if kind is RecordKind.preference:
+        return "\n".join(_joined(record[f]) for f in ("prompt", "chosen", "rejected"))
+    value = record["input"]
+    parts = [value if isinstance(value, str) else _joined(value)]
+    expected = record.get("expected")
+    if expected is not None:
+        parts.append(expected if isinstance(expected, str) else orjson.dumps(expected).decode())
+    return "\n".join(parts)
+
+
+def record_hash(record: dict[str, Any]) -> bytes:
+    """A normalised record's identity (metadata included): what diffs compare and versions hash."""
+    return hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).digest()[:HASH_BYTES]
