@@ -7,6 +7,7 @@ from enum import StrEnum
 
 class Role(StrEnum):
     consumer = "consumer"  # chats with endpoints, calls the API, gives feedback
+    annotator = "annotator"  # a consumer who also works through the annotation queues given to them
     engineer = "engineer"  # models, prompts, endpoints, datasets, traces, jobs, evals
     admin = "admin"  # users, keys of others, budgets, retention, provider credentials
 
@@ -19,7 +20,7 @@ class Role(StrEnum):
         return self.rank >= other.rank
 
 
-_RANK = {Role.consumer: 0, Role.engineer: 1, Role.admin: 2}
+_RANK = {Role.consumer: 0, Role.annotator: 1, Role.engineer: 2, Role.admin: 3}
 
 
 def lowest(*roles: Role) -> Role:

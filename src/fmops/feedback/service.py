@@ -2,8 +2,9 @@
 
 Who may score what: engineers (and admins) any trace of their project; consumers only traces their
 own user made (the span's user is theirs, or it was made with one of their keys), since they give
-thumbs in the chat UI. A trace of another project, or a consumer's view of another user's trace,
-answers 404: it is invisible, not forbidden.
+thumbs in the chat UI; annotators also the traces their project queued for review. A trace of
+another project, or a consumer's view of another user's trace, answers 404: it is invisible, not
+forbidden.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fmops.auth import Principal, Role
 from fmops.errors import NotFound
 from fmops.feedback.schemas import FeedbackCreate
 from fmops.store import Store
-from fmops.store.models import ApiKey, Score, Span
+from fmops.store.models import AnnotationItem, ApiKey, Score, Span
 from fmops.tracing import TraceWriter
 
 # A trace answered a moment ago may still sit in the writer's queue (flushed every ~50 ms).
@@ -104,7 +105,13 @@ class FeedbackService:
             where.append(Span.span_id == span_id)
         if not principal.role.covers(Role.engineer):
             own_keys = select(ApiKey.id).where(ApiKey.user_id == principal.user_id)
-            where.append(or_(Span.user == principal.user_name, Span.key_id.in_(own_keys)))
+            visible = [Span.user == principal.user_name, Span.key_id.in_(own_keys)]
+            if principal.role.covers(Role.annotator):  # and the traces their project queued for review
+                queued = select(AnnotationItem.trace_id).where(
+                    AnnotationItem.project_id == principal.project_id
+                )
+                visible.append(Span.trace_id.in_(queued))
+            where.append(or_(*visible))
         with self.store.session() as session:
             return bool(session.scalar(select(exists().where(*where))))
 

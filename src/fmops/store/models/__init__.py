@@ -1,6 +1,7 @@
 """Every table fmops stores; importing this module registers them all on `Base.metadata`."""
 
 from fmops.store.models.alerts import AlertEvent, AlertRule
+from fmops.store.models.annotation import AnnotationDecision, AnnotationItem, AnnotationQueue
 from fmops.store.models.auth import ApiKey, Membership, Project, User
 from fmops.store.models.base import Base
 from fmops.store.models.catalog import CatalogModel
@@ -18,6 +19,9 @@ from fmops.store.models.web import Conversation, ConversationMessage, WebSession
 __all__ = [
     "AlertEvent",
     "AlertRule",
+    "AnnotationDecision",
+    "AnnotationItem",
+    "AnnotationQueue",
     "ApiKey",
     "Base",
     "CatalogModel",
