@@ -14,7 +14,7 @@ PORT   ?= 8000
 CHROMIUM := /usr/bin/chromium
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install up test check lint typecheck pytest browser screenshots fmt clean
+.PHONY: install up test test-long check lint typecheck pytest browser screenshots fmt clean
 
 install: $(STAMP)
 
@@ -33,6 +33,7 @@ up: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports --no-cache  # layers run one way: [tool.importlinter] in pyproject.toml
 
 typecheck: install
 	$(BIN)/mypy
@@ -51,6 +52,12 @@ pytest: install browser
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test: check pytest
+
+# The whole suite with the long variants on (FMOPS_TEST_LONG=1): schemathesis' coverage phase and
+# three times the examples, a 60 s database outage, 1,000 disconnects, ten SIGKILLs per backend,
+# 30 s of SQLite writers. Tens of minutes: run it on a quiet machine before a release.
+test-long: install browser
+	FMOPS_TEST_LONG=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Rewrite docs/screenshots/*.png from the browser tests (they are taken on every run, kept only here).
 screenshots: install browser

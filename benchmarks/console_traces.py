@@ -26,8 +26,8 @@ from sqlalchemy import func, select
 from stats_query import add_scores
 from trace_query import TIMES, fill, timed
 
+from fmops.platform import Platform
 from fmops.server.app import create_app
-from fmops.server.platform import Platform
 from fmops.server.runner import prepare
 from fmops.settings import Settings
 from fmops.store.models import Score, Span

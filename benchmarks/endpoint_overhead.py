@@ -31,9 +31,9 @@ from fmops.catalog import ModelSpec
 from fmops.endpoints.schemas import EndpointSpec
 from fmops.endpoints.service import EndpointService
 from fmops.gateway.schemas import ChatCompletionRequest
+from fmops.platform import Platform
 from fmops.prompts.schemas import PromptSpec
 from fmops.prompts.service import PromptService
-from fmops.server.platform import Platform
 from fmops.settings import load_settings
 from fmops.store import Store, upgrade
 

@@ -9,7 +9,7 @@ import pytest
 
 from fmops.counters import Counters
 from fmops.counters.memory import MemoryCounters
-from fmops.server.platform import Platform
+from fmops.platform import Platform
 from fmops.settings import load_settings
 from fmops.store import Store
 from support.databases import migrated_sqlite_url, postgres_database

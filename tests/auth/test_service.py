@@ -18,7 +18,7 @@ from fmops.auth import DEFAULT_PROJECT, AuthService, Principal, Role
 from fmops.auth.keys import generate_key
 from fmops.auth.service import write_secret
 from fmops.errors import AuthenticationError, Conflict, NotFound, PermissionDenied, UserError
-from fmops.server.platform import Platform
+from fmops.platform import Platform
 from fmops.store import Store, utcnow
 from fmops.store.models import ApiKey, Membership, Project, User
 

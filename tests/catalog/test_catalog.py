@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from fmops.catalog import Catalog, ModelEntry, ModelSpec, ModelUpdate, public_view
 from fmops.errors import Conflict, NotFound, UserError
+from fmops.platform import Platform
 from fmops.providers.base import JSON, Capabilities, Provider
 from fmops.providers.registry import register, unregister
 from fmops.secrets import SecretBox
-from fmops.server.platform import Platform
 from fmops.store.models import CatalogModel
 
 PUBLIC_URL = "https://8.8.8.8/v1"  # an IP literal: no DNS needed

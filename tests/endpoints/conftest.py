@@ -11,7 +11,7 @@ from contextlib import nullcontext
 
 import pytest
 
-from fmops.server.platform import Platform
+from fmops.platform import Platform
 from fmops.settings import load_settings
 from fmops.store import Store, upgrade
 from support.databases import postgres_database, sqlite_url

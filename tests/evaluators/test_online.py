@@ -17,7 +17,7 @@ from fmops.evaluators import JUDGE_JOB, EvaluatorService, OnlineEvaluators, Rule
 from fmops.evaluators.online import EVALUATOR_ATTRIBUTE
 from fmops.evaluators.sampling import sampled
 from fmops.gateway.spans import new_span_id, new_trace_id
-from fmops.server.platform import Platform
+from fmops.platform import Platform
 from fmops.store import utcnow
 from fmops.store.models import Job, Score
 

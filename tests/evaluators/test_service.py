@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from fmops.catalog import ModelSpec
 from fmops.errors import Conflict, NotFound, UserError
 from fmops.evaluators import EvaluatorService, RuleCreate, RuleUpdate
-from fmops.server.platform import Platform
+from fmops.platform import Platform
 
 
 @dataclass

@@ -13,7 +13,7 @@ from fmops.auth import Principal, Role
 from fmops.errors import NotFound, PermissionDenied
 from fmops.feedback import FeedbackCreate, FeedbackService, parse_feedback
 from fmops.gateway.spans import CallRecord, new_span_id, new_trace_id
-from fmops.server.platform import Platform
+from fmops.platform import Platform
 from fmops.store import utcnow
 from fmops.store.models import Score, Span
 

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from fmops.errors import UserError
+from fmops.platform import Platform
 from fmops.prompts.playground import PLAYGROUND_ATTRIBUTE, Playground, PlaygroundRequest
-from fmops.server.platform import Platform
 from fmops.settings import load_settings
 from fmops.store import Store, upgrade
 from fmops.store.models import Span

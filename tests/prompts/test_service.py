@@ -17,11 +17,11 @@ from sqlalchemy import select
 from fmops.catalog import ModelSpec
 from fmops.endpoints.generation import current
 from fmops.errors import Conflict, NotFound, UserError
+from fmops.platform import Platform
 from fmops.prompts.files import load_specs, spec_from
 from fmops.prompts.schemas import PromptSpec
 from fmops.prompts.service import PromptService
 from fmops.prompts.templates import TemplateError
-from fmops.server.platform import Platform
 from fmops.settings import load_settings
 from fmops.store import Store, upgrade
 from fmops.store.models import Endpoint, Prompt, PromptVersion

@@ -18,11 +18,11 @@ import pytest
 from aiohttp.abc import ResolveResult
 
 from fmops.catalog import Catalog, ModelUpdate
-from fmops.catalog.urls import check_upstream_url
 from fmops.errors import UserError
 from fmops.providers.base import ProviderConfig, ProviderError
 from fmops.providers.openai import OpenAIProvider
 from fmops.providers.resolver import UpstreamResolver
+from fmops.providers.urls import check_upstream_url
 from fmops.secrets import SecretBox
 from fmops.settings import load_settings
 from support.hostile import Hostile

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from fmops.server.platform import Platform
+from fmops.platform import Platform
 from fmops.stats import Bucket, Dimension, Metrics, StatsFilters, StatsService
 from fmops.stats.aggregate import Aggregator
 from fmops.stats.buckets import bucket_expression

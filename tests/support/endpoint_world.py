@@ -11,9 +11,9 @@ from fmops.endpoints.schemas import EndpointSpec, EndpointUpdate
 from fmops.endpoints.service import EndpointService, EndpointView
 from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.gateway.service import ChatResult
+from fmops.platform import Platform
 from fmops.prompts.schemas import PromptSpec
 from fmops.prompts.service import PromptService
-from fmops.server.platform import Platform
 from support.mock_upstream import MockUpstream
 
 SUPPORT: dict[str, Any] = {

@@ -9,7 +9,7 @@ from fmops.auth import Principal, Role
 from fmops.cli import app
 from fmops.cli import users as users_cli
 from fmops.errors import AuthenticationError, Conflict, NotFound, PermissionDenied, UserError
-from fmops.server.platform import Platform
+from fmops.platform import Platform
 
 PASSWORD = "long enough secret"
 

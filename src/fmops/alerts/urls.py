@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from fmops.catalog.urls import check_upstream_url
 from fmops.errors import UserError
+from fmops.providers.urls import check_upstream_url
 
 
 def check_webhook_url(url: str, *, allow_private: bool) -> str:

@@ -17,10 +17,10 @@ from sqlalchemy import select
 
 from fmops.catalog.builtin import builtin_models
 from fmops.catalog.entry import ModelEntry
-from fmops.catalog.urls import check_upstream_url
 from fmops.errors import Conflict, NotFound, UserError
 from fmops.logs import remember_secret
 from fmops.providers.registry import get_provider_class
+from fmops.providers.urls import check_upstream_url
 from fmops.secrets import SecretBox
 from fmops.settings import Settings
 from fmops.store import Store

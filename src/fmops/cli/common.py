@@ -18,7 +18,7 @@ from fmops.settings import Settings, load_settings
 from fmops.store import upgrade
 
 if TYPE_CHECKING:
-    from fmops.server.platform import Platform
+    from fmops.platform import Platform
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,7 +32,7 @@ def settings() -> Settings:
 @lru_cache(maxsize=1)
 def local_platform() -> Platform:
     """Direct access to the store, as the server's operator (whoever can read FMOPS_HOME)."""
-    from fmops.server.platform import Platform  # the web stack loads only for commands that need it
+    from fmops.platform import Platform  # the web stack loads only for commands that need it
 
     s = settings()
     s.home.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,7 @@ def _span_row(span: Span) -> dict[str, Any]:
 )
 def judge(ctx: JobContext, params: JudgeParams) -> dict[str, Any]:
     runtime = JudgeRuntime.shared(ctx.settings)
-    store = runtime.platform.store
+    store = runtime.store
     with store.session() as session:
         rule = session.get(EvaluatorRule, params.rule_id)
         if rule is None or rule.project_id != ctx.project_id:

@@ -14,18 +14,20 @@ import asyncio
 import threading
 from collections.abc import Coroutine
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from fmops.auth import Principal
+from fmops.catalog import Catalog
+from fmops.counters import make_counters
 from fmops.errors import FmopsError
 from fmops.evaluators.online import EVALUATOR_ATTRIBUTE
 from fmops.gateway.schemas import ChatCompletionRequest
+from fmops.gateway.stack import build_gateway, build_tracer
 from fmops.providers.registry import get_provider_class
 from fmops.scorers import ChatFn, ScorerError, ScorerUnavailable
+from fmops.secrets import SecretBox
 from fmops.settings import Settings
-
-if TYPE_CHECKING:
-    from fmops.server.platform import Platform
+from fmops.store import Store
 
 T = TypeVar("T")
 EVALUATED_TRACE_ATTRIBUTE = "fmops.evaluated_trace_id"
@@ -37,22 +39,20 @@ _shared: JudgeRuntime | None = None
 _shared_lock = threading.Lock()
 
 
+def _mark(row: dict[str, Any]) -> None:
+    judging = _judging.get()
+    if judging is not None:
+        attributes = row.setdefault("attributes", {})
+        attributes[EVALUATOR_ATTRIBUTE], attributes[EVALUATED_TRACE_ATTRIBUTE] = judging
+
+
 class JudgeRuntime:
     def __init__(self, settings: Settings) -> None:
-        from fmops.server.platform import Platform  # the web stack loads only in processes that judge
-
-        self.platform: Platform = Platform.build(settings)
-        observe = self.platform.tracer.on_record
-
-        def mark(row: dict[str, Any]) -> None:
-            judging = _judging.get()
-            if judging is not None:
-                attributes = row.setdefault("attributes", {})
-                attributes[EVALUATOR_ATTRIBUTE], attributes[EVALUATED_TRACE_ATTRIBUTE] = judging
-            if observe is not None:
-                observe(row)
-
-        self.platform.tracer.on_record = mark
+        # The same gateway stack as the server's (`fmops.gateway.stack`), without its web layers.
+        self.store = Store(settings.database_url)
+        catalog = Catalog(self.store, settings, SecretBox.from_settings(settings))
+        self.tracer = build_tracer(settings, self.store, on_record=_mark)
+        self.gateway = build_gateway(settings, self.store, catalog, self.tracer, make_counters(settings))
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fmops-judge-loop", daemon=True)
         self._thread.start()
@@ -68,14 +68,14 @@ class JudgeRuntime:
             return _shared
 
     async def _start(self) -> None:
-        self.platform.tracer.start()
+        self.tracer.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def flush(self) -> None:
         """Write the judge calls' spans now, so none wait in memory when the job ends."""
-        self.run(self.platform.tracer.flush())
+        self.run(self.tracer.flush())
 
     def chat_fn(self, principal: Principal, rule_name: str, trace_id: str) -> ChatFn:
         """A `ChatFn` that calls through the gateway as `principal`, marking its span."""
@@ -94,7 +94,7 @@ class JudgeRuntime:
                 # The prompt asks for the same JSON; the judge's parser is lenient about the rest.
                 body = {k: v for k, v in body.items() if k != "response_format"}
             req = ChatCompletionRequest.model_validate(body)
-            result = await self.platform.gateway.chat(principal, req)
+            result = await self.gateway.chat(principal, req)
         except FmopsError as exc:
             if exc.status_code in TRANSIENT:
                 raise ScorerUnavailable(f"judge model unavailable: {exc.message}") from None
@@ -102,6 +102,6 @@ class JudgeRuntime:
         return result.body
 
     async def _can_force_json(self, principal: Principal, alias: str) -> bool:
-        entry = await self.platform.gateway.resolve(principal, alias)
+        entry = await self.gateway.resolve(principal, alias)
         base = get_provider_class(entry.provider).capabilities.json_schema
         return bool(entry.capabilities.get("json_schema", base))

@@ -15,7 +15,7 @@ import socket
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from fmops.catalog.urls import address_refusal
+from fmops.providers.urls import address_refusal
 
 
 class UpstreamResolver(AbstractResolver):

@@ -12,11 +12,11 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from fmops import __version__
 from fmops.auth import Role
+from fmops.platform import Platform
 from fmops.server.deps import RoleGate, authenticate
 from fmops.server.errors import ERROR_DESCRIPTIONS, ErrorBody, install_error_handlers
 from fmops.server.fastpath import GatewayFastPath
 from fmops.server.middleware import BodyLimitMiddleware
-from fmops.server.platform import Platform
 from fmops.server.routers import (
     alerts,
     endpoints,

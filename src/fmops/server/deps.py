@@ -1,4 +1,7 @@
-"""Dependencies shared by routers: the platform, the caller's identity and role gates."""
+"""Dependencies shared by the API's routers: the caller's identity and role gates.
+
+The platform itself is `fmops.platform.PlatformDep`, shared with the web UI.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +13,9 @@ from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal, Role
 from fmops.errors import AuthenticationError
-from fmops.server.platform import Platform
+from fmops.platform import PlatformDep
 
 _bearer = HTTPBearer(auto_error=False, description="An fmops API key: `Authorization: Bearer fmk-...`")
-
-
-async def get_platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
-
-
-PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 async def authenticate(

@@ -23,13 +23,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fmops.auth import Principal
 from fmops.errors import AuthenticationError, FmopsError, UserError
 from fmops.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
+from fmops.platform import Platform
 from fmops.server.errors import (
     database_unavailable_response,
     fmops_error_response,
     is_database_down,
     validation_error_response,
 )
-from fmops.server.platform import Platform
 from fmops.server.routers import v1_chat, v1_embeddings
 
 ROUTES: dict[str, type[BaseModel]] = {

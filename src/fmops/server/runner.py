@@ -11,9 +11,9 @@ import uvicorn
 from fmops.auth import AuthService
 from fmops.jobs.supervisor import WorkerSupervisor
 from fmops.logs import configure_logging
+from fmops.platform import Platform
 from fmops.plugins import load_modules
 from fmops.server.app import create_app
-from fmops.server.platform import Platform
 from fmops.settings import Settings
 from fmops.store import Store, upgrade
 

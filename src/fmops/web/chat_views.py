@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fmops.auth.sessions import SignedIn
 from fmops.catalog import DEFAULT_CHAT_MODEL
 from fmops.conversations import ConversationService, ConversationView, MessageView
 from fmops.conversations.service import MESSAGE_MAX_CHARS, TITLE_MAX
@@ -15,10 +16,9 @@ from fmops.endpoints.service import served_endpoints
 from fmops.errors import FmopsError
 from fmops.providers.registry import get_provider_class
 from fmops.web.markdown import render_markdown
-from fmops.web.sessions import SignedIn
 
 if TYPE_CHECKING:  # the platform imports the web app, which imports this
-    from fmops.server.platform import Platform
+    from fmops.platform import Platform
 
 # --- what the person may talk to ---------------------------------------------------------------
 

@@ -16,9 +16,9 @@ from fastapi import Depends, Request, params
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal, Role
+from fmops.auth.sessions import SignedIn
 from fmops.errors import FmopsError, PermissionDenied
-from fmops.server.deps import PlatformDep
-from fmops.web.sessions import SignedIn
+from fmops.platform import PlatformDep
 
 COOKIE = "fmops_session"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}

@@ -9,9 +9,9 @@ from fmops.alerts import AlertService
 from fmops.alerts.evaluate import AlertEvaluator
 from fmops.alerts.service import MAX_EVENTS_PAGE
 from fmops.auth import Role
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.platform import Platform, PlatformDep
+from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
-from fmops.server.platform import Platform
 from fmops.server.schemas.alerts import (
     AlertEventPublic,
     AlertRuleCreate,

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Path, Query
 from fmops.auth import Principal, Role
 from fmops.endpoints.schemas import NAME_PATTERN
 from fmops.endpoints.service import EndpointService, EndpointView
+from fmops.platform import Platform, PlatformDep
 from fmops.prompts.service import PromptService
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
-from fmops.server.platform import Platform
 from fmops.server.schemas.endpoints import (
     EndpointCreate,
     EndpointEventPublic,

@@ -6,10 +6,10 @@ from fastapi import APIRouter
 
 from fmops.auth import Role
 from fmops.evaluators import EvaluatorService, OnlineEvaluators
+from fmops.platform import Platform, PlatformDep
 from fmops.scorers import scorers
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
-from fmops.server.platform import Platform
 from fmops.server.schemas.evaluators import EvaluatorCreate, EvaluatorPublic, EvaluatorUpdate, ScorerPublic
 
 router = APIRouter(tags=["evaluators"], dependencies=gate(Role.engineer))

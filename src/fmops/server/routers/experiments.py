@@ -8,8 +8,9 @@ from fmops.auth import Role
 from fmops.endpoints import experiments
 from fmops.endpoints.schemas import NAME_PATTERN
 from fmops.endpoints.service import EndpointService
+from fmops.platform import PlatformDep
 from fmops.prompts.service import PromptService
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
 from fmops.server.schemas.endpoints import EndpointPublic
 from fmops.server.schemas.experiments import ExperimentPublic, PromoteBody

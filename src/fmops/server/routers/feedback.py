@@ -6,7 +6,8 @@ from fastapi import APIRouter
 
 from fmops.auth import Role
 from fmops.feedback import FeedbackService
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.platform import PlatformDep
+from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
 from fmops.server.schemas.feedback import FeedbackCreate, ScorePublic
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from fmops import __version__
-from fmops.server.deps import PlatformDep
+from fmops.platform import PlatformDep
 from fmops.store import is_current
 
 router = APIRouter(tags=["health"])

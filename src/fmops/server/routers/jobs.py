@@ -6,7 +6,8 @@ from fastapi import APIRouter, Query
 
 from fmops.auth import Role
 from fmops.jobs import JobStatus, get_kind, kinds
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.platform import PlatformDep
+from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
 from fmops.server.schemas.base import Page
 from fmops.server.schemas.jobs import JobCreate, JobKindPublic, JobLogLine, JobPublic

@@ -11,7 +11,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from fmops.auth import Role
-from fmops.server.deps import PlatformDep, gate
+from fmops.platform import PlatformDep
+from fmops.server.deps import gate
 from fmops.tracing.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["metrics"])

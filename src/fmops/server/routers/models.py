@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Role
 from fmops.catalog import ModelSpec, ModelUpdate, public_view
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.platform import PlatformDep
+from fmops.server.deps import PrincipalDep, gate
 
 router = APIRouter(prefix="/api/models", tags=["models"], dependencies=gate(Role.consumer))
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from fmops.auth import Role
+from fmops.platform import PlatformDep
 from fmops.prompts.playground import Playground
 from fmops.prompts.service import PromptService
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.server.deps import PrincipalDep, gate
 from fmops.server.schemas.playground import PlaygroundBody, PlaygroundPublic
 
 router = APIRouter(tags=["prompts"], dependencies=gate(Role.engineer))

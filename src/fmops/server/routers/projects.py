@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from fmops.auth import Role
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.platform import PlatformDep
+from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
 from fmops.server.schemas.auth import LimitsUpdate, ProjectCreate, ProjectPublic, ProjectUpdate
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Query, Response
 
 from fmops.auth import Role
+from fmops.platform import Platform, PlatformDep
 from fmops.prompts.schemas import LABEL_PATTERN, NAME_PATTERN, PromptVersionView
 from fmops.prompts.service import PromptService
-from fmops.server.deps import PlatformDep, PrincipalDep, gate, text_query
+from fmops.server.deps import PrincipalDep, gate, text_query
 from fmops.server.errors import error_responses
-from fmops.server.platform import Platform
 from fmops.server.schemas.prompts import (
     LabelSet,
     PromptDiff,

@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from fmops.auth import Role
-from fmops.server.deps import PlatformDep, PrincipalDep, gate, text_query
+from fmops.platform import PlatformDep
+from fmops.server.deps import PrincipalDep, gate, text_query
 from fmops.server.schemas.stats import (
     BreakdownPublic,
     BreakdownRowPublic,

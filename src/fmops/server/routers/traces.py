@@ -8,7 +8,8 @@ from typing import Literal
 from fastapi import APIRouter, Path, Query
 
 from fmops.auth import Role
-from fmops.server.deps import PlatformDep, PrincipalDep, gate, text_query
+from fmops.platform import PlatformDep
+from fmops.server.deps import PrincipalDep, gate, text_query
 from fmops.server.schemas.base import Page
 from fmops.server.schemas.traces import SpanSummary, SpanTreeNode, TracePublic
 from fmops.store.models import Span

@@ -11,7 +11,8 @@ from fastapi.responses import StreamingResponse
 from fmops.auth import Principal, Role
 from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.gateway.service import Gateway
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.platform import PlatformDep
+from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consumer))

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Response
 from fmops.auth import Principal, Role
 from fmops.gateway.schemas import EmbeddingRequest
 from fmops.gateway.service import Gateway
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.platform import PlatformDep
+from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
 from fmops.server.routers.v1_chat import TraceParentHeader
 

@@ -10,7 +10,8 @@ from starlette.concurrency import run_in_threadpool
 from fmops.auth import Role
 from fmops.endpoints.service import served_endpoints
 from fmops.errors import NotFound
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.platform import PlatformDep
+from fmops.server.deps import PrincipalDep, gate
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consumer))
 ENDPOINT_OWNER = "fmops-endpoint"  # how chat clients tell an endpoint from a model

@@ -15,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal, Role
 from fmops.errors import Unavailable
-from fmops.server.deps import PlatformDep, PrincipalDep, gate
+from fmops.platform import PlatformDep
+from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import ErrorBody
 from fmops.tracing.otlp.decode import JSON, PROTOBUF, decompress, media_type
 from fmops.tracing.otlp.ingest import Ingested, ingest, response_body

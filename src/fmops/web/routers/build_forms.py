@@ -8,9 +8,9 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from fmops.errors import UserError
+from fmops.platform import Platform
 from fmops.prompts.playground import Playground
 from fmops.prompts.service import PromptService
-from fmops.server.platform import Platform
 
 MAX_FIELD = 200_000  # characters in one form field; the services bound what they store themselves
 

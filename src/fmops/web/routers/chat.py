@@ -16,7 +16,7 @@ from fmops.conversations import ConversationService
 from fmops.conversations.service import TITLE_MAX
 from fmops.errors import NotFound, UserError
 from fmops.feedback import FeedbackService, parse_feedback
-from fmops.server.deps import PlatformDep
+from fmops.platform import PlatformDep
 from fmops.web.chat_views import message_context, thread_context, usage_context
 from fmops.web.deps import SignedInDep
 from fmops.web.routers import chat_stream

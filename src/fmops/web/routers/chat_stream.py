@@ -29,18 +29,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal
+from fmops.auth.sessions import SignedIn
 from fmops.conversations import ConversationService, ConversationView, MessageView
 from fmops.conversations.service import MESSAGE_MAX_CHARS
 from fmops.errors import FmopsError
 from fmops.gateway.schemas import ChatCompletionRequest
-from fmops.server.deps import PlatformDep
+from fmops.platform import PlatformDep
 from fmops.web.chat_views import message_context
 from fmops.web.deps import SignedInDep
-from fmops.web.sessions import SignedIn
 from fmops.web.templating import environment
 
 if TYPE_CHECKING:  # the platform imports the web app, which imports this
-    from fmops.server.platform import Platform
+    from fmops.platform import Platform
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)

@@ -13,8 +13,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal, Role
-from fmops.server.deps import PlatformDep
-from fmops.server.platform import Platform
+from fmops.platform import Platform, PlatformDep
 from fmops.store import utcnow
 from fmops.web.deps import WebPrincipal, web_gate
 from fmops.web.pages import console_page

@@ -9,8 +9,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal, Role
-from fmops.server.deps import PlatformDep
-from fmops.server.platform import Platform
+from fmops.platform import Platform, PlatformDep
 from fmops.web.deps import WebPrincipal, web_gate
 from fmops.web.pages import console_page
 from fmops.web.routers.console_admin_forms import answer, limit_changes, optional_int

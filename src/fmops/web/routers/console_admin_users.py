@@ -15,8 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from fmops.auth import Principal, Role
 from fmops.auth.passwords import check_password
 from fmops.errors import UserError
-from fmops.server.deps import PlatformDep
-from fmops.server.platform import Platform
+from fmops.platform import Platform, PlatformDep
 from fmops.web.deps import WebPrincipal, web_gate
 from fmops.web.htmx import is_htmx
 from fmops.web.pages import console_page

@@ -16,8 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from fmops.alerts import AlertMetric, AlertRuleCreate, AlertRuleUpdate, AlertService
 from fmops.auth import Principal, Role
 from fmops.errors import UserError
-from fmops.server.deps import PlatformDep
-from fmops.server.platform import Platform
+from fmops.platform import Platform, PlatformDep
 from fmops.store.models import AlertRule
 from fmops.web.deps import WebPrincipal, web_gate
 from fmops.web.pages import console_page

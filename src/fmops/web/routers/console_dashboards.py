@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Role
-from fmops.server.deps import PlatformDep
+from fmops.platform import PlatformDep
 from fmops.stats import Dimension, Metrics, StatsFilters, StatsService
 from fmops.store import utcnow
 from fmops.web.deps import WebPrincipal, web_gate

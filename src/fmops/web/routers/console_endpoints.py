@@ -18,8 +18,8 @@ from fmops.endpoints import experiments
 from fmops.endpoints.schemas import NAME_PATTERN, EndpointSpec, EndpointUpdate, validated
 from fmops.endpoints.service import EndpointService
 from fmops.errors import Conflict, NotFound, UserError
+from fmops.platform import Platform
 from fmops.prompts.service import PromptService
-from fmops.server.platform import Platform
 from fmops.web.deps import WebPrincipal, web_gate
 from fmops.web.htmx import go, is_htmx
 from fmops.web.pages import console_page

@@ -17,10 +17,9 @@ from starlette.concurrency import run_in_threadpool
 from fmops.auth import Role
 from fmops.catalog import ModelEntry, ModelSpec
 from fmops.errors import UserError
+from fmops.platform import Platform, PlatformDep
 from fmops.prompts.playground import PlaygroundRequest
 from fmops.providers.registry import get_provider_class, providers
-from fmops.server.deps import PlatformDep
-from fmops.server.platform import Platform
 from fmops.web.deps import WebPrincipal, web_gate
 from fmops.web.htmx import go, is_htmx
 from fmops.web.pages import console_page

@@ -17,10 +17,9 @@ from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal, Role
 from fmops.errors import NotFound, UserError
+from fmops.platform import Platform, PlatformDep
 from fmops.prompts.playground import MAX_TARGETS, PlaygroundRequest
 from fmops.prompts.schemas import NAME_PATTERN
-from fmops.server.deps import PlatformDep
-from fmops.server.platform import Platform
 from fmops.tracing.query import SpanNode, TraceQuery
 from fmops.web.deps import WebPrincipal, web_gate
 from fmops.web.pages import console_page

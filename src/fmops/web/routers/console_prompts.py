@@ -15,10 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from fmops.auth import Principal, Role
 from fmops.catalog import DEFAULT_CHAT_MODEL
 from fmops.errors import NotFound, UserError
+from fmops.platform import Platform, PlatformDep
 from fmops.prompts.files import dump_yaml, load_specs, spec_document
 from fmops.prompts.schemas import LABEL_PATTERN, NAME_PATTERN, PromptVersionView
-from fmops.server.deps import PlatformDep
-from fmops.server.platform import Platform
 from fmops.web.deps import WebPrincipal, web_gate
 from fmops.web.htmx import go, is_htmx
 from fmops.web.pages import console_page

@@ -18,8 +18,8 @@ from fmops.endpoints.service import EndpointService
 from fmops.errors import UserError
 from fmops.feedback import FeedbackService
 from fmops.feedback.schemas import parse_feedback
+from fmops.platform import Platform
 from fmops.prompts.service import PromptService
-from fmops.server.platform import Platform
 from fmops.tracing.query import TraceQuery
 from fmops.web.deps import WebPrincipal, web_gate
 from fmops.web.htmx import is_htmx

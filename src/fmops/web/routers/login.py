@@ -11,8 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Role
 from fmops.errors import AuthenticationError, FmopsError, UserError
-from fmops.server.deps import PlatformDep
-from fmops.server.platform import Platform
+from fmops.platform import Platform, PlatformDep
 from fmops.web.deps import COOKIE, CsrfFailed, SignedInDep
 from fmops.web.htmx import is_htmx
 from fmops.web.templating import render

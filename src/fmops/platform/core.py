@@ -1,4 +1,8 @@
-"""The services one fmops process runs, built once from settings and shared by the API and the CLI."""
+"""The services one fmops process runs, built once from settings: the API, web UI and CLI share them.
+
+This is the composition root: the interfaces (`fmops.cli`, `fmops.server`, `fmops.web`) depend on it,
+and it depends only on services and adapters, so the interfaces never import one another for it.
+"""
 
 from __future__ import annotations
 
@@ -11,26 +15,21 @@ from fmops.alerts import AlertService
 from fmops.alerts.evaluate import AlertEvaluator
 from fmops.alerts.loop import AlertLoop
 from fmops.auth import AuthService
+from fmops.auth.sessions import SessionService
 from fmops.catalog import Catalog
 from fmops.counters import Counters, make_counters
-from fmops.endpoints.resolver import EndpointResolver
 from fmops.evaluators.online import OnlineEvaluators
-from fmops.gateway.cache import ResponseCache
-from fmops.gateway.limits import Limits
-from fmops.gateway.routing import CircuitBreaker
 from fmops.gateway.service import Gateway
-from fmops.gateway.spend import record_spend
+from fmops.gateway.stack import build_gateway, build_tracer
 from fmops.jobs import JobService
-from fmops.prompts.service import PromptService
 from fmops.secrets import SecretBox
 from fmops.settings import Settings
-from fmops.stats.rollup import RollupLoop, mark_dirty
+from fmops.stats.rollup import RollupLoop
 from fmops.store import Store
 from fmops.tracing import TraceWriter
 from fmops.tracing.metrics import Metrics
 from fmops.tracing.otlp import OtlpExporter
 from fmops.tracing.retention import RetentionScheduler
-from fmops.web.sessions import SessionService
 
 log = logging.getLogger(__name__)
 ShutdownHook = Callable[[], Awaitable[None]]
@@ -71,15 +70,7 @@ class Platform:
         catalog = Catalog(store, settings, SecretBox.from_settings(settings))
         counters = make_counters(settings)
         metrics = Metrics()
-        tracer = TraceWriter(
-            store,
-            max_memory=settings.trace_memory_spans,
-            spool_dir=settings.home / "spool",
-            spool_bytes=settings.trace_spool_bytes,
-            on_batch=record_spend,
-            on_record=metrics.observe,
-            on_stored=mark_dirty,  # stats roll-ups
-        )
+        tracer = build_tracer(settings, store, on_record=metrics.observe)
         metrics.watch(tracer)
         platform = cls(
             settings=settings,
@@ -88,16 +79,7 @@ class Platform:
             jobs=JobService(store, max_attempts=settings.job_max_attempts),
             catalog=catalog,
             tracer=tracer,
-            gateway=Gateway(
-                catalog,
-                tracer,
-                limits=Limits(counters, store),
-                cache=ResponseCache(counters),
-                breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds),
-                strict=settings.trace_durability == "strict",
-                tracing=settings.tracing,
-                endpoints=EndpointResolver(store, PromptService(store, catalog)),
-            ),
+            gateway=build_gateway(settings, store, catalog, tracer, counters),
             counters=counters,
             metrics=metrics,
         )

@@ -1,0 +1,1 @@
+"""The gateway service: one OpenAI-compatible call path with routing, limits, caching, spend and tracing."""

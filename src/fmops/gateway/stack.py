@@ -1,0 +1,50 @@
+"""The gateway and the trace writer it records to, built from settings.
+
+One recipe for every process that calls models: the server's platform (`fmops.platform`) and a job
+worker's judge runtime (`fmops.evaluators.judge_runtime`) build them the same way.
+"""
+
+from __future__ import annotations
+
+from fmops.catalog import Catalog
+from fmops.counters import Counters
+from fmops.endpoints.resolver import EndpointResolver
+from fmops.gateway.cache import ResponseCache
+from fmops.gateway.limits import Limits
+from fmops.gateway.routing import CircuitBreaker
+from fmops.gateway.service import Gateway
+from fmops.gateway.spend import record_spend
+from fmops.prompts.service import PromptService
+from fmops.settings import Settings
+from fmops.stats.rollup import mark_dirty
+from fmops.store import Store
+from fmops.tracing import TraceWriter
+from fmops.tracing.writer import RecordHook
+
+
+def build_tracer(settings: Settings, store: Store, *, on_record: RecordHook | None = None) -> TraceWriter:
+    """The trace writer: spend is counted per batch and stored hours are marked for the stats roll-ups."""
+    return TraceWriter(
+        store,
+        max_memory=settings.trace_memory_spans,
+        spool_dir=settings.home / "spool",
+        spool_bytes=settings.trace_spool_bytes,
+        on_batch=record_spend,
+        on_record=on_record,
+        on_stored=mark_dirty,
+    )
+
+
+def build_gateway(
+    settings: Settings, store: Store, catalog: Catalog, tracer: TraceWriter, counters: Counters
+) -> Gateway:
+    return Gateway(
+        catalog,
+        tracer,
+        limits=Limits(counters, store),
+        cache=ResponseCache(counters),
+        breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds),
+        strict=settings.trace_durability == "strict",
+        tracing=settings.tracing,
+        endpoints=EndpointResolver(store, PromptService(store, catalog)),
+    )
