@@ -16,6 +16,10 @@ from support.databases import migrated_sqlite_url, postgres_database
 from support.mock_upstream import MockUpstream, run_mock_upstream
 from support.redisdb import redis_counters
 from support.server import RunningServer, start_server
+from support.services import pytest_make_collect_report, pytest_runtest_makereport
+
+# In CI (FMOPS_TEST_REQUIRE_SERVICES=1) a skip fails unless it says why it may skip: see support/services.py.
+__all__ = ["pytest_make_collect_report", "pytest_runtest_makereport"]
 
 
 @pytest.fixture(autouse=True)

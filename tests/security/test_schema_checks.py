@@ -16,7 +16,6 @@ time, cannot know that, so the long run leaves those paths out of its two method
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
@@ -27,6 +26,7 @@ from schemathesis.engine import events, from_schema
 
 from support.security import bearer, raw_request
 from support.server import RunningServer
+from support.services import long_only
 
 pytestmark = pytest.mark.parametrize("secured", ["sqlite"], indirect=True)  # routing is backend-free
 METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
@@ -54,7 +54,7 @@ def test_undeclared_methods_are_405_with_the_served_methods(secured: RunningServ
     assert checked > 150
 
 
-@pytest.mark.skipif(os.environ.get("FMOPS_TEST_LONG") != "1", reason="long: set FMOPS_TEST_LONG=1")
+@long_only
 def test_schemathesis_coverage_phase(secured: RunningServer) -> None:
     auth = {"Authorization": f"Bearer {secured.admin_key}"}
     schema = schemathesis.openapi.from_url(secured.url + "/openapi.json", headers=auth)

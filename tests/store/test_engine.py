@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import select, text
 
 from fmops.store import Store, current_revision, head_revision, new_id
 from fmops.store.models import Project
+from support.services import not_applicable
 
 
 def test_migrated_to_head(store: Store) -> None:
@@ -15,7 +15,7 @@ def test_migrated_to_head(store: Store) -> None:
 
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(store: Store) -> None:
     if store.dialect != "sqlite":
-        pytest.skip("SQLite pragmas; PostgreSQL has no equivalent")
+        not_applicable("SQLite pragmas; PostgreSQL has no equivalent")
     with store.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30_000

@@ -32,6 +32,10 @@ _TEMPLATE_PREFIX = "fmops_tmpl_"
 _TEMPLATE_LOCK = 0x666D6F7074  # advisory lock: parallel test processes build the template once
 
 
+class TemplateMigrationError(RuntimeError):
+    """The migrations failed on the PostgreSQL template: a defect to fix, never a reason to skip."""
+
+
 def sqlite_url(folder: Path) -> str:
     return f"sqlite:///{folder / 'fmops-test.db'}"
 
@@ -79,7 +83,14 @@ def _ensure_template(admin: Engine) -> str:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)'))
                 conn.execute(text(f'CREATE DATABASE "{building}"'))
                 store = Store(_url(building))
-                upgrade(store)
+                try:
+                    upgrade(store)
+                except Exception as exc:
+                    store.dispose()
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)'))
+                    raise TemplateMigrationError(
+                        f"migrating the PostgreSQL template to head failed: {type(exc).__name__}: {exc}"
+                    ) from exc
                 store.dispose()
                 conn.execute(text(f'ALTER DATABASE "{building}" RENAME TO "{name}"'))
         finally:
@@ -92,13 +103,20 @@ def postgres_database(*, migrated: bool = False) -> Iterator[str]:
     name = f"fmops_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        admin.dispose()
+        unavailable(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}: {exc}")
+    # Reachable: from here on an error is a failure (a migration error is not an outage).
+    try:
         template = _ensure_template(admin) if migrated else None
         with admin.connect() as conn:
             clause = f' TEMPLATE "{template}"' if template else ""
             conn.execute(text(f'CREATE DATABASE "{name}"{clause}'))
-    except Exception as exc:
+    except BaseException:
         admin.dispose()
-        unavailable(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}: {exc}")
+        raise
     try:
         yield _url(name)
     finally:
