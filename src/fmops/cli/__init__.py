@@ -9,7 +9,20 @@ import typer
 from rich.markup import escape
 
 from fmops import __version__
-from fmops.cli import alerts, db, endpoints, evaluators, jobs, keys, models, projects, prompts, traces, users
+from fmops.cli import (
+    alerts,
+    data,
+    db,
+    endpoints,
+    evaluators,
+    jobs,
+    keys,
+    models,
+    projects,
+    prompts,
+    traces,
+    users,
+)
 from fmops.cli.chat import chat
 from fmops.cli.common import err_console
 from fmops.cli.stats import stats
@@ -36,6 +49,7 @@ app.add_typer(alerts.app, name="alerts")
 app.add_typer(evaluators.app, name="evaluators")
 app.add_typer(prompts.app, name="prompts")
 app.add_typer(endpoints.app, name="endpoints")
+app.add_typer(data.app, name="data")
 app.command("chat")(chat)
 
 

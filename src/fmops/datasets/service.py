@@ -180,6 +180,8 @@ class DatasetService:
 
         Every record is validated (a bad one is a UserError naming its number, from 1, and nothing
         is kept); `validate=False` is for callers whose records came out of `validate_record`.
+        `counts` and `report` are read after the last batch, so a streaming caller may fill them in
+        as its records pass.
         """
         check_name(name)
         kind = parse_kind(kind) if isinstance(kind, str) else kind
@@ -222,7 +224,7 @@ class DatasetService:
                     rows=writer.rows,
                     content_hash=content_hash,
                     counts=counts or {},
-                    report=report,
+                    report=report or None,
                     path=key,
                     size_bytes=self.artifacts.size(key),
                     created_by_key_id=created_by_key_id,
