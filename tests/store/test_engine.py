@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select, text
 
+from fmops.server.runner import prepare
+from fmops.settings import load_settings
 from fmops.store import Store, current_revision, head_revision, new_id
 from fmops.store.models import Project
 from support.services import not_applicable
@@ -39,3 +42,19 @@ def test_ids_sort_by_creation_time() -> None:
     assert all(len(i) == 32 for i in ids)
     # Same-millisecond ids may tie on time; across milliseconds order must hold.
     assert ids[0][:12] <= ids[-1][:12]
+
+
+def test_sqlite_syncs_every_commit_only_in_strict_durability(tmp_path: Path) -> None:
+    """NORMAL loses the last commits to a power cut (WAL synced at checkpoints); strict needs FULL."""
+
+    def synchronous(store: Store) -> int:
+        with store.engine.connect() as conn:
+            return int(conn.execute(text("PRAGMA synchronous")).scalar_one())
+
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    plain, durable = Store(url), Store(url, durable=True)
+    assert (synchronous(plain), synchronous(durable)) == (1, 2)  # NORMAL, FULL
+    served, _ = prepare(load_settings({"home": tmp_path / "home", "trace_durability": "strict"}))
+    assert synchronous(served) == 2  # what `fmops up` uses in strict mode
+    for store in (plain, durable, served):
+        store.dispose()

@@ -8,7 +8,8 @@ Behaviour per request, in priority order:
    {"drop": true} (close the socket);
 2. the requested model name: "always-500", "always-429", "always-400", "hang", "slow-<ms>",
    "garbage", "truncate", "retry-after-<s>" (429 with that Retry-After), "stall-<n>" (stream n words,
-   then hang with the socket open), "drip-<ms>" (200 words streamed, one per <ms>);
+   then hang with the socket open), "drip-<ms>" (200 words streamed, one per <ms>); embeddings
+   know "slow-<ms>" only;
    a model named in `MockState.down` answers 503 until it is taken out again (an outage and recovery);
 3. otherwise a fixed reply ("Hello from the mock upstream.") streamed as one chunk per word.
 
@@ -186,6 +187,8 @@ def make_app(state: MockState) -> web.Application:
         body = orjson.loads(await request.read())
         if state.record:
             state.requests.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        if str(body.get("model", "")).startswith("slow-"):  # "slow-<ms>", as for chat
+            await asyncio.sleep(int(str(body["model"]).removeprefix("slow-")) / 1000)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [
             {"object": "embedding", "index": i, "embedding": [float(len(t)), float(i), 1.0]}

@@ -6,7 +6,8 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,8 @@ from fmops.errors import Unavailable
 from fmops.gateway.spend import record_spend
 from fmops.store import Store, utcnow
 from fmops.store.models import Span, Spend
+from fmops.tracing import writer as writer_module
+from fmops.tracing.spool import Spool
 from fmops.tracing.writer import TraceWriter
 
 _n = 0
@@ -61,6 +64,15 @@ class Outage:
             raise OperationalError("INSERT INTO spans", {}, ConnectionRefusedError("connection refused"))
         with self.store.session() as session:
             yield session
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
 
 
 def count(store: Store, *where: Any) -> int:
@@ -176,24 +188,163 @@ def test_commit_returns_once_the_spans_are_stored(store: Store) -> None:
     asyncio.run(main())
 
 
-def test_commit_is_refused_while_the_database_is_away(store: Store) -> None:
+def test_strict_admission_refuses_before_the_work_while_the_database_is_away(store: Store) -> None:
     async def main() -> None:
         outage = Outage(store)
-        writer = TraceWriter(outage, flush_seconds=0.01)  # type: ignore[arg-type]
+        writer = TraceWriter(outage, flush_seconds=0.01, max_memory=100)  # type: ignore[arg-type]
         writer.start()
+        writer.admit()  # healthy: a strict call may go ahead
+        with pytest.raises(Unavailable) as full:
+            writer.admit(101)  # more than the queue holds
+        assert full.value.retry_after == 1
         outage.down = True
         writer.record(span())
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if not writer.healthy:
-                break
-        with pytest.raises(Unavailable):
-            await writer.commit([span()])
+        assert await _until(lambda: not writer.healthy)
+        with pytest.raises(Unavailable) as away:
+            writer.admit()
+        assert away.value.retry_after == 5
+        assert "the call was not made" in away.value.message
+        assert writer.not_admitted == 2
         outage.down = False
+        assert await _until(lambda: writer.healthy)
+        writer.admit()
         await writer.close()
 
     asyncio.run(main())
     assert count(store) == 1
+
+
+def test_strict_admission_refuses_while_a_write_is_stuck(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "STALL_SECONDS", 0.2)
+
+    class Stuck(Outage):
+        @contextmanager
+        def session(self) -> Iterator[Session]:
+            while self.down:  # as a locked SQLite or a silent network holds a write
+                time.sleep(0.01)
+            with self.store.session() as session:
+                yield session
+
+    async def main() -> None:
+        stuck = Stuck(store)
+        stuck.down = True
+        writer = TraceWriter(stuck, flush_seconds=0.01)  # type: ignore[arg-type]
+        writer.start()
+        writer.record(span())
+        await asyncio.sleep(0.4)
+        with pytest.raises(Unavailable, match="not answering"):
+            writer.admit()
+        stuck.down = False
+        assert await _until(lambda: writer.pending == 0)
+        writer.admit()
+        await writer.close()
+
+    asyncio.run(main())
+    assert count(store) == 1
+
+
+def test_a_commit_past_its_deadline_keeps_the_span_and_its_spend_in_the_spool(
+    store: Store, tmp_path: Path
+) -> None:
+    """The database goes away after a strict call was admitted: the caller gets 503 + Retry-After
+    within its deadline, the span is already on disk (fsync'd), and once the database is back it is
+    stored and billed exactly once (it was both queued and spooled)."""
+    spool = tmp_path / "spool"
+    row = span()
+
+    async def main() -> None:
+        outage = Outage(store)
+        writer = TraceWriter(outage, flush_seconds=0.01, spool_dir=spool, on_batch=record_spend)  # type: ignore[arg-type]
+        writer.start()
+        writer.admit()
+        outage.down = True  # the outage starts while the upstream answers
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as late:
+            await writer.commit([row], timeout=0.6)
+        assert 0.5 < time.monotonic() - started < 2.0
+        assert late.value.retry_after == 5
+        assert "kept on disk" in late.value.message
+        on_disk = [
+            orjson.loads(line) for chunk in spool.iterdir() for line in chunk.read_bytes().splitlines()
+        ]
+        assert [r["span_id"] for r in on_disk] == [row["span_id"]]  # a kill now would not lose it
+        assert writer.spooled_strict == 1
+        outage.down = False
+        assert await _until(lambda: writer.pending == 0)
+        await writer.close()
+
+    asyncio.run(main())
+    assert count(store, Span.span_id == row["span_id"]) == 1
+    assert project_spend(store) == pytest.approx(0.5)
+    assert not list(spool.iterdir())
+
+
+def test_a_cancelled_commit_spools_its_span_before_it_unwinds(store: Store, tmp_path: Path) -> None:
+    """A client that hangs up while its strict call commits: the span is kept all the same."""
+    spool = tmp_path / "spool"
+    row = span()
+
+    async def main() -> None:
+        outage = Outage(store)
+        writer = TraceWriter(outage, flush_seconds=0.01, spool_dir=spool)  # type: ignore[arg-type]
+        writer.start()
+        outage.down = True
+        task = asyncio.create_task(writer.commit([row], timeout=30))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert sum(len(chunk.read_bytes().splitlines()) for chunk in spool.iterdir()) == 1
+        outage.down = False
+        assert await _until(lambda: writer.pending == 0)
+        await writer.close()
+
+    asyncio.run(main())
+    assert count(store, Span.span_id == row["span_id"]) == 1
+
+
+def test_strict_spool_writes_are_fsynced_file_and_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    spool = Spool(tmp_path / "spool", 10**6)
+    assert spool.append(span())  # buffered: no fsync
+    assert synced == []
+    assert spool.append(span(), sync=True)
+    chunk = str(next((tmp_path / "spool").iterdir()))
+    assert synced == [chunk, str(tmp_path / "spool"), str(tmp_path)]
+    assert spool.append(span(), sync=True)  # the directory entries are on disk already
+    assert synced[3:] == [chunk]
+
+
+def test_an_ingested_span_that_went_through_the_spool_is_still_not_spend(
+    store: Store, tmp_path: Path
+) -> None:
+    async def main() -> None:
+        outage = Outage(store)
+        writer = TraceWriter(  # type: ignore[arg-type]
+            outage, max_memory=100, spool_dir=tmp_path / "spool", flush_seconds=0.01, on_batch=record_spend
+        )
+        writer.start()
+        outage.down = True
+        writer.record_many([span() for _ in range(150)], ingested=True)
+        assert writer.spooled == 50
+        outage.down = False
+        assert await _until(lambda: writer.pending == 0)
+        await writer.close()
+
+    asyncio.run(main())
+    assert count(store) == 150
+    assert project_spend(store) == 0
 
 
 def test_an_outage_spools_to_disk_within_the_memory_bound_and_loses_nothing(

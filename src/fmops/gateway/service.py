@@ -3,6 +3,16 @@
 For each call: resolve the alias, check the request against the model's profile, admit it under
 rate limits and budgets, answer from the cache when asked, call the provider with retries and
 fallbacks, settle tokens and cost, and record a span off the request path.
+
+Strict trace durability (`strict=True`, `FMOPS_TRACE_DURABILITY=strict`; see fmops.tracing.writer):
+a call is admitted only if the trace store can take its span (else 503 + Retry-After, before the
+upstream is called). Once the call has run, the span of a call answered 2xx, or of one whose
+upstream answered (it has spend), is committed, with its spend, before the answer leaves: a 2xx, a
+stream's `[DONE]` (after its last chunk), an error after the upstream ran (a refused output). Past
+the commit deadline (what is left of the request's `timeout`, at most 5 s) the span is fsync'd to
+the spool and the caller gets 503 + Retry-After instead (a stream: an error event, then `[DONE]`);
+a caller that hangs up has its span spooled likewise. Calls that failed before the upstream
+answered are traced as in buffered mode.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from fmops.gateway.spans import CallRecord
 from fmops.providers.base import JSON, Capabilities, Provider, ProviderError
 from fmops.providers.registry import get_provider_class
 from fmops.providers.sse import DONE, encode
+from fmops.store import utcnow
 from fmops.tracing import TraceWriter
 
 if TYPE_CHECKING:
@@ -234,21 +245,35 @@ class Gateway:
         if not self.tracing:
             return
         row = record.row()
-        if durable and self.strict and record.status == "ok":
-            record.durable_row = row  # the caller commits it before answering
+        # Strict: a 2xx, or a call whose upstream answered (settled: it has spend), is committed
+        # before the answer leaves; the caller awaits `_make_durable`.
+        if durable and self.strict and (record.status == "ok" or record.provider is not None):
+            record.durable_row = row
         else:
             self.tracer.record(row)
 
-    async def _make_durable(self, record: CallRecord) -> None:
-        if record.durable_row is not None:
-            row, record.durable_row = record.durable_row, None
-            await self.tracer.commit([row])
+    async def _make_durable(self, record: CallRecord, timeout: float | None = None) -> None:
+        """Strict: commit the call's span within what is left of its `timeout`; 503 past it (the span
+        is then in the spool). An error answer keeps its own error: its span is spooled all the same."""
+        if record.durable_row is None:
+            return
+        row, record.durable_row = record.durable_row, None
+        left = (timeout or self.default_timeout) - (utcnow() - record.start).total_seconds()
+        try:
+            await self.tracer.commit([row], timeout=left)
+        except FmopsError as exc:
+            if record.status == "ok":
+                exc.trace_id = record.trace_id
+                raise  # no 2xx without the span committed
+            log.warning("strict trace not committed in time", extra={"trace": record.trace_id})
 
     # --- chat -----------------------------------------------------------------------------------
 
     async def _admit(
         self, record: CallRecord, req: ChatCompletionRequest, entry: ModelEntry | None = None
     ) -> ModelEntry:
+        if self.strict and self.tracing:
+            self.tracer.admit()  # before the upstream is paid: can this call's span be kept?
         entry = entry or await self.resolve(record.principal, req.model)
         self._check(entry, req)
         if self.limits is not None:
@@ -265,9 +290,7 @@ class Gateway:
     ) -> ChatResult:
         """`annotate` may add to the call's span before it runs (the playground marks its calls)."""
         entry, call = await self._route(principal, req, session_id)
-        result = await self._chat(principal, req, session_id, traceparent, entry, call, annotate)
-        await self._make_durable(result.record)
-        return result
+        return await self._chat(principal, req, session_id, traceparent, entry, call, annotate)
 
     async def _route(
         self, principal: Principal, req: ChatCompletionRequest, session_id: str | None
@@ -383,6 +406,8 @@ class Gateway:
             raise
         finally:
             self._finish(record, durable=True)
+            if record.durable_row is not None:  # strict
+                await self._make_durable(record, req.timeout)
 
     async def stream(
         self,
@@ -400,7 +425,6 @@ class Gateway:
         if call is not None and call.whole:
             # Its output is checked (schema, guardrails) before a word is sent: run whole, replay.
             done = await self._chat(principal, req, session_id, traceparent, entry, call)
-            await self._make_durable(done.record)
             return StreamResult(_replay(done.body, req.include_usage), done.record)
         if call is not None:
             req = call.request
@@ -417,7 +441,7 @@ class Gateway:
                 if call is not None:
                     cached["model"] = call.name
                 self._finish(record, durable=True)
-                await self._make_durable(record)
+                await self._make_durable(record, req.timeout)
                 return StreamResult(_replay(cached, req.include_usage), record)
             body["stream_options"] = {"include_usage": True}  # we always need usage for cost
             timeout = req.timeout or self.default_timeout
@@ -480,7 +504,7 @@ class Gateway:
     ) -> AsyncIterator[bytes]:
         acc = _Accumulator()
         usage: JSON | None = None
-        finished = False
+        finished = gone = False
         try:
             chunk: JSON | None = first
             while chunk is not None:
@@ -520,6 +544,7 @@ class Gateway:
             )
         except (asyncio.CancelledError, GeneratorExit):
             record.fail("client disconnected during the stream")
+            gone = True
             raise
         finally:
             await _close(iterator)
@@ -529,8 +554,10 @@ class Gateway:
             if finished and cache_key and ttl and self.cache is not None:
                 await self.cache.put(cache_key, acc.response(name, usage), ttl)
             self._finish(record, durable=True)
+            if gone and record.durable_row is not None:
+                await self._make_durable(record)  # strict: kept (spooled if need be) though no one listens
         try:
-            await self._make_durable(record)  # strict: the trace is stored before the stream ends
+            await self._make_durable(record)  # strict: the trace is committed before `[DONE]`
         except FmopsError as exc:
             yield _stream_error(exc.message, exc.code or "unavailable")
         yield DONE
@@ -546,9 +573,7 @@ class Gateway:
     async def embeddings(
         self, principal: Principal, req: EmbeddingRequest, traceparent: str | bytes | None = None
     ) -> ChatResult:
-        result = await self._embeddings(principal, req, traceparent)
-        await self._make_durable(result.record)
-        return result
+        return await self._embeddings(principal, req, traceparent)
 
     async def _embeddings(
         self, principal: Principal, req: EmbeddingRequest, traceparent: str | bytes | None
@@ -562,6 +587,8 @@ class Gateway:
             caps = _capabilities(entry, get_provider_class(entry.provider))
             if not caps.embeddings:
                 raise UserError(f"model {entry.alias!r} does not serve embeddings", param="model")
+            if self.strict and self.tracing:
+                self.tracer.admit()  # before the upstream is paid: can this call's span be kept?
             if self.limits is not None:
                 record.admission = await self.limits.admit(principal, sum(len(t) for t in texts) // 4)
             result = await self.provider(entry).embed(texts, timeout=entry.timeout_seconds)
@@ -583,8 +610,16 @@ class Gateway:
         except (FmopsError, ProviderError) as exc:
             record.fail(getattr(exc, "message", str(exc)))
             raise _traced(exc, record) from None
+        except asyncio.CancelledError:
+            record.fail("client disconnected")
+            raise
+        except Exception as exc:
+            record.fail(_internal(exc))  # e.g. the database went away: the span must not say ok
+            raise
         finally:
             self._finish(record, durable=True)
+            if record.durable_row is not None:  # strict
+                await self._make_durable(record)
 
     async def close(self) -> None:
         if self.endpoints is not None:

@@ -155,7 +155,7 @@ def worker_main(settings_data: dict[str, Any], shared_stop: Any) -> None:
     settings = load_settings(settings_data)
     configure_logging(settings.log_level, settings.log_format)
     load_modules(settings.plugins)
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, durable=settings.trace_durability == "strict")
     try:
         Worker(JobService(store, max_attempts=settings.job_max_attempts), settings, stop).run()
     finally:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def prepare(settings: Settings) -> tuple[Store, str | None]:
     """Create the home folder, apply migrations, and create the first admin key if there is none."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, durable=settings.trace_durability == "strict")
     before, after = upgrade(store)
     if before != after:
         log.info("database migrated", extra={"from": before, "to": after})

@@ -3,6 +3,11 @@
 SQLite runs in WAL mode with a busy timeout, and write sessions start with `BEGIN IMMEDIATE`: a
 deferred transaction that reads and then writes can fail at once with "database is locked" when
 another writer got in between, while an immediate one waits its turn (up to the busy timeout).
+
+`synchronous=NORMAL` by default: in WAL mode a commit survives the process being killed, but the
+last commits may be lost to a power cut (the WAL is synced at checkpoints only). A `durable` store
+(strict trace durability) uses `FULL`: the WAL is synced at every commit, so what a commit returned
+for survives a power cut too. PostgreSQL is durable at commit unless `synchronous_commit` is off.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ def json_dumps(value: Any) -> str:
 _JSON = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
 
 
-def _sqlite_engine(url: str, echo: bool) -> Engine:
+def _sqlite_engine(url: str, echo: bool, durable: bool) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +56,7 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -61,9 +66,9 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
     return engine
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, durable: bool = False) -> Engine:
     if url.startswith("sqlite"):
-        return _sqlite_engine(url, echo)
+        return _sqlite_engine(url, echo, durable)
     return create_engine(
         url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=1800, **_JSON
     )
@@ -72,9 +77,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 class Store:
     """Owns the engine; services ask it for sessions and never build their own."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, durable: bool = False) -> None:
+        """`durable`: every commit is on disk when it returns, power cuts included (SQLite: FULL)."""
         self.url = url
-        self.engine = make_engine(url, echo=echo)
+        self.engine = make_engine(url, echo=echo, durable=durable)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False)
 

@@ -6,6 +6,12 @@ read). A chunk is `<pid>-<n>.open` while written, `.ready` once full, `.taken` w
 in the writer's queue, and deleted only when every one of them is committed. A process that finds
 chunks of a process that is gone adopts them at start; replaying a chunk whose spans were already
 committed is harmless, because inserts ignore span ids already stored.
+
+Buffered spans are written without fsync (a killed process's writes survive in the page cache; a
+power cut may lose the last of them). Strict durability's spans are appended with `sync=True`: the
+file is fsync'd, and so is the directory the first time a chunk file is created, so the span is on
+disk before the caller answers. Renames (`.open` -> `.ready` -> `.taken`) are not synced: after a
+power cut a chunk may be found under its earlier name, and every name is adopted.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import orjson
 log = logging.getLogger(__name__)
 CHUNK_SPANS = 5_000
 SPOOL_MARK = "_fmops_spool"  # on a span taken from a chunk: the chunk's path
+INGESTED = "_fmops_ingested"  # an application's span (OTLP ingest), never spend: kept in the spool
+# The room strict admission asks for: a few large spans.
+HEADROOM_BYTES = 4 * 1024**2
 _TIMES = ("start_time", "end_time")
 
 
@@ -37,13 +46,20 @@ class Spool:
         self._fd: int | None = None
         self._open_path: Path | None = None
         self._open_count = 0
+        self._open_synced = False  # the open chunk's directory entry is on disk
+        self._home_synced = False  # the spool directory's own entry is on disk
         self._ready: list[tuple[Path, int]] = []  # chunks to take, oldest first, with their span counts
         self._unsettled: dict[str, int] = {}  # taken chunk -> spans not yet committed
 
-    def append(self, span: dict[str, Any]) -> bool:
-        """Write one span to disk; False when the spool is full or the disk refuses."""
+    def has_room(self) -> bool:
+        """Room for a few more large spans (strict admission asks before a call)."""
+        return self.bytes + min(HEADROOM_BYTES, self.max_bytes // 2) < self.max_bytes
+
+    def append(self, span: dict[str, Any], *, sync: bool = False) -> bool:
+        """Write one span to disk (fsync'd if `sync`); False when the spool is full or the disk refuses."""
         try:
-            line = orjson.dumps({k: v for k, v in span.items() if not k.startswith("_fmops")}, default=str)
+            kept = {k: v for k, v in span.items() if not k.startswith("_fmops") or k == INGESTED}
+            line = orjson.dumps(kept, default=str)
         except TypeError:
             return False
         if self.bytes + len(line) + 1 > self.max_bytes:
@@ -54,7 +70,10 @@ class Spool:
                 self._seq += 1
                 self._open_path = self.directory / f"{self._pid}-{self._seq}.open"
                 self._fd = os.open(self._open_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                self._open_synced = False
             os.write(self._fd, line + b"\n")
+            if sync:
+                self._sync()
         except OSError as exc:
             log.error("trace spool write failed", extra={"error": str(exc)})
             return False
@@ -64,6 +83,17 @@ class Spool:
         if self._open_count >= self.chunk_spans:
             self._seal()
         return True
+
+    def _sync(self) -> None:
+        """The open chunk's contents, and the directory entries leading to it, onto the disk."""
+        assert self._fd is not None
+        os.fsync(self._fd)
+        if not self._open_synced:
+            _fsync_dir(self.directory)
+            self._open_synced = True
+        if not self._home_synced:
+            _fsync_dir(self.directory.parent)  # the spool folder may be new too
+            self._home_synced = True
 
     def _seal(self) -> None:
         if self._fd is None or self._open_path is None:
@@ -147,6 +177,14 @@ def _read(path: Path) -> list[dict[str, Any]]:
                     row[name] = datetime.fromisoformat(row[name])
             rows.append(row)
     return rows
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _alive(pid: int) -> bool:

@@ -2,14 +2,27 @@
 
 `record()` never blocks and never raises. Batches go to the database from a thread, every
 `flush_seconds` or as soon as `batch_size` spans wait. Inserts are `ON CONFLICT DO NOTHING` on the
-span id, so a replayed span (an OTLP client retrying a batch) is stored once.
+span id, so a replayed span (an OTLP client retrying a batch) is stored once, and billed once.
 
 While the database is unreachable, a batch that fails stays queued and is retried with backoff;
 past `max_memory` queued spans, new ones go to the disk spool (`spool.py`) instead of memory, and
 come back once the queue drains. Only past the spool's byte budget are spans dropped, and counted.
+What buffered mode can lose is what is in memory when the process dies: the spans of the last
+`flush_seconds` (~50 ms), or during an outage up to `max_memory` spans (the spool itself is kept).
 
-`commit()` is the strict-durability path: it resolves only once its spans are committed, and fails
-fast (503) when the queue is too full to promise that soon.
+Strict durability (`FMOPS_TRACE_DURABILITY=strict`) is two calls:
+
+- `admit()`, before a caller does anything it would have to record (a gateway call pays its
+  upstream; an OTLP batch is accepted): refuses (503, Retry-After) unless the database answered the
+  last write, no write has been stuck for `STALL_SECONDS`, and the queue and spool have room;
+- `commit()`, after: resolves once the spans (and, in the same transaction, their spend) are
+  committed. Past its deadline, or if the caller is cancelled (a client hung up), the spans are
+  appended to the spool and fsync'd (file and directory) before it returns or raises: they are kept
+  on disk and written by this process when the database answers again, or adopted by the next
+  start. A deadline so met raises `Unavailable` (503, Retry-After): the caller must not answer 2xx.
+
+So in strict mode a span is lost only if the process dies between the caller's work (the upstream's
+answer) and the commit or spool write, a window in which the caller has not been answered either.
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ from fmops.store import Store
 from fmops.store.engine import json_dumps
 from fmops.store.models import Span
 from fmops.store.types import UTCDateTime
-from fmops.tracing.spool import CHUNK_SPANS, SPOOL_MARK, Spool
+from fmops.tracing.spool import CHUNK_SPANS, INGESTED, SPOOL_MARK, Spool
 
 log = logging.getLogger(__name__)
 # Extra work done in the same transaction as a batch of spans (e.g. spend accounting).
@@ -45,9 +58,14 @@ RecordHook = Callable[[dict[str, Any]], None]
 # Called on the event loop with each committed batch (exporters, online evaluators): must not block.
 Subscriber = Callable[[Sequence[dict[str, Any]]], None]
 
-# Private marks on queued rows, removed before insert.
-INGESTED = "_fmops_ingested"  # came from OTLP ingest, not the gateway: not spend
+# Private marks on queued rows, removed before insert (INGESTED, from spool.py, is kept in the
+# spool: an application's span, not a gateway call, so never spend).
 _WAITER = "_fmops_waiter"
+# Strict commits wait at most this long (or the caller's own deadline, if sooner), at least the floor.
+COMMIT_SECONDS = 5.0
+MIN_COMMIT_SECONDS = 0.5
+# A database write in flight longer than this: strict admission refuses until it ends.
+STALL_SECONDS = 2.0
 
 _TABLE = Span.__table__
 _DEFAULTS: dict[str, Any] = {c.name: None for c in _TABLE.columns}
@@ -58,7 +76,7 @@ _LENGTHS = tuple(
     for c in _TABLE.columns
     if isinstance(c.type, String) and c.type.length is not None
 )
-_PRIVATE = ("_fmops_ingested", "_fmops_waiter", "_fmops_spool")
+_PRIVATE = (INGESTED, _WAITER, SPOOL_MARK)
 # A span's key: its id is unique within its project only (two projects may send the same id).
 SpanKey = tuple[str, str]
 
@@ -79,11 +97,12 @@ def _first_copies(rows: Sequence[dict[str, Any]], inserted: set[SpanKey]) -> lis
 
 
 class _Waiter:
-    """Resolves when all `remaining` spans of one `commit()` are written (or one is refused)."""
+    """Resolves when all `remaining` spans of one `commit()` are settled: with None when all are
+    committed, else with the first reason one was not (refused by the database, or spooled)."""
 
     __slots__ = ("error", "future", "remaining")
 
-    def __init__(self, future: asyncio.Future[None], remaining: int) -> None:
+    def __init__(self, future: asyncio.Future[str | None], remaining: int) -> None:
         self.future = future
         self.remaining = remaining
         self.error: str | None = None
@@ -93,10 +112,11 @@ class _Waiter:
             self.error = error
         self.remaining -= 1
         if self.remaining <= 0 and not self.future.done():
-            if self.error is None:
-                self.future.set_result(None)
-            else:
-                self.future.set_exception(Unavailable(f"trace not stored: {self.error}"))
+            self.future.set_result(self.error)
+
+
+# A strict span that went to the spool (fsync'd) instead of the database: kept, not yet committed.
+_SPOOLED = "spooled"
 
 
 def normalize(row: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +151,10 @@ class TraceWriter:
         on_batch: BatchHook | None = None,
         on_record: RecordHook | None = None,
         on_stored: BatchHook | None = None,
+        commit_seconds: float = COMMIT_SECONDS,
     ) -> None:
         self.store = store
+        self.commit_seconds = commit_seconds
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         self.max_memory = max_memory
@@ -156,6 +178,9 @@ class TraceWriter:
         self.failed_batches = 0
         self.rejected = 0
         self.replayed = 0  # spans whose id was already stored
+        self.not_admitted = 0  # strict calls refused before their work, by admit()
+        self.spooled_strict = 0  # strict spans fsync'd to the spool because the commit could not wait
+        self._writing_since = 0.0  # when the database write in flight began (0: none)
         self.healthy = True  # the last write attempt reached the database
 
     @property
@@ -199,28 +224,84 @@ class TraceWriter:
             else:
                 self.record(span)
 
-    async def commit(self, spans: Sequence[dict[str, Any]], *, ingested: bool = False) -> None:
-        """Enqueue and wait until these spans are committed; 503 when that cannot be promised."""
+    def admit(self, spans: int = 1) -> None:
+        """Strict callers, before the work they must record: raise `Unavailable` (503, Retry-After)
+        unless `spans` more can be committed promptly, or at least kept in the spool."""
+        if not self.healthy:
+            reason, retry = "the trace store is unreachable", 5
+        elif self._writing_since and time.monotonic() - self._writing_since > STALL_SECONDS:
+            reason, retry = "the trace store is not answering", 2
+        elif len(self._queue) + spans > self.max_memory:
+            reason, retry = "the trace store is not keeping up", 1
+        elif self.spool is not None and not self.spool.has_room():
+            reason, retry = "the trace spool is full", 5
+        else:
+            return
+        self.not_admitted += 1
+        error = Unavailable(f"{reason}: the call was not made (strict trace durability); retry shortly")
+        error.retry_after = retry
+        raise error
+
+    async def commit(
+        self, spans: Sequence[dict[str, Any]], *, ingested: bool = False, timeout: float | None = None
+    ) -> None:
+        """Enqueue and return once these spans are committed (call `admit()` first).
+
+        Waits `timeout` seconds (the caller's deadline), at most `commit_seconds` and at least
+        `MIN_COMMIT_SECONDS`. Past it, the spans are fsync'd to the spool and `Unavailable` is raised
+        (Retry-After); if the caller is cancelled meanwhile, they are spooled before it unwinds.
+        """
         if not spans:
             return
-        if len(self._queue) + len(spans) > self.max_memory or not self.healthy:
-            raise Unavailable("the trace store is not keeping up or unreachable; retry shortly")
         waiter = _Waiter(asyncio.get_running_loop().create_future(), len(spans))
         for span in spans:
             span[_WAITER] = waiter
         self.record_many(spans, ingested=ingested)
         self._wake.set()
-        await waiter.future
+        limit = self.commit_seconds if timeout is None else min(timeout, self.commit_seconds)
+        try:
+            error = await asyncio.wait_for(asyncio.shield(waiter.future), max(limit, MIN_COMMIT_SECONDS))
+        except TimeoutError:
+            error = self._keep(spans, waiter)
+        except asyncio.CancelledError:
+            self._keep(spans, waiter)
+            raise
+        if error is None:
+            return
+        failed = Unavailable(
+            "the trace store did not commit this call's trace in time; it is kept on disk and will be"
+            " written when the store answers"
+            if error == _SPOOLED
+            else f"trace not stored: {error}"
+        )
+        failed.retry_after = 5
+        raise failed
+
+    def _keep(self, spans: Sequence[dict[str, Any]], waiter: _Waiter) -> str | None:
+        """Spool (fsync'd) the spans of a commit that could not wait any longer; the outcome to report."""
+        if waiter.future.done():  # settled just now
+            return waiter.future.result()
+        waiter.future.cancel()  # the spans stay queued; settling them later tells no one
+        if self.spool is not None and all(self.spool.append(span, sync=True) for span in spans):
+            self.spooled_strict += len(spans)
+            return _SPOOLED
+        log.error(
+            "strict trace neither committed nor spooled: it waits in memory only",
+            extra={"spans": len(spans), "trace": spans[0].get("trace_id")},
+        )
+        return "the trace store is unreachable and the spool refused it"
 
     def _overflow(self, span: dict[str, Any]) -> None:
         waiter = span.pop(_WAITER, None)
-        if self.spool is not None and self.spool.append(span):
-            if waiter is not None:  # strict callers are only promised the database
-                waiter.done_one("the trace store is unreachable")
+        # A strict span is fsync'd: it is kept, though not committed as its caller waits for.
+        if self.spool is not None and self.spool.append(span, sync=waiter is not None):
+            if waiter is not None:
+                self.spooled_strict += 1
+                waiter.done_one(_SPOOLED)
             return
         self.dropped += 1
         if waiter is not None:
-            waiter.done_one("the trace queue is full")
+            waiter.done_one("the trace queue and spool are full")
 
     def start(self) -> None:
         if self._task is None:
@@ -253,6 +334,7 @@ class TraceWriter:
         self._refill_from_spool()
         while self._queue:
             batch = [self._queue[i] for i in range(min(self.batch_size, len(self._queue)))]
+            self._writing_since = time.monotonic()
             try:
                 refused, inserted = await asyncio.to_thread(self._write, batch)
             except Exception as exc:
@@ -263,6 +345,8 @@ class TraceWriter:
                     extra={"spans": len(batch), "queued": self.pending, "error": str(exc)[:200]},
                 )
                 return False
+            finally:
+                self._writing_since = 0.0
             self.healthy = True
             for _ in batch:
                 self._queue.popleft()

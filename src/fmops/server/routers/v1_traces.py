@@ -92,6 +92,7 @@ async def ingest_traces(request: Request, platform: PlatformDep, principal: Prin
         result = _decode(body, encoding, limit, media, principal)
     if result.rows:
         if platform.settings.trace_durability == "strict":
+            platform.tracer.admit(len(result.rows))  # 503 at once while the store cannot keep up
             await platform.tracer.commit(result.rows, ingested=True)
         else:
             platform.tracer.record_many(result.rows, ingested=True)
