@@ -7,8 +7,9 @@ is cut off at MAX_OUTPUT characters) so a template cannot exhaust the server; `b
 the rest of what a render builds or spends (text, containers, loops, calls). Variable values are
 data: they are inserted as text and never rendered as templates themselves.
 
-Errors are `TemplateError`s (400s): a syntax error names its line and column, a render names the
-variables that are missing.
+Errors are `TemplateError`s (400s): a syntax error names its line and column, and so does a
+template that reaches for Python's internals (`internals`: refused when it is pushed, before any
+version is stored); a render names the variables that are missing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from fmops.errors import UserError
 from fmops.prompts import bounds
+from fmops.prompts.internals import first_refusal
 
 MAX_OUTPUT = 1_000_000  # characters one message may render to
 MAX_RANGE = 10_000
@@ -160,7 +162,8 @@ class Compiled:
 
 @lru_cache(maxsize=4096)
 def compile_template(source: str, where: str = "template") -> Compiled:
-    """Parse and compile once (cached by content); a syntax error is a 400 with line and column."""
+    """Parse and compile once (cached by content); a syntax error or a reach for Python's internals
+    is a 400 with line and column."""
     try:
         ast = ENV.parse(source)
         # Parsed twice: `bounded` rewrites the tree it is given, and the variables come from the
@@ -175,6 +178,15 @@ def compile_template(source: str, where: str = "template") -> Compiled:
             line=line,
             column=column,
         ) from None
+    refused = first_refusal(ast, source)
+    if refused is not None:
+        raise TemplateError(
+            f"{where} at line {refused.line}, column {refused.column}: {refused.reason}; "
+            "a prompt template may not do that",
+            param=where,
+            line=refused.line,
+            column=refused.column,
+        )
     return Compiled(source, frozenset(meta.find_undeclared_variables(ast)) - set(ENV.globals), template)
 
 
