@@ -80,7 +80,7 @@ def _findings(ast: nodes.Template) -> Iterator[tuple[nodes.Node, str, str]]:
                 name = node.args[0].value
                 if isinstance(name, str) and name.startswith("_"):
                     yield node, name, f"`attr('{name}')` reaches Python's internals"
-        elif isinstance(node.node, nodes.Getattr):
+        elif isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
             method, owner = node.node.attr, node.node.node
             if method in _MUTATORS:
                 yield node, "." + method, f"`{method}()` would change a value, and templates only read"
