@@ -19,6 +19,7 @@ from fmops.server.fastpath import GatewayFastPath
 from fmops.server.middleware import BodyLimitMiddleware
 from fmops.server.routers import (
     alerts,
+    datasets,
     endpoints,
     evaluators,
     experiments,
@@ -65,6 +66,7 @@ ROUTERS = [
     endpoints.router,
     experiments.router,
     playground.router,
+    datasets.router,
 ]
 
 
