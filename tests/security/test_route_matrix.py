@@ -109,6 +109,17 @@ POLICY: dict[str, str | None] = {
     "GET /api/endpoints/{name}/experiment": E,
     "POST /api/endpoints/{name}/promote": E,
     "POST /api/playground": E,
+    # datasets hold production traffic and training data: engineers
+    "GET /api/datasets": E,
+    "POST /api/datasets/import": E,
+    "GET /api/datasets/{name}": E,
+    "DELETE /api/datasets/{name}": E,
+    "GET /api/datasets/{name}/versions": E,
+    "GET /api/datasets/{name}/versions/{version}": E,
+    "GET /api/datasets/{name}/versions/{version}/lineage": E,
+    "GET /api/datasets/{name}/versions/{version}/rows": E,
+    "GET /api/datasets/{name}/versions/{version}/diff": E,
+    "GET /api/datasets/{name}/versions/{version}/export": E,
 }
 
 
