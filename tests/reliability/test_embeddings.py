@@ -27,6 +27,8 @@ from support.reliability import RELIABILITY_ENV, add_models
 from support.server import RunningServer, start_server
 from support.tcp_proxy import tcp_proxy
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("fast_path", ["true", "false"], ids=["fast-path", "fastapi-route"])
 def test_a_database_error_during_embeddings_is_answered_503_and_traced(

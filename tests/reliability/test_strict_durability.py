@@ -26,11 +26,14 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from support.gateway import wait_for
 from support.mock_upstream import MockUpstream
 from support.reliability import MESSAGES, RELIABILITY_ENV, Load, add_models
 from support.server import RunningServer, start_server
+
+pytestmark = pytest.mark.slow
 
 ENV = {**RELIABILITY_ENV, "FMOPS_TRACE_DURABILITY": "strict"}
 PRICED = {"max_retries": 0, "input_price": 1.0, "output_price": 2.0}
@@ -203,3 +206,30 @@ def test_streams_and_embeddings_keep_every_answered_span_through_sigkill(
     assert not missing, f"{len(missing)} of {len(answered)} answered calls lost their span"
     assert all(traces[t][0] == "ok" for t in answered)
     assert spans == spend, (spans, spend)  # every stored call billed once, in its transaction
+
+
+def test_a_client_hanging_up_mid_stream_in_strict_mode_leaves_its_span(
+    upstream: MockUpstream, tmp_path: Path
+) -> None:
+    """The upstream has streamed (and is paid): the span is kept though no one waits for `[DONE]`."""
+    home = tmp_path / "home"
+    home.mkdir()
+    with start_server(home, ENV) as server:
+        add_models(server, upstream.url, {"strict-trickle": STRICT_MODELS["strict-trickle"]})
+        traces = []
+        with server.client() as client:
+            for _ in range(5):
+                body = {"model": "strict-trickle", "messages": MESSAGES, "stream": True}
+                with client.stream("POST", "/v1/chat/completions", json=body) as resp:
+                    traces.append(resp.headers["x-fmops-trace-id"])
+                    for line in resp.iter_lines():
+                        if '"content":" w3"' in line:
+                            break  # leaving the block closes the connection mid-stream
+
+        def kept() -> dict[str, tuple[str, int]]:
+            return {t: v for t, v in _spans_and_spend(home)[0].items() if t in traces}
+
+        assert wait_for(lambda: len(kept()) == len(traces), timeout=10), kept()
+        log = server.log_text()
+    assert {status for status, _ in kept().values()} == {"error"}
+    assert "Traceback" not in log, log[-3000:]
