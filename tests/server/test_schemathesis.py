@@ -76,6 +76,9 @@ SEMANTIC_FIELDS: dict[str, set[str]] = {
     # role-dependent messages; each target's prompt, version, label and model exist; OpenAI
     # params; at most 50 cells (inputs x targets)
     "POST /api/playground": {"inputs", "targets"},
+    # an uploaded file must parse as its format (named or from its extension), hold records of a known
+    # shape, and convert to the kind asked for
+    "POST /api/datasets/import": {"file", "format", "kind"},
 }
 
 
