@@ -1,0 +1,163 @@
+"""Word splitting, shingles and MinHash signatures for whole batches of documents at once, in numpy.
+
+Hashing each shingle in Python (joining five words into a string, then hashing it) is most of the time a
+MinHash deduplication takes; here a batch is one byte buffer: words are hashed from prefix sums of the
+bytes, shingles from the word hashes, and the signature is a minimum over (a·x + b) mod 2^64 per
+permutation. Every step is a few vector operations over the batch, and numpy releases the GIL, so two
+threads use two cores.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+U64 = npt.NDArray[np.uint64]
+# Punctuation trimmed from both ends of a word ("hello," -> "hello"; "don't" and "e-mail" stay whole).
+PUNCTUATION = string.punctuation + "“”‘’«»„‚‹›—–…¿¡·•"
+_P = np.uint64(0x100000001B3)  # FNV prime: odd, so invertible mod 2^64
+_P_INV = np.uint64(pow(0x100000001B3, -1, 2**64))
+_SHINGLE_KEYS = np.array(
+    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5, 0x85EBCA77C2B2AE63]
+    + [0xD6E8FEB86659FD93 + 2 * i for i in range(59)],
+    dtype=np.uint64,
+)
+
+
+def words(text: str) -> list[str]:
+    """The word splitting every step shares: lower case, split at white space, punctuation trimmed from
+    both ends of each word, empty words dropped (`word_hashes` splits a batch the same way in Arrow)."""
+    return [w for w in (w.strip(PUNCTUATION) for w in text.lower().split()) if w]
+
+
+def normalise(text: str) -> str:
+    return " ".join(words(text))
+
+
+def mix(x: U64) -> U64:
+    """splitmix64's finaliser: every input bit reaches every output bit."""
+    with np.errstate(over="ignore"):
+        x = x ^ (x >> np.uint64(30))
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def _hash_strings(values: pa.StringArray | pa.LargeStringArray) -> U64:
+    """Stable 64-bit hashes of each string of an Arrow array (a polynomial over its UTF-8 bytes)."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    _, offsets_buf, data_buf = values.buffers()
+    kind = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=kind)[values.offset : values.offset + len(values) + 1]
+    offsets = offsets.astype(np.int64)
+    data = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0] : offsets[-1]] if data_buf else _NO_BYTES
+    offsets = offsets - offsets[0]
+    with np.errstate(over="ignore"):
+        powers = np.cumprod(np.full(len(data), _P, dtype=np.uint64))
+        inv_powers = np.concatenate(([np.uint64(1)], np.cumprod(np.full(len(data), _P_INV, dtype=np.uint64))))
+        prefix = np.concatenate(([np.uint64(0)], np.cumsum((data + np.uint64(1)) * powers, dtype=np.uint64)))
+        raw = (prefix[offsets[1:]] - prefix[offsets[:-1]]) * inv_powers[offsets[:-1]]
+        raw = raw + (offsets[1:] - offsets[:-1]).astype(np.uint64)  # length, so "" and "\0" differ
+    return mix(raw)
+
+
+_NO_BYTES = np.zeros(0, dtype=np.uint8)
+
+
+def word_hashes(texts: Sequence[str]) -> tuple[U64, npt.NDArray[np.int64]]:
+    """64-bit hashes of every word of every text (in order) and each text's word count.
+
+    Arrow splits the batch (without the GIL) and dictionary-encodes the words, so each distinct word of
+    the batch is hashed once; the hash of a word does not depend on the batch it is in.
+    """
+    pieces = pc.utf8_split_whitespace(pc.utf8_lower(pa.array(texts, type=pa.large_string())))
+    flat = pc.utf8_trim(pieces.flatten(), characters=PUNCTUATION)
+    keep = pc.greater(pc.binary_length(flat), 0).to_numpy(zero_copy_only=False)
+    doc = np.repeat(np.arange(len(texts)), np.diff(pieces.offsets.to_numpy()))[keep]
+    encoded = pc.dictionary_encode(flat.filter(pa.array(keep)))
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    hashes = _hash_strings(encoded.dictionary)[encoded.indices.to_numpy()]
+    return hashes, np.bincount(doc, minlength=len(texts)).astype(np.int64)
+
+
+def shingle_hashes(hashes: U64, counts: npt.NDArray[np.int64], n: int) -> tuple[U64, npt.NDArray[np.int64]]:
+    """Hashes of each text's word n-grams (a text shorter than n words is one shingle) and their counts."""
+    if n > len(_SHINGLE_KEYS):
+        raise ValueError(f"shingles of at most {len(_SHINGLE_KEYS)} words")
+    total = len(hashes)
+    doc = np.repeat(np.arange(len(counts)), counts)
+    padded = np.concatenate((hashes, np.zeros(n, dtype=np.uint64)))
+    doc_padded = np.concatenate((doc, np.full(n, -1)))
+    acc = np.zeros(total, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(n):
+            inside = doc_padded[j : j + total] == doc
+            acc += np.where(inside, padded[j : j + total] * _SHINGLE_KEYS[j], np.uint64(0))
+    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    pos = np.arange(total) - np.repeat(first, counts)
+    valid = (pos + n <= np.repeat(counts, counts)) | ((pos == 0) & (np.repeat(counts, counts) < n))
+    per_doc = np.where(counts >= n, counts - n + 1, np.minimum(counts, 1))
+    return mix(acc[valid]), per_doc.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Permutations:
+    a: U64
+    b: U64
+
+    @classmethod
+    def make(cls, num_perm: int, seed: int) -> Permutations:
+        rng = np.random.default_rng(seed)
+        a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
+        return cls(a, b)
+
+
+EMPTY = np.iinfo(np.uint64).max
+
+
+def signatures(shingles: U64, per_doc: npt.NDArray[np.int64], perms: Permutations) -> U64:
+    """MinHash signatures (documents x permutations); a text without words gets the all-max signature.
+
+    One permutation at a time over the whole batch: a 1-D `minimum.reduceat` is ten times faster
+    than the same reduction over a (shingles x permutations) block.
+    """
+    out = np.full((len(per_doc), len(perms.a)), EMPTY, dtype=np.uint64)
+    has = per_doc > 0
+    if not has.any():
+        return out
+    starts = (np.cumsum(per_doc) - per_doc)[has]
+    cols = np.empty((len(perms.a), int(has.sum())), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j, (a, b) in enumerate(zip(perms.a, perms.b, strict=True)):
+            np.minimum.reduceat(shingles * a + b, starts, out=cols[j])
+    out[has] = cols.T
+    return out
+
+
+def band_hashes(sigs: U64, bands: int, rows: int) -> U64:
+    """One 64-bit hash per band (documents x bands)."""
+    shaped = sigs[:, : bands * rows].reshape(len(sigs), bands, rows)
+    with np.errstate(over="ignore"):
+        acc = (shaped * _SHINGLE_KEYS[:rows][None, None, :]).sum(axis=2, dtype=np.uint64)
+    return mix(acc)
+
+
+def jaccard(a: str, b: str, n: int) -> float:
+    """Exact Jaccard similarity of two texts' word n-gram sets (for reports, not for the bulk)."""
+
+    def grams(text: str) -> set[tuple[str, ...]]:
+        w = words(text)
+        return {tuple(w[i : i + n]) for i in range(max(len(w) - n + 1, 1))} if w else set()
+
+    sa, sb = grams(a), grams(b)
+    return len(sa & sb) / len(sa | sb) if sa or sb else 1.0

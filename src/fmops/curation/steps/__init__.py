@@ -1,0 +1,1 @@
+"""The built-in curation steps; each is registered through the `fmops.curation` entry points."""

@@ -1,0 +1,214 @@
+"""Find personal data and secrets in text: `detect(text) -> [Finding(type, start, end)]`.
+
+Each type has a candidate pattern (fmops.pii.patterns) and a check that a candidate must pass: the Luhn
+sum and an issuer prefix for cards, mod 97 for IBANs, a digit count and no "order #"-style context for
+phone numbers, an address parser for IPs, entropy and character classes for unlabelled tokens. Where
+two findings overlap, the more specific type wins (a card number is not also a phone number).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+import regex
+
+from fmops.pii import patterns as p
+from fmops.pii.checks import IBAN_LENGTHS, card_issuer_known, entropy, iban_valid, luhn_valid
+
+
+class PiiType(StrEnum):
+    secret = "secret"
+    credit_card = "credit_card"
+    iban = "iban"
+    email = "email"
+    ip_address = "ip_address"
+    phone = "phone"
+    address = "address"
+
+
+STRUCTURED = frozenset(
+    {PiiType.email, PiiType.phone, PiiType.credit_card, PiiType.iban, PiiType.ip_address, PiiType.secret}
+)
+_PRIORITY = {t: i for i, t in enumerate(PiiType)}  # declaration order: the first wins an overlap
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    type: PiiType
+    start: int
+    end: int
+    detail: str = ""  # which rule matched (e.g. "aws_access_key"), never the matched text
+
+
+Scan = Callable[[str], Iterator[Finding]]
+
+
+def _digits(s: str) -> str:
+    return "".join(ch for ch in s if ch.isdigit())
+
+
+def _after_id_word(text: str, start: int) -> bool:
+    return p.ID_CONTEXT.search(text, max(0, start - 40), start) is not None
+
+
+def _emails(text: str) -> Iterator[Finding]:
+    if "@" in text:
+        for m in p.EMAIL.finditer(text):
+            yield Finding(PiiType.email, m.start(), m.end())
+
+
+def _phones(text: str) -> Iterator[Finding]:
+    for m in p.PHONE.finditer(text):
+        s = m.group()
+        n = len(_digits(s))
+        international = s.startswith(("+", "00"))
+        # E.164 allows 15 digits; national numbers have 9-12 (a date has 8, so it never counts).
+        if not (8 <= n <= 15 if international else 9 <= n <= 12) or _after_id_word(text, m.start()):
+            continue
+        yield Finding(PiiType.phone, m.start(), m.end())
+
+
+def _cards(text: str) -> Iterator[Finding]:
+    for m in p.CARD.finditer(text):
+        digits = _digits(m.group())
+        if len(set(m.group()) - set("0123456789")) > 1:
+            continue  # mixed separators ("4111-1111 1111"): not how a card number is written
+        if card_issuer_known(digits) and luhn_valid(digits) and not _after_id_word(text, m.start()):
+            yield Finding(PiiType.credit_card, m.start(), m.end())
+
+
+def _ibans(text: str) -> Iterator[Finding]:
+    for m in p.IBAN.finditer(text):
+        want = IBAN_LENGTHS.get(m.group()[:2])
+        if want is None:
+            continue
+        # The pattern may run into a following code word: keep exactly the country's length.
+        end, count = m.start(), 0
+        while count < want and end < m.end():
+            if text[end] != " ":
+                count += 1
+            end += 1
+        compact = text[m.start() : end].replace(" ", "")
+        if count == want and iban_valid(compact):
+            yield Finding(PiiType.iban, m.start(), end)
+
+
+def _ips(text: str) -> Iterator[Finding]:
+    if "." in text:
+        for m in p.IPV4.finditer(text):
+            if not _after_id_word(text, m.start()):
+                yield Finding(PiiType.ip_address, m.start(), m.end(), "ipv4")
+    if "::" in text or text.count(":") >= 7:
+        for m in p.IPV6.finditer(text):
+            s = m.group()
+            groups = [g for g in s.split(":") if g]
+            if len(groups) < 2 or not any(ch.isdigit() for ch in s):
+                continue  # "::1", "dead::beef": not a host anyone could be found by
+            try:
+                ipaddress.IPv6Address(s)
+            except ValueError:
+                continue
+            yield Finding(PiiType.ip_address, m.start(), m.end(), "ipv6")
+
+
+_SECRET_NAMES = [
+    ("sk-", "api_key"),
+    ("sk_", "stripe_key"),
+    ("rk_", "stripe_key"),
+    ("pk_", "stripe_key"),
+    ("gh", "github_token"),
+    ("github_pat_", "github_token"),
+    ("glpat-", "gitlab_token"),
+    ("AKIA", "aws_access_key"),
+    ("ASIA", "aws_access_key"),
+    ("ABIA", "aws_access_key"),
+    ("ACCA", "aws_access_key"),
+    ("xox", "slack_token"),
+    ("AIza", "google_api_key"),
+    ("hf_", "huggingface_token"),
+    ("npm_", "npm_token"),
+    ("SG.", "sendgrid_key"),
+    ("eyJ", "jwt"),
+]
+
+
+def _secret_name(token: str) -> str:
+    return next((name for prefix, name in _SECRET_NAMES if token.startswith(prefix)), "token")
+
+
+def _random_looking(token: str) -> bool:
+    """A key without a known prefix: long, mixed case with digits, and close to random."""
+    has = (any(c.isupper() for c in token), any(c.islower() for c in token), any(c.isdigit() for c in token))
+    return all(has) and entropy(token) >= 4.0
+
+
+def _secrets(text: str) -> Iterator[Finding]:
+    if "-----BEGIN" in text:
+        for m in p.PRIVATE_KEY.finditer(text):
+            yield Finding(PiiType.secret, m.start(), m.end(), "private_key")
+    for m in p.SECRET.finditer(text):
+        yield Finding(PiiType.secret, m.start(), m.end(), _secret_name(m.group()))
+    for m in p.ASSIGNED_SECRET.finditer(text):
+        value = m.group("value")
+        if any(not c.isalpha() for c in value) or entropy(value) >= 3.0:
+            yield Finding(PiiType.secret, m.start("value"), m.end("value"), "assigned")
+    for m in p.TOKEN.finditer(text):
+        if _random_looking(m.group()):
+            yield Finding(PiiType.secret, m.start(), m.end(), "high_entropy")
+
+
+def _addresses(text: str) -> Iterator[Finding]:
+    for m in p.ADDRESS.finditer(text):
+        yield Finding(PiiType.address, m.start(), m.end())
+
+
+SCANS: dict[PiiType, Scan] = {
+    PiiType.secret: _secrets,
+    PiiType.credit_card: _cards,
+    PiiType.iban: _ibans,
+    PiiType.email: _emails,
+    PiiType.ip_address: _ips,
+    PiiType.phone: _phones,
+    PiiType.address: _addresses,
+}
+_ANY_DIGIT = regex.compile(r"\d")
+_NEED_DIGITS = frozenset({PiiType.credit_card, PiiType.iban, PiiType.phone, PiiType.address})
+
+
+def parse_types(names: Collection[str] | None) -> frozenset[PiiType]:
+    """Every type when `names` is None; ValueError naming the unknown ones and the known ones."""
+    if names is None:
+        return frozenset(PiiType)
+    unknown = sorted(set(names) - {t.value for t in PiiType})
+    if unknown:
+        raise ValueError(
+            f"unknown PII type(s) {', '.join(unknown)}; known: {', '.join(t.value for t in PiiType)}"
+        )
+    return frozenset(PiiType(n) for n in names)
+
+
+def detect(text: str, types: Collection[PiiType] | None = None) -> list[Finding]:
+    """Findings in text order, none overlapping another (the more specific type wins)."""
+    wanted = PiiType if types is None else types
+    has_digit = _ANY_DIGIT.search(text) is not None
+    found: list[Finding] = []
+    for kind in PiiType:  # priority order
+        if kind not in wanted or (kind in _NEED_DIGITS and not has_digit):
+            continue
+        found.extend(SCANS[kind](text))
+    if len(found) < 2:
+        return found
+    found.sort(key=lambda f: (_PRIORITY[f.type], f.start - f.end))
+    starts: list[int] = []
+    kept: list[Finding] = []
+    for f in found:
+        i = bisect.bisect_right(starts, f.start)
+        if (i and kept[i - 1].end > f.start) or (i < len(kept) and kept[i].start < f.end):
+            continue
+        starts.insert(i, f.start)
+        kept.insert(i, f)
+    return kept
