@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import httpx
 
 from fmops.sdk import tracing
+from fmops.sdk.datasets import Datasets
 from fmops.sdk.errors import APIConnectionError, error_from_response
 from fmops.sdk.models import Score
 from fmops.sdk.prompts import DEFAULT_CACHE_SECONDS, Prompts
@@ -50,6 +51,7 @@ class Client:
         self._http = httpx.Client(base_url=self.base_url, headers=self._auth_headers(), timeout=timeout)
         self.traces = Traces(self)
         self.prompts = Prompts(self, cache_seconds=prompt_cache_seconds)
+        self.datasets = Datasets(self)
         tracing.adopt(destination)
 
     def _auth_headers(self) -> dict[str, str]:
