@@ -334,6 +334,45 @@ class Gateway:
         json_schema = _capabilities(entry, get_provider_class(entry.provider)).json_schema
         return entry, EndpointCall.plan(resolved, variant, req, json_schema=json_schema)
 
+    def _open(
+        self,
+        principal: Principal,
+        req: ChatCompletionRequest,
+        session_id: str | None,
+        traceparent: str | bytes | None,
+        call: EndpointCall | None,
+        annotate: Callable[[CallRecord], None] | None = None,
+    ) -> tuple[ChatCompletionRequest, JSON, CallRecord]:
+        """The request to send (an endpoint's, when one was planned), its upstream body and its span:
+        what chat and stream both set up before anything can fail."""
+        if call is not None:
+            req = call.request
+        body = req.upstream_body()
+        record = self._record(principal, req, session_id, body, traceparent)
+        if annotate is not None:
+            annotate(record)
+        if call is not None:
+            call.annotate(record)
+        return req, body, record
+
+    async def _prepare(
+        self,
+        record: CallRecord,
+        req: ChatCompletionRequest,
+        body: JSON,
+        entry: ModelEntry | None,
+        call: EndpointCall | None,
+    ) -> tuple[ModelEntry, str | None, int | None, JSON | None]:
+        """Before the upstream, inside the call's error handling (so a refusal is traced): the
+        endpoint's input checks, admission under limits, and the cache (key, ttl, cached answer)."""
+        if call is not None:
+            call.check_input()
+        entry = await self._admit(record, req, entry)
+        cache_key, ttl, cached = await self._from_cache(record, entry, req, body)
+        if cached is not None and call is not None:
+            cached["model"] = call.name
+        return entry, cache_key, ttl, cached
+
     async def _chat(
         self,
         principal: Principal,
@@ -344,22 +383,10 @@ class Gateway:
         call: EndpointCall | None = None,
         annotate: Callable[[CallRecord], None] | None = None,
     ) -> ChatResult:
-        if call is not None:
-            req = call.request
-        body = req.upstream_body()
-        record = self._record(principal, req, session_id, body, traceparent)
-        if annotate is not None:
-            annotate(record)
-        if call is not None:
-            call.annotate(record)
+        req, body, record = self._open(principal, req, session_id, traceparent, call, annotate)
         try:
-            if call is not None:
-                call.check_input()
-            entry = await self._admit(record, req, entry)
-            cache_key, ttl, cached = await self._from_cache(record, entry, req, body)
+            entry, cache_key, ttl, cached = await self._prepare(record, req, body, entry, call)
             if cached is not None:
-                if call is not None:
-                    cached["model"] = call.name
                 return ChatResult(cached, record)
             timeout = req.timeout or self.default_timeout
             deadline = time.monotonic() + timeout
@@ -426,20 +453,10 @@ class Gateway:
             # Its output is checked (schema, guardrails) before a word is sent: run whole, replay.
             done = await self._chat(principal, req, session_id, traceparent, entry, call)
             return StreamResult(_replay(done.body, req.include_usage), done.record)
-        if call is not None:
-            req = call.request
-        body = req.upstream_body()
-        record = self._record(principal, req, session_id, body, traceparent)
-        if call is not None:
-            call.annotate(record)
+        req, body, record = self._open(principal, req, session_id, traceparent, call)
         try:
-            if call is not None:
-                call.check_input()
-            entry = await self._admit(record, req, entry)
-            cache_key, ttl, cached = await self._from_cache(record, entry, req, body)
+            entry, cache_key, ttl, cached = await self._prepare(record, req, body, entry, call)
             if cached is not None:
-                if call is not None:
-                    cached["model"] = call.name
                 self._finish(record, durable=True)
                 await self._make_durable(record, req.timeout)
                 return StreamResult(_replay(cached, req.include_usage), record)

@@ -15,7 +15,6 @@ from fmops.auth import Role
 from fmops.platform import Platform
 from fmops.server.deps import RoleGate, authenticate
 from fmops.server.errors import ERROR_DESCRIPTIONS, ErrorBody, install_error_handlers
-from fmops.server.fastpath import GatewayFastPath
 from fmops.server.middleware import BodyLimitMiddleware
 from fmops.server.routers import (
     alerts,
@@ -161,9 +160,6 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     )
     app.state.platform = platform
     install_error_handlers(app)
-    if settings.gateway_fast_path:
-        # Added first, so it runs inside the body limit: an oversized body still gets its 413.
-        app.add_middleware(GatewayFastPath, platform=platform)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     for router in ROUTERS:
         app.include_router(router)

@@ -8,32 +8,52 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, params
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal, Role
 from fmops.errors import AuthenticationError
-from fmops.platform import PlatformDep
+from fmops.platform import Platform, PlatformDep
 
-_bearer = HTTPBearer(auto_error=False, description="An fmops API key: `Authorization: Bearer fmk-...`")
+MALFORMED = "malformed Authorization header: use `Authorization: Bearer <key>`"
 
 
-async def authenticate(
-    request: Request,
-    platform: PlatformDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    if credentials is None:
-        header = request.headers.get("authorization")
-        if header:
-            raise AuthenticationError("malformed Authorization header: use `Authorization: Bearer <key>`")
-        raw = None
-    else:
-        raw = credentials.credentials
+def bearer_key(header: str | None) -> str | None:
+    """The key in an `Authorization: Bearer <key>` header, None when there is none: the one place
+    that reads the header (the API's dependency below and the gateway's fast path)."""
+    if not header:
+        return None
+    scheme, _, credentials = header.partition(" ")
+    key = credentials.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise AuthenticationError(MALFORMED)
+    return key
+
+
+async def principal_for(platform: Platform, header: str | None) -> Principal:
+    """The caller behind an Authorization header (401 when there is none, or it is not a live key)."""
+    raw = bearer_key(header)
     # A recently verified key is answered in the event loop; only a miss pays the thread hop.
     principal = platform.auth.cached(raw) if raw else None
     if principal is None:
         principal = await run_in_threadpool(platform.auth.authenticate, raw)
+    return principal
+
+
+class _Bearer(HTTPBearer):
+    """HTTPBearer for the OpenAPI document's security scheme; the header is read by `bearer_key`."""
+
+    async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
+        return request.headers.get("authorization")
+
+
+_bearer = _Bearer(auto_error=False, description="An fmops API key: `Authorization: Bearer fmk-...`")
+
+
+async def authenticate(
+    request: Request, platform: PlatformDep, header: Annotated[str | None, Depends(_bearer)]
+) -> Principal:
+    principal = await principal_for(platform, header)
     request.state.principal = principal
     return principal
 

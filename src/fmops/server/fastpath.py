@@ -1,35 +1,39 @@
 """The gateway's hot routes served straight from ASGI, without FastAPI's per-request machinery.
 
 `POST /v1/chat/completions` and `POST /v1/embeddings` are where a gateway's overhead is measured
-(see benchmarks/gateway_vs_litellm.py). Dependency injection, route matching and request
-objects cost several hundred microseconds per call, about as much as everything else the gateway
-does; so these two routes are answered here, with the same authentication, validation, error
-bodies and gateway calls as their FastAPI twins in routers/v1_chat.py and v1_embeddings.py, which
-still define the OpenAPI contract (and serve when the fast path is turned off).
+(see benchmarks/gateway_vs_litellm.py). Dependency injection, route matching, request objects and
+the application's middleware stack (FastAPI's telemetry and body-limit layers, Starlette's error
+middleware) cost several hundred microseconds per call, about as much as everything else the
+gateway does; so these two routes are answered here, in front of the application (`front`), with
+the same authentication, body limit, validation, error bodies and gateway calls as their FastAPI
+twins in routers/v1_chat.py and v1_embeddings.py, which still define the OpenAPI contract (and
+serve when the fast path is turned off). benchmarks/gateway_profile.py shows where the time goes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fmops.auth import Principal
-from fmops.errors import AuthenticationError, FmopsError, UserError
+from fmops.errors import FmopsError, UserError
 from fmops.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from fmops.platform import Platform
+from fmops.server.deps import principal_for
 from fmops.server.errors import (
     database_unavailable_response,
+    error_response,
     fmops_error_response,
     is_database_down,
     validation_error_response,
 )
+from fmops.server.middleware import TooLarge, send_too_large
 from fmops.server.routers import v1_chat, v1_embeddings
 
 ROUTES: dict[str, type[BaseModel]] = {
@@ -39,10 +43,19 @@ ROUTES: dict[str, type[BaseModel]] = {
 MAX_SESSION_ID = 200
 
 
+log = logging.getLogger(__name__)
+
+
+def front(app: ASGIApp, platform: Platform, max_body_bytes: int) -> ASGIApp:
+    """What the server runs: the fast path in front of the application, which serves the rest."""
+    return GatewayFastPath(app, platform, max_body_bytes)
+
+
 class GatewayFastPath:
-    def __init__(self, app: ASGIApp, platform: Platform) -> None:
+    def __init__(self, app: ASGIApp, platform: Platform, max_body_bytes: int) -> None:
         self.app = app
         self.platform = platform
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in ROUTES:
@@ -53,30 +66,30 @@ class GatewayFastPath:
             response = await self._handle(scope["path"], headers, receive)
         except FmopsError as exc:
             response = fmops_error_response(exc)
+        except TooLarge:
+            await send_too_large(send, self.max_body_bytes)
+            return
         except DBAPIError as exc:
-            # Outside FastAPI's routing its exception handlers do not apply: answer as they would.
+            # In front of FastAPI its exception handlers do not apply: answer as they would.
             if not is_database_down(exc):
-                raise
-            response = database_unavailable_response(exc)
+                log.exception("unhandled error", exc_info=exc)
+                response = _internal_error()
+            else:
+                response = database_unavailable_response(exc)
+        except Exception as exc:
+            log.exception("unhandled error", exc_info=exc)
+            response = _internal_error()
         await response(scope, receive, send)
 
-    async def _principal(self, headers: dict[bytes, bytes]) -> Principal:
-        header = headers.get(b"authorization")
-        if header is None:
-            raw = None
-        else:
-            scheme, _, credentials = header.decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer" or not credentials.strip():
-                raise AuthenticationError("malformed Authorization header: use `Authorization: Bearer <key>`")
-            raw = credentials.strip()
-        principal = self.platform.auth.cached(raw) if raw else None
-        if principal is None:
-            principal = await run_in_threadpool(self.platform.auth.authenticate, raw)
-        return principal
-
     async def _handle(self, path: str, headers: dict[bytes, bytes], receive: Receive) -> Response:
-        principal = await self._principal(headers)
-        body = await _read_body(receive)
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise TooLarge  # refused before anything is read, as BodyLimitMiddleware does
+        authorization = headers.get(b"authorization")
+        principal = await principal_for(
+            self.platform, authorization.decode("latin-1") if authorization is not None else None
+        )
+        body = await _read_body(receive, self.max_body_bytes)
         try:
             body.decode("utf-8")
         except UnicodeDecodeError:
@@ -98,8 +111,8 @@ class GatewayFastPath:
             raise UserError(
                 f"x-fmops-session-id is longer than {MAX_SESSION_ID} characters", param="session_id"
             )
-        call = v1_chat.respond(gateway, principal, request, session_id, headers.get(b"traceparent"))
-        return await _unless_disconnected(call, receive)
+        chat = v1_chat.respond(gateway, principal, request, session_id, headers.get(b"traceparent"))
+        return await _unless_disconnected(chat, receive)
 
 
 async def _unless_disconnected(call: Awaitable[Response], receive: Receive) -> Response:
@@ -135,14 +148,23 @@ async def _unless_disconnected(call: Awaitable[Response], receive: Receive) -> R
         watcher.cancel()
 
 
-async def _read_body(receive: Receive) -> bytes:
-    """The whole request body; the size limit is enforced by BodyLimitMiddleware around us."""
+def _internal_error() -> Response:
+    return error_response(500, "internal server error; it has been logged", code="internal_error")
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body, refused (413) as soon as it passes `limit` bytes."""
     chunks: list[bytes] = []
+    seen = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > limit:
+            raise TooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return b"".join(chunks)

@@ -13,11 +13,18 @@ def _message(limit: int) -> str:
     return f"request body is larger than the limit of {limit} bytes (setting FMOPS_MAX_BODY_BYTES)"
 
 
-class _TooLarge(HTTPException):
+class TooLarge(HTTPException):
     """An HTTPException so that FastAPI's body reader re-raises it instead of turning it into a 400."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int = 0) -> None:
         super().__init__(413, _message(limit))
+
+
+async def send_too_large(send: Send, limit: int) -> None:
+    """Answer 413 in the OpenAI error shape (the gateway's fast path does too, in front of the app)."""
+    start, body = _payload_too_large(limit)
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
 
 
 def _payload_too_large(limit: int) -> tuple[dict[str, Any], bytes]:
@@ -67,7 +74,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge(limit)
+                    raise TooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -78,11 +85,9 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
+        except TooLarge:
             if not started:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        start, body = _payload_too_large(self.max_bytes)
-        await send(start)
-        await send({"type": "http.response.body", "body": body})
+        await send_too_large(send, self.max_bytes)

@@ -14,6 +14,7 @@ from fmops.logs import configure_logging
 from fmops.platform import Platform
 from fmops.plugins import load_modules
 from fmops.server.app import create_app
+from fmops.server.fastpath import front
 from fmops.settings import Settings
 from fmops.store import Store, upgrade
 
@@ -55,8 +56,10 @@ def serve(settings: Settings) -> None:
     supervisor = WorkerSupervisor(settings)
     signal.signal(signal.SIGTERM, _exit_after_shutdown)
     supervisor.start()
+    # The gateway's hot routes are answered in front of the application (server/fastpath.py).
+    asgi = front(app, platform, settings.max_body_bytes) if settings.gateway_fast_path else app
     config = uvicorn.Config(
-        app,
+        asgi,
         host=settings.host,
         port=settings.port,
         log_config=None,  # our handler, already configured, formats and redacts uvicorn's lines
