@@ -26,6 +26,7 @@ class RecordKind(StrEnum):
 
 
 ROLES = ("system", "user", "assistant", "tool")
+_ROLES = frozenset(ROLES)
 # What OpenAI's chat format allows on a message besides role and content (`weight`: its fine-tuning
 # API's per-turn training switch); anything else is a mistake worth reporting.
 _MESSAGE_EXTRAS = ("name", "tool_calls", "tool_call_id", "weight")
@@ -35,6 +36,8 @@ FIELDS: dict[RecordKind, tuple[str, ...]] = {
     RecordKind.preference: ("prompt", "chosen", "rejected", "metadata"),
     RecordKind.eval: ("input", "expected", "metadata"),
 }
+_ALLOWED = {kind: frozenset(fields) for kind, fields in FIELDS.items()}
+_MESSAGE_KEYS = frozenset(("role", "content", *_MESSAGE_EXTRAS))
 HASH_BYTES = 16  # 128 bits of sha256: collisions are out of reach for any dataset size
 
 
@@ -45,22 +48,25 @@ def parse_kind(value: str) -> RecordKind:
         raise ValueError(f"unknown record kind {value!r}; use one of {', '.join(RecordKind)}") from None
 
 
-def _message(value: Any, where: str) -> dict[str, Any]:
+def _message(value: Any, field: str, index: int) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ValueError(f"{where} is not an object with role and content")
+        raise ValueError(f"{field}[{index}] is not an object with role and content")
     role = value.get("role")
-    if role not in ROLES:
-        raise ValueError(f"{where} has role {role!r}; use one of {', '.join(ROLES)}")
+    if role not in _ROLES:
+        raise ValueError(f"{field}[{index}] has role {role!r}; use one of {', '.join(ROLES)}")
     content = value.get("content")
     if content is None and (value.get("tool_calls") or role == "assistant"):
         content = ""  # an assistant turn that only calls tools
     if not isinstance(content, str):
-        raise ValueError(f"{where} has no text content (content must be a string)")
-    unknown = sorted(set(value) - {"role", "content", *_MESSAGE_EXTRAS})
-    if unknown:
-        raise ValueError(f"{where} has unknown field {unknown[0]!r}")
+        raise ValueError(f"{field}[{index}] has no text content (content must be a string)")
+    if len(value) == 2 and content is value.get("content"):  # the common case: role and content only
+        return {"role": role, "content": content}
+    if not value.keys() <= _MESSAGE_KEYS:
+        raise ValueError(f"{field}[{index}] has unknown field {sorted(value.keys() - _MESSAGE_KEYS)[0]!r}")
     out: dict[str, Any] = {"role": role, "content": content}
-    out.update({k: value[k] for k in _MESSAGE_EXTRAS if value.get(k) is not None})
+    for key in _MESSAGE_EXTRAS:
+        if value.get(key) is not None:
+            out[key] = value[key]
     return out
 
 
@@ -70,7 +76,7 @@ def _messages(value: Any, field: str, *, default_role: str | None = None) -> lis
     if not isinstance(value, list) or not value:
         what = "a string or " if default_role else ""
         raise ValueError(f"{field} must be {what}a non-empty list of messages")
-    return [_message(m, f"{field}[{i}]") for i, m in enumerate(value)]
+    return [_message(m, field, i) for i, m in enumerate(value)]
 
 
 def _text(value: Any, field: str) -> str:
@@ -95,9 +101,9 @@ def validate_record(kind: RecordKind, record: dict[str, Any]) -> dict[str, Any]:
     missing = [f for f in FIELDS[kind] if f not in record and f not in ("tools", "metadata", "expected")]
     if missing:
         raise ValueError(f"missing required field {', '.join(repr(m) for m in missing)} for a {kind} record")
-    unknown = sorted(set(record) - set(FIELDS[kind]))
-    if unknown:
-        raise ValueError(f"unknown field {unknown[0]!r} for a {kind} record (extra data goes in metadata)")
+    if not record.keys() <= _ALLOWED[kind]:
+        unknown = sorted(record.keys() - _ALLOWED[kind])[0]
+        raise ValueError(f"unknown field {unknown!r} for a {kind} record (extra data goes in metadata)")
     meta = _metadata(record)
     if kind is RecordKind.chat:
         tools = record.get("tools")
