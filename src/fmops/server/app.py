@@ -18,6 +18,7 @@ from fmops.server.errors import ERROR_DESCRIPTIONS, ErrorBody, install_error_han
 from fmops.server.middleware import BodyLimitMiddleware
 from fmops.server.routers import (
     alerts,
+    curation,
     datasets,
     endpoints,
     evaluators,
@@ -66,6 +67,7 @@ ROUTERS = [
     experiments.router,
     playground.router,
     datasets.router,
+    curation.router,
 ]
 
 
