@@ -24,6 +24,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from fmops.artifacts import ArtifactStore
+from fmops.curation.recipe import load_recipe
+from fmops.curation.runner import CurationRun
 from fmops.datasets import DatasetService, RecordKind, VersionInfo
 from fmops.settings import load_settings
 from fmops.store import Store
@@ -163,7 +165,43 @@ def _seed(service: DatasetService, store: Store, project_id: str) -> dict[str, A
             "examples": {XSS: [{"text": XSS, "kept_text": XSS, "similarity": 1}, {"text": XSS}]},
         },
     )
+    service.create_version(
+        project_id=project_id,
+        name="reviewed",
+        kind=RecordKind.chat,
+        batches=[[_chat(1)]],
+        source={"type": "annotation", "queue_id": "a" * 32, "queue": "triage", "filter": {"model": "talker"}},
+    )
+    _curate(service, project_id)
     return {"support_1": v1, "support_2": v2, "job_id": job_id, "finetune_id": finetune_id}
+
+
+def _curate(service: DatasetService, project_id: str) -> None:
+    """A real curation run (what the `datasets.curate` job runs): exact and near-duplicate removal and a
+    length filter over tickets with planted duplicates, one version per step with the steps' reports."""
+    answer = "the parcel left our warehouse this morning and should reach you within three working days"
+    tickets = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Order {i}: where is my parcel?"},
+                {"role": "assistant", "content": f"{answer} thanks for order {i}"},
+            ]
+        }
+        for i in range(12)
+    ]
+    tickets += [
+        tickets[0],
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]},
+    ]
+    start = service.create_version(
+        project_id=project_id, name="tickets", kind=RecordKind.chat, batches=[tickets]
+    )
+    steps = [
+        {"dedup": {"method": "exact"}},
+        {"dedup": {"method": "minhash", "threshold": 0.7}},
+        {"filter": {"min_chars": 20}},
+    ]
+    CurationRun(datasets=service, project_id=project_id, recipe=load_recipe({"steps": steps})).run(start)
 
 
 @pytest.fixture(scope="module")
@@ -345,16 +383,51 @@ def test_a_curation_report_and_the_lineage_of_a_version(world: World, page: Page
     expect(record.locator(".side.rejected .bubble .text")).to_have_text("No.")
     source = page.locator("[data-testid=lineage] .source").first
     expect(source.locator("[data-testid=source-link]")).to_have_attribute(
-        "href", "/console/traces?model=talker&feedback=positive"
+        "href", "/console/traces?model=talker&feedback=positive&spans=all"
     )
     expect(source).to_contain_text("leaves out: min_score")
     source.locator("[data-testid=source-link]").click()
     expect(page.locator("input[name=model]")).to_have_value("talker")
 
+    page.goto(f"{world.server.url}/console/data/reviewed/versions/1")
+    expect(page.locator("[data-testid=lineage] .source")).to_contain_text("Annotation queue")
+    expect(page.locator("[data-testid=lineage] .source")).to_contain_text("triage")
+
     page.goto(f"{world.server.url}/console/data/triage-eval/versions/1")
     case = page.locator("#rows .record").first
     expect(case.locator(".side.input")).to_contain_text("My card was charged twice")
     expect(case.locator(".side.expected")).to_contain_text('"category": "billing"')
+
+
+def test_the_reports_of_a_real_curation_run(world: World, page: Page) -> None:
+    sign_in(page, world.server, world.engineer_key)
+    page.goto(f"{world.server.url}/console/data/tickets")
+    rows = page.locator("[data-testid=versions] tbody tr")
+    expect(rows).to_have_count(4)
+    expect(rows.nth(3).locator(".tree")).to_have_text("└")  # v4 under v3 under v2 under v1
+    expect(rows.nth(3)).to_contain_text("filter (min_chars=20")
+
+    page.goto(f"{world.server.url}/console/data/tickets/versions/2")
+    exact = page.locator("[data-reason=duplicate]")
+    expect(exact.locator("h3")).to_contain_text("removed 1")
+    expect(exact.locator("[data-testid=pair] .side.kept")).to_contain_text("Order 0: where is my parcel?")
+    expect(exact.locator("[data-testid=similarity]")).to_have_count(0)  # exact: no similarity to show
+
+    page.goto(f"{world.server.url}/console/data/tickets/versions/3")
+    near = page.locator("[data-reason=near_duplicate]")
+    expect(near.locator("h3")).to_contain_text("removed 11")
+    pairs = near.locator("[data-testid=pair]")
+    expect(pairs).to_have_count(11)
+    expect(pairs.first.locator("[data-testid=similarity]")).to_have_text("0.750")
+    expect(pairs.first.locator(".side.removed")).to_contain_text("thanks for order 1")
+    expect(pairs.first.locator(".side.kept")).to_contain_text("thanks for order 0")
+    expect(page.locator("[data-testid=step-details]")).to_contain_text("clusters")
+
+    page.goto(f"{world.server.url}/console/data/tickets/versions/4")
+    short = page.locator("[data-reason=too_short] [data-testid=example]")
+    expect(short).to_have_text("hi\nok")
+    expect(page.locator("[data-testid=lineage] ol.lineage > li")).to_have_count(4)
+    expect(page.locator("[data-testid=rows-summary]")).to_have_text("Rows 1–1 of 1")
 
 
 def test_hostile_records_names_and_reports_show_as_text(world: World, page: Page, tmp_path: Path) -> None:

@@ -118,10 +118,13 @@ def test_sources_describe_where_a_version_came_from() -> None:
     link, left_out = traces_link(
         {"model": "talker", "prompt": "support", "feedback": "positive", "min_score": 0.8, "tags": []}
     )
-    assert link == "/console/traces?model=talker&prompt_name=support&feedback=positive"
+    assert link == "/console/traces?model=talker&prompt_name=support&feedback=positive&spans=all"
     assert left_out == ["min_score"]
+    link, left_out = traces_link({"start": "2026-01-01T00:00:00+00:00", "root_only": True, "status": "ok"})
+    assert (link, left_out) == ("/console/traces?status=ok", ["start"])
+    assert traces_link({"trace_id": "ab12", "model": "m"}) == ("/console/traces/ab12", ["model"])
     traces = describe_source({"type": "traces", "filter": {"endpoint": "help"}, "trace_ids": 12})
-    assert (traces.title, traces.link) == ("Traces", "/console/traces?endpoint=help")
+    assert (traces.title, traces.link) == ("Traces", "/console/traces?endpoint=help&spans=all")
     assert ("trace_ids", "12") in traces.facts
     imported = describe_source({"type": "import", "file": "faq.jsonl", "format": "jsonl"})
     assert (imported.title, imported.link, imported.facts) == (

@@ -31,6 +31,7 @@ from fmops.platform import Platform, PlatformDep
 from fmops.store.models import Job
 from fmops.web.deps import WebPrincipal, web_gate
 from fmops.web.htmx import is_htmx
+from fmops.web.pages import current_page
 from fmops.web.routers import console_data_view as view
 from fmops.web.routers.console_traces_view import pretty
 from fmops.web.templating import render
@@ -217,6 +218,8 @@ def _source(platform: Platform, me: Principal, info: VersionInfo) -> view.Source
     source = view.describe_source(info.source)
     if source.type == "curation":
         return dataclasses.replace(source, job=_job(platform, me, info.source.get("job_id")))
+    if source.link and current_page(source.link.split("?", 1)[0]) is None:
+        return dataclasses.replace(source, link=None, link_text="")  # no console page for it (yet)
     return source
 
 

@@ -272,18 +272,24 @@ class Source:
 
 
 def traces_link(filters: Mapping[str, Any]) -> tuple[str, list[str]]:
-    """The traces explorer filtered as a trace-built version was: its URL and the filters it cannot show."""
+    """The traces explorer showing what a trace-built version read: its URL, and the filters the URL
+    cannot carry (a time window, a score), which the page names. One trace links to its own page."""
+    trace = filters.get("trace_id")
+    if isinstance(trace, str) and trace.isalnum():
+        return f"/console/traces/{trace}", [k for k in filters if k != "trace_id"]
     params: dict[str, str] = {}
     left_out = []
     for key, value in filters.items():
-        if value in (None, "", [], {}):
+        if value in (None, "", [], {}) or key == "root_only":
             continue
         name = FILTER_ALIASES.get(key, key)
         if name in EXPLORER_FILTERS and isinstance(value, str | int) and not isinstance(value, bool):
             params[name] = str(value)
         else:
             left_out.append(key)
-    return "/console/traces" + (f"?{urlencode(params)}" if params else ""), left_out
+    if not filters.get("root_only"):
+        params["spans"] = "all"  # the explorer lists top-level spans unless told otherwise
+    return "/console/traces?" + urlencode(params), left_out
 
 
 def _facts(source: Mapping[str, Any], skip: set[str]) -> list[tuple[str, str]]:
@@ -345,7 +351,7 @@ def step_name(step: Mapping[str, Any] | None) -> str:
     else:
         return _plain(dict(step))[:200]
     if isinstance(options, dict) and options:
-        inner = ", ".join(f"{k}={_plain(v)}" for k, v in options.items())
+        inner = ", ".join(f"{k}={_plain(v)}" for k, v in options.items() if v is not None)
         return f"{name} ({inner})"[:200]
     return str(name)[:200]
 
