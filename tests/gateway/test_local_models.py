@@ -124,3 +124,34 @@ def test_embeddings_from_the_packaged_minilm(local_server: RunningServer) -> Non
 
     assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2]) + 0.2
     assert result.usage.prompt_tokens > 0
+
+
+README_CALL = [{"role": "user", "content": "Say hello in French."}]
+
+
+def test_the_readme_example_answers_in_a_sentence_with_no_parameters(local_server: RunningServer) -> None:
+    # The model's recommended settings apply where the request sets nothing (SmolLM2's card:
+    # temperature 0.2, top_p 0.9; a 512-token cap): before them this call ran to 2,013 tokens.
+    with local_server.client() as admin:
+        shown = admin.get(f"/api/models/{DEFAULT_CHAT_MODEL}").json()["generation"]
+    assert shown == {"temperature": 0.2, "top_p": 0.9, "repeat_penalty": 1.1, "max_tokens": 512}
+    client = sdk(local_server)
+    reply = client.chat.completions.create(model=DEFAULT_CHAT_MODEL, messages=README_CALL)
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens <= 512
+    assert (reply.choices[0].message.content or "").strip()
+    # Seeded (so the sampled answer is the same on every run), each stops on its own in a few lines.
+    for seed in (1, 2, 4):
+        seeded = client.chat.completions.create(model=DEFAULT_CHAT_MODEL, messages=README_CALL, seed=seed)
+        assert seeded.usage is not None
+        assert seeded.choices[0].finish_reason == "stop", (seed, seeded.choices[0].message.content)
+        assert seeded.usage.completion_tokens < 200, (seed, seeded.choices[0].message.content)
+
+
+def test_a_request_overrides_the_recommended_settings(local_server: RunningServer) -> None:
+    reply = sdk(local_server).chat.completions.create(
+        model=DEFAULT_CHAT_MODEL, messages=README_CALL, max_tokens=3, temperature=0
+    )
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens == 3
+    assert reply.choices[0].finish_reason == "length"

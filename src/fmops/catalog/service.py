@@ -19,6 +19,7 @@ from fmops.catalog.builtin import builtin_models
 from fmops.catalog.entry import ModelEntry
 from fmops.errors import Conflict, NotFound, UserError
 from fmops.logs import remember_secret
+from fmops.providers.generation import generation_of
 from fmops.providers.registry import get_provider_class
 from fmops.providers.urls import check_upstream_url
 from fmops.secrets import SecretBox
@@ -324,6 +325,8 @@ def public_view(entry: ModelEntry) -> dict[str, Any]:
         "max_retries": entry.max_retries,
         "cache_ttl_seconds": entry.cache_ttl_seconds,
         "license": entry.license,
+        # Recommended settings, used where a request sets nothing (fmops.providers.generation).
+        "generation": generation_of(entry.options),
         "builtin": entry.builtin,
         "created_at": entry.created_at,
     }

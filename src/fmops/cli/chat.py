@@ -44,8 +44,12 @@ def chat(
     system: str | None = typer.Option(None, "--system", help="System prompt"),
     url: str | None = typer.Option(None, "--url", help="Gateway URL; default from FMOPS_HOST/FMOPS_PORT"),
     api_key: str | None = typer.Option(None, "--api-key", envvar="FMOPS_API_KEY"),
-    max_tokens: int = typer.Option(512, "--max-tokens"),
-    temperature: float | None = typer.Option(None, "--temperature"),
+    max_tokens: int | None = typer.Option(
+        None, "--max-tokens", help="Default: the model's recommended setting (`fmops models show`)"
+    ),
+    temperature: float | None = typer.Option(
+        None, "--temperature", help="Default: the model's recommended setting (`fmops models show`)"
+    ),
     message: str | None = typer.Option(None, "--message", "-m", help="Send one message and exit"),
 ) -> None:
     """Chat with a model in the terminal (type /exit or Ctrl-D to leave)."""
@@ -76,8 +80,9 @@ def chat(
                     "model": model,
                     "messages": history,
                     "stream": True,
-                    "max_tokens": max_tokens,
                 }
+                if max_tokens is not None:
+                    body["max_tokens"] = max_tokens
                 if temperature is not None:
                     body["temperature"] = temperature
                 try:

@@ -11,6 +11,7 @@ from fmops.auth import DEFAULT_PROJECT
 from fmops.catalog import ModelSpec, public_view
 from fmops.cli.common import console, fmt, local_platform, print_rows, project_id_of
 from fmops.errors import UserError
+from fmops.providers.generation import gguf_sampling, model_generation, recommended
 
 app = typer.Typer(help="Model catalog: list, show, add, remove, pull.", no_args_is_help=True)
 
@@ -70,7 +71,12 @@ def add(
     cache_ttl: int | None = typer.Option(None, "--cache-ttl", help="Cache identical requests for N seconds"),
     project: str = typer.Option(DEFAULT_PROJECT, "--project"),
 ) -> None:
-    """Add a model: e.g. `fmops models add gpt --provider openai --base-url URL --model gpt-4o-mini`."""
+    """Add a model: e.g. `fmops models add gpt --provider openai --base-url URL --model gpt-4o-mini`.
+
+    A local model (a .gguf file, a Hugging Face folder) brings its recommended generation settings
+    (GGUF `general.sampling.*`, generation_config.json) and a chat cap on max_tokens.
+    """
+    local = provider in ("llamacpp", "transformers")
     try:
         spec = ModelSpec(
             alias=alias,
@@ -85,6 +91,7 @@ def add(
             timeout_seconds=timeout,
             max_retries=retries,
             cache_ttl_seconds=cache_ttl,
+            options=recommended(model_generation(provider, model)) if local else {},
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -116,8 +123,14 @@ def pull(
     path: Path = pull_gguf(repo, filename, platform.settings.home)
     console.print(f"downloaded {path}")
     if alias:
+        generation = recommended(gguf_sampling(path))
         spec = ModelSpec(
-            alias=alias, provider="llamacpp", model=str(path), timeout_seconds=300, max_retries=0
+            alias=alias,
+            provider="llamacpp",
+            model=str(path),
+            timeout_seconds=300,
+            max_retries=0,
+            options=generation,
         )
         platform.catalog.add(project_id_of(project), spec, trusted=True)
-        console.print(f"added {alias}")
+        console.print(f"added {alias} (generation settings: {fmt(generation)})")

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Role
@@ -32,6 +32,9 @@ class ModelPublic(BaseModel):
     max_retries: int
     cache_ttl_seconds: int | None
     license: str | None
+    generation: dict[str, Any] = Field(
+        default_factory=dict, description="Recommended settings, used where a request sets nothing"
+    )
     builtin: bool
     created_at: datetime | None
 

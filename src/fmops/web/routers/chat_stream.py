@@ -49,7 +49,6 @@ router = APIRouter(include_in_schema=False)
 # model has a context of a couple of thousand tokens; ~4 characters make a token).
 HISTORY_MESSAGES = 20
 HISTORY_CHARS = 6_000
-DEFAULT_MAX_TOKENS = 512
 STOPPED = "the answer stopped: the page was closed or Stop was pressed"
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -99,7 +98,8 @@ async def send_message(
             "model": conversation.endpoint,
             "messages": history,
             "stream": True,
-            "max_tokens": body.max_tokens or DEFAULT_MAX_TOKENS,
+            # Unset: the model's recommended settings apply (`fmops models show`), as for `fmops chat`.
+            "max_tokens": body.max_tokens,
             "temperature": body.temperature,
             # Recorded on the trace, so the person may give feedback on it (and engineers filter by it).
             "user": principal.user_name,
