@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, String, and_, cast, exists, or_, select
+from sqlalchemy import ColumnElement, String, Text, and_, cast, exists, literal_column, or_, select, text
 from sqlalchemy.orm import defer
 
 from fmops.errors import NotFound, UserError
@@ -24,6 +24,9 @@ from fmops.store.models import Score, Span
 MAX_LIMIT = 500
 FEEDBACK_FILTERS = ("any", "none", "positive", "negative")
 _IO_COLUMNS = (Span.input, Span.output)
+# Trigram indexes (migration 0012) serve terms of 3 characters or more; shorter ones scan.
+TRIGRAM = 3
+_FTS_ROWIDS = text("SELECT rowid FROM spans_fts WHERE spans_fts MATCH :phrase")
 
 
 @dataclass(frozen=True)
@@ -134,12 +137,22 @@ class TraceQuery:
         self.store = store
 
     def _text_match(self, q: str) -> ColumnElement[bool]:
+        """`q` as a case-insensitive substring of the input or output JSON, through the trigram
+        index where the term is long enough (migration 0012), so a term that matches nothing does
+        not read every span of the project."""
         pattern = _like_pattern(q)
-        columns = [cast(c, String) for c in _IO_COLUMNS]
         if self.store.dialect == "postgresql":
-            return or_(*(c.ilike(pattern, escape="\\") for c in columns))
-        # SQLite's LIKE ignores ASCII case; JSON is stored as text, so the cast is free.
-        return or_(*(c.like(pattern, escape="\\") for c in columns))
+            # `::text`, as the pg_trgm indexes are built, so ILIKE can use them.
+            return or_(*(cast(c, Text).ilike(pattern, escape="\\") for c in _IO_COLUMNS))
+        # SQLite's LIKE ignores ASCII case; JSON is stored as text, so the cast is free. The FTS5
+        # trigram index finds the candidates; LIKE keeps the answer exactly what the scan returns
+        # (the index folds non-ASCII case too).
+        like = or_(*(cast(c, String).like(pattern, escape="\\") for c in _IO_COLUMNS))
+        if len(q) < TRIGRAM:
+            return like
+        phrase = '"' + q.replace('"', '""') + '"'
+        candidates = _FTS_ROWIDS.bindparams(phrase=phrase).columns(literal_column("rowid"))
+        return and_(literal_column("spans.rowid").in_(candidates), like)
 
     def _conditions(self, project_id: str | None, filters: TraceFilters) -> list[ColumnElement[bool]]:
         f = filters
