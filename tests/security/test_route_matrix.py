@@ -26,7 +26,7 @@ from support.security import (
 )
 from support.server import RunningServer
 
-C, E, A = "consumer", "engineer", "admin"
+C, N, E, A = "consumer", "annotator", "engineer", "admin"
 
 POLICY: dict[str, str | None] = {
     "GET /healthz": None,
@@ -120,6 +120,17 @@ POLICY: dict[str, str | None] = {
     "GET /api/datasets/{name}/versions/{version}/rows": E,
     "GET /api/datasets/{name}/versions/{version}/diff": E,
     "GET /api/datasets/{name}/versions/{version}/export": E,
+    # datasets from production traffic: engineers
+    "POST /api/datasets/from-traces": E,
+    # annotation queues: engineers make, delete and export them; annotators see theirs and decide items
+    "POST /api/annotation-queues": E,
+    "GET /api/annotation-queues": N,
+    "GET /api/annotation-queues/{queue}": N,
+    "DELETE /api/annotation-queues/{queue}": E,
+    "GET /api/annotation-queues/{queue}/next": N,
+    "GET /api/annotation-queues/{queue}/items/{item_id}": N,
+    "POST /api/annotation-queues/{queue}/items/{item_id}/decisions": N,
+    "POST /api/annotation-queues/{queue}/export": E,
 }
 
 

@@ -26,7 +26,7 @@ from fmops.store import Store
 from support.server import RunningServer
 
 PUBLIC = {"/healthz", "/readyz"}
-ROLES = ("consumer", "engineer", "admin")
+ROLES = ("consumer", "annotator", "engineer", "admin")
 RANK = {role: i for i, role in enumerate(ROLES)}
 ERROR_KEYS = {"message", "type", "param", "code"}
 

@@ -21,7 +21,7 @@ from fmops.settings import load_settings
 from fmops.store import Store
 from support.server import RunningServer
 
-ROLES = ("consumer", "engineer", "admin")
+ROLES = ("consumer", "annotator", "engineer", "admin")
 RANK = {role: i for i, role in enumerate(ROLES)}
 PUBLIC = {"/healthz", "/readyz"}
 METHODS = ("get", "post", "put", "patch", "delete")

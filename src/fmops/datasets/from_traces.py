@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from fmops.datasets.records import RecordKind
 from fmops.datasets.service import DatasetService, VersionInfo
-from fmops.errors import UserError
+from fmops.errors import NotFound, UserError
 from fmops.store import Store
 from fmops.store.models import Score, Span
 from fmops.tracing.query import MAX_LIMIT, TraceFilters, TraceQuery
@@ -279,9 +279,14 @@ class TraceDatasets:
         filters: TraceFilters,
         corrected_only: bool = False,
         preference: bool = False,
+        append: bool = False,
         created_by_key_id: str | None = None,
     ) -> tuple[VersionInfo, Counts]:
-        """A new version of dataset `name` from the traces `filters` match (chat or preference records)."""
+        """A new version of dataset `name` from the traces `filters` match (chat or preference records).
+
+        With `append`, the version is the dataset's latest version plus these records (its parent);
+        without, it holds these records only. A dataset that does not exist yet is created.
+        """
         counts = Counts()
         if preference:
             records = self.preference_records(project_id, filters, counts)
@@ -300,18 +305,33 @@ class TraceDatasets:
                 f"no {what} match the filter ({counts.spans} spans read): widen it, or give feedback first",
                 param="filter",
             )
-        source = {
+        latest = self._latest(project_id, name) if append else None
+        if latest is not None and latest.kind != kind:
+            raise UserError(
+                f"dataset {name!r} holds {latest.kind} records, not {kind}: add to a {kind} dataset",
+                param="name",
+            )
+        source: dict[str, Any] = {
             "type": "traces",
             "filter": filter_json(filters),
             "trace_ids": counts.traces,
             "corrected_only": corrected_only,
             "preference": preference,
         }
+        if latest is not None:
+            source["added_to"] = latest.ref
+
+        def batches() -> Iterator[list[dict[str, Any]]]:
+            if latest is not None:
+                yield from self.datasets.iter_records(latest)
+            yield records
+
         version = self.datasets.create_version(
             project_id=project_id,
             name=name,
             kind=kind,
-            batches=[records],
+            batches=batches(),
+            parent_id=latest.id if latest is not None else None,
             source=source,
             counts={"in": counts.spans, "out": counts.records, "corrected": counts.corrected},
             created_by_key_id=created_by_key_id,
@@ -321,56 +341,24 @@ class TraceDatasets:
     def add_trace(
         self, *, project_id: str, name: str, trace_id: str, created_by_key_id: str | None = None
     ) -> VersionInfo:
-        """A new version of `name`: its latest version's records plus this trace's example.
-
-        A dataset that does not exist yet starts with this one record.
-        """
-        counts = Counts()
-        found = [
-            (span, example, feedback)
-            for batch in self.examples(project_id, TraceFilters(trace_id=trace_id), counts)
-            for span, example, feedback in batch
-        ]
-        if not found:
-            raise UserError(f"trace {trace_id!r} holds no chat example to add", param="trace_id")
-        span, example, feedback = found[0]
-        answer = feedback.correction or example.answer
-        record = {
-            "messages": [*example.messages, answer],
-            "tools": example.tools,
-            "metadata": _metadata(span, corrected=feedback.correction is not None),
-        }
-        latest = self._latest(project_id, name)
-        if latest is not None and latest.kind != RecordKind.chat:
-            raise UserError(
-                f"dataset {name!r} holds {latest.kind} records, a trace adds chat ones: pick a chat dataset",
-                param="name",
+        """A new version of `name`: its latest version's records plus this trace's example (the
+        console's "Add to dataset"). A dataset that does not exist yet starts with this one record."""
+        try:
+            version, _ = self.build(
+                project_id=project_id,
+                name=name,
+                filters=TraceFilters(trace_id=trace_id),
+                append=True,
+                created_by_key_id=created_by_key_id,
             )
-
-        def batches() -> Iterator[list[dict[str, Any]]]:
-            if latest is not None:
-                yield from self.datasets.iter_records(latest)
-            yield [record]
-
-        return self.datasets.create_version(
-            project_id=project_id,
-            name=name,
-            kind=RecordKind.chat,
-            batches=batches(),
-            parent_id=latest.id if latest is not None else None,
-            source={
-                "type": "traces",
-                "filter": {"trace_id": trace_id},
-                "trace_ids": 1,
-                "added_to": latest.ref if latest else None,
-            },
-            created_by_key_id=created_by_key_id,
-        )
+        except UserError as exc:
+            if exc.param != "filter":
+                raise
+            raise UserError(f"trace {trace_id!r} holds no chat example to add", param="trace_id") from None
+        return version
 
     def _latest(self, project_id: str, name: str) -> VersionInfo | None:
         try:
             return self.datasets.resolve(project_id, name)
-        except UserError as exc:  # NotFound is a UserError: a new dataset
-            if exc.status_code == 404:
-                return None
-            raise
+        except NotFound:  # a new dataset
+            return None

@@ -18,7 +18,9 @@ from fmops.server.errors import ERROR_DESCRIPTIONS, ErrorBody, install_error_han
 from fmops.server.middleware import BodyLimitMiddleware
 from fmops.server.routers import (
     alerts,
+    annotation,
     curation,
+    dataset_traces,
     datasets,
     endpoints,
     evaluators,
@@ -66,6 +68,8 @@ ROUTERS = [
     endpoints.router,
     experiments.router,
     playground.router,
+    dataset_traces.router,  # before any /api/datasets/{name} route: from-traces is not a dataset's name
+    annotation.router,
     datasets.router,
     curation.router,
 ]
