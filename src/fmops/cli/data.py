@@ -26,7 +26,7 @@ from fmops.datasets.readers import FORMATS
 from fmops.datasets.records import RecordKind, parse_kind
 
 app = typer.Typer(
-    help="Datasets: import files as versions, list, show, head, diff, export, delete.",
+    help="Datasets: import files as versions, list, show, head, diff, export, delete, sweep.",
     no_args_is_help=True,
 )
 PROJECT = typer.Option(DEFAULT_PROJECT, "--project", help="Project name")
@@ -233,6 +233,22 @@ def delete(
         typer.confirm(f"delete dataset {name!r} and all its versions?", abort=True)
     info = service().delete_dataset(project_id_of(project), name)
     console.print(f"deleted {escape(info.name)} ({info.latest_version} versions)", highlight=False)
+
+
+@app.command("sweep")
+def sweep(
+    older_than: float = typer.Option(
+        3600.0,
+        "--older-than",
+        min=0,
+        help="Only files at least this many seconds old (a write may be running)",
+    ),
+) -> None:
+    """Remove dataset files no version points at: what an import killed mid-write left behind."""
+    removed = service().sweep(older_than_seconds=older_than)
+    for key in removed:
+        err_console.print(f"removed {escape(key)}", highlight=False)
+    console.print(f"removed {len(removed)} file(s)", highlight=False)
 
 
 # Commands other helpers add to this group live in modules of their own.

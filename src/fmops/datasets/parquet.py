@@ -20,15 +20,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from fmops.datasets.records import FIELDS, HASH_BYTES, RecordKind, record_hash
+from fmops.datasets.records import FIELDS, HASH_BYTES, PLAIN_FIELDS, RecordKind, encode_fields, hash_fields
 
 HASH_COLUMN = "_hash"
 ROW_GROUP_ROWS = 5_000  # a page read decodes at most one or two groups of this size
-_PLAIN = {RecordKind.completion: {"prompt", "completion"}}
 
 
 def _is_json(kind: RecordKind, field: str) -> bool:
-    return field not in _PLAIN.get(kind, set())
+    return field not in PLAIN_FIELDS[kind]
 
 
 def schema(kind: RecordKind) -> pa.Schema:
@@ -36,20 +35,9 @@ def schema(kind: RecordKind) -> pa.Schema:
     return pa.schema([*fields, pa.field(HASH_COLUMN, pa.binary(HASH_BYTES), nullable=False)])
 
 
-def _dump(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def encode(kind: RecordKind, records: list[dict[str, Any]], hashes: list[bytes]) -> pa.Table:
-    """Normalised records to an Arrow table of `schema(kind)`."""
-    columns: dict[str, list[Any]] = {}
-    for field in FIELDS[kind]:
-        if not _is_json(kind, field):
-            columns[field] = [r[field] for r in records]
-        elif field in ("tools", "expected"):
-            columns[field] = [None if r.get(field) is None else _dump(r[field]) for r in records]
-        else:
-            columns[field] = [_dump(r[field]) for r in records]
+def encode(kind: RecordKind, rows: list[list[str | None]], hashes: list[bytes]) -> pa.Table:
+    """Encoded records (`encode_fields`) to an Arrow table of `schema(kind)`."""
+    columns: dict[str, list[Any]] = {field: [row[i] for row in rows] for i, field in enumerate(FIELDS[kind])}
     columns[HASH_COLUMN] = hashes
     return pa.table(columns, schema=schema(kind))
 
@@ -90,16 +78,17 @@ class VersionWriter:
         self.kind = kind
         self.rows = 0
         self._digest = hashlib.sha256(kind.value.encode())
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[list[str | None]] = []
         self._hashes: list[bytes] = []
         self._writer = pq.ParquetWriter(sink, schema(kind), compression="zstd")
 
     def write(self, records: Iterable[dict[str, Any]]) -> None:
         """Normalised records (already validated) appended in order."""
         for record in records:
-            digest = record_hash(record)
+            fields = encode_fields(self.kind, record)  # encoded once: stored and hashed
+            digest = hash_fields(fields)
             self._digest.update(digest)
-            self._pending.append(record)
+            self._pending.append(fields)
             self._hashes.append(digest)
             if len(self._pending) >= ROW_GROUP_ROWS:
                 self._flush()

@@ -150,6 +150,41 @@ def record_text(kind: RecordKind, record: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def record_hash(record: dict[str, Any]) -> bytes:
+# Fields stored as text as they are; every other field is stored as JSON text.
+PLAIN_FIELDS: dict[RecordKind, frozenset[str]] = {
+    RecordKind.chat: frozenset(),
+    RecordKind.completion: frozenset({"prompt", "completion"}),
+    RecordKind.preference: frozenset(),
+    RecordKind.eval: frozenset(),
+}
+_OPTIONAL = frozenset({"tools", "expected"})
+
+
+def encode_fields(kind: RecordKind, record: dict[str, Any]) -> list[str | None]:
+    """A normalised record's fields as stored (in `FIELDS[kind]` order): JSON text with sorted keys,
+    so the same content always encodes, and hashes, the same."""
+    plain = PLAIN_FIELDS[kind]
+    out: list[str | None] = []
+    for field in FIELDS[kind]:
+        value = record.get(field)
+        if field in plain:
+            out.append(value)
+        elif value is None and field in _OPTIONAL:
+            out.append(None)
+        else:
+            out.append(orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode())
+    return out
+
+
+def hash_fields(fields: list[str | None]) -> bytes:
+    digest = hashlib.sha256()
+    for value in fields:
+        data = b"\xff" if value is None else value.encode()  # \xff never occurs in UTF-8 text
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.digest()[:HASH_BYTES]
+
+
+def record_hash(kind: RecordKind, record: dict[str, Any]) -> bytes:
     """A normalised record's identity (metadata included): what diffs compare and versions hash."""
-    return hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).digest()[:HASH_BYTES]
+    return hash_fields(encode_fields(kind, record))
