@@ -102,14 +102,16 @@ class LlamaCppProvider(LocalChatProvider[_Loaded]):
 
     `config.model`: a path to a .gguf file, or "default" for the packaged SmolLM2-135M-Instruct.
     `config.options`: n_ctx (4096), n_threads (llama.cpp's default: half the cores), n_batch (512),
-    n_gpu_layers (0), chat_template (a Jinja template replacing the file's own), and sampling
+    n_gpu_layers (0), chat_template (a Jinja template replacing the file's own), lora_path (a GGUF
+    LoRA adapter applied over the model, as fine-tunes are served), and sampling
     defaults used where a request sets nothing (temperature, top_p, top_k, min_p, repeat_penalty,
     max_tokens).
     """
 
     name = "llamacpp"
     capabilities = Capabilities(streaming=True, json_schema=True, tools=False, local=True)
-    _LOAD_OPTIONS = ("n_ctx", "n_threads", "n_batch", "n_gpu_layers", "chat_template")
+    path_options = frozenset({"lora_path"})
+    _LOAD_OPTIONS = ("n_ctx", "n_threads", "n_batch", "n_gpu_layers", "chat_template", "lora_path")
     _SAMPLING_OPTIONS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens")
 
     def __init__(self, config: ProviderConfig) -> None:
@@ -143,6 +145,9 @@ class LlamaCppProvider(LocalChatProvider[_Loaded]):
         path = self.model_path
         if not path.is_file():
             raise ProviderError(f"GGUF model file not found: {path}", status=500)
+        lora = self.config.options.get("lora_path")
+        if lora and not Path(str(lora)).expanduser().is_file():
+            raise ProviderError(f"GGUF LoRA adapter file not found: {lora}", status=500)
         llama_cpp = require("llama_cpp", "llama-cpp-python", self.name)
         chat_format = require("llama_cpp.llama_chat_format", "llama-cpp-python", self.name)
         options = self.config.options
@@ -154,6 +159,7 @@ class LlamaCppProvider(LocalChatProvider[_Loaded]):
                 n_threads=int(options["n_threads"]) if options.get("n_threads") else None,
                 n_batch=int(options.get("n_batch", 512)),
                 n_gpu_layers=int(options.get("n_gpu_layers", 0)),
+                lora_path=str(Path(str(lora)).expanduser()) if lora else None,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
