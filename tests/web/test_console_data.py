@@ -330,6 +330,7 @@ def test_two_versions_are_compared_from_the_dataset_page(world: World, page: Pag
     expect(form.locator("select[name=b]")).to_have_value("2")
     form.locator("button").click()
     expect(page).to_have_url(f"{world.server.url}/console/data/support/diff?a=1&b=2")
+    expect(page.locator("[data-testid=diff-rows]")).to_be_visible()  # fetched after the page painted
     expect(page.locator("[data-testid=removed]")).to_have_text("−5")
     expect(page.locator("[data-testid=added]")).to_have_text("+0")
     removed = page.locator("[data-testid=removed-examples] .record")
@@ -483,6 +484,7 @@ def test_errors_and_roles_over_http(world: World, tmp_path: Path) -> None:
             ("/console/data/support/versions/9", 404, "dataset 'support' has no version 9 (newest: 2)"),
             ("/console/data/support/diff?a=1&b=1", 400, "choose two different versions"),
             ("/console/data/support/diff?a=1&b=7", 404, "has no version 7"),
+            ("/console/data/support/diff/rows?a=2&b=2", 400, "choose two different versions"),
             ("/console/data/support/versions/1?limit=100000", 400, "limit"),
             ("/console/data/support/versions/1?offset=-1", 400, "offset"),
             ("/console/data/support/versions/1?q=" + "x" * 501, 400, "q"),

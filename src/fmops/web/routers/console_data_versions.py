@@ -283,20 +283,30 @@ class ShownDiff:
     removed_examples: list[view.Shown]
 
 
-def _diff(platform: Platform, me: Principal, name: str, a: int, b: int) -> dict[str, Any]:
+def _diff_versions(platform: Platform, me: Principal, name: str, a: int, b: int) -> dict[str, Any]:
+    """The two versions (a 404 for either, before any work) and the dataset's versions for the form."""
+    if a == b:
+        raise UserError(f"choose two different versions to compare (both are v{a})", param="b")
     service = datasets(platform)
-    found = service.diff(me.project_id, f"{name}@{a}", f"{name}@{b}", examples=DIFF_EXAMPLES)
-    kind = found.b.kind
+    return {
+        "name": name,
+        "old": service.resolve(me.project_id, f"{name}@{a}"),
+        "new": service.resolve(me.project_id, f"{name}@{b}"),
+        "versions": service.list_versions(me.project_id, name),
+    }
+
+
+def _diff(platform: Platform, me: Principal, name: str, a: int, b: int) -> dict[str, Any]:
+    found = datasets(platform).diff(me.project_id, f"{name}@{a}", f"{name}@{b}", examples=DIFF_EXAMPLES)
     return {
         "name": name,
         "old": found.a,
         "new": found.b,
-        "versions": service.list_versions(me.project_id, name),
         "diff": ShownDiff(
             added=found.added,
             removed=found.removed,
             unchanged=found.unchanged,
-            added_examples=[view.show(kind, r) for r in found.added_examples],
+            added_examples=[view.show(found.b.kind, r) for r in found.added_examples],
             removed_examples=[view.show(found.a.kind, r) for r in found.removed_examples],
         ),
     }
@@ -309,7 +319,17 @@ VersionNumber = Annotated[int, Query(ge=1, le=2**31 - 1)]
 async def diff_page(
     request: Request, platform: PlatformDep, me: WebPrincipal, name: Name, a: VersionNumber, b: VersionNumber
 ) -> Response:
+    """The page paints at once; the comparison (every row's hash of both versions: seconds at a million
+    rows) is fetched by the page after it has painted, from `/diff/rows`."""
+    context = await run_in_threadpool(_diff_versions, platform, me, name, a, b)
+    return render(request, "console/data/diff.html", context)
+
+
+@router.get("/{name}/diff/rows")
+async def diff_rows(
+    request: Request, platform: PlatformDep, me: WebPrincipal, name: Name, a: VersionNumber, b: VersionNumber
+) -> Response:
     if a == b:
         raise UserError(f"choose two different versions to compare (both are v{a})", param="b")
     context = await run_in_threadpool(_diff, platform, me, name, a, b)
-    return render(request, "console/data/diff.html", context)
+    return render(request, "console/data/_diff_rows.html", context)
