@@ -9,6 +9,7 @@ from fmops.store.models.datasets import Dataset, DatasetVersion
 from fmops.store.models.endpoints import Endpoint, EndpointEvent, RegistryGeneration
 from fmops.store.models.evaluators import EvaluatorRule
 from fmops.store.models.feedback import Score
+from fmops.store.models.finetunes import Finetune
 from fmops.store.models.jobs import Job, JobLog
 from fmops.store.models.prompts import Prompt, PromptLabel, PromptVersion
 from fmops.store.models.rollups import StatsRollup, StatsRollupHour  # hourly stats roll-ups
@@ -32,6 +33,7 @@ __all__ = [
     "Endpoint",
     "EndpointEvent",
     "EvaluatorRule",
+    "Finetune",
     "Job",
     "JobLog",
     "Membership",
