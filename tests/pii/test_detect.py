@@ -82,6 +82,10 @@ def test_each_type_found_whole_in_a_sentence(kind: str, value: str) -> None:
         "the password is required",
         "internationalization_and_localization_framework_documentation",
         "zip 12345-6789 here",
+        "zip 00206-6284 here",
+        "host 674.156.87.230 is a typo",  # not an IP, and not a phone either
+        "account GB21 SBYR 6305 8128 2977 46 (mod 97 fails; its tail is no card)",
+        "account NL13 WFCV 9883 0998 54 (its tail is no phone)",
     ],
 )
 def test_near_misses_do_not_match(text: str) -> None:

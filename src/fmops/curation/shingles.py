@@ -93,20 +93,25 @@ def shingle_hashes(hashes: U64, counts: npt.NDArray[np.int64], n: int) -> tuple[
     """Hashes of each text's word n-grams (a text shorter than n words is one shingle) and their counts."""
     if n > len(_SHINGLE_KEYS):
         raise ValueError(f"shingles of at most {len(_SHINGLE_KEYS)} words")
-    total = len(hashes)
-    doc = np.repeat(np.arange(len(counts)), counts)
+    first = np.cumsum(counts) - counts
+    per_doc = np.where(counts >= n, counts - n + 1, np.minimum(counts, 1)).astype(np.int64)
+    # Each window starts at a word with n words of its own text ahead (a short text: its first word).
+    starts = np.repeat(first, per_doc) + _ranks(per_doc)
     padded = np.concatenate((hashes, np.zeros(n, dtype=np.uint64)))
-    doc_padded = np.concatenate((doc, np.full(n, -1)))
-    acc = np.zeros(total, dtype=np.uint64)
+    acc = np.zeros(len(starts), dtype=np.uint64)
+    short = bool(((counts > 0) & (counts < n)).any())
+    width = np.repeat(np.minimum(counts, n), per_doc) if short else None
     with np.errstate(over="ignore"):
         for j in range(n):
-            inside = doc_padded[j : j + total] == doc
-            acc += np.where(inside, padded[j : j + total] * _SHINGLE_KEYS[j], np.uint64(0))
-    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    pos = np.arange(total) - np.repeat(first, counts)
-    valid = (pos + n <= np.repeat(counts, counts)) | ((pos == 0) & (np.repeat(counts, counts) < n))
-    per_doc = np.where(counts >= n, counts - n + 1, np.minimum(counts, 1))
-    return mix(acc[valid]), per_doc.astype(np.int64)
+            term = padded[starts + j] * _SHINGLE_KEYS[j]
+            acc += term if width is None else np.where(j < width, term, np.uint64(0))
+    return mix(acc), per_doc
+
+
+def _ranks(sizes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """0, 1, ..., size-1 for each size, concatenated."""
+    total = int(sizes.sum())
+    return np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
 
 
 @dataclass(frozen=True)
@@ -137,9 +142,12 @@ def signatures(shingles: U64, per_doc: npt.NDArray[np.int64], perms: Permutation
         return out
     starts = (np.cumsum(per_doc) - per_doc)[has]
     cols = np.empty((len(perms.a), int(has.sum())), dtype=np.uint64)
+    buffer = np.empty_like(shingles)  # reused: no allocation per permutation
     with np.errstate(over="ignore"):
         for j, (a, b) in enumerate(zip(perms.a, perms.b, strict=True)):
-            np.minimum.reduceat(shingles * a + b, starts, out=cols[j])
+            np.multiply(shingles, a, out=buffer)
+            np.add(buffer, b, out=buffer)
+            np.minimum.reduceat(buffer, starts, out=cols[j])
     out[has] = cols.T
     return out
 

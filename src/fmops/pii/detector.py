@@ -66,8 +66,12 @@ def _phones(text: str) -> Iterator[Finding]:
         s = m.group()
         n = len(_digits(s))
         international = s.startswith(("+", "00"))
-        # E.164 allows 15 digits; national numbers have 9-12 (a date has 8, so it never counts).
-        if not (8 <= n <= 15 if international else 9 <= n <= 12) or _after_id_word(text, m.start()):
+        # E.164 allows 15 digits; national numbers have 9-12 (a date has 8, so it never counts); "00"
+        # and a country code leave at least 7 for the number itself.
+        low = 10 if s.startswith("00") else 8 if international else 9
+        if not low <= n <= (15 if international else 12) or _after_id_word(text, m.start()):
+            continue
+        if _IP_LIKE.fullmatch(s) or _IBAN_TAIL.search(text, max(0, m.start() - 40), m.start()):
             continue
         yield Finding(PiiType.phone, m.start(), m.end())
 
@@ -77,6 +81,8 @@ def _cards(text: str) -> Iterator[Finding]:
         digits = _digits(m.group())
         if len(set(m.group()) - set("0123456789")) > 1:
             continue  # mixed separators ("4111-1111 1111"): not how a card number is written
+        if _IBAN_TAIL.search(text, max(0, m.start() - 40), m.start()):
+            continue
         if card_issuer_known(digits) and luhn_valid(digits) and not _after_id_word(text, m.start()):
             yield Finding(PiiType.credit_card, m.start(), m.end())
 
@@ -176,6 +182,8 @@ SCANS: dict[PiiType, Scan] = {
     PiiType.address: _addresses,
 }
 _ANY_DIGIT = regex.compile(r"\d")
+_IP_LIKE = regex.compile(r"\d{1,3}(?:\.\d{1,3}){3}")  # 674.156.87.230: a mistyped address, not a phone
+_IBAN_TAIL = regex.compile(r"\b[A-Z]{2}\d{2}(?: [A-Z0-9]{4})+ $")  # the rest of an IBAN (failed mod 97)
 _NEED_DIGITS = frozenset({PiiType.credit_card, PiiType.iban, PiiType.phone, PiiType.address})
 
 
