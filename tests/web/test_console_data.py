@@ -304,9 +304,9 @@ def test_rows_are_paged_and_searched_without_a_reload(world: World, page: Page, 
     page.click("[data-testid=previous]")
     expect(summary).to_have_text("Rows 21–40 of 45")
 
-    page.fill("#rows-card input[name=q]", "question 1")  # case-insensitive: Question 10 to 19
-    page.fill("#rows-card input[name=offset]", "0")
-    page.press("#rows-card input[name=q]", "Enter")
+    expect(page.locator("[data-testid=jump]")).to_have_value("21")
+    page.fill("#rows input[type=search]", "question 1")  # case-insensitive: Question 10 to 19; from match 1
+    page.press("#rows input[type=search]", "Enter")
     expect(summary).to_have_text("Matches 1–10 for “question 1”")
     expect(records.first).to_have_attribute("data-row", "11")
     assert page.evaluate("window.__same_page") is True
@@ -314,7 +314,12 @@ def test_rows_are_paged_and_searched_without_a_reload(world: World, page: Page, 
 
     page.goto(page.url)  # the shared URL shows the same rows
     expect(records).to_have_count(10)
-    expect(page.locator("#rows-card input[name=q]")).to_have_value("question 1")
+    expect(page.locator("#rows input[type=search]")).to_have_value("question 1")
+    page.fill("[data-testid=jump]", "4")  # from the 4th match
+    page.press("[data-testid=jump]", "Enter")
+    expect(summary).to_have_text("Matches 4–10 for “question 1”")
+    expect(records.first).to_have_attribute("data-row", "14")
+    expect(page).to_have_url(re.compile(r"q=question\+1&offset=3$"))
 
 
 def test_two_versions_are_compared_from_the_dataset_page(world: World, page: Page, tmp_path: Path) -> None:
@@ -438,8 +443,8 @@ def test_hostile_records_names_and_reports_show_as_text(world: World, page: Page
     expect(page.locator(".record .bubble.user .text")).to_have_text(XSS)
     expect(page.locator(".record dl.meta")).to_contain_text(XSS)
     expect(page.locator("[data-testid=lineage] .source")).to_contain_text(f"{XSS}.jsonl")
-    page.fill("#rows-card input[name=q]", XSS)
-    page.press("#rows-card input[name=q]", "Enter")
+    page.fill("#rows input[type=search]", XSS)
+    page.press("#rows input[type=search]", "Enter")
     expect(page.locator("[data-testid=rows-summary]")).to_contain_text(XSS)
     expect(page.locator("#rows .record")).to_have_count(1)
 
@@ -492,7 +497,7 @@ def test_errors_and_roles_over_http(world: World, tmp_path: Path) -> None:
             answer = client.get(path)
             assert answer.status_code == status, (path, answer.text)
             assert message in html.unescape(answer.text), (path, answer.text)
-        fragment = client.get("/console/data/support/versions/1?offset=40", headers={"HX-Request": "true"})
+        fragment = client.get("/console/data/support/versions/1?row=41", headers={"HX-Request": "true"})
         assert fragment.text.lstrip().startswith('<div id="rows"'), fragment.text[:200]
         assert fragment.headers["hx-push-url"] == "/console/data/support/versions/1?offset=40"
         assert len(re.findall(r'class="record ', fragment.text)) == 5

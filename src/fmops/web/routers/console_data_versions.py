@@ -177,6 +177,7 @@ def _rows(platform: Platform, info: VersionInfo, query: RowsQuery) -> dict[str, 
     return {
         "info": info,
         "query": query,
+        "page_size": PAGE_SIZE,
         # (position in the list from 1, row number from 1, the record laid out)
         "records": [
             (query.offset + i + 1, number + 1, view.show(info.kind, record))
@@ -239,13 +240,13 @@ def _version_page(
         "reasons": reasons,
         "report_rest": report_rest,
         "finetunes": _finetunes(platform, me, info),
-        "page_size": PAGE_SIZE,
     }
 
 
 Search = Annotated[str, Query(max_length=MAX_SEARCH)]
 Offset = Annotated[int, Query(ge=0, le=2**53)]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+Row = Annotated[int | None, Query(ge=1, le=2**53)]
 
 
 @router.get("/{name}/versions/{version}")
@@ -257,9 +258,11 @@ async def version_page(
     version: Version,
     q: Search = "",
     offset: Offset = 0,
+    row: Row = None,
     limit: Limit = PAGE_SIZE,
 ) -> Response:
-    query = RowsQuery(q=q.strip(), offset=offset, limit=limit)
+    """`row` (from 1, what the jump form sends) or `offset` (rows skipped, what the pager's links carry)."""
+    query = RowsQuery(q=q.strip(), offset=row - 1 if row is not None else offset, limit=limit)
     if is_htmx(request) and not request.headers.get("hx-history-restore-request"):
         # The search form or the pager: only the rows, and the URL to show.
         info = await run_in_threadpool(datasets(platform).resolve, me.project_id, f"{name}@{version}")
