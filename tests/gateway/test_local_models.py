@@ -155,3 +155,28 @@ def test_a_request_overrides_the_recommended_settings(local_server: RunningServe
     assert reply.usage is not None
     assert reply.usage.completion_tokens == 3
     assert reply.choices[0].finish_reason == "length"
+
+
+def test_llama_cpp_honours_the_sampling_extras(local_server: RunningServer) -> None:
+    client = sdk(local_server)
+
+    def answer(**extras: object) -> str:
+        # Another prompt first: llama.cpp reuses a cached prompt prefix, and a prompt evaluated
+        # from the cache rounds differently from one evaluated whole, which a seed cannot undo.
+        client.chat.completions.create(
+            model=DEFAULT_CHAT_MODEL, messages=[{"role": "user", "content": "Hi."}], max_tokens=1
+        )
+        reply = client.chat.completions.create(
+            model=DEFAULT_CHAT_MODEL,
+            messages=[{"role": "user", "content": "Write a word."}],
+            max_tokens=10,
+            temperature=1.5,
+            extra_body=extras,
+        )
+        return reply.choices[0].message.content or ""
+
+    # The same seed samples the same answer (under either name of the repetition penalty); top_k 1
+    # leaves one candidate whatever the seed.
+    same_seed = answer(seed=11, min_p=0.0, repetition_penalty=1.3)
+    assert same_seed == answer(seed=11, min_p=0.0, repeat_penalty=1.3)
+    assert answer(top_k=1, seed=1) == answer(top_k=1, seed=2)

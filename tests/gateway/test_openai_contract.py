@@ -300,3 +300,48 @@ def test_fmops_chat_prints_the_streamed_answer(server: RunningServer, mock: Mock
     (sent,) = mock.state.requests
     assert sent["body"]["stream"] is True
     assert sent["body"]["messages"] == [{"role": "user", "content": "hi"}]
+
+
+# --- sampling extras of OpenAI-compatible local servers ----------------------------------------
+
+EXTRAS = {"top_k": 20, "min_p": 0.05, "repetition_penalty": 1.1, "seed": 7}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_sampling_extras_reach_an_openai_compatible_upstream(
+    client: openai.OpenAI, mock: MockUpstream, stream: bool
+) -> None:
+    # vLLM's names, and llama.cpp's `repeat_penalty`, as the SDK sends them (extra_body).
+    for extras in (EXTRAS, {"repeat_penalty": 1.2}):
+        mock.reset()
+        answer = client.chat.completions.create(
+            model="chat", messages=MESSAGES, stream=stream, extra_body=extras
+        )
+        if stream:
+            list(answer)  # type: ignore[arg-type]
+        (sent,) = mock.state.requests
+        assert {k: sent["body"].get(k) for k in extras} == extras
+
+
+@pytest.mark.parametrize(
+    ("extras", "param", "fragment"),
+    [
+        ({"top_k": -2}, "top_k", "greater than or equal to -1"),
+        ({"min_p": 1.5}, "min_p", "less than or equal to 1"),
+        ({"repetition_penalty": 0}, "repetition_penalty", "greater than 0"),
+        ({"repetition_penalty": 1.1, "repeat_penalty": 1.3}, None, "two names for one setting"),
+        ({"top_c": 1}, "top_c", "Extra inputs are not permitted"),  # a typo is still a 400
+    ],
+)
+def test_bad_sampling_extras_are_400s_naming_the_field(
+    client: openai.OpenAI, mock: MockUpstream, extras: dict[str, Any], param: str | None, fragment: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="chat", messages=MESSAGES, extra_body=extras)
+    error = caught.value.body
+    assert isinstance(error, dict)
+    assert fragment in error["message"]
+    if param is not None:
+        assert param in error["message"]
+        assert error["param"] == param
+    assert mock.state.requests == []

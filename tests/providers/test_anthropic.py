@@ -135,7 +135,8 @@ def test_request_translation_is_exact(mock: MockAnthropic) -> None:
         "tools": [WEATHER_TOOL],
         "tool_choice": "required",
         "user": "user-42",
-        "seed": 7,  # no Anthropic equivalent: dropped
+        "top_k": 5,
+        "presence_penalty": 0.5,  # no Anthropic equivalent: dropped
     }
     chat(mock, body)
     assert mock.last["path"] == "/v1/messages"
@@ -174,6 +175,7 @@ def test_request_translation_is_exact(mock: MockAnthropic) -> None:
         ],
         "temperature": 0.2,
         "top_p": 0.9,
+        "top_k": 5,
         "stop_sequences": ["END"],
         "tools": [
             {
@@ -290,6 +292,15 @@ def test_untranslatable_requests_are_refused_before_any_call(
     assert caught.value.status == 400
     assert not caught.value.retryable
     assert message in caught.value.message
+    assert mock.state.requests == []
+
+
+@pytest.mark.parametrize("key", ["seed", "min_p", "repetition_penalty", "repeat_penalty"])
+def test_sampling_extras_it_cannot_honour_are_refused_by_name(mock: MockAnthropic, key: str) -> None:
+    with pytest.raises(ProviderError) as caught:
+        chat(mock, {"messages": [user("hi")], key: 1})
+    assert (caught.value.status, caught.value.body) == (400, {"param": key})
+    assert f"anthropic models have no `{key}`" in caught.value.message
     assert mock.state.requests == []
 
 

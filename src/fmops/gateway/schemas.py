@@ -1,7 +1,11 @@
 """OpenAI request bodies as the gateway accepts them.
 
 Known OpenAI parameters are accepted and forwarded; anything else is a 400 naming the field (as
-OpenAI does), so a typo never silently changes behaviour. fmops adds four optional fields:
+OpenAI does), so a typo never silently changes behaviour. So are the sampling extras that
+OpenAI-compatible local servers (vLLM, llama.cpp's server) take: `top_k`, `min_p` and
+`repetition_penalty` (or llama.cpp's name for it, `repeat_penalty`); the local engines honour them,
+an OpenAI-compatible upstream receives them, and a provider that cannot honour one answers a 400
+naming it. fmops adds four optional fields:
 `cache` (true, or {"ttl": seconds}), `timeout` (seconds for the whole call, retries included),
 `fallbacks` (aliases to try after the model) and `variables` (values for the prompt of an
 endpoint called as `model`; `messages` may then be empty).
@@ -55,6 +59,11 @@ class ChatCompletionRequest(BaseModel):
     n: int | None = Field(None, ge=1, le=16)
     stop: str | list[str] | None = None
     seed: int | None = None
+    # Sampling extras of OpenAI-compatible local servers (not OpenAI's own API).
+    top_k: int | None = Field(None, ge=-1, description="Sample from the k likeliest tokens (0 or -1: all)")
+    min_p: float | None = Field(None, ge=0, le=1, description="Drop tokens below min_p × the likeliest's")
+    repetition_penalty: float | None = Field(None, gt=0, le=10, description="vLLM's name; >1 repeats less")
+    repeat_penalty: float | None = Field(None, gt=0, le=10, description="llama.cpp's name for the same")
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: dict[str, float] | None = None
@@ -95,6 +104,15 @@ class ChatCompletionRequest(BaseModel):
                     "by an engineer in the model catalog (`fmops models add`)"
                 )
         return data
+
+    @model_validator(mode="after")
+    def _one_repetition_penalty(self) -> ChatCompletionRequest:
+        both = self.repetition_penalty is not None and self.repeat_penalty is not None
+        if both and self.repetition_penalty != self.repeat_penalty:
+            raise ValueError(
+                "repetition_penalty and repeat_penalty are two names for one setting: send one of them"
+            )
+        return self
 
     @field_validator("response_format")
     @classmethod

@@ -698,7 +698,8 @@ def _as_fmops(exc: Exception) -> FmopsError:
         # The upstream refused the credentials an engineer configured: a gateway fault, not the
         # caller's key (a 401 would tell the SDK user their fmops key is wrong).
         return UpstreamFailed(f"the upstream refused the model's configured credentials ({exc.message})", 502)
-    error = UserError(exc.message, code="upstream_rejected")
+    param = exc.body.get("param") if isinstance(exc.body, dict) else None  # what the caller must change
+    error = UserError(exc.message, param=param if isinstance(param, str) else None, code="upstream_rejected")
     error.status_code = exc.status if 400 <= exc.status < 500 else 400
     return error
 

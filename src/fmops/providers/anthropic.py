@@ -13,8 +13,10 @@ Requests are translated on the way out and answers (streams included) on the way
     stop, tools, tool_choice, user      →    stop_sequences, tools, tool_choice, metadata.user_id
     response_format json_object/schema  →    one forced tool whose input is the JSON answer
 
-Sampling knobs Anthropic lacks (seed, penalties, logit_bias) are dropped; what would change the
-answer's shape (n > 1, logprobs, the deprecated `functions`) is refused with a 400 before any call.
+`top_k` is passed on. OpenAI's penalties and logit_bias, which Anthropic lacks, are dropped; the
+sampling extras a caller chooses for a reason (seed, min_p, repetition_penalty, repeat_penalty) and
+what would change the answer's shape (n > 1, logprobs, the deprecated `functions`) are refused with
+a 400 naming them before any call.
 Errors are normalised by the OpenAI provider's helpers: 429, 529 and 5xx are retryable.
 """
 
@@ -67,6 +69,9 @@ ERROR_STATUS = {
     "api_error": 500,
     "overloaded_error": 529,
 }
+
+
+_UNSUPPORTED_SAMPLING = ("seed", "min_p", "repetition_penalty", "repeat_penalty")
 
 
 def _refuse(message: str) -> ProviderError:
@@ -379,6 +384,14 @@ class AnthropicProvider(Provider):
             raise _refuse("anthropic models do not return logprobs")
         if body.get("functions") or body.get("function_call"):
             raise _refuse("anthropic models take `tools`, not the deprecated `functions`")
+        for key in _UNSUPPORTED_SAMPLING:
+            if body.get(key) is not None:
+                raise ProviderError(
+                    f"anthropic models have no `{key}`: remove it from the request",
+                    status=400,
+                    retryable=False,
+                    body={"param": key},
+                )
         system, messages = _messages(body.get("messages") or [])
         max_tokens = (
             body.get("max_completion_tokens")
@@ -389,7 +402,7 @@ class AnthropicProvider(Provider):
         payload: JSON = {"model": self.config.model, "max_tokens": int(max_tokens), "messages": messages}
         if system:
             payload["system"] = system
-        for key in ("temperature", "top_p"):
+        for key in ("temperature", "top_p", "top_k"):
             if body.get(key) is not None:
                 payload[key] = body[key]
         stop = body.get("stop")

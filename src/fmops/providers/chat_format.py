@@ -40,6 +40,9 @@ class ChatRequest:
     repeat_penalty: float = 1.0
     json_schema: dict[str, Any] | None = None  # response_format json_schema
     json_object: bool = False  # response_format json_object
+    # The sampling settings the request or the model's defaults set, as opposed to the engine's
+    # own defaults above (an engine that lacks one of them may then leave it out).
+    given: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -57,6 +60,9 @@ class Outcome:
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
         }
+
+
+_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")
 
 
 def bad_request(message: str, param: str | None = None) -> ProviderError:
@@ -132,8 +138,18 @@ def parse_chat_request(
     if not isinstance(stop, list | tuple) or not all(isinstance(s, str) for s in stop) or len(stop) > 4:
         raise bad_request("stop must be a string or a list of at most 4 strings", "stop")
     top_k = merged.get("top_k", 40)
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise bad_request("top_k must be a non-negative integer", "top_k")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < -1:
+        raise bad_request("top_k must be an integer of 0 or more (0 or -1: every token)", "top_k")
+    top_k = max(top_k, 0)  # vLLM spells "no top-k" -1; llama.cpp and transformers 0
+    # `repetition_penalty` is vLLM's and the transformers' name for llama.cpp's `repeat_penalty`.
+    penalties = [body[k] for k in ("repeat_penalty", "repetition_penalty") if body.get(k) is not None]
+    if len(penalties) > 1 and penalties[0] != penalties[1]:
+        raise bad_request(
+            "repetition_penalty and repeat_penalty are two names for one setting: send one of them",
+            "repetition_penalty",
+        )
+    if penalties:
+        merged["repeat_penalty"] = penalties[0]
 
     json_schema: dict[str, Any] | None = None
     json_object = False
@@ -170,6 +186,9 @@ def parse_chat_request(
         repeat_penalty=_number(merged, "repeat_penalty", 1.0, 0.0, 10.0),
         json_schema=json_schema,
         json_object=json_object,
+        given=frozenset(
+            k for k in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty") if k in merged
+        ),
     )
 
 

@@ -94,13 +94,13 @@ class TransformersProvider(LocalChatProvider[_Loaded]):
     repository instead of safetensors), device ("cpu", "cuda", …; default cuda when available),
     dtype (auto, float32, float16, bfloat16; default float32 on CPU, auto on GPU), chat_template
     (replaces the tokenizer's), local_files_only, and sampling defaults (temperature, top_p, top_k,
-    repeat_penalty, max_tokens).
+    min_p, repeat_penalty, max_tokens).
     """
 
     name = "transformers"
     capabilities = Capabilities(streaming=True, json_schema=False, tools=False, local=True)
     path_options = frozenset({"adapter", "gguf_file"})
-    _SAMPLING_OPTIONS = ("temperature", "top_p", "top_k", "repeat_penalty", "max_tokens")
+    _SAMPLING_OPTIONS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens")
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
@@ -250,6 +250,8 @@ class TransformersProvider(LocalChatProvider[_Loaded]):
                 "top_p": request.top_p,
                 "top_k": request.top_k,
             }
+            if "min_p" in request.given:  # only when asked: transformers' default is none
+                sampling["min_p"] = request.min_p
         if request.seed is not None:
             torch.manual_seed(request.seed)
         pad = (
