@@ -416,5 +416,5 @@ class AnnotationService:
             batches=[records],
             source={"type": "annotation", "queue_id": queue.id, "queue": queue.name, "filter": queue.filter},
             counts={"in": self.progress(queue).total, "out": len(records)},
-            created_by_key_id=principal.key_id,
+            created_by_key_id=principal.key_id or None,  # the CLI's operator has no key
         )

@@ -20,6 +20,7 @@ from fmops.cli import (
     models,
     projects,
     prompts,
+    queues,
     traces,
     users,
 )
@@ -50,6 +51,7 @@ app.add_typer(evaluators.app, name="evaluators")
 app.add_typer(prompts.app, name="prompts")
 app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(data.app, name="data")
+app.add_typer(queues.app, name="queues")
 app.command("chat")(chat)
 
 
