@@ -1,5 +1,6 @@
 """The free-text trace search's index (migration 0012), on both backends: the search uses it, its
-answers are exactly the scan's, and writes, updates and retention's deletes keep it current."""
+answers are exactly the scan's before and after the background indexer has run, and updates,
+retention's deletes and a reused SQLite rowid keep it true."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import String, Text, cast, or_, select, text, update
+from sqlalchemy import String, Text, cast, delete, or_, select, text, update
 
 from fmops.store import Store, utcnow
 from fmops.store.models import Project, Span
 from fmops.tracing import TraceWriter
 from fmops.tracing.query import TraceFilters, TraceQuery, _like_pattern
 from fmops.tracing.retention import enforce
+from fmops.tracing.search_index import SearchIndexer, index_all, index_pending
 from support.stats_data import span
 
 NOW = utcnow().replace(microsecond=0)
@@ -59,15 +61,24 @@ def scanned(store: Store, project_id: str, term: str) -> set[str]:
         return set(session.scalars(select(Span.span_id).where(Span.project_id == project_id, match)))
 
 
+def same_as_the_scan(store: Store, project_id: str) -> None:
+    for term in TERMS:
+        assert found(store, project_id, term) == scanned(store, project_id, term), term
+
+
 def test_the_index_answers_exactly_as_the_scan_and_follows_every_change(store: Store) -> None:
     project_id = project(store)
     rows = [
         span(project_id, NOW - timedelta(minutes=n), input=message(n), output={"n": n}) for n in range(40)
     ]
     rows += [span(project_id, NOW - timedelta(days=60), input=message(5), output={"old": True})]
-    write(store, rows)
-    for term in TERMS:
-        assert found(store, project_id, term) == scanned(store, project_id, term), term
+    write(store, rows[:20])
+    same_as_the_scan(store, project_id)  # nothing indexed yet (SQLite): the new spans are scanned
+    assert index_pending(store, batch=7) == (7 if store.dialect == "sqlite" else 0)
+    write(store, rows[20:])
+    same_as_the_scan(store, project_id)  # part indexed, part not
+    index_all(store)
+    same_as_the_scan(store, project_id)
     assert len(found(store, project_id, "REFUND policy")) == 9  # 8 young spans and the old one
 
     with store.session() as session:  # an update rewrites the indexed text
@@ -79,17 +90,31 @@ def test_the_index_answers_exactly_as_the_scan_and_follows_every_change(store: S
 
     enforce(store, default_days=30, now=NOW)  # retention deletes the old span
     assert rows[-1]["span_id"] not in found(store, project_id, "refund")
-    for term in TERMS:
-        assert found(store, project_id, term) == scanned(store, project_id, term), term
+    same_as_the_scan(store, project_id)
     if store.dialect == "sqlite":  # nothing stale left in the index (external content: rowids)
         with store.session() as session:
             indexed = session.scalar(text("SELECT count(*) FROM spans_fts WHERE spans_fts MATCH 'refund'"))
         assert indexed == len(found(store, project_id, "refund"))
 
 
+def test_a_span_that_reuses_an_indexed_rowid_is_indexed_at_once(store: Store) -> None:
+    project_id = project(store)
+    rows = [span(project_id, NOW - timedelta(minutes=n), input=message(n)) for n in range(3)]
+    write(store, rows)
+    index_all(store)
+    with store.session() as session:  # the newest row goes: SQLite hands its rowid out again
+        session.execute(delete(Span).where(Span.span_id == rows[-1]["span_id"]))
+    reused = span(project_id, NOW, input={"messages": [{"role": "user", "content": "a walrus"}]})
+    write(store, [reused])
+    assert found(store, project_id, "walrus") == {reused["span_id"]}
+    index_all(store)
+    assert found(store, project_id, "walrus") == {reused["span_id"]}
+
+
 def test_the_search_plan_uses_the_index(store: Store) -> None:
     project_id = project(store)
     write(store, [span(project_id, NOW - timedelta(minutes=n), input=message(n)) for n in range(5)])
+    index_all(store)
     query = TraceQuery(store)
     # Every project's spans (an admin's search): the text condition alone decides the plan.
     statement = select(Span.span_id).where(*query._conditions(None, TraceFilters(q="refund")))
@@ -107,3 +132,17 @@ def test_the_search_plan_uses_the_index(store: Store) -> None:
             assert "ix_spans_output_trgm" in plan, plan
     # A term under three characters cannot use a trigram index: it is still answered, by a scan.
     assert found(store, project_id, "#3") == scanned(store, project_id, "#3") != set()
+
+
+def test_the_background_indexer_catches_up_in_rounds(store: Store) -> None:
+    project_id = project(store)
+    write(store, [span(project_id, NOW - timedelta(seconds=n), input=message(n)) for n in range(450)])
+    indexer = SearchIndexer(store)
+    asyncio.run(indexer.run_round())
+    if store.dialect == "sqlite":
+        with store.session() as session:
+            indexed = session.scalar(text("SELECT indexed_rowid FROM spans_fts_state"))
+            newest = session.scalar(text("SELECT max(rowid) FROM spans"))
+        assert indexed == newest  # 450 spans: three transactions of 200, one round
+    assert index_pending(store) == 0
+    same_as_the_scan(store, project_id)

@@ -30,6 +30,7 @@ from fmops.tracing import TraceWriter
 from fmops.tracing.metrics import Metrics
 from fmops.tracing.otlp import OtlpExporter
 from fmops.tracing.retention import RetentionScheduler
+from fmops.tracing.search_index import SearchIndexer
 
 log = logging.getLogger(__name__)
 ShutdownHook = Callable[[], Awaitable[None]]
@@ -93,6 +94,8 @@ class Platform:
             )
         )
         platform.services.append(RollupLoop(store, settings.stats_rollup_interval_seconds))  # stats roll-ups
+        if store.dialect == "sqlite":  # the free-text search's index, built off the write path
+            platform.services.append(SearchIndexer(store))
         evaluators = OnlineEvaluators(store, platform.jobs, tracer, queue_size=settings.evaluator_queue)
         metrics.registry.register(evaluators.collector())
         platform.services.append(evaluators)

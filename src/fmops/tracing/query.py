@@ -20,6 +20,7 @@ from sqlalchemy.orm import defer
 from fmops.errors import NotFound, UserError
 from fmops.store import Store
 from fmops.store.models import Score, Span
+from fmops.tracing.search_index import pending_condition
 
 MAX_LIMIT = 500
 FEEDBACK_FILTERS = ("any", "none", "positive", "negative")
@@ -145,14 +146,15 @@ class TraceQuery:
             # `::text`, as the pg_trgm indexes are built, so ILIKE can use them.
             return or_(*(cast(c, Text).ilike(pattern, escape="\\") for c in _IO_COLUMNS))
         # SQLite's LIKE ignores ASCII case; JSON is stored as text, so the cast is free. The FTS5
-        # trigram index finds the candidates; LIKE keeps the answer exactly what the scan returns
-        # (the index folds non-ASCII case too).
+        # trigram index finds the candidates among the spans it holds, the few newer ones are
+        # scanned (fmops.tracing.search_index), and LIKE keeps the answer exactly the scan's (the
+        # index folds non-ASCII case too).
         like = or_(*(cast(c, String).like(pattern, escape="\\") for c in _IO_COLUMNS))
         if len(q) < TRIGRAM:
             return like
         phrase = '"' + q.replace('"', '""') + '"'
         candidates = _FTS_ROWIDS.bindparams(phrase=phrase).columns(literal_column("rowid"))
-        return and_(literal_column("spans.rowid").in_(candidates), like)
+        return and_(or_(literal_column("spans.rowid").in_(candidates), pending_condition()), like)
 
     def _conditions(self, project_id: str | None, filters: TraceFilters) -> list[ColumnElement[bool]]:
         f = filters
