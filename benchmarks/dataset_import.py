@@ -19,6 +19,7 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import orjson
 from _harness import load, save_result
@@ -100,8 +101,20 @@ service = DatasetService(store, ArtifactStore((work / "artifacts").as_uri()))
 started = time.perf_counter()
 result = import_file(service, project_id="b" * 32, path=Path(sys.argv[1]), name="bench")
 seconds = time.perf_counter() - started
-print(json.dumps({"rows": result.version.rows, "seconds": seconds, "parquet_bytes": result.version.size_bytes,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+version = result.version
+pages = {}
+for label, offset, search in [("first", 0, None), ("middle", version.rows // 2, None),
+                              ("last", version.rows - 50, None), ("search_rare", 0, "#1249999?"),
+                              ("search_common", 1000, "refund")]:
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        page = service.page(version, offset, 50, search)
+        times.append(time.perf_counter() - t)
+    pages[label] = {"ms": sorted(times)[1] * 1000, "rows": len(page.rows)}
+print(json.dumps({"rows": version.rows, "seconds": seconds, "parquet_bytes": version.size_bytes,
+                  "peak_rss_mib": peak, "page_of_50": pages}))
 """
 
 HF = """
@@ -116,7 +129,7 @@ print(json.dumps({"rows": loaded.num_rows, "seconds": seconds, "datasets_version
 """
 
 
-def run(script: str, data: Path, work: Path) -> dict[str, float]:
+def run(script: str, data: Path, work: Path) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script), str(data), str(work)],
@@ -124,7 +137,7 @@ def run(script: str, data: Path, work: Path) -> dict[str, float]:
         text=True,
         check=True,
     )
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["records_per_s"] = result["rows"] / result["seconds"]
     return result
 
@@ -163,6 +176,8 @@ def main() -> None:
         f"{fm['peak_rss_mib'] / hf['peak_rss_mib']:.2f}x peak RSS"
     )
     print(f"fmops peak RSS, full file / tenth: {fm['peak_rss_mib'] / tenth['peak_rss_mib']:.2f}x")
+    pages = ", ".join(f"{k} {v['ms']:.0f} ms" for k, v in fm["page_of_50"].items())
+    print(f"fmops pages of 50 over {fm['rows']:,.0f} rows: {pages}")
     save_result("dataset_import", results, load_before=before)
 
 
