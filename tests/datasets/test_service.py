@@ -233,3 +233,17 @@ def test_other_projects_see_nothing(service: DatasetService, project: str) -> No
         service.resolve(project, "mine@7")
     with pytest.raises(UserError, match="invalid version"):
         service.resolve(project, "mine@x")
+
+
+def test_concurrent_versions_of_a_new_dataset_number_in_turn(service: DatasetService, project: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(i: int) -> int:
+        return service.create_version(
+            project_id=project, name="race", kind="chat", batches=[[chat(i), chat(i + 100)]]
+        ).version
+
+    with ThreadPoolExecutor(4) as pool:
+        numbers = sorted(pool.map(create, range(6)))
+    assert numbers == [1, 2, 3, 4, 5, 6]
+    assert len(service.artifacts.keys("datasets")) == 6
