@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException
 
@@ -80,7 +80,38 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _describe_validation(exc: RequestValidationError, content_type: str = "") -> tuple[str, str | None]:
+def _tags(schema: Any, field: str) -> set[str]:
+    """Every value a JSON schema allows for `field` (a discriminator) in any of its objects."""
+    found: set[str] = set()
+    if isinstance(schema, dict):
+        spec = (schema.get("properties") or {}).get(field)
+        if isinstance(spec, dict):
+            values = [spec["const"]] if "const" in spec else spec.get("enum") or []
+            found.update(str(v) for v in values)
+        for value in schema.values():
+            found |= _tags(value, field)
+    elif isinstance(schema, list):
+        for value in schema:
+            found |= _tags(value, field)
+    return found
+
+
+def _allowed_tags(request: Request | None, field: str) -> list[str]:
+    """The values the route's body allows for a discriminator, read from the body's schema."""
+    route = request.scope.get("route") if request is not None else None
+    body = getattr(route, "body_field", None)
+    annotation = getattr(getattr(body, "field_info", None), "annotation", None)
+    if annotation is None:
+        return []
+    try:
+        return sorted(_tags(TypeAdapter(annotation).json_schema(), field))
+    except Exception:  # a schema that cannot be generated: the message says less, never fails
+        return []
+
+
+def _describe_validation(
+    exc: RequestValidationError, content_type: str = "", request: Request | None = None
+) -> tuple[str, str | None]:
     parts, first = [], None
     for item in exc.errors()[:10]:
         loc = [str(p) for p in item.get("loc", ())]
@@ -101,6 +132,13 @@ def _describe_validation(exc: RequestValidationError, content_type: str = "") ->
             tag = str((item.get("ctx") or {}).get("discriminator", "")).strip("'")
             label = ".".join([*loc[1:], tag]) if tag else label
             first = label if tag else first
+        elif item.get("type") == "union_tag_not_found":
+            # A body told apart by a field that it lacks: name the field and what it may be.
+            tag = str((item.get("ctx") or {}).get("discriminator", "")).strip("'")
+            label = ".".join([*loc[1:], tag])
+            first = first or label
+            allowed = _allowed_tags(request, tag)
+            msg = "missing" + (f"; one of {', '.join(allowed)}" if allowed else "")
         elif loc == ["body"] and item.get("type") != "value_error":
             # The body as a whole: absent, or not a JSON object. (A `value_error` here is a
             # model-level check, e.g. `base_url` sent per request: its own message says what to fix.)
@@ -146,8 +184,10 @@ def is_database_down(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
-def validation_error_response(exc: RequestValidationError, content_type: str) -> JSONResponse:
-    message, param = _describe_validation(exc, content_type)
+def validation_error_response(
+    exc: RequestValidationError, content_type: str, request: Request | None = None
+) -> JSONResponse:
+    message, param = _describe_validation(exc, content_type, request)
     return error_response(400, message, param=param, code="invalid_request")
 
 
@@ -175,7 +215,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return validation_error_response(exc, request.headers.get("content-type", ""))
+        return validation_error_response(exc, request.headers.get("content-type", ""), request)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
