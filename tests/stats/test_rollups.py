@@ -19,7 +19,9 @@ from fmops.stats.filters import DIMENSION_COLUMNS
 from fmops.stats.rollup import (
     Histogram,
     RollupLoop,
+    backfill,
     hour_of,
+    hour_start,
     mark_dirty,
     roll_up_all,
     roll_up_due,
@@ -316,3 +318,39 @@ def test_what_roll_ups_cannot_answer_takes_the_exact_path(store: Store) -> None:
     with store.session() as session:
         mark_dirty(session, [span(PROJECT, T0 + n * HOUR) for n in range(50)])
     assert not service.timeseries(PROJECT, filters, Bucket.hour).approximate
+
+
+def test_the_loop_backfills_hours_never_marked_a_few_per_round(store: Store) -> None:
+    now = utcnow().replace(microsecond=0)
+    with store.session() as session:
+        row = Project(name="imported", retention_days=30, created_at=now)
+        session.add(row)
+    project = row.id
+    # Eleven hours of spans loaded without marking (e.g. before roll-ups existed); the newest is due.
+    last_due = hour_of(now - timedelta(minutes=1)) - 1
+    rows = [span(project, hour_start(last_due - n) + timedelta(minutes=7)) for n in range(0, 22, 2)]
+    insert_rows(store, rows)
+    assert marks(store) == {}
+    cursor, rounds, rolled = None, 0, 0
+    while True:
+        cursor, filled = backfill(store, cursor, limit=2, window=5, now=now)
+        rolled, rounds = rolled + filled, rounds + 1
+        assert filled <= 2
+        if cursor is None:
+            break
+    assert rolled == 11
+    assert rounds >= 6  # a few hours per round, not all at once
+    assert set(marks(store)) == {(project, last_due - n) for n in range(0, 22, 2)}
+    assert not any(marks(store).values())
+    assert backfill(store, None, now=now) == (None, 0)  # nothing left: one window reaches the oldest
+
+    async def one_round() -> None:  # the loop runs it: a marked hour and a never-marked one
+        insert_rows(store, [span(project, hour_start(last_due - 30))])
+        stored(store, [span(project, hour_start(last_due) + timedelta(minutes=9))])
+        loop = RollupLoop(store, interval_seconds=60)
+        await loop.run_round()
+
+    asyncio.run(one_round())
+    assert marks(store)[(project, last_due)] is False
+    assert (project, last_due - 30) not in marks(store)  # beyond the first window of 24 hours
+    assert backfill(store, last_due - 24, now=now) == (None, 1)  # the next round's window

@@ -11,6 +11,10 @@ while an hour is being rolled up marks it again (its upsert comes after its span
 transaction): on PostgreSQL it waits for the roll-up's lock and sets the mark after it, on SQLite
 the two transactions take turns. Either way the hour is rolled again next round.
 
+Hours that were never marked (spans stored before roll-ups existed, or loaded by hand without
+`mark_dirty`) are found by the loop too: each round `backfill` walks back one window of hours from
+the newest and rolls up a few it finds, so an upgraded database fills in by itself.
+
 A row also sums the scores of its requests' traces (feedback, thumbs, and a sum and count per
 score name), as the exact pass does. Scores arrive after their span: every score inserted through
 the ORM marks the hour of its trace's root span dirty (fmops.store.models.rollups), so the hour is
@@ -34,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -43,7 +47,7 @@ from fmops.stats.aggregate import SCORE_CLOCK_MARGIN
 from fmops.stats.buckets import bucket_expression
 from fmops.stats.metrics import FEEDBACK_SOURCES
 from fmops.store import Store, utcnow
-from fmops.store.models import Score, Span, StatsRollup, StatsRollupHour
+from fmops.store.models import Project, Score, Span, StatsRollup, StatsRollupHour
 from fmops.store.models.rollups import MARK_HOURS
 
 log = logging.getLogger(__name__)
@@ -415,8 +419,62 @@ def delete_before(session: Session, project_id: str, cutoff: datetime) -> None:
     )
 
 
+BACKFILL_HOURS = 4  # never-rolled hours rolled up per round, besides the dirty ones
+BACKFILL_WINDOW = 24  # hours looked at per round when walking back for them
+
+
+def backfill(
+    store: Store,
+    before: int | None,
+    *,
+    limit: int = BACKFILL_HOURS,
+    window: int = BACKFILL_WINDOW,
+    now: datetime | None = None,
+) -> tuple[int | None, int]:
+    """Roll up a few hours that have spans but were never marked nor rolled up (spans written
+    before roll-ups existed, or loaded by hand without `mark_dirty`), walking back from `before`
+    (None: the newest hour that is due) one window of hours per call, by each project's
+    (project, start_time) index. Returns the hour to continue from next round (None: the walk
+    reached the oldest span and starts again from the newest) and how many hours it rolled up."""
+    last_due = hour_of((now or utcnow()) - SETTLE) - 1
+    top = last_due if before is None else min(before, last_due)
+    bottom = top - window + 1
+    hour = bucket_expression(store.dialect, HOUR_SECONDS)
+    with store.session() as session:
+        oldest = session.scalar(select(func.min(Span.start_time)))
+        if oldest is None:
+            return None, 0
+        projects = set(session.scalars(select(Project.id)))
+        projects |= set(session.scalars(select(StatsRollupHour.project_id).distinct()))
+        with_spans: set[tuple[str, int]] = set()
+        for project_id in sorted(projects):
+            rows = session.execute(
+                select(hour)
+                .where(
+                    Span.project_id == project_id,
+                    Span.start_time >= hour_start(bottom),
+                    Span.start_time < hour_start(top + 1),
+                )
+                .group_by(hour)
+            )
+            with_spans |= {(project_id, int(number)) for (number,) in rows}
+        known = session.execute(
+            select(StatsRollupHour.project_id, StatsRollupHour.hour).where(
+                StatsRollupHour.hour >= bottom, StatsRollupHour.hour <= top
+            )
+        )
+        todo = sorted(with_spans - {(p, h) for p, h in known}, key=lambda ph: (-ph[1], ph[0]))
+    for project_id, number in todo[:limit]:
+        roll_up_hour(store, project_id, number, only_dirty=False)
+    if len(todo) > limit:
+        return top, limit  # more in this window: the next round continues here
+    following = bottom - 1
+    return (None if following < hour_of(oldest) else following), len(todo)
+
+
 class RollupLoop(Periodic):
-    """Background service: rolls up the due dirty hours every `interval_seconds`."""
+    """Background service: rolls up the due dirty hours every `interval_seconds`, and a few hours
+    that were never rolled up (`backfill`), so no operator has to run `fmops stats --rollup`."""
 
     task_name = "fmops-stats-rollup"
     failure_message = "stats roll-up round failed"
@@ -424,8 +482,10 @@ class RollupLoop(Periodic):
     def __init__(self, store: Store, interval_seconds: float) -> None:
         super().__init__(interval_seconds)
         self.store = store
+        self._backfill_from: int | None = None
 
     async def run_round(self) -> None:
         done = await asyncio.to_thread(roll_up_due, self.store)
-        if done:
-            log.info("stats hours rolled up", extra={"hours": done})
+        self._backfill_from, filled = await asyncio.to_thread(backfill, self.store, self._backfill_from)
+        if done or filled:
+            log.info("stats hours rolled up", extra={"hours": done, "backfilled": filled})
