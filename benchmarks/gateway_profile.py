@@ -100,7 +100,16 @@ def main() -> None:
             headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
             wrk(url, body, connections=4, seconds=3, core=1, headers=headers)  # warm-up
             collapsed = work / "profile.txt"
-            record = [str(spy), "record", "--pid", str(server.pid), "--format", "raw", "--gil", "--nonblocking"]
+            record = [
+                str(spy),
+                "record",
+                "--pid",
+                str(server.pid),
+                "--format",
+                "raw",
+                "--gil",
+                "--nonblocking",
+            ]
             # --gil: only samples holding the GIL, i.e. Python at work (waits drop out); --nonblocking:
             # the server is not paused for each sample, so it runs at nearly its own speed.
             record += ["--duration", str(args.seconds + 1), "--rate", "200", "--output", str(collapsed)]

@@ -28,6 +28,7 @@ from typing import Any
 from _harness import load, save_result
 from sqlalchemy import String, cast, insert, or_, select
 
+from fmops.stats.rollup import mark_dirty
 from fmops.store import Store, upgrade
 from fmops.store.models import Span
 from fmops.tracing.query import TraceFilters, TraceQuery, _like_pattern
@@ -104,6 +105,9 @@ def fill(store: Store, count: int, seed: int = 7, message_bytes: int = 0) -> flo
             )
         with store.session() as session:
             session.execute(insert(table), rows)
+            # A bulk load marks its hours for the stats roll-ups in its own transaction, as the
+            # trace writer does (on_stored=mark_dirty): the server's roll-up loop does the rest.
+            mark_dirty(session, rows)
         print(f"\r  inserted {first + len(rows):,}/{count:,}", end="", flush=True)
     print()
     with store.engine.connect() as conn:
