@@ -107,10 +107,17 @@ def _seed(service: DatasetService, store: Store, project_id: str) -> dict[str, A
         report={"step": "dedup", **counts, "examples": {"near_duplicate": pairs}, "clusters": 40},
     )
     with store.session() as session:
+        # One names the version; one the bare dataset, its result the version it resolved (as the job does).
+        # Not queued: the server's workers would run it.
+        failed = Job(project_id=project_id, kind="finetune", params={"dataset": v2.ref}, status="failed")
         finetune = Job(
-            project_id=project_id, kind="finetune.sft", params={"dataset": v2.ref}, status="succeeded"
+            project_id=project_id,
+            kind="finetune",
+            params={"dataset": "support", "method": "sft"},
+            status="succeeded",
+            result={"model": "support-ft", "dataset": v2.ref, "dataset_version_id": v2.id},
         )
-        session.add(finetune)
+        session.add_all([failed, finetune])
         session.flush()
         finetune_id = finetune.id
     service.create_version(
@@ -374,7 +381,9 @@ def test_a_curation_report_and_the_lineage_of_a_version(world: World, page: Page
     expect(steps.nth(0).locator(".source .badge")).to_have_text("succeeded")
     expect(steps.nth(1)).to_contain_text("support@1")
     expect(steps.nth(1).locator(".source")).to_contain_text("support.jsonl")
-    expect(lineage.locator("[data-testid=finetunes]")).to_contain_text(world.finetune_id)
+    finetunes = lineage.locator("[data-testid=finetunes] tbody tr")
+    expect(finetunes).to_have_count(2)
+    expect(finetunes.filter(has_text=world.finetune_id)).to_contain_text("support-ft")
     expect(page.locator("[data-testid=diff-parent]")).to_have_attribute(
         "href", "/console/data/support/diff?a=1&b=2"
     )
@@ -397,6 +406,9 @@ def test_a_curation_report_and_the_lineage_of_a_version(world: World, page: Page
 
     page.goto(f"{world.server.url}/console/data/reviewed/versions/1")
     expect(page.locator("[data-testid=lineage] .source")).to_contain_text("Annotation queue")
+    expect(page.locator("[data-testid=source-link]")).to_have_attribute(
+        "href", "/console/annotation/" + "a" * 32
+    )
     expect(page.locator("[data-testid=lineage] .source")).to_contain_text("triage")
 
     page.goto(f"{world.server.url}/console/data/triage-eval/versions/1")

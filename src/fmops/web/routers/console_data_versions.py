@@ -191,9 +191,10 @@ def _rows(platform: Platform, info: VersionInfo, query: RowsQuery) -> dict[str, 
 
 
 def _finetunes(platform: Platform, me: Principal, info: VersionInfo) -> list[Job]:
-    """Fine-tune jobs whose params name this version (its id or `name@version`): lineage forward.
+    """Fine-tune jobs that used this version: lineage forward to the models trained on it.
 
-    A hook for the fine-tuning jobs: any job kind starting with `finetune` is looked at.
+    Any job kind starting with `finetune` whose params name the version (its id or `name@version`), or
+    whose result does (a job given the bare dataset name records the version it resolved).
     """
     names = {info.id, info.ref}
     query = (
@@ -204,7 +205,9 @@ def _finetunes(platform: Platform, me: Principal, info: VersionInfo) -> list[Job
     )
     with platform.store.session() as session:
         jobs = list(session.scalars(query))
-    return [j for j in jobs if view.finetune_mentions(j.params, names)]
+    return [
+        j for j in jobs if view.finetune_mentions(j.params, names) or view.finetune_mentions(j.result, names)
+    ]
 
 
 def _job(platform: Platform, me: Principal, job_id: Any) -> Job | None:
@@ -218,7 +221,9 @@ def _job(platform: Platform, me: Principal, job_id: Any) -> Job | None:
 def _source(platform: Platform, me: Principal, info: VersionInfo) -> view.Source:
     source = view.describe_source(info.source)
     if source.type == "curation":
-        return dataclasses.replace(source, job=_job(platform, me, info.source.get("job_id")))
+        job = _job(platform, me, info.source.get("job_id"))
+        facts = [f for f in source.facts if f[0] != "job_id"] if job is not None else source.facts
+        return dataclasses.replace(source, job=job, facts=facts)
     if source.link and current_page(source.link.split("?", 1)[0]) is None:
         return dataclasses.replace(source, link=None, link_text="")  # no console page for it (yet)
     return source
