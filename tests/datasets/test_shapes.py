@@ -95,7 +95,8 @@ def test_csv_cells_holding_json_and_saved_single_datasets(tmp_path: Path) -> Non
     )
     [row] = list(read_rows(csv, detect_format(csv)))
     assert row.value is not None
-    record = one(detect_shape(row.value), RecordKind.chat, row.value)
+    shape = detect_shape(row.value)
+    record = validate_record(RecordKind.chat, normalise(shape, RecordKind.chat, row.value, text_cells=True))
     assert record["metadata"] == {"split": "test"}
 
     saved = tmp_path / "saved"

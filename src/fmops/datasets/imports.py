@@ -104,6 +104,7 @@ def import_file(
     shape = detect_shape(first.value)
     kind = kind or DEFAULT_KIND[shape]
     check_conversion(shape, kind)
+    text_cells = fmt == "csv"
 
     def records() -> Iterator[dict[str, Any]]:
         for row in chain(unreadable, [first], rows):
@@ -112,7 +113,7 @@ def import_file(
                 tally.problem(row.where, row.error or "unreadable")
                 continue
             try:
-                yield validate_record(kind, normalise(shape, kind, row.value))
+                yield validate_record(kind, normalise(shape, kind, row.value, text_cells=text_cells))
             except ValueError as exc:
                 tally.problem(row.where, str(exc))
 

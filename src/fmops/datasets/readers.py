@@ -11,9 +11,8 @@ from __future__ import annotations
 import csv
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import pyarrow as pa
@@ -28,11 +27,17 @@ _ARROW_BATCH = 1000
 _BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True)
-class Row:
-    where: str  # "line 7" / "row 7" (numbered from 1), with the split for multi-split HF datasets
+class Row(NamedTuple):
+    """One row read: its value, or why it could not be read. (A tuple: made once per row.)"""
+
+    number: int  # from 1
     value: dict[str, Any] | None
     error: str | None = None
+    unit: str = "line"  # "line" (JSONL), "row", "train row" (a split of a saved HF DatasetDict)
+
+    @property
+    def where(self) -> str:
+        return f"{self.unit} {self.number}"
 
 
 def detect_format(path: Path) -> str:
@@ -89,25 +94,24 @@ def _jsonl(path: Path) -> Iterator[Row]:
                 line = line[len(_BOM) :]
             if not line.strip():
                 continue
-            where = f"line {number}"
             try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield Row(where, None, f"not valid UTF-8 (byte {exc.start + 1} of the line)")
-                continue
-            try:
-                value = orjson.loads(text)
+                value = orjson.loads(line)  # checks UTF-8 itself: no decoded copy of the line
             except orjson.JSONDecodeError as exc:
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    yield Row(number, None, f"not valid UTF-8 (byte {bad.start + 1} of the line)")
+                    continue
                 if number == 1 and text.lstrip().startswith("["):
                     raise _array(path) from None
-                yield Row(where, None, f"not valid JSON ({exc.msg})")
+                yield Row(number, None, f"not valid JSON ({exc.msg})")
                 continue
             if number == 1 and isinstance(value, list):
                 raise _array(path)
             if not isinstance(value, dict):
-                yield Row(where, None, "not a JSON object")
+                yield Row(number, None, "not a JSON object")
                 continue
-            yield Row(where, value)
+            yield Row(number, value)
 
 
 def _text_lines(path: Path) -> Iterator[str]:
@@ -141,19 +145,20 @@ def _csv(path: Path) -> Iterator[Row]:
         for record in reader:
             number += 1
             if None in record:
-                yield Row(f"row {number}", None, "more fields than the header has columns")
+                yield Row(number, None, "more fields than the header has columns", "row")
                 continue
-            yield Row(f"row {number}", {k: v for k, v in record.items() if k is not None})
+            yield Row(number, {k: v for k, v in record.items() if k is not None}, None, "row")
     except csv.Error as exc:
         raise UserError(f"{path.name}: bad CSV at line {reader.line_num}: {exc}", param="file") from None
 
 
 def _batches(batches: Iterator[pa.RecordBatch], label: str) -> Iterator[Row]:
     number = 0
+    unit = f"{label}row"
     for batch in batches:
         for value in batch.to_pylist():
             number += 1
-            yield Row(f"{label}row {number}", value)
+            yield Row(number, value, None, unit)
 
 
 def _parquet(path: Path) -> Iterator[Row]:
@@ -210,7 +215,7 @@ def _hf(path: Path) -> Iterator[Row]:
                     meta = row.value.get("metadata")
                     meta = dict(meta) if isinstance(meta, dict) else {}
                     meta.setdefault("split", str(split))
-                    row = Row(row.where, {**row.value, "metadata": meta})
+                    row = row._replace(value={**row.value, "metadata": meta})
                 yield row
         return
     yield from _hf_split(path, "")

@@ -239,9 +239,15 @@ def check_conversion(shape: Shape, kind: RecordKind) -> None:
         )
 
 
-def normalise(shape: Shape, kind: RecordKind, row: dict[str, Any]) -> dict[str, Any]:
-    """One row of `shape` as a `kind` record (still to be validated); ValueError says what is wrong."""
-    row = {k: _parsed(k, v) for k, v in row.items()}
+def normalise(
+    shape: Shape, kind: RecordKind, row: dict[str, Any], *, text_cells: bool = False
+) -> dict[str, Any]:
+    """One row of `shape` as a `kind` record (still to be validated); ValueError says what is wrong.
+
+    `text_cells`: the row came from a format of text cells (CSV), where nested values arrive as JSON text.
+    """
+    if text_cells:
+        row = {k: _parsed(k, v) for k, v in row.items()}
     convert, _ = _CONVERT[kind]
     record = convert(shape, row)
     record["metadata"] = _metadata(row, _USES[shape])
