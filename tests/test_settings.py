@@ -42,7 +42,7 @@ def test_defaults_live_under_fmops_home(home: Path) -> None:
     assert s.admin_key_path == home.resolve() / "admin.key"
     assert s.redis_url is None
     assert s.plugins == []
-    assert s.log_format == "json"
+    assert s.log_format == "auto"  # readable on a terminal, JSON otherwise
 
 
 def test_home_defaults_to_dot_fmops_in_the_user_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,9 @@
-"""Structured logging: one JSON object per line, with secrets redacted before any handler sees them."""
+"""Logging: one JSON object per line (or, on a terminal, a readable line), secrets redacted first.
+
+`FMOPS_LOG_FORMAT=auto` (the default) writes readable lines when stderr is a terminal (`make up`
+in a shell) and JSON otherwise (a service manager, a container, a file); `json` and `console`
+choose one whatever stderr is.
+"""
 
 from __future__ import annotations
 
@@ -76,17 +81,37 @@ class JsonFormatter(logging.Formatter):
 
 
 class ConsoleFormatter(logging.Formatter):
+    """`12:00:01 INFO  fmops.server.runner: message key=value …`: for a person at a terminal."""
+
+    def __init__(self, fmt: str = "%(asctime)s %(levelname)-5s %(name)s: %(message)s") -> None:
+        super().__init__(fmt, datefmt="%H:%M:%S")
+
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        line = super().format(record)
+        extras = [
+            f"{key}={value}"
+            for key, value in record.__dict__.items()
+            if key not in _STANDARD_ATTRS and not key.startswith("_")
+        ]
+        return redact(f"{line} {' '.join(extras)}" if extras else line)
+
+
+def resolve_format(fmt: str, stream: Any = None) -> str:
+    """`auto`: readable lines on a terminal, JSON anywhere else."""
+    if fmt != "auto":
+        return fmt
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return "console" if isatty is not None and isatty() else "json"
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """Route fmops, uvicorn and library logs through one redacting handler on stderr."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
+    if resolve_format(fmt, sys.stderr) == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(ConsoleFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(ConsoleFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

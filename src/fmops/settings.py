@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     )
     artifact_url: str = Field("", description="fsspec URL of the artifact store; default a folder under home")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "console"] = "json"
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: readable lines when stderr is a terminal, JSON otherwise"
+    )
     access_log: bool = Field(
         False, description="Log every HTTP request (gateway calls are recorded as spans either way)"
     )

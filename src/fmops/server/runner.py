@@ -32,6 +32,21 @@ def prepare(settings: Settings) -> tuple[Store, str | None]:
     return store, key
 
 
+def ready_line(settings: Settings) -> str:
+    """One line for the person who started the server: the URL to open and where the admin key is."""
+    # A wildcard bind address is not an address to open: this machine answers on loopback too.
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(settings.host, settings.host)  # noqa: S104
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    key = settings.admin_key_path
+    where = (
+        f"the admin key is in {key}"
+        if key.exists()
+        else f"the admin key written to {key} at first start is gone: ask an admin for a key"
+    )
+    return f"fmops is up: open http://{host}:{settings.port} ({where})"
+
+
 def _exit_after_shutdown(signum: int, frame: FrameType | None) -> None:
     """uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the previous handler.
 
@@ -69,9 +84,7 @@ def serve(settings: Settings) -> None:
         proxy_headers=False,
     )
     server = uvicorn.Server(config)
-    log.info(
-        "fmops serving", extra={"url": f"http://{settings.host}:{settings.port}", "workers": settings.workers}
-    )
+    log.info(ready_line(settings), extra={"workers": settings.workers})
     try:
         server.run()
     finally:
