@@ -1,4 +1,5 @@
-"""Web pages and actions respect roles: no console for consumers, no admin pages for engineers.
+"""Web pages and actions respect roles: no console for consumers, only their queues for annotators,
+no admin pages for engineers.
 
 The routes are read from the web app's own routers and the console's page registry, so a page or an
 action added later is covered here without touching this file.
@@ -32,6 +33,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 def clients(web: RunningServer) -> Iterator[dict[str, tuple[httpx.Client, str]]]:
     keys = {
         Role.consumer: create_user_key(web, "roles-consumer", "consumer"),
+        Role.annotator: create_user_key(web, "roles-annotator", "annotator"),
         Role.engineer: create_user_key(web, "roles-engineer", "engineer"),
         Role.admin: web.admin_key,
     }
@@ -96,6 +98,33 @@ def test_a_consumer_gets_no_console(clients: dict[str, tuple[httpx.Client, str]]
         assert client.get(page_info.path).status_code == 403, page_info.path
     for method, path in console_routes():
         assert call(client, csrf, method, path).status_code == 403, f"{method} {path}"
+
+
+def test_an_annotator_sees_their_queues_and_nothing_else(
+    web: RunningServer, clients: dict[str, tuple[httpx.Client, str]]
+) -> None:
+    client, csrf = clients[Role.annotator]
+    home = client.get("/console")
+    assert home.status_code == 200
+    theirs = {p.path for p in registered_pages() if p.role == Role.annotator}
+    assert theirs == {"/console/annotate"}
+    for page_info in registered_pages():
+        answer = client.get(page_info.path)
+        expected = 200 if page_info.role == Role.annotator else 403
+        assert answer.status_code == expected, f"{page_info.path}: {answer.status_code}"
+        assert (f'href="{page_info.path}"' in home.text) == (expected == 200), page_info.path
+    above = [
+        (m, p)
+        for m, p in console_routes()
+        if (found := current_page(p)) is not None and found.role != Role.annotator
+    ]
+    assert len(above) >= 20
+    for method, path in above:
+        answer = call(client, csrf, method, path)
+        assert answer.status_code == 403, f"{method} {path}: {answer.status_code}"
+    key = create_user_key(web, "roles-annotator-2", "annotator")
+    with httpx.Client(base_url=web.url, timeout=30, follow_redirects=False) as fresh:
+        assert fresh.post("/login", data={"api_key": key}).headers["location"] == "/console/annotate"
 
 
 def test_an_engineer_sees_no_admin_section_and_is_refused_there(

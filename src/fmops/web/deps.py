@@ -74,7 +74,7 @@ class WebRoleGate:
 
     async def __call__(self, principal: WebPrincipal) -> Principal:
         if not principal.role.covers(self.role):
-            what = "the console" if self.role == Role.engineer else "this page"
+            what = "the console" if self.role in (Role.annotator, Role.engineer) else "this page"
             raise PermissionDenied(f"your role ({principal.role}) cannot open {what}; it needs {self.role}")
         return principal
 

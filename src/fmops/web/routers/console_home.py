@@ -9,7 +9,8 @@ from fmops.auth import Role
 from fmops.web.deps import web_gate
 from fmops.web.templating import render
 
-router = APIRouter(prefix="/console", include_in_schema=False, dependencies=web_gate(Role.engineer))
+# Annotators too: their map holds only their queues (pages_for filters by role).
+router = APIRouter(prefix="/console", include_in_schema=False, dependencies=web_gate(Role.annotator))
 
 
 @router.get("")

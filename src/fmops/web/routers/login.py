@@ -49,6 +49,8 @@ async def _check_throttle(platform: Platform, key: str) -> None:
 
 
 def _home_for(role: Role) -> str:
+    if role == Role.annotator:
+        return "/console/annotate"  # the queues are all of the console an annotator sees
     return "/" if role == Role.consumer else "/console"
 
 
