@@ -39,7 +39,7 @@ def test_minhash_dedup_removes_planted_near_duplicates_only() -> None:
     rng = random.Random(7)
     originals = [prose(rng, 80) for _ in range(60)]
     records = [chat(" ".join(t)) for t in originals]
-    near = [chat(" ".join(edited(rng, originals[i], 2))) for i in range(0, 60, 3)]  # J ~ 0.78-0.88
+    near = [chat(" ".join(edited(rng, originals[i], 1))) for i in range(0, 60, 3)]  # J ~ 0.89
     far = [chat(" ".join(edited(rng, originals[i], 25))) for i in range(1, 60, 3)]  # J well under 0.5
     mixed = records + near + far
     rng.shuffle(near)

@@ -79,7 +79,7 @@ class MinHasher:
         hashes, counts = word_hashes(texts)
         shingles, per_doc = shingle_hashes(hashes, counts, self.shingle)
         sigs = signatures(shingles, per_doc, self.perms)
-        return band_hashes(sigs, self.bands, self.rows), (sigs & np.uint64(0xFF)).astype(np.uint8)
+        return band_hashes(sigs, self.bands, self.rows), (sigs & np.uint32(0xFF)).astype(np.uint8)
 
     def sketch_all(
         self, batches: Iterable[Sequence[str]], threads: int = 2
