@@ -37,6 +37,7 @@ from support.server import RunningServer, start_server
 XSS = "<img src=x onerror=alert(1)><script>alert(2)</script>\"'><svg onload=alert(3)>"
 ROWS = 45
 REMOVED = range(40, 45)  # the rows the near-duplicate step drops
+BODY_LIMIT = 1024 * 1024  # the server's, so that a file over it is small to make
 
 
 def _chat(i: int) -> dict[str, Any]:
@@ -214,7 +215,7 @@ def _curate(service: DatasetService, project_id: str) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home = tmp_path_factory.mktemp("console-data")
-    with start_server(home) as server:
+    with start_server(home, {"FMOPS_MAX_BODY_BYTES": str(BODY_LIMIT)}) as server:
         with server.client() as admin:
             project_id = admin.get("/api/me").json()["project_id"]
         with server_store(server) as store:
@@ -271,6 +272,18 @@ def test_an_engineer_imports_a_file_and_sees_what_was_detected(
     expect(result.locator("[data-testid=row-errors]")).to_contain_text("line 4")
     assert page.evaluate("window.__same_page") is True
     screenshot(page, "console-data-import", tmp_path)
+
+    # A file over the server's body limit is refused in the page, before its upload, with what to do instead.
+    big = {"name": "big.jsonl", "mimeType": "application/jsonl", "buffer": b" " * (BODY_LIMIT + 1)}
+    page.set_input_files("[data-testid=import-file]", files=[big])
+    message = page.locator("[data-testid=import-file]").evaluate("el => el.validationMessage")
+    assert "the console takes files up to 1.0 MiB" in message
+    assert "fmops data import" in message
+    page.click(".import-form button[type=submit]")
+    expect(result.locator("[data-testid=detection]")).to_have_text(
+        "format jsonl, shape sharegpt -> chat records"
+    )
+    page.set_input_files("[data-testid=import-file]", str(upload))
 
     # A file refused whole: the reason, with the line, where the page shows errors; nothing is made.
     page.select_option(".import-form select[name=on_error]", "refuse")

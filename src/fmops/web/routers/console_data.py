@@ -27,6 +27,7 @@ from fmops.web.templating import render
 PAGE = console_page("/console/data", "Datasets", "Data", role=Role.engineer, order=10)
 router = APIRouter(prefix="/console/data", include_in_schema=False, dependencies=web_gate(Role.engineer))
 KINDS = tuple(k.value for k in RecordKind)
+FORM_OVERHEAD = 16 * 1024  # multipart boundaries and the form's small fields
 
 
 def _listing(platform: Platform, me: Principal) -> dict[str, Any]:
@@ -34,6 +35,8 @@ def _listing(platform: Platform, me: Principal) -> dict[str, Any]:
         "datasets": datasets(platform).list_datasets(me.project_id),
         "kinds": KINDS,
         "formats": versions.FILE_FORMATS,
+        # What the body limit leaves for the file once the form's other fields are counted.
+        "max_upload": max(platform.settings.max_body_bytes - FORM_OVERHEAD, 0),
     }
 
 
