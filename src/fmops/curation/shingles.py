@@ -65,8 +65,10 @@ class _Powers:
         if len(up) <= n:
             with self.lock, np.errstate(over="ignore"):
                 size = max(n + 1, 2 * len(self.up))
-                up = np.cumprod(np.full(size, _P, dtype=np.uint64)) * _P_INV  # P^0, P^1, ...
-                down = np.cumprod(np.full(size, _P_INV, dtype=np.uint64)) * _P
+                up = np.cumprod(np.full(size, _P, dtype=np.uint64), dtype=np.uint64)
+                down = np.cumprod(np.full(size, _P_INV, dtype=np.uint64), dtype=np.uint64)
+                up *= _P_INV  # P^0, P^1, ...
+                down *= _P
                 self.up, self.down = up, down
         return up, down
 
