@@ -409,6 +409,9 @@ def test_a_curation_report_and_the_lineage_of_a_version(world: World, page: Page
     record = page.locator("#rows .record").first
     expect(record.locator(".side.chosen .bubble .text")).to_have_text("Yes, for business accounts.")
     expect(record.locator(".side.rejected .bubble .text")).to_have_text("No.")
+    expect(record.locator("[data-testid=trace-link]")).to_have_attribute(
+        "href", "/console/traces/" + "ab" * 16
+    )
     source = page.locator("[data-testid=lineage] .source").first
     expect(source.locator("[data-testid=source-link]")).to_have_attribute(
         "href", "/console/traces?model=talker&feedback=positive&spans=all"

@@ -29,7 +29,11 @@ def test_records_are_laid_out_for_their_kind() -> None:
     bubbles = chat.parts[0][1].bubbles
     assert bubbles is not None
     assert [(b.role, b.text.text) for b in bubbles] == [("user", "Hi"), ("assistant", "Hello!")]
-    assert chat.metadata == [("split", "train")]
+    assert chat.metadata == [("split", "train", None)]
+    traced = show("chat", {**CHAT, "metadata": {"trace_id": "ab12", "span_id": "cd"}})
+    assert traced.metadata == [("trace_id", "ab12", "/console/traces/ab12"), ("span_id", "cd", None)]
+    odd_trace = show("chat", {**CHAT, "metadata": {"trace_id": "../x"}})
+    assert odd_trace.metadata == [("trace_id", "../x", None)]
 
     preference = show(
         "preference",

@@ -45,7 +45,7 @@ class Shown:
     kind: str
     parts: list[tuple[str, Part]] = field(default_factory=list)
     sides: list[tuple[str, Part]] = field(default_factory=list)
-    metadata: list[tuple[str, str]] = field(default_factory=list)
+    metadata: list[tuple[str, str, str | None]] = field(default_factory=list)
 
 
 def clip(text: str, limit: int = MAX_TEXT) -> Text:
@@ -89,13 +89,24 @@ def part(value: Any) -> Part:
     return Part(text=clip(value if isinstance(value, str) else pretty(value)))
 
 
-def _metadata(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _metadata(record: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
+    """(key, value, link): a record built from a trace links to it (lineage down to the call)."""
     meta = record.get("metadata")
     if not isinstance(meta, dict):
         return []
-    return [
-        (str(k)[:80], clip(v if isinstance(v, str) else pretty(v), MAX_META).text) for k, v in meta.items()
-    ]
+    shown = []
+    for key, value in meta.items():
+        text = clip(value if isinstance(value, str) else pretty(value), MAX_META).text
+        link = f"/console/traces/{value}" if key in TRACE_KEYS and _trace_id(value) else None
+        shown.append((str(key)[:80], text, link))
+    return shown
+
+
+TRACE_KEYS = ("trace_id", "trace")
+
+
+def _trace_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 64 and value.isascii() and value.isalnum()
 
 
 def show(kind: str, record: Any) -> Shown:
