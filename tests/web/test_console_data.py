@@ -329,6 +329,7 @@ def test_rows_are_paged_and_searched_without_a_reload(world: World, page: Page, 
     page.press("#rows input[type=search]", "Enter")
     expect(summary).to_have_text("Matches 1–10 for “question 1”")
     expect(records.first).to_have_attribute("data-row", "11")
+    expect(records.first.locator(".bubble.user mark")).to_have_text("Question 1")
     assert page.evaluate("window.__same_page") is True
     assert "q=question+1" in page.url
 

@@ -5,11 +5,13 @@ to the explorer filtered the same way; fine-tune jobs are found by the version t
 from __future__ import annotations
 
 from fmops.web.routers.console_data_view import (
+    Bubble,
     Part,
     Text,
     counts_text,
     describe_source,
     finetune_mentions,
+    mark,
     read_report,
     show,
     step_name,
@@ -157,3 +159,15 @@ def test_steps_counts_and_fine_tunes_in_words() -> None:
     assert finetune_mentions({"training": {"dataset": "faq@1"}, "epochs": 1}, names)
     assert finetune_mentions({"datasets": ["other@2", "v1id"]}, names)
     assert not finetune_mentions({"dataset": "faq@10"}, names)
+
+
+def test_a_search_term_is_marked_in_the_texts_it_matched() -> None:
+    shown = mark(show("chat", CHAT), "HELLO")
+    bubbles = shown.parts[0][1].bubbles
+    assert bubbles is not None
+    assert bubbles[0] == Bubble("user", Text("Hi"))  # no match: nothing marked
+    assert bubbles[1].text.marks == (("Hello", True), ("!", False))
+    case = mark(show("eval", {"input": "a cat and a Cat", "expected": None, "metadata": {}}), "cat")
+    assert case.sides[0][1].text is not None
+    assert case.sides[0][1].text.marks == (("a ", False), ("cat", True), (" and a ", False), ("Cat", True))
+    assert mark(show("chat", CHAT), None) == show("chat", CHAT)

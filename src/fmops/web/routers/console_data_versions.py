@@ -180,7 +180,7 @@ def _rows(platform: Platform, info: VersionInfo, query: RowsQuery) -> dict[str, 
         "page_size": PAGE_SIZE,
         # (position in the list from 1, row number from 1, the record laid out)
         "records": [
-            (query.offset + i + 1, number + 1, view.show(info.kind, record))
+            (query.offset + i + 1, number + 1, view.mark(view.show(info.kind, record), query.q))
             for i, (number, record) in enumerate(page.rows)
         ],
         "next": query.url(info.name, info.version, offset=query.offset + step) if page.has_more else None,

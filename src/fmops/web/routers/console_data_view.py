@@ -22,6 +22,8 @@ MAX_EXAMPLES = 50  # per reason in a report (the curation report is capped near 
 class Text:
     text: str
     cut: int = 0  # characters left out
+    # The text split around a search's matches, (piece, is a match), when a search found it here.
+    marks: tuple[tuple[str, bool], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,41 @@ def show(kind: str, record: Any) -> Shown:
         )
     rest = {k: v for k, v in record.items() if k != "metadata"}
     return Shown(kind, parts=[("record", part(rest))], metadata=meta)
+
+
+def _marked(text: Text, term: str) -> Text:
+    """`text` with its case-insensitive matches of `term` marked (a search shows why a row matched)."""
+    lowered, needle = text.text.lower(), term.lower()
+    if not needle or len(lowered) != len(text.text) or needle not in lowered:  # lower() kept the offsets?
+        return text
+    pieces: list[tuple[str, bool]] = []
+    start = 0
+    while (found := lowered.find(needle, start)) >= 0:
+        if found > start:
+            pieces.append((text.text[start:found], False))
+        pieces.append((text.text[found : found + len(needle)], True))
+        start = found + len(needle)
+    if start < len(text.text):
+        pieces.append((text.text[start:], False))
+    return Text(text.text, text.cut, tuple(pieces))
+
+
+def _marked_part(value: Part, term: str) -> Part:
+    if value.bubbles is not None:
+        return Part(bubbles=[Bubble(b.role, _marked(b.text, term)) for b in value.bubbles])
+    return Part(text=_marked(value.text, term)) if value.text is not None else value
+
+
+def mark(shown: Shown, term: str | None) -> Shown:
+    """The record with every match of a search term marked in its texts."""
+    if not term:
+        return shown
+    return Shown(
+        shown.kind,
+        parts=[(label, _marked_part(p, term)) for label, p in shown.parts],
+        sides=[(label, _marked_part(p, term)) for label, p in shown.sides],
+        metadata=shown.metadata,
+    )
 
 
 # --- curation reports ---------------------------------------------------------------------------
