@@ -169,6 +169,10 @@ def test_diff_counts_added_and_removed_records(service: DatasetService, project:
     assert diff.added_examples[0]["messages"][1]["content"] == "new 0"
     assert diff.removed_examples[0]["metadata"] == {"n": 0}
     assert service.diff(project, b.id, b.id).added == 0
+    empty = service.create_version(project_id=project, name="x", kind="chat", batches=[], parent_id=b.id)
+    assert empty.rows == 0
+    to_empty = service.diff(project, b.id, empty.id)
+    assert (to_empty.added, to_empty.removed, to_empty.unchanged) == (0, 18, 0)
 
 
 def test_bad_records_names_and_kinds_are_refused_and_nothing_is_kept(

@@ -500,12 +500,9 @@ class DatasetService:
     def diff(self, project_id: str, a: str, b: str, examples: int = _EXAMPLES) -> DatasetDiff:
         """Rows added and removed from version `a` to version `b`, by record identity."""
         va, vb = self.resolve(project_id, a), self.resolve(project_id, b)
-        hashes_a = pa.chunked_array(list(self.iter_hashes(va)), type=pa.binary(16))
-        hashes_b = pa.chunked_array(list(self.iter_hashes(vb)), type=pa.binary(16))
-        in_a = pc.is_in(hashes_b, value_set=hashes_a.combine_chunks()) if vb.rows else hashes_b
-        in_b = pc.is_in(hashes_a, value_set=hashes_b.combine_chunks()) if va.rows else hashes_a
-        added = pc.indices_nonzero(pc.invert(in_a)).to_pylist() if vb.rows else []
-        removed = pc.indices_nonzero(pc.invert(in_b)).to_pylist() if va.rows else []
+        hashes_a, hashes_b = self._all_hashes(va), self._all_hashes(vb)
+        added = pc.indices_nonzero(pc.invert(pc.is_in(hashes_b, value_set=hashes_a))).to_pylist()
+        removed = pc.indices_nonzero(pc.invert(pc.is_in(hashes_a, value_set=hashes_b))).to_pylist()
         return DatasetDiff(
             a=va,
             b=vb,
@@ -515,6 +512,12 @@ class DatasetService:
             added_examples=self._rows_at(vb, added[:examples]),
             removed_examples=self._rows_at(va, removed[:examples]),
         )
+
+    def _all_hashes(self, version: VersionInfo) -> pa.Array:
+        """Every record's identity in one read (16 bytes a row: 16 MB per million rows), as variable-size
+        binary, which Arrow's set lookup handles faster than fixed-size."""
+        column = self._parquet(version).read(columns=[HASH_COLUMN]).column(0)
+        return column.combine_chunks().cast(pa.binary())
 
     def _rows_at(self, version: VersionInfo, indices: builtins.list[int]) -> builtins.list[dict[str, Any]]:
         return [record for i in indices for record in self.read_page(version, i, 1)]
