@@ -173,6 +173,16 @@ def _seed(service: DatasetService, store: Store, project_id: str) -> dict[str, A
             "examples": {XSS: [{"text": XSS, "kept_text": XSS, "similarity": 1}, {"text": XSS}]},
         },
     )
+    service.create_version(  # derived into another dataset: its parent is linked across datasets
+        project_id=project_id,
+        name="support-held-out",
+        kind=RecordKind.chat,
+        batches=[[_chat(i) for i in range(3)]],
+        parent_id=v1.id,
+        source={"type": "curation", "job_id": "0" * 32, "step_index": 0},
+        step={"split": {"test": 0.1, "seed": 0}},
+        counts={"in": ROWS, "out": 3},
+    )
     service.create_version(
         project_id=project_id,
         name="reviewed",
@@ -404,6 +414,11 @@ def test_a_curation_report_and_the_lineage_of_a_version(world: World, page: Page
     steps.nth(1).locator("a.what").click()
     expect(page).to_have_url(f"{world.server.url}/console/data/support/versions/1")
     expect(page.locator("[data-testid=children]")).to_contain_text("support@2")
+    expect(page.locator("[data-testid=children]")).to_contain_text("support-held-out@1")
+    page.goto(f"{world.server.url}/console/data/support-held-out")
+    parent = page.locator("[data-testid=versions] tbody tr").first.locator("td").nth(3)
+    expect(parent.locator("a")).to_have_attribute("href", "/console/data/support/versions/1")
+    expect(page.locator("[data-testid=versions]")).to_contain_text("split (test=0.1, seed=0)")
     expect(page.locator("[data-testid=finetunes]")).to_have_count(0)  # the fine-tune used v2, not v1
 
     page.goto(f"{world.server.url}/console/data/answers-preferred/versions/1")
