@@ -46,6 +46,7 @@ DIFF_EXAMPLES = 20
 FINETUNE_JOBS = 500  # newest fine-tune jobs looked through for the ones that used a version
 UPLOAD_CHUNK = 1 << 20
 HELPERS = {
+    "page_size": PAGE_SIZE,
     "step_name": view.step_name,
     "counts_text": view.counts_text,
     "source_title": view.source_title,
@@ -177,7 +178,7 @@ def _rows(platform: Platform, info: VersionInfo, query: RowsQuery) -> dict[str, 
     return {
         "info": info,
         "query": query,
-        "page_size": PAGE_SIZE,
+        "deferred": False,
         # (position in the list from 1, row number from 1, the record laid out)
         "records": [
             (query.offset + i + 1, number + 1, view.mark(view.show(info.kind, record), query.q))
@@ -236,9 +237,12 @@ def _version_page(
     info = service.resolve(me.project_id, f"{name}@{version}")
     chain = service.lineage(me.project_id, info.id)  # this version, its parent, ... to the root
     reasons, report_rest = view.read_report(info.kind, info.report, info.counts)
+    # A search reads until it has a page of matches (seconds for a rare term in a million rows): a page
+    # opened with one paints first and fetches its rows after; a plain page of rows costs a row group.
+    rows = {"info": info, "query": query, "deferred": True} if query.q else _rows(platform, info, query)
     return {
         **HELPERS,
-        **_rows(platform, info, query),
+        **rows,
         "parent": chain[1] if len(chain) > 1 else None,
         "lineage": [(v, _source(platform, me, v)) for v in chain],
         "children": service.children(me.project_id, info.id),
@@ -272,8 +276,10 @@ async def version_page(
         # The search form or the pager: only the rows, and the URL to show.
         info = await run_in_threadpool(datasets(platform).resolve, me.project_id, f"{name}@{version}")
         context = await run_in_threadpool(_rows, platform, info, query)
-        response = render(request, "console/data/_rows.html", context)
-        response.headers["hx-push-url"] = query.url(name, version)
+        response = render(request, "console/data/_rows.html", {**HELPERS, **context})
+        url = query.url(name, version)
+        if not request.headers.get("hx-current-url", "").endswith(url):  # not the page's own deferred rows
+            response.headers["hx-push-url"] = url
         return response
     context = await run_in_threadpool(_version_page, platform, me, name, version, query)
     return render(request, "console/data/version.html", context)
