@@ -34,6 +34,8 @@ from support.browser import create_user_key, screenshot, sign_in, watch_dialogs
 from support.security import server_store
 from support.server import RunningServer, start_server
 
+pytestmark = pytest.mark.slow  # one server and Chromium for the module: ~40 s in all
+
 XSS = "<img src=x onerror=alert(1)><script>alert(2)</script>\"'><svg onload=alert(3)>"
 ROWS = 45
 REMOVED = range(40, 45)  # the rows the near-duplicate step drops
