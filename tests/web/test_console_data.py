@@ -282,6 +282,7 @@ def test_an_engineer_imports_a_file_and_sees_what_was_detected(
     expect(result.locator("[data-testid=rows-kept]")).to_have_text("3")
     expect(result.locator("[data-testid=rows-skipped]")).to_have_text("1")
     expect(result.locator("[data-testid=row-errors]")).to_contain_text("line 4")
+    expect(table.locator("tr[data-dataset=faq] td").nth(3)).to_have_text("3")  # the list, updated in place
     assert page.evaluate("window.__same_page") is True
     screenshot(page, "console-data-import", tmp_path)
 

@@ -77,8 +77,7 @@ async def import_upload(
         fmt or None,
         on_error == "skip",
     )
-    context: dict[str, Any] = {"result": result}
-    if is_htmx(request):
-        return render(request, "console/data/_import_result.html", context)
-    context.update(await run_in_threadpool(_listing, platform, me))
+    context: dict[str, Any] = {"result": result, **await run_in_threadpool(_listing, platform, me)}
+    if is_htmx(request):  # the result, and the datasets table again (out of band) with the new version
+        return render(request, "console/data/_import_result.html", {**context, "oob": True})
     return render(request, "console/data/index.html", context)
