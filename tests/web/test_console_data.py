@@ -26,7 +26,7 @@ from playwright.sync_api import Page, expect
 from fmops.artifacts import ArtifactStore
 from fmops.curation.recipe import load_recipe
 from fmops.curation.runner import CurationRun
-from fmops.datasets import DatasetService, RecordKind, VersionInfo
+from fmops.datasets import DatasetService, RecordKind
 from fmops.settings import load_settings
 from fmops.store import Store
 from fmops.store.models import Job
@@ -58,8 +58,6 @@ class World:
     server: RunningServer
     engineer_key: str
     consumer_key: str
-    support_1: VersionInfo
-    support_2: VersionInfo
     job_id: str
     finetune_id: str
 
@@ -193,7 +191,7 @@ def _seed(service: DatasetService, store: Store, project_id: str) -> dict[str, A
         source={"type": "annotation", "queue_id": "a" * 32, "queue": "triage", "filter": {"model": "talker"}},
     )
     _curate(service, project_id)
-    return {"support_1": v1, "support_2": v2, "job_id": job_id, "finetune_id": finetune_id}
+    return {"job_id": job_id, "finetune_id": finetune_id}
 
 
 def _curate(service: DatasetService, project_id: str) -> None:
