@@ -5,6 +5,7 @@ a job interrupted by shutdown resumes from its checkpoint."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -35,13 +36,19 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny") / "base")
 
 
 @pytest.fixture
 def settings(store: Store, tmp_path: Path) -> Settings:
     return load_settings({"home": tmp_path / "home", "database_url": store.url, "job_heartbeat_seconds": 0.1})
+
+
+@pytest.fixture
+def base(settings: Settings, tiny: Path) -> Path:
+    """Local bases live under $FMOPS_HOME/models, as local models added over the API do."""
+    return Path(shutil.copytree(tiny, settings.home / "models" / "base"))
 
 
 @pytest.fixture
@@ -165,7 +172,8 @@ def test_shutdown_mid_run_is_resumed_from_the_checkpoint(
     [
         ({"method": "dpo"}, "trains on preference records"),
         ({"dataset": "nope"}, "nope"),
-        ({"base": "/no/such/folder"}, "neither a model folder nor a .gguf file"),
+        ({"base": "/no/such/folder"}, "must live under"),
+        ({"base": "missing/model.gguf"}, "neither a model folder nor a .gguf file"),
         ({"base": "smollm2-135m-instruct", "config": {"bogus": 1}}, "config.bogus"),
     ],
 )

@@ -131,6 +131,14 @@ POLICY: dict[str, str | None] = {
     "GET /api/annotation-queues/{queue}/items/{item_id}": N,
     "POST /api/annotation-queues/{queue}/items/{item_id}/decisions": N,
     "POST /api/annotation-queues/{queue}/export": E,
+    # fine-tunes: engineers
+    "POST /api/finetunes": E,
+    "GET /api/finetunes": E,
+    "GET /api/finetunes/{job_id}": E,
+    "GET /api/finetunes/{job_id}/curve": E,
+    "GET /api/finetunes/{job_id}/logs": E,
+    "POST /api/finetunes/{job_id}/cancel": E,
+    "POST /api/finetunes/{job_id}/resume": E,
 }
 
 

@@ -15,6 +15,7 @@ from fmops.cli import (
     db,
     endpoints,
     evaluators,
+    finetune,
     jobs,
     keys,
     models,
@@ -52,6 +53,7 @@ app.add_typer(prompts.app, name="prompts")
 app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(data.app, name="data")
 app.add_typer(queues.app, name="queues")
+app.add_typer(finetune.app, name="finetune")
 app.command("chat")(chat)
 
 

@@ -58,18 +58,28 @@ def base_from_entry(entry: ModelEntry) -> BaseSource:
     )
 
 
-def base_from_name(name: str) -> BaseSource:
-    """A base that is not in the catalog: a .gguf file, a model folder, or a Hugging Face id."""
+def base_from_name(name: str, models_root: Path) -> BaseSource:
+    """A base that is not in the catalog: a .gguf file or model folder under `models_root`
+    ($FMOPS_HOME/models, as for models added over the API), or a Hugging Face id already downloaded."""
+    root = models_root.resolve()
     path = Path(name).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return BaseSource(name, str(path.parent), path.name)
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise UserError(f"{path} is not a transformers model folder (no config.json)", param="base")
-        return BaseSource(name, str(path))
-    if path.exists() or name.startswith((".", "/", "~")):
-        raise UserError(f"base model {name!r} is neither a model folder nor a .gguf file", param="base")
-    return BaseSource(name, name)
+    candidate = path if path.is_absolute() else root / path
+    if not (
+        path.is_absolute() or name.startswith((".", "~")) or name.endswith(".gguf") or candidate.exists()
+    ):
+        return BaseSource(name, name)  # a Hugging Face id (loaded from the local cache only)
+    anchored = candidate.resolve()  # symlinks followed: one leading out of the folder is refused
+    if anchored != root and root not in anchored.parents:
+        raise UserError(
+            f"local base models must live under {root}; put the folder or file there", param="base"
+        )
+    if anchored.is_file() and anchored.suffix == ".gguf":
+        return BaseSource(name, str(anchored.parent), anchored.name)
+    if anchored.is_dir():
+        if not (anchored / "config.json").is_file():
+            raise UserError(f"{anchored} is not a transformers model folder (no config.json)", param="base")
+        return BaseSource(name, str(anchored))
+    raise UserError(f"base model {name!r} is neither a model folder nor a .gguf file", param="base")
 
 
 def _cache_key(gguf: Path) -> str:

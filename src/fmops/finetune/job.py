@@ -71,11 +71,11 @@ def model_alias(params: FinetuneParams, job_id: str) -> str:
 
 
 def resolve_base(catalog: Catalog, project_id: str, base: str) -> BaseSource:
-    """A catalog alias first, then a file, folder or hub id."""
+    """A catalog alias first, then a file or folder under $FMOPS_HOME/models, or a hub id."""
     try:
         return base_from_entry(catalog.get(project_id, base))
     except NotFound:
-        return base_from_name(base)
+        return base_from_name(base, catalog.settings.home / "models")
 
 
 def _event_logger(ctx: JobContext) -> Any:

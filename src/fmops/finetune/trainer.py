@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fmops.errors import UserError
+from fmops.finetune.checkpoints import last_checkpoint
 from fmops.finetune.config import FinetuneConfig, Method
 from fmops.finetune.data import Splits
 from fmops.finetune.events import ProgressEvent
@@ -30,18 +31,6 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     events: list[ProgressEvent] = field(default_factory=list)
     resumed_from: str | None = None
-
-
-def last_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint: a worker killed while saving leaves one without its state."""
-    if not output_dir.is_dir():
-        return None
-    found = []
-    for path in output_dir.glob("checkpoint-*"):
-        step = path.name.removeprefix("checkpoint-")
-        if step.isdigit() and (path / "trainer_state.json").is_file():
-            found.append((int(step), path))
-    return max(found)[1] if found else None
 
 
 def _length(tokenizer: Any, messages: list[dict[str, str]]) -> int:

@@ -26,6 +26,7 @@ from fmops.server.routers import (
     evaluators,
     experiments,
     feedback,
+    finetunes,
     health,
     jobs,
     keys,
@@ -72,6 +73,7 @@ ROUTERS = [
     annotation.router,
     datasets.router,
     curation.router,
+    finetunes.router,
 ]
 
 

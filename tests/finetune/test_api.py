@@ -1,0 +1,142 @@
+"""/api/finetunes on a real server with its workers: bad input is a 4xx before anything is queued; a
+fine-tune of a tiny base runs to a catalog model whose lineage and loss curve the API shows."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from finetune.tiny import chat_records, make_tiny_model
+from support.server import FMOPS, RunningServer
+
+CONFIG = {"max_steps": 4, "logging_steps": 2, "save_steps": 2, "learning_rate": 3e-3, "num_threads": 1}
+
+
+@pytest.fixture(scope="module")
+def admin(sqlite_server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    tiny = make_tiny_model(tmp_path_factory.mktemp("tiny") / "base")
+    shutil.copytree(tiny, sqlite_server.home / "models" / "tiny")
+    with sqlite_server.client() as client:
+        lines = "\n".join(json.dumps(r) for r in chat_records(24, validation=4)).encode()
+        response = client.post(
+            "/api/datasets/import", files={"file": ("t.jsonl", lines)}, data={"name": "tickets"}
+        )
+        assert response.status_code == 201, response.text
+        pairs = [
+            {
+                "prompt": [{"role": "user", "content": "hi"}],
+                "chosen": [{"role": "assistant", "content": "hello"}],
+                "rejected": [{"role": "assistant", "content": "no"}],
+            }
+        ] * 3
+        lines = "\n".join(json.dumps(p) for p in pairs).encode()
+        response = client.post(
+            "/api/datasets/import", files={"file": ("p.jsonl", lines)}, data={"name": "pairs"}
+        )
+        assert response.status_code == 201, response.text
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"dataset": "tickets", "config": {"learnin_rate": 1}}, 400, "did you mean learning_rate"),
+        ({"dataset": "tickets", "config": {"output_dir": "/etc"}}, 400, "set by fmops"),
+        ({"dataset": "tickets", "method": "dpo"}, 400, "trains on preference records"),
+        ({"dataset": "pairs"}, 400, "trains on chat records"),
+        ({"dataset": "nope"}, 404, "nope"),
+        ({"dataset": "tickets", "base": "/etc"}, 400, "must live under"),
+        ({"dataset": "tickets", "name": "smollm2-135m-instruct"}, 409, "already exists"),
+        ({"dataset": "tickets", "bogus": 1}, 400, "bogus"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_queued(
+    admin: httpx.Client, body: dict[str, Any], status: int, words: str
+) -> None:
+    before = admin.get("/api/finetunes").json()["data"]
+    response = admin.post("/api/finetunes", json=body)
+    assert response.status_code == status, response.text
+    assert words in response.json()["error"]["message"]
+    assert admin.get("/api/finetunes").json()["data"] == before
+
+
+def wait(admin: httpx.Client, job_id: str, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        view: dict[str, Any] = admin.get(f"/api/finetunes/{job_id}").json()
+        if view["status"] in ("succeeded", "failed", "cancelled"):
+            return view
+        assert time.monotonic() < deadline, view
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_a_finetune_runs_to_a_model_with_lineage_and_curve(admin: httpx.Client) -> None:
+    response = admin.post("/api/finetunes", json={"base": "tiny", "dataset": "tickets@1", "config": CONFIG})
+    assert response.status_code == 201, response.text
+    started = response.json()
+    assert started["status"] == "queued"
+    version = admin.get("/api/datasets/tickets/versions/1").json()
+    assert started["dataset"] == version["id"]  # pinned to the version, whatever comes later
+    view = wait(admin, started["id"])
+    assert view["status"] == "succeeded", view
+    assert view["model"] == f"tiny-ft-{started['id'][-8:]}"
+    lineage = view["lineage"]
+    assert lineage["dataset_version_id"] == version["id"]
+    assert lineage["config"]["max_steps"] == 4
+    assert lineage["metrics"]["steps"] == 4
+    assert [e["step"] for e in view["curve"] if e["event"] == "train"] == [2, 4]
+    assert any(e["event"] == "eval" for e in view["curve"])
+    model = admin.get(f"/api/models/{view['model']}")
+    assert model.status_code == 200, model.text
+    listed = admin.get("/api/finetunes").json()["data"]
+    assert listed[0]["id"] == started["id"]
+    assert admin.post(f"/api/finetunes/{started['id']}/cancel").status_code == 409
+    resumed = admin.post(f"/api/finetunes/{started['id']}/resume")
+    assert resumed.status_code == 409
+    assert "already succeeded" in resumed.json()["error"]["message"]
+    logs = admin.get(f"/api/finetunes/{started['id']}/logs").json()
+    assert any(line["line"].startswith('{"event": "done"') for line in logs)
+
+
+def fmops(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FMOPS_")}
+    env |= {"FMOPS_HOME": str(server.home), "COLUMNS": "120"}
+    return subprocess.run(
+        [str(FMOPS), *args], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+@pytest.mark.slow
+def test_cli_run_wait_show_list(admin: httpx.Client, sqlite_server: RunningServer, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rat: 0.1\n")
+    refused = fmops(
+        sqlite_server, "finetune", "run", "--dataset", "tickets", "--base", "tiny", "--config", str(bad)
+    )
+    assert refused.returncode != 0
+    assert "did you mean learning_rate" in refused.stderr + refused.stdout
+    config = tmp_path / "ft.yaml"
+    config.write_text("max_steps: 2\nlogging_steps: 1\nsave_steps: 2\nnum_threads: 1\nlora:\n  r: 4\n")
+    done = fmops(
+        sqlite_server, "finetune", "run", "--dataset", "tickets", "--base", "tiny", "--config", str(config),
+        "--name", "tiny-cli", "--wait",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    job_id = done.stdout.split("fine-tune ")[1].split()[0]
+    shown = fmops(sqlite_server, "finetune", "show", job_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    assert view["model"] == "tiny-cli"
+    assert view["lineage"]["config"]["lora"]["r"] == 4
+    listed = fmops(sqlite_server, "finetune", "list", "--json")
+    assert job_id in listed.stdout
