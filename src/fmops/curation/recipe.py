@@ -50,12 +50,23 @@ class Recipe:
         return [name for s in self.steps for name in s.step.datasets()]
 
 
+class _RecipeLoader(yaml.SafeLoader):
+    """Plain data only (safe_load's constructors), and no aliases: `*name` could make a few bytes of
+    YAML stand for a list of billions, and a recipe never needs one."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a recipe", mark)
+        return super().compose_node(parent, index)
+
+
 def _parse_text(text: str) -> Any:
     if len(text.encode()) > MAX_RECIPE_BYTES:
         raise PayloadTooLarge(f"the recipe is over {MAX_RECIPE_BYTES:,} bytes", param="recipe")
     try:
         # safe_load builds plain data only (no Python objects); JSON is a subset of YAML.
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 (a SafeLoader without aliases)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""

@@ -57,7 +57,9 @@ class FilterOptions(StepOptions):
     max_non_text_ratio: float | None = Field(None, ge=0, le=1)
     drop_refusals: bool = False
     drop_empty_answers: bool = False
-    language: list[str] | None = Field(None, min_length=1, description="ISO 639-1 codes to keep")
+    language: list[str] | None = Field(
+        None, min_length=1, max_length=200, description="ISO 639-1 codes to keep"
+    )
     min_language_score: float = Field(0.5, ge=0, le=1)
 
     @field_validator("language")

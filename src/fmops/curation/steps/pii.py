@@ -16,7 +16,7 @@ from fmops.pii import PiiType, apply, detect, parse_types, redact
 
 class PiiOptions(StepOptions):
     action: Literal["redact", "mask", "drop"] = "redact"
-    types: list[str] | None = Field(None, min_length=1, description="PII types (default: all)")
+    types: list[str] | None = Field(None, min_length=1, max_length=20, description="PII types (default: all)")
 
     @field_validator("types")
     @classmethod
