@@ -90,6 +90,11 @@ def test_malformed_recipes(text: str, expected: str) -> None:
         load_recipe(text)
 
 
+def test_deeply_nested_recipe() -> None:
+    with pytest.raises(UserError, match="nests too deeply"):
+        load_recipe("steps: " + "[" * 20_000 + "]" * 20_000)
+
+
 def test_oversized_recipe() -> None:
     with pytest.raises(PayloadTooLarge):
         load_recipe("steps:\n" + "  - dedup: {}\n" * 10_000)

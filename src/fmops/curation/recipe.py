@@ -72,6 +72,8 @@ def _parse_text(text: str) -> Any:
         at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise UserError(f"the recipe is not valid YAML{at}: {problem}", param="recipe") from None
+    except RecursionError:
+        raise UserError("the recipe nests too deeply to be a recipe", param="recipe") from None
 
 
 def _option_problems(where: str, exc: ValidationError) -> list[str]:
