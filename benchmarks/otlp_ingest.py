@@ -492,6 +492,7 @@ def report(results: list[Result], versions: dict[str, str], seconds: float) -> d
         "servers": [
             {
                 **dataclasses.asdict(r),
+                "refused": dict(r.refused),  # asdict rebuilds a Counter from its items: tuple keys
                 "version": versions.get(r.name.split(" ")[0], ""),
                 "accepted_per_s": r.accepted_spans / r.seconds,
                 "stored_per_s": r.stored_per_s,
