@@ -44,7 +44,8 @@ def commit() -> dict[str, object]:
     """The commit measured, and whether src/ or benchmarks/ differed from it (then not reproducible)."""
     return {
         "commit": _git("rev-parse", "HEAD"),
-        "src_dirty": bool(_git("status", "--porcelain", "--", "src", "benchmarks")),
+        # Result files written by an earlier script of the same run do not make the code dirty.
+        "src_dirty": bool(_git("status", "--porcelain", "--", "src", "benchmarks", ":!benchmarks/results")),
     }
 
 
