@@ -94,6 +94,7 @@ def test_an_annotator_works_through_three_items_with_the_keyboard(
     expect(page.locator("[data-testid=save-correction]")).to_be_hidden()
 
     def current() -> str:
+        expect(item).to_have_attribute("data-keys", "ready")  # annotate.js is listening
         value = item.get_attribute("data-item")
         assert value
         return value
@@ -116,6 +117,7 @@ def test_an_annotator_works_through_three_items_with_the_keyboard(
     page.keyboard.press("Control+Enter")
     expect(item).not_to_have_attribute("data-item", second)
     # Item 3: skip.
+    current()
     page.keyboard.press("s")
     expect(page.locator("[data-testid=all-done]")).to_be_visible()
     expect(page.locator("[data-testid=done]")).to_have_text("2/3")

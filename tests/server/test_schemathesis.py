@@ -79,6 +79,12 @@ SEMANTIC_FIELDS: dict[str, set[str]] = {
     # an uploaded file must parse as its format (named or from its extension), hold records of a known
     # shape, and convert to the kind asked for
     "POST /api/datasets/import": {"file", "format", "kind"},
+    # the filter's ranges are ordered and some chat traces match it; the dataset holds that kind
+    "POST /api/datasets/from-traces": {"filter", "name"},
+    "POST /api/annotation-queues": {"filter"},  # ordered ranges; some chat traces match
+    # labels in the queue's schema; a correction only with correct; an export needs a decided item
+    "POST /api/annotation-queues/{queue}/items/{item_id}/decisions": {"labels", "corrected_output"},
+    "POST /api/annotation-queues/{queue}/export": {"queue"},
 }
 
 

@@ -73,11 +73,3 @@ class DecisionCreate(BaseModel):
     action: Action
     corrected_output: str | None = Field(None, min_length=1, max_length=100_000, description="For correct")
     labels: dict[Name, Value] = Field(default_factory=dict, max_length=10)
-
-    @model_validator(mode="after")
-    def _correction_given(self) -> DecisionCreate:
-        if self.action == Action.correct and not (self.corrected_output or "").strip():
-            raise ValueError("correct needs corrected_output: the answer it should have been")
-        if self.action != Action.correct and self.corrected_output is not None:
-            raise ValueError(f"corrected_output is only for correct, not {self.action.value}")
-        return self

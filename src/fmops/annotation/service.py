@@ -273,6 +273,14 @@ class AnnotationService:
         principal.require(Role.annotator, "annotate")
         queue = self.get(principal, ref)
         item = self.item(principal, ref, item_id)
+        if body.action == Action.correct and not (body.corrected_output or "").strip():
+            raise UserError(
+                "correct needs corrected_output: the answer it should have been", param="corrected_output"
+            )
+        if body.action != Action.correct and body.corrected_output is not None:
+            raise UserError(
+                f"corrected_output is only for correct, not {body.action.value}", param="corrected_output"
+            )
         labels = self._check_labels(queue, body)
         corrected = {"role": "assistant", "content": body.corrected_output} if body.corrected_output else None
         decision = AnnotationDecision(
