@@ -44,7 +44,9 @@ def test_a_lower_layer_importing_a_higher_one_breaks_the_contract(tmp_path: Path
     src = _copy(tmp_path)
     # An adapter reaching up to the composition root, lazily, as judge_runtime once did.
     with (src / "fmops" / "providers" / "base.py").open("a") as f:
-        f.write("\n\ndef _late() -> object:\n    from fmops.platform import Platform\n\n    return Platform\n")
+        f.write(
+            "\n\ndef _late() -> object:\n    from fmops.platform import Platform\n\n    return Platform\n"
+        )
     result = _lint(src)
     assert result.returncode == 1
     assert "fmops.providers is not allowed to import fmops.platform" in result.stdout
