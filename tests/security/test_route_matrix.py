@@ -120,6 +120,9 @@ POLICY: dict[str, str | None] = {
     "GET /api/datasets/{name}/versions/{version}/rows": E,
     "GET /api/datasets/{name}/versions/{version}/diff": E,
     "GET /api/datasets/{name}/versions/{version}/export": E,
+    # curation of datasets: engineers
+    "GET /api/curation/steps": E,
+    "POST /api/datasets/{name}/curate": E,
     # datasets from production traffic: engineers
     "POST /api/datasets/from-traces": E,
     # annotation queues: engineers make, delete and export them; annotators see theirs and decide items

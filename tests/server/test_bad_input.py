@@ -33,13 +33,14 @@ def error_of(response: httpx.Response, status: int | tuple[int, ...]) -> dict[st
     return error
 
 
-def body_operations(server: RunningServer) -> list[tuple[str, str]]:
+def body_operations(server: RunningServer) -> list[tuple[str, str, bool]]:
     schema = httpx.get(server.url + "/openapi.json", timeout=30).json()
     ops = [
-        (method.upper(), re.sub(r"\{[^}]+\}", "0" * 32, path))
+        (method.upper(), re.sub(r"\{[^}]+\}", "0" * 32, path), bool(op["requestBody"].get("required")))
         for path, item in schema["paths"].items()
         for method, op in item.items()
-        if "requestBody" in op
+        # multipart routes (a dataset upload) are refused by their own content type, tested with them
+        if "application/json" in op.get("requestBody", {}).get("content", {})
     ]
     assert len(ops) >= 6
     return ops
@@ -81,7 +82,9 @@ RAW_BODIES = [
 def test_every_body_route_refuses_a_body_that_is_not_a_json_object(
     sqlite_server: RunningServer, api: httpx.Client, raw: bytes, mentions: tuple[str, ...]
 ) -> None:
-    for method, path in body_operations(sqlite_server):
+    for method, path, required in body_operations(sqlite_server):
+        if not raw and not required:
+            continue  # an optional body may be left out: the route answers as without one
         response = api.request(method, path, content=raw, headers={"Content-Type": "application/json"})
         error = error_of(response, 400)
         assert any(m in error["message"] for m in mentions), (method, path, error)

@@ -85,6 +85,8 @@ SEMANTIC_FIELDS: dict[str, set[str]] = {
     # labels in the queue's schema; a correction only with correct; an export needs a decided item
     "POST /api/annotation-queues/{queue}/items/{item_id}/decisions": {"labels", "corrected_output"},
     "POST /api/annotation-queues/{queue}/export": {"queue"},
+    # the base model and the dataset exist and suit the method; config keys are TRL/PEFT settings
+    "POST /api/finetunes": {"base", "dataset", "method", "config", "name", "resume_from"},
 }
 
 

@@ -55,7 +55,7 @@ def finetunes(platform: Platform) -> FinetuneService:
     response_model=FinetunePublic,
     status_code=201,
     summary="Start a fine-tune of a base model on a dataset version",
-    responses=error_responses(409),
+    responses=error_responses(404, 409),
 )
 def start(body: FinetuneParams, platform: PlatformDep, principal: PrincipalDep) -> FinetunePublic:
     service = finetunes(platform)
