@@ -86,7 +86,8 @@ SEMANTIC_FIELDS: dict[str, set[str]] = {
     "POST /api/annotation-queues/{queue}/items/{item_id}/decisions": {"labels", "corrected_output"},
     "POST /api/annotation-queues/{queue}/export": {"queue"},
     # the base model and the dataset exist and suit the method; config keys are TRL/PEFT settings
-    "POST /api/finetunes": {"base", "dataset", "method", "config", "name", "resume_from"},
+    # ("": text with NUL, refused for the whole body: PostgreSQL cannot store it)
+    "POST /api/finetunes": {"base", "dataset", "method", "config", "name", "resume_from", ""},
 }
 
 

@@ -38,7 +38,9 @@ def index_pending(store: Store, batch: int = BATCH) -> int:
     """Index up to `batch` spans above the mark, and move the mark past them; how many (SQLite)."""
     if store.dialect != "sqlite":
         return 0
-    with store.session() as session:
+    # BEGIN IMMEDIATE: a deferred transaction whose INSERT reads first fails at once with "database is
+    # locked" when another writer got in between; an immediate one waits its turn.
+    with store.write() as session:
         # The insert comes first: it takes the write lock, so no span can arrive between the two.
         result: Any = session.execute(_INDEX, {"batch": batch})
         session.execute(_ADVANCE, {"batch": batch})

@@ -15,7 +15,7 @@ from fmops.datasets import DatasetService
 from fmops.finetune.job import FinetuneParams
 from fmops.finetune.service import FinetuneService
 from fmops.platform import Platform, PlatformDep
-from fmops.server.deps import PrincipalDep, gate
+from fmops.server.deps import NO_NUL, PrincipalDep, gate
 from fmops.server.errors import error_responses
 from fmops.server.schemas.base import Page
 from fmops.server.schemas.jobs import JobLogLine
@@ -68,7 +68,9 @@ def list_finetunes(
     platform: PlatformDep,
     principal: PrincipalDep,
     limit: int = Query(50, ge=1, le=500),
-    cursor: str | None = Query(None, max_length=32, description="next_cursor of the previous page"),
+    cursor: str | None = Query(
+        None, max_length=32, pattern=NO_NUL, description="next_cursor of the previous page"
+    ),
 ) -> Page[FinetunePublic]:
     views = finetunes(platform).list(principal.project_id, limit=limit, before=cursor)
     next_cursor = views[-1].job.id if len(views) == limit else None
