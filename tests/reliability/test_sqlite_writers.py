@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 
 from support.gateway import cli_env, wait_for
 from support.reliability import LONG, Load, chat_body
@@ -105,11 +104,6 @@ def _lock_briefly(path: str, stop: threading.Event, held: list[int]) -> None:
         conn.close()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="2026-12-06: a trace batch met 'database is locked' under this contention in a fresh venv, "
-    "at the previous commit too (not caused by this change); under investigation, see the issue 12 note",
-)
 def test_concurrent_writers_never_surface_database_is_locked(gateway: RunningServer) -> None:
     db = str(gateway.home / "fmops.db")
     log_from = len(gateway.log_text())

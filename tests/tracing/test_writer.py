@@ -59,10 +59,10 @@ class Outage:
         self.down = False
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def write(self) -> Iterator[Session]:
         if self.down:
             raise OperationalError("INSERT INTO spans", {}, ConnectionRefusedError("connection refused"))
-        with self.store.session() as session:
+        with self.store.write() as session:
             yield session
 
 
@@ -221,10 +221,10 @@ def test_strict_admission_refuses_while_a_write_is_stuck(
 
     class Stuck(Outage):
         @contextmanager
-        def session(self) -> Iterator[Session]:
+        def write(self) -> Iterator[Session]:
             while self.down:  # as a locked SQLite or a silent network holds a write
                 time.sleep(0.01)
-            with self.store.session() as session:
+            with self.store.write() as session:
                 yield session
 
     async def main() -> None:

@@ -380,7 +380,9 @@ class TraceWriter:
         rows = batch if self._sqlite_insert is not None else [normalize(r) for r in batch]
         refused: dict[int, str] = {}
         try:
-            with self.store.session() as session:
+            # Under the write lock from the first statement (SQLite's BEGIN IMMEDIATE): a deferred
+            # transaction met "database is locked" at once when another writer got in first.
+            with self.store.write() as session:
                 inserted = self._insert_rows(session, rows)
                 self._after_insert(session, batch, inserted)
         except (IntegrityError, DataError):
@@ -388,7 +390,7 @@ class TraceWriter:
             inserted = set()
             for index, row in enumerate(rows):
                 try:
-                    with self.store.session() as session:
+                    with self.store.write() as session:
                         new = self._insert_rows(session, [row])
                         self._after_insert(session, [batch[index]], new)
                     inserted |= new
