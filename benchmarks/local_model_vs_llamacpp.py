@@ -34,6 +34,7 @@ from fmops.providers.llamacpp import default_chat_model_path
 
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]
 N_CTX = 2048  # what the built-in catalog entry uses
+LLAMA_THREADS = max(1, (os.cpu_count() or 2) // 2)  # llama-cpp-python's default n_threads
 
 
 def raw_llamacpp(path: Path, tokens: int) -> tuple[float, float]:
@@ -92,6 +93,9 @@ def transformers_generate(path: Path, tokens: int) -> float:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    # The same threads as llama.cpp's default (half the cores), which the gateway and raw runs use:
+    # torch would otherwise take every core and the ratio would compare thread counts.
+    torch.set_num_threads(LLAMA_THREADS)
     tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     inputs = tok.apply_chat_template(
@@ -136,7 +140,7 @@ def main() -> None:
 
     raw_ttft, raw_rate = statistics.median(r[0] for r in raw), statistics.median(r[1] for r in raw)
     gw_ttft, gw_rate = statistics.median(g[0] for g in gateway), statistics.median(g[1] for g in gateway)
-    print(f"\nSmolLM2-135M Q4_1, {args.tokens} tokens, median of {args.runs}")
+    print(f"\nSmolLM2-135M Q4_1, {args.tokens} tokens, median of {args.runs}, {LLAMA_THREADS} thread(s) each")
     print(f"  llama.cpp direct : TTFT {raw_ttft:7.1f} ms   decode {raw_rate:6.1f} tok/s")
     print(f"  fmops gateway    : TTFT {gw_ttft:7.1f} ms   decode {gw_rate:6.1f} tok/s")
     print(
@@ -152,6 +156,7 @@ def main() -> None:
         "local_model_vs_llamacpp",
         {
             "tokens": args.tokens,
+            "threads": LLAMA_THREADS,
             "runs": {"raw_ttft_ms_decode_tps": raw, "gateway_ttft_ms_decode_tps": gateway},
             "median": {
                 "raw": {"ttft_ms": raw_ttft, "decode_tps": raw_rate},
