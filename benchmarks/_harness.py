@@ -144,6 +144,8 @@ def wrk(
     url: str, body_file: Path, *, connections: int, seconds: int, core: int, headers: dict[str, str]
 ) -> WrkResult:
     """POST `body_file` to `url` with wrk (Debian package), pinned to `core`."""
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: `sudo apt-get install wrk` (Debian/Ubuntu), then run again")
     script = body_file.with_suffix(".lua")
     lines = ['wrk.method = "POST"', f'wrk.body = io.open("{body_file}"):read("*a")']
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
