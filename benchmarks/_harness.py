@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -168,3 +169,19 @@ def wrk(
     return WrkResult(
         rps=rps, p50_ms=_ms(latency["50"]), p99_ms=_ms(latency["99"]), errors=errors, requests=total
     )
+
+
+def mock_model_and_key(env: dict[str, str], mock_url: str, name: str = "mock") -> str:
+    """Register the mock upstream as model `name` (priced, so cost accounting runs) in the fmops home of
+    `env`, and create a consumer key whose limits and budget never bind; return the key.
+
+    The gateway benchmarks measure with every limit checked and every call costed, as in production.
+    """
+    fmops = str(BIN / "fmops")
+    add = [fmops, "models", "add", name, "--provider", "openai", "--model", "m1", "--base-url", mock_url]
+    run = partial(subprocess.run, env=env, check=True, capture_output=True, text=True)
+    run([*add, "--input-price", "0.15", "--output-price", "0.6"])
+    key = run([fmops, "keys", "create", "--name", "bench", "--role", "consumer"]).stdout.strip()
+    key_id = json.loads(run([fmops, "keys", "list", "--json"]).stdout)[-1]["id"]
+    run([fmops, "keys", "limits", key_id, "--rpm", "100000000", "--tpm", "1000000000", "--budget", "1000000"])
+    return str(key)

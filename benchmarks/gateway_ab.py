@@ -12,12 +12,22 @@ Raw figures: benchmarks/results/gateway_ab.json.
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _harness import BIN, ROOT, free_port, load, pinned, process, save_result, wait_http, wrk
+from _harness import (
+    BIN,
+    ROOT,
+    free_port,
+    load,
+    mock_model_and_key,
+    pinned,
+    process,
+    save_result,
+    wait_http,
+    wrk,
+)
 
 
 def cpu(pid: int) -> float:
@@ -38,43 +48,7 @@ def run(src, mock_url, stream, seconds):
         "FMOPS_WORKERS": "0",
     }
     fm = str(BIN / "fmops")
-    subprocess.run(
-        [
-            fm,
-            "models",
-            "add",
-            "mock",
-            "--provider",
-            "openai",
-            "--model",
-            "m1",
-            "--base-url",
-            mock_url,
-            "--input-price",
-            "0.15",
-            "--output-price",
-            "0.6",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    key = subprocess.run(
-        [fm, "keys", "create", "--name", "b", "--role", "consumer"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    kid = json.loads(
-        subprocess.run([fm, "keys", "list", "--json"], env=env, capture_output=True, text=True).stdout
-    )[-1]["id"]
-    subprocess.run(
-        [fm, "keys", "limits", kid, "--rpm", "100000000", "--tpm", "1000000000", "--budget", "1000000"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    key = mock_model_and_key(env, mock_url)
     body = work / "b.json"
     req = {"model": "mock", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 16}
     if stream:

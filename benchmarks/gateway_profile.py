@@ -24,25 +24,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import BIN, ROOT, free_port, load, pinned, process, save_result, wait_http, wrk
+from _harness import (
+    BIN,
+    ROOT,
+    free_port,
+    load,
+    mock_model_and_key,
+    pinned,
+    process,
+    save_result,
+    wait_http,
+    wrk,
+)
 
 
 def prepare(home: Path, mock_url: str, env: dict[str, str]) -> str:
-    fmops = str(BIN / "fmops")
-    add = [fmops, "models", "add", "mock", "--provider", "openai", "--model", "m1", "--base-url", mock_url]
-    subprocess.run([*add, "--input-price", "0.15", "--output-price", "0.6"], env=env, check=True)
-    key = subprocess.run(
-        [fmops, "keys", "create", "--name", "bench", "--role", "consumer"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    listed = subprocess.run([fmops, "keys", "list", "--json"], env=env, capture_output=True, text=True)
-    key_id = json.loads(listed.stdout)[-1]["id"]
-    limits = ["--rpm", "100000000", "--tpm", "1000000000", "--budget", "1000000"]
-    subprocess.run([fmops, "keys", "limits", key_id, *limits], env=env, check=True, capture_output=True)
-    return key
+    return mock_model_and_key(env, mock_url)
 
 
 def summarise(collapsed: Path, top: int) -> dict[str, object]:

@@ -25,7 +25,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import BIN, ROOT, WrkResult, free_port, load, pinned, process, save_result, wait_http, wrk
+from _harness import (
+    BIN,
+    ROOT,
+    WrkResult,
+    free_port,
+    load,
+    mock_model_and_key,
+    pinned,
+    process,
+    save_result,
+    wait_http,
+    wrk,
+)
 
 # Pinned so a figure names the peer it was measured against; bump it deliberately and rerun.
 LITELLM = "1.108.7"
@@ -106,58 +118,7 @@ def main() -> None:
         home = work / "fmops-home"
         env = {**os.environ, "FMOPS_HOME": str(home), "FMOPS_PORT": str(fmops_port), "FMOPS_WORKERS": "0"}
         fmops = str(BIN / "fmops")
-        subprocess.run(
-            [
-                fmops,
-                "models",
-                "add",
-                MODEL,
-                "--provider",
-                "openai",
-                "--model",
-                "m1",
-                "--base-url",
-                mock_url,
-                "--input-price",
-                "0.15",
-                "--output-price",
-                "0.6",
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        key = subprocess.run(
-            [fmops, "keys", "create", "--name", "bench", "--role", "consumer"],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        limits = subprocess.run([fmops, "keys", "limits", "--help"], env=env, capture_output=True, text=True)
-        if limits.returncode == 0:
-            key_id = json.loads(
-                subprocess.run(
-                    [fmops, "keys", "list", "--json"], env=env, capture_output=True, text=True, check=True
-                ).stdout
-            )[-1]["id"]
-            subprocess.run(
-                [
-                    fmops,
-                    "keys",
-                    "limits",
-                    key_id,
-                    "--rpm",
-                    "100000000",
-                    "--tpm",
-                    "1000000000",
-                    "--budget",
-                    "1000000",
-                ],
-                env=env,
-                check=True,
-                capture_output=True,
-            )
+        key = mock_model_and_key(env, mock_url, MODEL)
         with process(pinned(0, [fmops, "up"]), env=env, log=work / "fmops.log"):
             wait_http(f"http://127.0.0.1:{fmops_port}/readyz")
             auth = {**json_headers, "Authorization": f"Bearer {key}"}
