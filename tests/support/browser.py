@@ -4,6 +4,9 @@ Playwright downloads no browser here: it launches /usr/bin/chromium, which `make
 from Debian's packages. Without it the tests skip locally and fail in CI (support.services).
 Screenshots are taken on every run; `make screenshots` (FMOPS_UPDATE_SCREENSHOTS=1) also copies them
 to docs/screenshots for the README.
+
+The `browser` and `page` fixtures live here; a test folder's conftest.py imports them
+(`from support.browser import browser, page`) to use them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from support.server import RunningServer
@@ -42,6 +46,26 @@ def launch() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium per test module. Per module, not per session: Playwright's sync API keeps an event
+    loop running in this thread while it is open, and a test of another file on the same xdist worker
+    that calls asyncio.run() would fail under it."""
+    yield from launch()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A new context per test: no cookie or storage leaks from one test into the next."""
+    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        context.close()
 
 
 def sign_in(page: Page, server: RunningServer, key: str) -> None:

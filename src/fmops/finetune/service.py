@@ -1,5 +1,5 @@
-"""Fine-tunes of a project, as the CLI and the API see them: start (every input checked before
-anything is queued), list, show with the loss curve and lineage, resume a stopped one.
+"""Fine-tunes of a project, as the CLI, the API and the console see them: start (every input checked
+before anything is queued), list, show with the loss curve and lineage, logs, cancel, resume a stopped one.
 
 A fine-tune is a `finetune` job; its log holds one JSON line per logging step (the curve), and a
 succeeded one has a row in `finetunes` (the lineage of the model it registered).
@@ -24,7 +24,7 @@ from fmops.finetune.job import KIND, FinetuneParams, model_alias, resolve_base, 
 from fmops.jobs import JobService, JobStatus
 from fmops.settings import Settings
 from fmops.store import Store
-from fmops.store.models import Finetune, Job
+from fmops.store.models import Finetune, Job, JobLog
 
 __all__ = ["FinetuneService", "FinetuneView"]
 
@@ -133,6 +133,28 @@ class FinetuneService:
             if line.line.startswith('{"event": "train"') or line.line.startswith('{"event": "eval"'):
                 events.append(json.loads(line.line))
         return events
+
+    def logs(
+        self, project_id: str, job_id: str, *, after: int = 0, limit: int = 1000
+    ) -> builtins.list[JobLog]:
+        """The job's log lines after the line id `after`, oldest first (a 404 for another kind of job)."""
+        self.get(project_id, job_id, curve=False)
+        return self.jobs.logs(job_id, project_id, after=after, limit=limit)
+
+    def log_tail(self, project_id: str, job_id: str, *, lines: int = 50) -> builtins.list[JobLog]:
+        """The newest `lines` log lines, oldest first: what a page shows of a running job."""
+        self.get(project_id, job_id, curve=False)
+        with self.store.session() as session:
+            newest = session.scalars(
+                select(JobLog).where(JobLog.job_id == job_id).order_by(JobLog.id.desc()).limit(lines)
+            )
+            return builtins.list(reversed(builtins.list(newest)))
+
+    def cancel(self, project_id: str, job_id: str) -> Job:
+        """A queued fine-tune stops at once; a running one checkpoints, then ends as cancelled (a 409 for
+        one already finished). Nothing is registered either way."""
+        self.get(project_id, job_id, curve=False)
+        return self.jobs.cancel(job_id, project_id)
 
     def resume(self, project_id: str, job_id: str, *, created_by_key_id: str | None = None) -> Job:
         """A new job that continues a failed or cancelled fine-tune from its newest checkpoint."""

@@ -103,9 +103,7 @@ def logs(
     after: int = Query(0, ge=0, le=2**62),
     limit: int = Query(1000, ge=1, le=10_000),
 ) -> list[JobLogLine]:
-    service = finetunes(platform)
-    service.get(principal.project_id, job_id, curve=False)
-    lines = platform.jobs.logs(job_id, principal.project_id, after=after, limit=limit)
+    lines = finetunes(platform).logs(principal.project_id, job_id, after=after, limit=limit)
     return [JobLogLine.model_validate(x) for x in lines]
 
 
@@ -117,8 +115,7 @@ def logs(
 )
 def cancel(job_id: str, platform: PlatformDep, principal: PrincipalDep) -> FinetunePublic:
     service = finetunes(platform)
-    service.get(principal.project_id, job_id, curve=False)
-    platform.jobs.cancel(job_id, principal.project_id)
+    service.cancel(principal.project_id, job_id)
     return FinetunePublic.model_validate(service.get(principal.project_id, job_id, curve=False).to_dict())
 
 
