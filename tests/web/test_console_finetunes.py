@@ -18,8 +18,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from finetune.tiny import chat_records, make_tiny_model
+from fmops.errors import UserError
 from fmops.finetune.config import Method
-from fmops.web.routers.console_finetunes_form import defaults_yaml
+from fmops.web.routers.console_finetunes_chart import loss_chart
+from fmops.web.routers.console_finetunes_form import defaults_yaml, settings_from_yaml
 from support.browser import create_user_key, screenshot, sign_in
 from support.server import RunningServer, start_server
 
@@ -230,6 +232,11 @@ def test_the_detail_page_follows_the_run_live_to_its_curves_and_model(
     page: Page, web: RunningServer, engineer_key: str, started: str, tmp_path: Path
 ) -> None:
     sign_in(page, web, engineer_key)
+    page.goto(f"{web.url}/console/finetunes/new?dataset=tickets@1")
+    expect(page.get_by_test_id("config")).to_contain_text("completion_only_loss: true")
+    page.get_by_test_id("dataset").select_option("pairs@1")  # preference pairs: DPO and its defaults
+    expect(page.get_by_test_id("method")).to_have_value("dpo")
+    expect(page.get_by_test_id("config")).to_contain_text("beta: 0.1")
     page.goto(f"{web.url}/console/finetunes/{started}")
     live = page.get_by_test_id("live")
     # The page polls itself: no reload between the queued job and its finished state.
@@ -310,3 +317,34 @@ def test_cancel_then_resume_from_the_page(web: RunningServer, engineer: tuple[ht
     assert client.post(f"/console/finetunes/{new_id}/cancel", data={"csrf_token": token}).status_code == 303
     assert _wait(web, new_id)["status"] == "cancelled"
     assert f'href="/console/finetunes/{new_id}"' in client.get(f"/console/finetunes/{job_id}").text
+
+
+def test_the_chart_puts_each_step_once_on_round_ticks() -> None:
+    events = [
+        {"event": "train", "step": s, "max_steps": 6, "loss": v} for s, v in [(2, 4.27), (4, 1.61), (6, 0.33)]
+    ]
+    events += [
+        {"event": "eval", "step": 6, "eval_loss": 0.5},
+        {"event": "eval", "step": 6, "eval_loss": 0.28},
+    ]
+    chart = loss_chart(events)
+    train, evals = chart.series
+    assert [p.step for p in train.points] == [2, 4, 6]
+    assert [(p.step, p.value) for p in evals.points] == [(6, 0.28)]  # the last evaluation of a step wins
+    assert [label for _, label in chart.y_ticks] == ["0", "1", "2", "3", "4", "5"]
+    assert [label for _, label in chart.x_ticks] == ["0", "2", "4", "6"]
+    assert train.points[-1].x == chart.right_edge  # the planned last step ends the axis
+    assert chart.top <= min(p.y for p in train.points)
+    assert max(p.y for p in train.points) <= chart.bottom_edge
+    assert loss_chart([]).empty
+
+
+def test_only_the_values_changed_from_the_defaults_are_sent() -> None:
+    shown = defaults_yaml(Method.sft)
+    assert settings_from_yaml(shown, Method.sft) == {}
+    edited = (
+        shown.replace("max_length: 512", "max_length: 256").replace("  r: 16", "  r: 4") + "max_steps: 9\n"
+    )
+    assert settings_from_yaml(edited, Method.sft) == {"max_length": 256, "max_steps": 9, "lora": {"r": 4}}
+    with pytest.raises(UserError, match="the form's method is sft"):
+        settings_from_yaml("method: dpo\n", Method.sft)

@@ -70,23 +70,44 @@ def short_number(value: float) -> str:
 
 
 def _values(events: Iterable[Mapping[str, Any]], event: str, field: str) -> list[tuple[int, float]]:
-    found = []
+    """(step, value) in step order, one per step: the last one logged wins (the final evaluation repeats
+    the last step's; a resumed run logs again the steps after its checkpoint)."""
+    found: dict[int, float] = {}
     for e in events:
         value = e.get(field)
         if e.get("event") == event and isinstance(value, int | float) and math.isfinite(value):
-            found.append((int(e.get("step") or 0), float(value)))
-    return found
+            found[int(e.get("step") or 0)] = float(value)
+    return sorted(found.items())
 
 
-def _y_range(values: list[float]) -> tuple[float, float]:
+def nice_step(span: float, count: int) -> float:
+    """A round tick spacing (1, 2, 2.5 or 5 times a power of ten) giving about `count` intervals."""
+    raw = span / count if span > 0 else 1.0
+    magnitude = 10 ** math.floor(math.log10(raw))
+    return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if raw <= m * magnitude * (1 + 1e-9))
+
+
+def _label(value: float, step: float) -> str:
+    decimals = max(
+        0,
+        -math.floor(math.log10(step))
+        + (1 if round(step / 10 ** math.floor(math.log10(step)), 6) == 2.5 else 0),
+    )
+    return f"{value:.{decimals}f}" if abs(value) > step / 1e6 else "0"
+
+
+def _y_axis(values: list[float]) -> tuple[float, float, list[float]]:
+    """The y range on round numbers around the values, and its ticks."""
     if not values:
-        return 0.0, 1.0
+        return 0.0, 1.0, [0.0, 0.25, 0.5, 0.75, 1.0]
     low, high = min(values), max(values)
     if high - low < 1e-12:  # a flat line: give it room above and below
         pad = abs(high) * 0.1 or 0.5
-        return low - pad, high + pad
-    pad = (high - low) * 0.06
-    return max(low - pad, 0.0) if low >= 0 else low - pad, high + pad
+        low, high = low - pad, high + pad
+    step = nice_step(high - low, Y_TICKS - 1)
+    y_low, y_high = math.floor(low / step) * step, math.ceil(high / step) * step
+    count = round((y_high - y_low) / step)
+    return y_low, y_high, [y_low + step * i for i in range(count + 1)]
 
 
 def loss_chart(events: Iterable[Mapping[str, Any]], max_steps: int | None = None) -> Chart:
@@ -97,7 +118,7 @@ def loss_chart(events: Iterable[Mapping[str, Any]], max_steps: int | None = None
     planned = max_steps or max((int(e.get("max_steps") or 0) for e in events), default=0)
     last_step = max((s for s, _ in train + evals), default=0)
     x_max = max(planned, last_step, 1)
-    y_low, y_high = _y_range([v for _, v in train + evals])
+    y_low, y_high, y_values = _y_axis([v for _, v in train + evals])
     right_edge, bottom_edge = WIDTH - RIGHT, HEIGHT - BOTTOM
     span_x, span_y = right_edge - LEFT, bottom_edge - TOP
 
@@ -106,12 +127,10 @@ def loss_chart(events: Iterable[Mapping[str, Any]], max_steps: int | None = None
         y = bottom_edge - span_y * (value - y_low) / (y_high - y_low)
         return Point(x, y, step, value)
 
-    y_ticks = []
-    for i in range(Y_TICKS):
-        value = y_low + (y_high - y_low) * i / (Y_TICKS - 1)
-        y_ticks.append((bottom_edge - span_y * i / (Y_TICKS - 1), short_number(value)))
-    x_steps = sorted({0, x_max // 4, x_max // 2, 3 * x_max // 4, x_max}) if x_max >= 4 else [0, x_max]
-    x_ticks = [(LEFT + span_x * s / x_max, str(s)) for s in x_steps]
+    y_step = y_values[1] - y_values[0]
+    y_ticks = [(point(0, v).y, _label(v, y_step)) for v in y_values]
+    x_step = max(1, math.ceil(nice_step(x_max, 4)))
+    x_ticks = [(point(s, 0).x, str(s)) for s in range(0, x_max + 1, x_step)]
     return Chart(
         width=WIDTH,
         height=HEIGHT,
