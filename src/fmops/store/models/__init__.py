@@ -7,6 +7,7 @@ from fmops.store.models.base import Base
 from fmops.store.models.catalog import CatalogModel
 from fmops.store.models.datasets import Dataset, DatasetVersion
 from fmops.store.models.endpoints import Endpoint, EndpointEvent, RegistryGeneration
+from fmops.store.models.evals import EvalCache, EvalResult, EvalRun, EvalSuite
 from fmops.store.models.evaluators import EvaluatorRule
 from fmops.store.models.feedback import Score
 from fmops.store.models.finetunes import Finetune
@@ -32,6 +33,10 @@ __all__ = [
     "DatasetVersion",
     "Endpoint",
     "EndpointEvent",
+    "EvalCache",
+    "EvalResult",
+    "EvalRun",
+    "EvalSuite",
     "EvaluatorRule",
     "Finetune",
     "Job",

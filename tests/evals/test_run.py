@@ -1,0 +1,75 @@
+"""Real runs through the gateway in-process against the mock upstream, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from fmops.evals.runner import RUN_ATTRIBUTE, TARGET_ATTRIBUTE
+from fmops.store.models import Span
+
+REPLY = "Hello from the mock upstream."
+
+
+def suite(cases: int = 6, **extra: object) -> dict[str, object]:
+    return {
+        "name": "greeting",
+        "cases": [
+            {"input": f"say hello {i}", "expected": REPLY if i % 2 == 0 else "Goodbye."} for i in range(cases)
+        ],
+        "targets": [{"model": "mock-a"}, {"model": "mock-b", "parameters": {"temperature": 0}}],
+        "scorers": [
+            {"name": "regex", "config": {"pattern": "^Hello"}, "weight": 1},
+            {"name": "contains", "config": {"strings": ["mock"]}, "threshold": 0.5},
+        ],
+        "concurrency": 4,
+        **extra,
+    }
+
+
+def test_a_run_calls_every_case_and_target_through_the_gateway_traced_with_the_run(world) -> None:
+    run = world.run(suite())
+    assert run.status == "succeeded", run.error
+    rows = world.evals.rows(run.id)
+    assert len(rows) == 12
+    assert all(r["status"] == "ok" and r["output"] == REPLY for r in rows)
+    assert all(r["scores"]["regex"]["value"] == 1.0 for r in rows)
+    targets = run.summary["targets"]
+    assert [t["name"] for t in targets] == ["mock-a", "mock-b"]
+    assert targets[0]["score"]["mean"] == 1.0
+    assert targets[0]["errors"] == 0
+    assert targets[0]["cost"]["total"] > 0  # mock-a is priced
+    assert targets[1]["latency_ms"]["p50"] >= 20  # mock-b answers in 20 ms
+    assert len(world.mock.state.requests) == 12
+    assert all(r["body"]["seed"] == 0 for r in world.mock.state.requests)
+    with world.platform.store.session() as session:
+        spans = session.scalars(select(Span).where(Span.project_id == world.project)).all()
+    linked = [s for s in spans if (s.attributes or {}).get(RUN_ATTRIBUTE) == run.id]
+    assert len(linked) == 12
+    assert {s.attributes[TARGET_ATTRIBUTE] for s in linked} == {"mock-a", "mock-b"}
+    assert {r["trace_id"] for r in rows} == {s.trace_id for s in linked}
+
+
+def test_a_rerun_answers_from_the_cache_and_calls_nothing(world) -> None:
+    first = world.run(suite())
+    calls = len(world.mock.state.requests)
+    second = world.run(suite())
+    assert len(world.mock.state.requests) == calls
+    rows = world.evals.rows(second.id)
+    assert all(r["cached"] for r in rows)
+    assert second.summary["targets"][0]["spent"] == 0
+    assert second.summary["targets"][0]["score"] == first.summary["targets"][0]["score"]
+    # other parameters are another request: called again
+    world.run(suite(seed=7))
+    assert len(world.mock.state.requests) == calls + 12
+
+
+def test_a_target_that_fails_for_some_cases_is_counted_apart(world) -> None:
+    world.mock.script({"status": 400}, {"status": 400})
+    run = world.run(suite(concurrency=1))
+    assert run.status == "succeeded"
+    summary = run.summary["targets"]
+    assert sum(t["errors"] for t in summary) == 2
+    assert sum(t["ok"] for t in summary) == 10
+    errored = [r for r in world.evals.rows(run.id) if r["status"] == "error"]
+    assert all(r["score"] is None and r["error"] for r in errored)
+    assert all(t["score"]["mean"] == 1.0 for t in summary)  # errors are not wrong answers

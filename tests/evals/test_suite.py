@@ -1,0 +1,142 @@
+"""Suites are checked whole before anything runs: every problem at once, with "did you mean"."""
+
+from __future__ import annotations
+
+import pytest
+
+from fmops.endpoints.schemas import EndpointSpec
+from fmops.endpoints.service import EndpointService
+from fmops.evals.suite import SuiteError, parse_suite
+from fmops.prompts.schemas import PromptSpec
+from fmops.prompts.service import PromptService
+from fmops.store.models import EvalRun, Job
+
+REPLY = "Hello from the mock upstream."
+
+
+def test_the_shape_is_checked_field_by_field_with_suggestions() -> None:
+    _suite, problems = parse_suite(
+        """
+name: s
+cases: [{input: hi, expectd: x}]
+targets:
+  - {modle: a}
+  - {endpoint: e, model: m}
+scorer: []
+scorers:
+  - {name: regex, weight: 0}
+  - {name: regex, threshold: 2}
+concurrency: 0
+"""
+    )
+    text = "\n".join(problems)
+    assert "cases.0.expectd: unknown field (did you mean 'expected'?)" in text
+    assert "targets.0.modle: unknown field (did you mean 'model'?)" in text
+    assert "targets.1: an endpoint has its own model and prompt" in text
+    assert "scorer: unknown field (did you mean 'scorers'?)" in text
+    assert "scorers.0.weight" in text
+    assert "scorers.1.threshold" in text
+    assert "'regex' appears more than once" in text
+    assert "concurrency" in text
+    assert len(problems) >= 8
+
+
+def test_not_yaml_or_not_a_mapping_is_one_clear_problem() -> None:
+    with pytest.raises(SuiteError, match="not valid YAML"):
+        parse_suite("name: [unclosed")
+    with pytest.raises(SuiteError, match="a suite is a mapping"):
+        parse_suite("- just a list")
+
+
+def test_every_missing_reference_is_reported_at_once_and_nothing_runs(world) -> None:
+    world.platform.datasets.create_version(
+        project_id=world.project, name="triage-eval", kind="eval", batches=[[{"input": "a", "expected": "b"}]]
+    )
+    bad = {
+        "name": "bad",
+        "cases": {"dataset": "triage-evl"},
+        "targets": [
+            {"model": "mock-aa"},
+            {"model": "mock-a", "prompt": "nope@production"},
+            {"endpoint": "nowhere"},
+            {"model": "mock-b", "parameters": {"temprature": 0}},
+        ],
+        "scorers": [{"name": "regexp", "config": {"pattern": "x"}}, {"name": "contains", "config": {}}],
+    }
+    with pytest.raises(SuiteError) as caught:
+        world.evals.start(world.project, bad, created_by_key_id=world.principal.key_id)
+    problems = caught.value.problems
+    text = "\n".join(problems)
+    assert "cases.dataset" in text
+    assert "did you mean 'triage-eval'" in text
+    assert "targets.0.model: no model 'mock-aa'" in text
+    assert "did you mean" in text
+    assert "targets.1.prompt: no prompt 'nope'" in text
+    assert "targets.2.endpoint: no endpoint 'nowhere'" in text
+    assert "targets.3.parameters.temprature" in text
+    assert "scorers.0.name: no scorer 'regexp' (did you mean 'regex'?)" in text
+    assert "scorers.1: invalid config for scorer 'contains'" in text
+    assert len(problems) == 7
+    assert caught.value.status_code == 400
+    with world.platform.store.session() as session:
+        assert session.query(EvalRun).count() == 0
+        assert session.query(Job).count() == 0
+
+
+def test_a_chat_dataset_is_refused_as_cases(world) -> None:
+    world.platform.datasets.create_version(
+        project_id=world.project,
+        name="chats",
+        kind="chat",
+        batches=[[{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}]],
+    )
+    suite = {
+        "name": "s",
+        "cases": {"dataset": "chats"},
+        "targets": [{"model": "mock-a"}],
+        "scorers": ["json"],
+    }
+    with pytest.raises(SuiteError, match="holds chat records; an eval dataset"):
+        world.evals.start(world.project, suite, created_by_key_id=world.principal.key_id)
+
+
+def test_dataset_cases_prompt_and_endpoint_targets_run_and_pin_what_they_used(world) -> None:
+    version = world.platform.datasets.create_version(
+        project_id=world.project,
+        name="greet-eval",
+        kind="eval",
+        batches=[
+            [
+                {"input": f"n{i}", "expected": REPLY, "metadata": {"variables": {"greeting": "Greet"}}}
+                for i in range(4)
+            ]
+        ],
+    )
+    prompts = PromptService(world.platform.store, world.platform.catalog)
+    spec = PromptSpec(
+        name="greet", model="mock-a", messages=[{"role": "user", "content": "{{ greeting }} {{ input }}"}]
+    )
+    view, _ = prompts.push(world.project, spec, author="t", author_key_id=None)
+    prompts.set_label(world.project, "greet", "production", view.version, actor="t")
+    EndpointService(world.platform.store, world.platform.catalog, prompts).create(
+        world.project, EndpointSpec(name="greeter", prompt="greet", label="production"), actor="t"
+    )
+    run = world.run(
+        {
+            "name": "greet",
+            "cases": {"dataset": "greet-eval@1"},
+            "targets": [{"prompt": "greet@production"}, {"endpoint": "greeter"}],
+            "scorers": [{"name": "regex", "config": {"pattern": "mock"}}],
+        }
+    )
+    assert run.status == "succeeded", run.error
+    assert run.definition["dataset"] == {
+        "id": version.id,
+        "ref": "greet-eval@1",
+        "content_hash": version.content_hash,
+    }
+    assert run.definition["suite"]["targets"][0]["prompt_ref"] == str(view.version)
+    assert [t["score"]["mean"] for t in run.summary["targets"]] == [1.0, 1.0]
+    sent = [r["body"]["messages"] for r in world.mock.state.requests]
+    assert {m[-1]["content"] for m in sent} == {f"Greet n{i}" for i in range(4)}
+    assert len(sent) == 8
