@@ -83,7 +83,7 @@ def _values(events: Iterable[Mapping[str, Any]], event: str, field: str) -> list
 def nice_step(span: float, count: int) -> float:
     """A round tick spacing (1, 2, 2.5 or 5 times a power of ten) giving about `count` intervals."""
     raw = span / count if span > 0 else 1.0
-    magnitude = 10 ** math.floor(math.log10(raw))
+    magnitude = 10.0 ** math.floor(math.log10(raw))
     return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if raw <= m * magnitude * (1 + 1e-9))
 
 
