@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from markupsafe import escape
 from playwright.sync_api import Page, expect
 
 from finetune.tiny import chat_records, make_tiny_model
@@ -176,6 +177,7 @@ def test_changing_the_dataset_brings_its_method_and_defaults(engineer: tuple[htt
     [
         ({"config": "max_steps: [1, 2\n"}, 400, "config is not valid YAML at line", "config"),
         ({"config": "- a\n- b\n"}, 400, "config must be a mapping", "config"),
+        ({"config": "lora:\n  target_modules: &m [q_proj]\nx: *m\n"}, 400, "YAML alias", "config"),
         ({"config": "learnin_rate: 0.1\n"}, 400, "did you mean learning_rate", "config.learnin_rate"),
         ({"config": "max_steps: many\n"}, 400, "must be of type int", "config.max_steps"),
         ({"method": "dpo"}, 400, "trains on preference records", "dataset"),
@@ -203,7 +205,7 @@ def test_refusals_come_back_inline_with_a_4xx_and_queue_nothing(
     assert words in error.group(2).replace("&#39;", "'")
     if param:
         assert error.group(1) == param
-    assert f">{sent['config']}</textarea>" in answer.text  # the form comes back as sent
+    assert f">{escape(sent['config'])}</textarea>" in answer.text  # the form comes back as sent
     assert _api_finetunes(web) == before
 
 

@@ -98,6 +98,10 @@ def settings_from_yaml(text: str, method: Method) -> dict[str, Any]:
     if len(text) > MAX_CONFIG:
         raise UserError(f"config is too long (at most {MAX_CONFIG:,} characters)", param="config")
     try:
+        # An alias repeats a node by reference: nested ones would expand exponentially once the job's
+        # params are written out as JSON. Settings are flat values: write them out instead.
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+            raise UserError("config uses a YAML alias (*name): write the value out instead", param="config")
         raw = yaml.safe_load(text) if text.strip() else {}
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
