@@ -40,7 +40,7 @@ COMMANDS = {
     "scorers": ["scorers"],
     "scorers-json": ["scorers", "--json"],
     # Mistakes
-    "unknown-scorer": ["create", "x", "--scorer", "bleu"],
+    "unknown-scorer": ["create", "x", "--scorer", "meteor"],
     "bad-pattern": ["create", "x", "--scorer", "regex", "--config", '{"pattern": "(("}'],
     "not-json": ["create", "x", "--scorer", "regex", "--config", "{pattern: 1}"],
     "bad-rate": ["create", "x", "--scorer", "json", "--sample-rate", "0"],
@@ -105,7 +105,7 @@ def test_scorers_lists_every_installed_scorer(results: dict[str, Outcome]) -> No
 @pytest.mark.parametrize(
     ("case", "fragments"),
     [
-        ("unknown-scorer", ["unknown scorer 'bleu'", "known scorers: contains, json, json_schema, judge"]),
+        ("unknown-scorer", ["unknown scorer 'meteor'", "known scorers: all_of, any_of, bleu, chrf"]),
         ("bad-pattern", ["config.pattern", "not a valid regular expression"]),
         ("not-json", ["--config", "not valid JSON"]),
         ("bad-rate", ["sample_rate", "greater than 0"]),

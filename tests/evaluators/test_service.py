@@ -98,7 +98,7 @@ def test_rules_of_another_project_are_invisible(world: World) -> None:
 
 
 BAD_RULES = [
-    ({"scorer": "bleu"}, "scorer", "known scorers: contains, json, json_schema, judge, length, regex"),
+    ({"scorer": "meteor"}, "scorer", "known scorers: all_of, any_of, bleu, chrf, classification, contains"),
     ({"scorer": "regex", "config": {"pattern": "(("}}, "config.pattern", "not a valid regular expression"),
     (
         {"scorer": "json_schema", "config": {"schema": {"type": 1}}},

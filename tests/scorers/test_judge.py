@@ -155,3 +155,29 @@ def test_a_long_reason_is_cut() -> None:
     reason = "because " * 200
     result = judge().verdict(orjson.dumps({"score": 3, "reason": reason}).decode())
     assert result.comment == reason[:MAX_REASON_CHARS]
+
+
+def test_the_prompt_is_versioned_and_recorded_with_each_verdict() -> None:
+    result = judge().verdict(orjson.dumps({"score": 5, "reason": "Right."}).decode())
+    assert result.data == {"score": 5, "prompt": "pointwise@1"}
+    assert judge().config.model_dump()["prompt_version"] == 1
+    with pytest.raises(UserError) as caught:
+        judge(prompt_version=2)
+    assert caught.value.param == "config.prompt_version"
+    assert "no pointwise judge prompt version 2; versions: 1" in caught.value.message
+
+
+def test_an_answer_without_a_score_is_asked_again_then_undecided() -> None:
+    answers = ["no idea", orjson.dumps({"score": 2, "reason": "Weak."}).decode()]
+    sent: list[dict[str, Any]] = []
+
+    def chat(body: dict[str, Any]) -> dict[str, Any]:
+        sent.append(body)
+        return {"choices": [{"message": {"role": "assistant", "content": answers.pop(0)}}]}
+
+    scorer = build("judge", {"model": "grader", "rubric": "Correct."}, chat=chat)
+    assert scorer.score(CASE).value == 0.25
+    assert len(sent) == 2
+    answers[:] = ["nope", "still nothing"]
+    assert scorer.score(CASE).label == "unparseable"  # errored, never a silent 0
+    assert len(sent) == 4

@@ -34,6 +34,29 @@ class HasWord(Scorer[WordConfig]):
         return ScoreResult.passed(self.config.word in case.output_text.split())
 
 
+BUILT_IN = [
+    "json",
+    "json_schema",
+    "regex",
+    "length",
+    "contains",
+    "any_of",
+    "all_of",
+    "exact_match",
+    "numeric",
+    "field_match",
+    "rouge_l",
+    "bleu",
+    "chrf",
+    "embedding_similarity",
+    "classification",
+    "latency",
+    "cost",
+    "judge",
+    "judge_pairwise",
+]
+
+
 @pytest.fixture
 def has_word() -> Iterator[type[HasWord]]:
     register(HasWord)
@@ -43,12 +66,28 @@ def has_word() -> Iterator[type[HasWord]]:
 
 def test_the_built_ins_load_through_their_entry_points() -> None:
     found = scorers()
-    assert {"json", "json_schema", "regex", "length", "contains", "judge"} <= set(found)
+    assert set(BUILT_IN) <= set(found)
     for name, cls in found.items():
         assert cls.name == name
         assert cls.description
+        assert cls.__doc__, f"{name}: say what the scorer returns"
         assert cls.config_schema()["type"] == "object"
-    assert [n for n, c in found.items() if c.needs_model] == ["judge"]
+    facts = {n: (c.needs_model, c.needs_expected, c.aggregates) for n, c in found.items() if n in BUILT_IN}
+    assert {n for n, (model, _, _) in facts.items() if model} == {"judge", "judge_pairwise"}
+    assert {n for n, (_, _, aggregates) in facts.items() if aggregates} == {"classification", "bleu", "chrf"}
+    # Those that judge the output alone can serve online evaluators (live traces have no expected output).
+    assert {n for n, (_, expected, _) in facts.items() if not expected} == {
+        "json",
+        "json_schema",
+        "regex",
+        "length",
+        "contains",
+        "any_of",
+        "all_of",
+        "latency",
+        "cost",
+        "judge",
+    }
 
 
 def test_config_schema_uses_the_names_users_write() -> None:
@@ -59,11 +98,9 @@ def test_config_schema_uses_the_names_users_write() -> None:
 
 def test_an_unknown_scorer_lists_the_known_ones() -> None:
     with pytest.raises(UserError) as caught:
-        build("bleu", {})
+        build("meteor", {})
     assert caught.value.param == "scorer"
-    assert "unknown scorer 'bleu'; known scorers: contains, json, json_schema, judge, length, regex" in (
-        caught.value.message
-    )
+    assert caught.value.message.startswith("unknown scorer 'meteor'; known scorers: all_of, any_of, bleu, ")
 
 
 def test_a_registered_scorer_is_found_and_used(has_word: type[HasWord]) -> None:
@@ -106,3 +143,14 @@ def test_case_from_a_span_reads_the_conversation_and_the_answer() -> None:
     assert Case.of(
         None, [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}]
     ).output_text == ("a\nb")
+
+
+def test_the_default_aggregate_is_the_mean_of_decided_values(has_word: type[HasWord]) -> None:
+    scorer = build(has_word.name, {"word": "cat"})
+    assert not scorer.aggregates
+    results = [scorer.score(Case.of(None, t)) for t in ("a cat", "a dog", "cat")]
+    aggregate = scorer.aggregate([*results, ScoreResult.undecided("error", "the target failed")])
+    assert aggregate.value == pytest.approx(2 / 3)
+    assert dict(aggregate.metrics) == {"mean": pytest.approx(2 / 3)}
+    assert (aggregate.count, aggregate.undecided) == (3, 1)
+    assert scorer.aggregate([]).value is None

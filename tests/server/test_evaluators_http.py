@@ -224,7 +224,7 @@ def test_scorers_are_listed_with_their_config_schema(admin: httpx.Client) -> Non
 @pytest.mark.parametrize(
     ("body", "param", "fragment"),
     [
-        ({"name": "x", "scorer": "bleu"}, "scorer", "known scorers: contains, json, json_schema, judge"),
+        ({"name": "x", "scorer": "meteor"}, "scorer", "known scorers: all_of, any_of, bleu, chrf"),
         (
             {"name": "x", "scorer": "regex", "config": {"pattern": "(("}},
             "config.pattern",

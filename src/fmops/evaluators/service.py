@@ -101,6 +101,12 @@ class EvaluatorService:
     def _checked(self, project_id: str, scorer: str, config: dict[str, Any]) -> dict[str, Any]:
         """The config as stored (validated, defaults filled in); UserError naming what to fix."""
         built = build(scorer, config)
+        if built.needs_expected:
+            raise UserError(
+                f"scorer {scorer!r} compares the output with an expected one, which live traces do "
+                "not have; use it in an eval suite, or pick a scorer that judges the output alone",
+                param="scorer",
+            )
         for alias in built.models_used():
             try:
                 self.catalog.get(project_id, alias)

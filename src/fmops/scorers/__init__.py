@@ -1,10 +1,13 @@
 """Scorers: judge one case (a live trace, or a dataset record) and return a normalised score.
 
 Online evaluators run them on sampled traces; offline evaluation runs the same scorers on datasets.
-Third parties add scorers under the `fmops.scorers` entry-point group, like the built-ins.
+Third parties add scorers under the `fmops.scorers` entry-point group, like the built-ins (a plain
+function becomes one with `scorer_function`). How a runner uses them: `build(name, config)` once,
+`score(case)` per case, then `aggregate(results)` per target for the run-level metric (see base).
 """
 
 from fmops.scorers.base import (
+    Aggregate,
     Case,
     ChatFn,
     Scorer,
@@ -12,10 +15,13 @@ from fmops.scorers.base import (
     ScorerError,
     ScoreResult,
     ScorerUnavailable,
+    mean_aggregate,
 )
+from fmops.scorers.function import scorer_function
 from fmops.scorers.registry import build, get_scorer, register, scorers, unregister
 
 __all__ = [
+    "Aggregate",
     "Case",
     "ChatFn",
     "ScoreResult",
@@ -25,7 +31,9 @@ __all__ = [
     "ScorerUnavailable",
     "build",
     "get_scorer",
+    "mean_aggregate",
     "register",
+    "scorer_function",
     "scorers",
     "unregister",
 ]

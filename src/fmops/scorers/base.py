@@ -2,9 +2,18 @@
 
 A scorer is a class registered under the `fmops.scorers` entry-point group. It declares a name, a
 description, a pydantic config model (checked when a rule is created, so a bad config is a 400 that
-names the field) and whether it calls a model (`needs_model`: then it runs as a job, never on the
-server's request path). `score(case)` judges one case: a live trace's root span for online
-evaluators, a dataset record for offline evaluation.
+names the field) and facts callers read instead of branching on names:
+
+needs_model     it calls a model: it runs as a job, never on the server's request path
+needs_expected  it compares the output with the case's `expected` (offline evaluation; a live trace
+                has none, so online evaluators cannot use it)
+aggregates      its run-level metric is not the mean of the per-case values (classification's
+                macro-F1, corpus BLEU): the runner must call `aggregate` over all the cases' results
+
+`score(case)` judges one case: a live trace's root span for online evaluators, a dataset record for
+offline evaluation. `aggregate(results)` turns every case's result of one target into an `Aggregate`;
+the default is the mean of the decided values, so a runner can call it for every scorer (and on
+bootstrap resamples of the results, for confidence intervals).
 
 Exceptions a scorer may raise from `score`:
 
@@ -16,7 +25,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -59,6 +68,9 @@ class ScoreResult:
     value: float | None
     label: str | None = None
     comment: str | None = None
+    # Structured detail for the run's aggregate and the results table: per-field scores, the
+    # predicted and expected class, BLEU's n-gram counts... JSON-serialisable, small.
+    data: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.value is not None and not math.isfinite(self.value):
@@ -76,6 +88,35 @@ class ScoreResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Aggregate:
+    """A scorer's verdict over every case of one target.
+
+    `value` is the headline metric in 0..1 (what a suite's weight and threshold apply to; None when
+    no case was decided), `metrics` every named number (e.g. accuracy, macro_f1, f1.<label>),
+    `details` structured extras (e.g. the confusion matrix), `count` the cases decided and
+    `undecided` those left out (their value was None: errors, timeouts, missing expected output).
+    """
+
+    value: float | None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
+    count: int = 0
+    undecided: int = 0
+
+
+def mean_aggregate(results: Sequence[ScoreResult]) -> Aggregate:
+    """The mean of the decided values: the run-level metric of a per-case scorer."""
+    values = [r.value for r in results if r.value is not None]
+    mean = math.fsum(values) / len(values) if values else None
+    return Aggregate(
+        value=mean,
+        metrics={"mean": mean} if mean is not None else {},
+        count=len(values),
+        undecided=len(results) - len(values),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Case:
     """What is scored: the raw input and output, their text, and (offline) the expected output.
 
@@ -89,10 +130,20 @@ class Case:
     output_text: str
     expected: Any = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # What the call recorded (a span's latency_ms and cost), for the latency and cost bounds.
+    latency_ms: float | None = None
+    cost: float | None = None
 
     @classmethod
     def of(
-        cls, input: Any, output: Any, *, expected: Any = None, metadata: Mapping[str, Any] | None = None
+        cls,
+        input: Any,
+        output: Any,
+        *,
+        expected: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+        latency_ms: float | None = None,
+        cost: float | None = None,
     ) -> Case:
         return cls(
             input=input,
@@ -101,12 +152,24 @@ class Case:
             output_text=text_of(output),
             expected=expected,
             metadata=dict(metadata or {}),
+            latency_ms=latency_ms,
+            cost=cost,
         )
 
     @classmethod
     def from_span(cls, span: Mapping[str, Any]) -> Case:
         meta = {k: span.get(k) for k in ("trace_id", "span_id", "model", "endpoint", "user", "session_id")}
-        return cls.of(span.get("input"), span.get("output"), metadata=meta)
+        return cls.of(
+            span.get("input"),
+            span.get("output"),
+            metadata=meta,
+            latency_ms=_number(span.get("latency_ms")),
+            cost=_number(span.get("cost")),
+        )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class Scorer(ABC, Generic[C]):
@@ -117,6 +180,10 @@ class Scorer(ABC, Generic[C]):
     config_model: ClassVar[type[ScorerConfig]]
     # True when scoring calls a model: it then runs in a durable job with `chat` set, never inline.
     needs_model: ClassVar[bool] = False
+    # True when it compares with `case.expected`: offline evaluation only (a live trace has none).
+    needs_expected: ClassVar[bool] = False
+    # True when `aggregate` is more than the mean of the per-case values (see the module docstring).
+    aggregates: ClassVar[bool] = False
 
     def __init__(self, config: C, *, chat: ChatFn | None = None) -> None:
         self.config = config
@@ -150,6 +217,10 @@ class Scorer(ABC, Generic[C]):
     @abstractmethod
     def score(self, case: Case) -> ScoreResult:
         """Judge one case. Cheap scorers must not block for long: they run beside the server."""
+
+    def aggregate(self, results: Sequence[ScoreResult]) -> Aggregate:
+        """The run-level verdict from every case's result (of one target); the mean by default."""
+        return mean_aggregate(results)
 
 
 # --- text of inputs and outputs ------------------------------------------------------------------

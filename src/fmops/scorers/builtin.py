@@ -29,7 +29,7 @@ def _unfence(text: str) -> str:
     return body if language == "" or language.isidentifier() else text
 
 
-def _parse_json(text: str, allow_code_fence: bool) -> tuple[Any, str | None]:
+def parse_json(text: str, allow_code_fence: bool) -> tuple[Any, str | None]:
     """(value, None) when the text is JSON; (None, why not) otherwise."""
     if allow_code_fence:
         text = _unfence(text)
@@ -48,12 +48,14 @@ class JsonConfig(ScorerConfig):
 
 
 class JsonValid(Scorer[JsonConfig]):
+    """1.0 ("pass") when the output parses as JSON, else 0.0 ("fail", with the parse error)."""
+
     name: ClassVar[str] = "json"
     description: ClassVar[str] = "Passes when the output parses as JSON"
     config_model: ClassVar[type[ScorerConfig]] = JsonConfig
 
     def score(self, case: Case) -> ScoreResult:
-        _, problem = _parse_json(case.output_text, self.config.allow_code_fence)
+        _, problem = parse_json(case.output_text, self.config.allow_code_fence)
         return ScoreResult.passed(problem is None, problem)
 
 
@@ -72,6 +74,9 @@ class JsonSchemaConfig(ScorerConfig):
 
 
 class JsonSchemaValid(Scorer[JsonSchemaConfig]):
+    """1.0 ("pass") when the output is JSON satisfying the schema, else 0.0 ("fail", with up to five
+    problems and where they are); undecided ("timeout", "error") when the schema cannot be applied."""
+
     name: ClassVar[str] = "json_schema"
     description: ClassVar[str] = "Passes when the output is JSON that satisfies a JSON Schema"
     config_model: ClassVar[type[ScorerConfig]] = JsonSchemaConfig
@@ -81,7 +86,7 @@ class JsonSchemaValid(Scorer[JsonSchemaConfig]):
         self._validator = json_schema.validator(config.schema_, check_formats=config.check_formats)
 
     def score(self, case: Case) -> ScoreResult:
-        value, problem = _parse_json(case.output_text, self.config.allow_code_fence)
+        value, problem = parse_json(case.output_text, self.config.allow_code_fence)
         if problem is not None:
             return ScoreResult.passed(False, problem)
         try:
@@ -118,6 +123,9 @@ class RegexConfig(ScorerConfig):
 
 
 class RegexMatch(Scorer[RegexConfig]):
+    """1.0 ("pass") when the pattern matches (or, with expect no_match, does not), else 0.0 ("fail");
+    undecided ("timeout") when the pattern runs past its time limit (see safe_regex)."""
+
     name: ClassVar[str] = "regex"
     description: ClassVar[str] = (
         "Passes when a regular expression matches the output (or, if asked, does not)"
@@ -155,6 +163,9 @@ class LengthConfig(ScorerConfig):
 
 
 class Length(Scorer[LengthConfig]):
+    """1.0 ("pass") when the length in characters or words is within min..max, else 0.0 ("fail");
+    the comment gives the count."""
+
     name: ClassVar[str] = "length"
     description: ClassVar[str] = "Passes when the output's length in characters or words is within bounds"
     config_model: ClassVar[type[ScorerConfig]] = LengthConfig
@@ -170,28 +181,66 @@ class Length(Scorer[LengthConfig]):
         return ScoreResult.passed(True, f"{count} {cfg.unit}")
 
 
-class ContainsConfig(ScorerConfig):
-    strings: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
-        min_length=1, max_length=200, description="Text to look for"
-    )
-    mode: Literal["any", "all", "none"] = Field(
-        "any", description="Pass when any, all or none of the strings appear"
-    )
+Strings = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=1000)]],
+    Field(min_length=1, max_length=200, description="Text to look for"),
+]
+
+
+class StringsConfig(ScorerConfig):
+    strings: Strings
     case_sensitive: bool = False
 
 
+class ContainsConfig(StringsConfig):
+    mode: Literal["any", "all", "none"] = Field(
+        "any", description="Pass when any, all or none of the strings appear"
+    )
+
+
+def _contains(strings: list[str], mode: str, case_sensitive: bool, output: str) -> ScoreResult:
+    text = output if case_sensitive else output.casefold()
+    found = [s for s in strings if (s if case_sensitive else s.casefold()) in text]
+    missing = [s for s in strings if s not in found]
+    if mode == "any":
+        return ScoreResult.passed(bool(found), None if found else f"none of {strings!r} found")
+    if mode == "all":
+        return ScoreResult.passed(not missing, f"missing {missing!r}" if missing else None)
+    return ScoreResult.passed(not found, f"found {found!r}" if found else None)
+
+
 class Contains(Scorer[ContainsConfig]):
+    """1.0 ("pass") when the output contains any (the default), all or none of `strings`, else 0.0
+    ("fail") with the strings found or missing as the comment."""
+
     name: ClassVar[str] = "contains"
     description: ClassVar[str] = "Passes when the output contains any, all or none of some strings"
     config_model: ClassVar[type[ScorerConfig]] = ContainsConfig
 
     def score(self, case: Case) -> ScoreResult:
         cfg = self.config
-        text = case.output_text if cfg.case_sensitive else case.output_text.casefold()
-        found = [s for s in cfg.strings if (s if cfg.case_sensitive else s.casefold()) in text]
-        missing = [s for s in cfg.strings if s not in found]
-        if cfg.mode == "any":
-            return ScoreResult.passed(bool(found), None if found else f"none of {cfg.strings!r} found")
-        if cfg.mode == "all":
-            return ScoreResult.passed(not missing, f"missing {missing!r}" if missing else None)
-        return ScoreResult.passed(not found, f"found {found!r}" if found else None)
+        return _contains(cfg.strings, cfg.mode, cfg.case_sensitive, case.output_text)
+
+
+class AnyOf(Scorer[StringsConfig]):
+    """1.0 ("pass") when at least one of `strings` is in the output, else 0.0 ("fail"):
+    `contains` with mode "any", under the name suites use."""
+
+    name: ClassVar[str] = "any_of"
+    description: ClassVar[str] = "Passes when the output contains at least one of some strings"
+    config_model: ClassVar[type[ScorerConfig]] = StringsConfig
+
+    def score(self, case: Case) -> ScoreResult:
+        return _contains(self.config.strings, "any", self.config.case_sensitive, case.output_text)
+
+
+class AllOf(Scorer[StringsConfig]):
+    """1.0 ("pass") when every one of `strings` is in the output, else 0.0 ("fail", naming the missing
+    ones): `contains` with mode "all"."""
+
+    name: ClassVar[str] = "all_of"
+    description: ClassVar[str] = "Passes when the output contains every one of some strings"
+    config_model: ClassVar[type[ScorerConfig]] = StringsConfig
+
+    def score(self, case: Case) -> ScoreResult:
+        return _contains(self.config.strings, "all", self.config.case_sensitive, case.output_text)

@@ -4,6 +4,9 @@ The judge is asked for `{"score": int, "reason": str}` with `response_format: js
 a tiny local model (whose sampler is constrained by a grammar) answers something parseable. The
 score is normalised to 0..1 (min of the scale -> 0, max -> 1); the reason becomes the comment, and
 the label is "pass"/"fail" against the threshold, or the raw score ("4/5") when there is none.
+The prompt is versioned (see `prompts`): the config's `prompt_version` picks it and every verdict
+records it in `data.prompt`. An answer without a usable score is asked again (`retries`), then
+left undecided ("unparseable"), never scored 0.
 """
 
 from __future__ import annotations
@@ -12,21 +15,16 @@ import re
 from typing import Any, ClassVar
 
 import orjson
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from fmops.scorers.base import FAIL, PASS, Case, Scorer, ScorerConfig, ScorerError, ScoreResult
+from fmops.scorers.base import FAIL, PASS, Case, ChatFn, Scorer, ScorerConfig, ScorerError, ScoreResult
+from fmops.scorers.prompts import judge_prompt, versions
 
 MAX_REASON_CHARS = 400
 MAX_TOKENS = 160
 # Long inputs and outputs are cut (keeping the end of the conversation, the start of the answer),
 # so the judge's context window is not exceeded by one big trace.
 DEFAULT_MAX_CHARS = 6000
-SYSTEM = (
-    "You are a strict, impartial evaluator. Grade the ANSWER to the CONVERSATION using this rubric:\n"
-    "{rubric}\n\n"
-    "Give an integer score from {low} (worst) to {high} (best) and a one-sentence reason. "
-    'Reply with JSON only: {{"score": <integer>, "reason": "<one sentence>"}}'
-)
 _SCORE = re.compile(r'"score"\s*:\s*"?(-?\d+)')
 _REASON = re.compile(r'"reason"\s*:\s*"((?:[^"\\]|\\.)*)')
 
@@ -41,6 +39,16 @@ class JudgeConfig(ScorerConfig):
         DEFAULT_MAX_CHARS, ge=200, le=200_000, description="Longest input and output shown to the judge"
     )
     temperature: float = Field(0.0, ge=0, le=2)
+    prompt_version: int = Field(
+        1, description=f"Version of the judge's prompt (see fmops.scorers.prompts): {versions('pointwise')}"
+    )
+    retries: int = Field(1, ge=0, le=3, description="Ask again this many times when the answer has no score")
+
+    @field_validator("prompt_version")
+    @classmethod
+    def _known_prompt(cls, value: int) -> int:
+        judge_prompt("pointwise", value)
+        return value
 
     @model_validator(mode="after")
     def _scale(self) -> JudgeConfig:
@@ -56,15 +64,18 @@ class JudgeConfig(ScorerConfig):
         return self
 
 
-def _clip_tail(text: str, limit: int) -> str:
+def clip_tail(text: str, limit: int) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
-def _clip_head(text: str, limit: int) -> str:
+def clip_head(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
 class LLMJudge(Scorer[JudgeConfig]):
+    """The rubric score normalised to 0..1, labelled "pass"/"fail" against `pass_threshold` (else
+    "4/5"), the reason as the comment, `data` = {"score", "prompt"}; see the module docstring."""
+
     name: ClassVar[str] = "judge"
     description: ClassVar[str] = "A gateway model grades the output against a rubric (runs as a job)"
     config_model: ClassVar[type[ScorerConfig]] = JudgeConfig
@@ -92,14 +103,15 @@ class LLMJudge(Scorer[JudgeConfig]):
         """The chat-completions body sent to the judge model."""
         cfg = self.config
         parts = [
-            "CONVERSATION:\n" + _clip_tail(case.input_text, cfg.max_chars),
-            "ANSWER:\n" + _clip_head(case.output_text, cfg.max_chars),
+            "CONVERSATION:\n" + clip_tail(case.input_text, cfg.max_chars),
+            "ANSWER:\n" + clip_head(case.output_text, cfg.max_chars),
         ]
         if case.expected is not None:
             parts.append(
-                "REFERENCE ANSWER:\n" + _clip_head(Case.of(None, case.expected).output_text, cfg.max_chars)
+                "REFERENCE ANSWER:\n" + clip_head(Case.of(None, case.expected).output_text, cfg.max_chars)
             )
-        system = SYSTEM.format(rubric=cfg.rubric, low=cfg.min_score, high=cfg.max_score)
+        prompt = judge_prompt("pointwise", cfg.prompt_version)
+        system = prompt.system.format(rubric=cfg.rubric, low=cfg.min_score, high=cfg.max_score)
         return {
             "model": cfg.model,
             "messages": [
@@ -117,10 +129,12 @@ class LLMJudge(Scorer[JudgeConfig]):
             raise ScorerError("the judge needs a model to call; run it through the evaluator job")
         if not case.output_text.strip():
             return ScoreResult.undecided("empty", "the output is empty: nothing to judge")
-        response = self.chat(self.request(case))
-        choices = response.get("choices") or [{}]
-        content = (choices[0].get("message") or {}).get("content") or ""
-        return self.verdict(str(content))
+        body = self.request(case)
+        for _ in range(self.config.retries + 1):
+            result = self.verdict(reply_text(self.chat, body))
+            if result.label != "unparseable":
+                break
+        return result
 
     def verdict(self, content: str) -> ScoreResult:
         """The judge's answer as a result; lenient, since a small model may still wander."""
@@ -137,7 +151,15 @@ class LLMJudge(Scorer[JudgeConfig]):
             label = PASS if score >= cfg.pass_threshold else FAIL
         else:
             label = f"{score}/{cfg.max_score}"
-        return ScoreResult(value, label, reason or None)
+        data = {"score": score, "prompt": judge_prompt("pointwise", cfg.prompt_version).ref}
+        return ScoreResult(value, label, reason or None, data)
+
+
+def reply_text(chat: ChatFn, body: dict[str, Any]) -> str:
+    """The text of the first choice of a chat-completions response."""
+    response = chat(body)
+    choices = response.get("choices") or [{}]
+    return str((choices[0].get("message") or {}).get("content") or "")
 
 
 def _parse(content: str) -> tuple[int | None, str]:
