@@ -34,3 +34,9 @@ def test_similar_meaning_scores_high_and_unrelated_text_low() -> None:
     with pytest.raises(UserError) as caught:
         build("embedding_similarity", {"threshold": 2})
     assert caught.value.param == "config.threshold"
+    # No folder on the server's disk can be named: only the packaged encoder.
+    with pytest.raises(UserError) as caught:
+        build("embedding_similarity", {"model": "/etc"})
+    assert caught.value.param == "config.model"
+    with pytest.raises(UserError, match=r"config\.device"):
+        build("embedding_similarity", {"device": "tpu; rm"})

@@ -96,6 +96,9 @@ def test_function_scorers_return_bools_numbers_or_results() -> None:
     assert (result.label, result.data) == ("quarter", {"k": 1})
     with pytest.raises(ScorerError, match=r"within 0\.\.1"):
         broken(broken.config_model()).score(Case.of(None, "x"))
+    too_big = scorer_function("t.big", "Out of range")(lambda case: ScoreResult(3.0))
+    with pytest.raises(ScorerError, match=r"returned 3\.0"):
+        too_big(too_big.config_model()).score(Case.of(None, "x"))
     with pytest.raises(ScorerError, match="returned a str"):
         broken(broken.config_model()).score(Case.of(None, ""))
     with pytest.raises(UserError, match=r"config\.anything"):

