@@ -10,6 +10,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +40,21 @@ DONE = ("succeeded", "failed", "cancelled")
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     home = tmp_path_factory.mktemp("finetunes-home")
-    make_tiny_model(home / "models" / "tiny")
-    with start_server(home) as running:
-        with running.client() as client:
-            _import(client, "tickets", chat_records(24, validation=4), None)
-            pair = {
-                "prompt": [{"role": "user", "content": "hi"}],
-                "chosen": [{"role": "assistant", "content": "hello"}],
-                "rejected": [{"role": "assistant", "content": "no"}],
-            }
-            _import(client, "pairs", [pair] * 3, None)
-            _import(client, "cases", [{"input": "2+2", "expected": "4"}] * 3, "eval")
-        yield running
+    # The tiny model is built (torch loads here: seconds) while the server starts in its own process.
+    with ThreadPoolExecutor(1) as pool:
+        built = pool.submit(make_tiny_model, home / "models" / "tiny")
+        with start_server(home) as running:
+            built.result()
+            with running.client() as client:
+                _import(client, "tickets", chat_records(24, validation=4), None)
+                pair = {
+                    "prompt": [{"role": "user", "content": "hi"}],
+                    "chosen": [{"role": "assistant", "content": "hello"}],
+                    "rejected": [{"role": "assistant", "content": "no"}],
+                }
+                _import(client, "pairs", [pair] * 3, None)
+                _import(client, "cases", [{"input": "2+2", "expected": "4"}] * 3, "eval")
+            yield running
 
 
 def _import(client: httpx.Client, name: str, records: list[dict[str, Any]], kind: str | None) -> None:
