@@ -14,6 +14,7 @@ from fmops.cli import (
     data,
     db,
     endpoints,
+    evals,
     evaluators,
     finetune,
     jobs,
@@ -49,6 +50,7 @@ app.add_typer(traces.app, name="traces")
 app.command("stats")(stats)
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(evaluators.app, name="evaluators")
+app.add_typer(evals.app, name="eval")
 app.add_typer(prompts.app, name="prompts")
 app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(data.app, name="data")

@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
 RESAMPLES = 2000
 LEVEL = 0.95
@@ -88,6 +87,8 @@ def paired_test(a: Any, b: Any, *, seed: int = 0, alpha: float = ALPHA) -> Paire
     mean_a, mean_b = float(x.mean()), float(y.mean())
     if a_better + b_better == 0:
         return PairedTest("none", n, mean_a, mean_b, mean_diff, ci, 1.0, False)
+    from scipy import stats as sps  # loaded by the first comparison, not by every import of evals
+
     if is_binary(x) and is_binary(y):
         p = float(sps.binomtest(b_better, a_better + b_better, 0.5).pvalue)
         test = "mcnemar-exact"

@@ -1,0 +1,354 @@
+"""`fmops eval`: run a suite as a CI gate, show a run, compare runs or targets, export results.
+
+`fmops eval run SUITE.yaml` checks the suite (every problem at once), records the run, and runs its
+job in this process with a progress bar (no server needed). Exit codes, for CI:
+
+  0  the run passed its gate (each scorer's threshold, --fail-under, no significant regression)
+  1  the quality gate failed
+  2  the suite could not run (a problem in the suite, a missing file, the run failed)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from fmops.cli.common import console, err_console, local_platform, resolve_api_key, settings
+from fmops.errors import FmopsError
+from fmops.jobs import JobStatus
+
+if TYPE_CHECKING:  # the evals stack (gateway, numpy) loads when an eval command runs, not for `fmops`
+    from fmops.evals import EvalService
+    from fmops.store.models import EvalRun
+
+app = typer.Typer(help="Evaluate models, prompts and endpoints on your task (suites, runs, CI gates).")
+GATE_FAILED = 1
+CANNOT_RUN = 2
+ApiKey = typer.Option(None, "--api-key", envvar="FMOPS_API_KEY", help="Run as this key (default: admin)")
+
+
+def _service() -> EvalService:
+    from fmops.evals.job import service_for
+
+    platform = local_platform()
+    return service_for(platform.store, platform.settings, platform.jobs)
+
+
+def _project(api_key: str | None) -> tuple[str, str]:
+    """(project id, key id) of the key the command acts as."""
+    principal = local_platform().auth.authenticate(resolve_api_key(api_key))
+    return principal.project_id, principal.key_id
+
+
+def _cannot_run(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(CANNOT_RUN)
+
+
+def _execute(evals: EvalService, run: EvalRun, quiet: bool) -> EvalRun:
+    """Run the run's job here (or follow the worker that took it) with a progress bar."""
+    from fmops.evals.job import run_here
+
+    assert run.job_id is not None
+    platform = local_platform()
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=run_here, args=(platform.jobs, settings(), run.job_id, stop), daemon=True
+    )
+    worker.start()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    total = max(1, run.cases * run.targets)
+    try:
+        with Progress(*columns, console=err_console, transient=True, disable=quiet) as bar:
+            task = bar.add_task(escape(run.suite_name), total=total)
+            while True:
+                job = platform.jobs.get(run.job_id, run.project_id)
+                bar.update(task, completed=round(job.progress * total))
+                if JobStatus(job.status).finished:
+                    break
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        platform.jobs.cancel(run.job_id, run.project_id)
+        err_console.print(f"stopped; resume with: fmops eval resume {run.id}")
+        raise typer.Exit(130) from None
+    worker.join(timeout=30)
+    return evals.get_run(run.project_id, run.id)
+
+
+@app.command("run")
+def run(
+    suite: Path = typer.Argument(..., help="The suite: a YAML file (name, cases, targets, scorers)"),
+    fail_under: float | None = typer.Option(
+        None, "--fail-under", min=0, max=1, help="Fail when a target's weighted score is under this"
+    ),
+    compare: str | None = typer.Option(
+        None, "--compare", help="A run to compare with: a significant regression fails the gate"
+    ),
+    concurrency: int | None = typer.Option(None, "--concurrency", min=1, max=256, help="Calls in flight"),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON"),
+    api_key: str | None = ApiKey,
+) -> None:
+    """Run a suite as a job here; exit 0 (pass), 1 (quality gate failed) or 2 (could not run)."""
+    from fmops.evals import SuiteError, gate
+
+    try:
+        text = suite.read_text()
+    except OSError as exc:
+        raise _cannot_run(f"cannot read {suite}: {exc.strerror or exc}") from None
+    try:
+        evals = _service()
+        project_id, key_id = _project(api_key)
+        if compare is not None:
+            evals.get_run(project_id, compare)  # a typo in --compare is found before the run
+        started = evals.start(project_id, text, created_by_key_id=key_id, concurrency=concurrency)
+    except SuiteError as exc:
+        err_console.print(f"[red]error:[/red] {escape(suite.name)} cannot run:", highlight=False)
+        for problem in exc.problems:
+            err_console.print(f"  - {escape(problem)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(CANNOT_RUN) from None
+    except FmopsError as exc:
+        raise _cannot_run(exc.message) from None
+    if not as_json:
+        err_console.print(f"run {started.id}: {escape(started.suite_name)}", highlight=False)
+    finished = _execute(evals, started, quiet=as_json)
+    if finished.status != "succeeded":
+        raise _cannot_run(f"run {finished.id} {finished.status}: {finished.error or 'no detail'}")
+    summary = evals.summary(project_id, finished.id)
+    comparison = evals.compare(project_id, compare, finished.id) if compare else None
+    failures = gate(summary, fail_under=fail_under, comparison=comparison)
+    if as_json:
+        _print_json(
+            {
+                "run": _run_json(finished),
+                "summary": summary,
+                "comparison": comparison,
+                "gate": {"passed": not failures, "failures": failures},
+            }
+        )
+    else:
+        _print_summary(finished, summary)
+        if comparison is not None:
+            _print_comparison(f"against run {compare}", comparison)
+        for failure in failures:
+            err_console.print(f"[red]gate:[/red] {escape(failure)}", highlight=False, soft_wrap=True)
+        console.print("[green]passed[/green]" if not failures else "[red]quality gate failed[/red]")
+    if failures:
+        raise typer.Exit(GATE_FAILED)
+
+
+@app.command("resume")
+def resume(
+    run_id: str = typer.Argument(..., help="A run that stopped (crashed, cancelled, failed)"),
+    api_key: str | None = ApiKey,
+) -> None:
+    """Resume a run here: the results it has are kept, only the rest is called."""
+    try:
+        evals = _service()
+        project_id, _ = _project(api_key)
+        queued = evals.resume(project_id, run_id)
+    except FmopsError as exc:
+        raise _cannot_run(exc.message) from None
+    finished = _execute(evals, queued, quiet=False)
+    if finished.status != "succeeded":
+        raise _cannot_run(f"run {finished.id} {finished.status}: {finished.error or 'no detail'}")
+    _print_summary(finished, evals.summary(project_id, finished.id))
+
+
+@app.command("list")
+def list_runs(
+    limit: int = typer.Option(20, "--limit", min=1, max=500),
+    as_json: bool = typer.Option(False, "--json"),
+    api_key: str | None = ApiKey,
+) -> None:
+    """Eval runs, newest first."""
+    project_id, _ = _project(api_key)
+    runs = _service().list_runs(project_id, limit=limit)
+    if as_json:
+        _print_json([_run_json(r) for r in runs])
+        return
+    table = Table(title="eval runs", title_justify="left")
+    for column in ("id", "suite", "status", "cases", "targets", "created"):
+        table.add_column(column, no_wrap=column == "id")
+    for r in runs:
+        created = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(r.id, Text(r.suite_name), r.status, str(r.cases), str(r.targets), created)
+    console.print(table)
+
+
+@app.command("show")
+def show(
+    run_id: str = typer.Argument(..., help="The run's id"),
+    cases: int = typer.Option(0, "--cases", min=0, help="Also list this many results, case by case"),
+    failures: bool = typer.Option(False, "--failures", help="List only errors and failed cases"),
+    as_json: bool = typer.Option(False, "--json"),
+    api_key: str | None = ApiKey,
+) -> None:
+    """A run's table: per target, its score with a 95% interval, each scorer, errors, latency, cost."""
+    project_id, _ = _project(api_key)
+    evals = _service()
+    found = evals.get_run(project_id, run_id)
+    summary = evals.summary(project_id, run_id)
+    if failures and not cases:
+        cases = 50
+    rows = evals.rows(run_id) if cases else []
+    if failures:
+        rows = [r for r in rows if r["status"] == "error" or (r["score"] is not None and r["score"] < 1)]
+    rows = rows[:cases]
+    if as_json:
+        _print_json({"run": _run_json(found), "summary": summary, "results": rows})
+        return
+    _print_summary(found, summary)
+    if rows:
+        names = [t["name"] for t in found.definition["suite"]["targets"]]
+        table = Table(title="results", title_justify="left")
+        for column in ("case", "target", "status", "score", "output", "expected"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            table.add_row(
+                str(r["case_index"]),
+                Text(names[r["target_index"]]),
+                r["status"],
+                _num(r["score"]),
+                Text(_short(r["output"] if r["status"] == "ok" else r["error"])),
+                Text(_short(r["expected"])),
+            )
+        console.print(table)
+
+
+@app.command("compare")
+def compare_cmd(
+    run_a: str = typer.Argument(..., help="A run (alone: its targets against each other)"),
+    run_b: str | None = typer.Argument(None, help="A second run, compared with the first target by target"),
+    as_json: bool = typer.Option(False, "--json"),
+    api_key: str | None = ApiKey,
+) -> None:
+    """Paired significance tests: two runs target by target, or one run's targets pairwise."""
+    project_id, _ = _project(api_key)
+    rows = _service().compare(project_id, run_a, run_b)
+    if as_json:
+        _print_json(rows)
+        return
+    _print_comparison(f"{run_b} against {run_a}" if run_b else f"targets of {run_a}", rows)
+
+
+@app.command("export")
+def export(
+    run_id: str = typer.Argument(..., help="The run's id"),
+    fmt: str = typer.Option("csv", "--format", help="csv or json"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file (default: stdout)"),
+    api_key: str | None = ApiKey,
+) -> None:
+    """Every result of a run as CSV (a column per scorer) or JSON."""
+    project_id, _ = _project(api_key)
+    text = _service().export(project_id, run_id, fmt)
+    if output is None:
+        print(text, end="")
+    else:
+        output.write_text(text)
+        err_console.print(f"wrote {output}", highlight=False)
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+
+def _print_json(value: Any) -> None:
+    print(orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2).decode())
+
+
+def _run_json(run: EvalRun) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "suite": run.suite_name,
+        "status": run.status,
+        "job_id": run.job_id,
+        "cases": run.cases,
+        "targets": run.targets,
+        "dataset": (run.definition or {}).get("dataset"),
+        "error": run.error,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+    }
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _ci(agg: dict[str, Any]) -> str:
+    if agg.get("mean") is None:
+        return "-"
+    ci = agg.get("ci")
+    return f"{agg['mean']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _print_summary(run: EvalRun, summary: dict[str, Any]) -> None:
+    scorer_names = [s["name"] for s in run.definition["suite"]["scorers"]]
+    dataset = (run.definition or {}).get("dataset")
+    title = f"run {run.id}: {run.suite_name}" + (f" on {dataset['ref']}" if dataset else "")
+    table = Table(title=escape(title), title_justify="left")
+    table.add_column("target")
+    table.add_column("score [95% CI]")
+    for name in scorer_names:
+        table.add_column(name)
+    for column in ("ok", "errors", "p50 ms", "cost", "cached"):
+        table.add_column(column, justify="right")
+    for t in summary["targets"]:
+        scorer_cells = []
+        for name in scorer_names:
+            agg = t["scorers"].get(name, {})
+            cell = _num(agg.get("mean"))
+            if agg.get("threshold") is not None:
+                cell += " ✓" if agg.get("passed") else f" ✗ (< {agg['threshold']})"
+            scorer_cells.append(cell)
+        table.add_row(
+            Text(t["name"]),
+            _ci(t["score"]),
+            *scorer_cells,
+            str(t["ok"]),
+            str(t["errors"]),
+            _num(t["latency_ms"]["p50"], 0),
+            f"{t['cost']['total']:.4g}",
+            str(t["cached"]),
+        )
+    console.print(table)
+
+
+def _print_comparison(title: str, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=escape(title), title_justify="left")
+    for column in ("a", "b", "n", "mean a", "mean b", "diff [95% CI]", "test", "p", "significant"):
+        table.add_column(column)
+    for r in rows:
+        ci = r.get("ci")
+        diff = (
+            "-"
+            if r.get("diff") is None
+            else f"{r['diff']:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
+        )
+        table.add_row(
+            Text(str(r.get("a", r.get("target", "")))),
+            Text(str(r.get("b", r.get("target", "")))),
+            str(r["n"]),
+            _num(r.get("mean_a")),
+            _num(r.get("mean_b")),
+            diff,
+            r["test"],
+            "-" if r.get("p_value") is None else f"{r['p_value']:.3g}",
+            ("regression" if r.get("regression") else "yes") if r.get("significant") else "no",
+        )
+    console.print(table)

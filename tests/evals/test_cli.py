@@ -1,0 +1,126 @@
+"""`fmops eval` as a CI gate, through the real console script: exit 0 pass, 1 gate failed, 2 cannot run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.gateway import add_models, cli_env, fmops, openai_model
+from support.mock_upstream import MockUpstream
+
+REPLY = "Hello from the mock upstream."
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, mock: MockUpstream) -> Path:
+    home = tmp_path_factory.mktemp("eval-cli")
+    add_models(home, {"mock-a": openai_model("m1", mock.url), "mock-b": openai_model("slow-10", mock.url)})
+    return home
+
+
+def write_suite(home: Path, name: str, body: str) -> Path:
+    path = home / f"{name}.yaml"
+    path.write_text(body)
+    return path
+
+
+SUITE = """
+name: {name}
+seed: {seed}
+cases:
+{cases}
+targets:
+  - {{model: mock-a}}
+  - {{model: mock-b, parameters: {{temperature: 0}}}}
+scorers:
+  - {{name: regex, config: {{pattern: "{pattern}"}}, threshold: {threshold}}}
+concurrency: 4
+"""
+
+
+def suite(home: Path, name: str, pattern: str = "^Hello", threshold: float = 0.9, seed: int = 0) -> Path:
+    cases = "\n".join(f"  - {{input: 'case {i}', expected: '{REPLY}'}}" for i in range(10))
+    text = SUITE.format(name=name, seed=seed, cases=cases, pattern=pattern, threshold=threshold)
+    return write_suite(home, name, text)
+
+
+# `show`, `export`, `compare` and a missing file in one process: starting the CLI takes seconds.
+_READS = """
+import contextlib, io, sys
+from fmops.cli import app
+for args in sys.argv[1:]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = app(args.split(), standalone_mode=False)
+    print(f"=== {args} -> {code or 0}")
+    print(out.getvalue())
+"""
+
+
+def reads(home: Path, *commands: str) -> dict[str, tuple[int, str]]:
+    done = subprocess.run(
+        [sys.executable, "-c", _READS, *commands],
+        env=cli_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    found = {}
+    for part in done.stdout.split("=== ")[1:]:
+        head, _, body = part.partition("\n")
+        command, _, code = head.rpartition(" -> ")
+        found[command] = (int(code), body)
+    return found
+
+
+def test_pass_exits_0_with_json_then_a_significant_regression_exits_1(home: Path, mock: MockUpstream) -> None:
+    done = fmops(home, "eval", "run", str(suite(home, "pass")), "--json", "--fail-under", "0.5")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["gate"] == {"passed": True, "failures": []}
+    assert [t["score"]["mean"] for t in out["summary"]["targets"]] == [1.0, 1.0]
+    run_id = out["run"]["id"]
+
+    found = reads(
+        home,
+        f"eval show {run_id} --cases 3",
+        f"eval export {run_id} --format csv",
+        f"eval compare {run_id} --json",
+        f"eval run {home / 'missing.yaml'}",
+    )
+    code, shown = found[f"eval show {run_id} --cases 3"]
+    assert code == 0
+    assert "mock-a" in shown
+    assert "score [95% CI]" in shown
+    code, exported = found[f"eval export {run_id} --format csv"]
+    lines = exported.strip().splitlines()
+    assert lines[0].startswith("case_index,target,status,score")
+    assert len(lines) == 21
+    code, compared = found[f"eval compare {run_id} --json"]
+    assert json.loads(compared)[0]["test"] == "none"  # both targets answered every case alike
+    assert found[f"eval run {home / 'missing.yaml'}"][0] == 2
+
+    # The same cases answered worse by a second run: its threshold and the regression fail the gate.
+    mock.script(*[{"reply": "Bye."}] * 20)
+    worse = fmops(home, "eval", "run", str(suite(home, "pass", seed=1)), "--compare", run_id)
+    assert worse.returncode == 1, worse.stdout + worse.stderr
+    assert "significant regression" in worse.stderr
+    assert "regex mean 0.000 is under its threshold 0.9" in worse.stderr
+
+
+def test_a_suite_that_cannot_run_exits_2_naming_every_problem(home: Path) -> None:
+    bad = write_suite(
+        home,
+        "bad",
+        "name: bad\ncases: {dataset: nowhere}\ntargets: [{model: mock-c}]\nscorers: [{name: regexx}]\n",
+    )
+    done = fmops(home, "eval", "run", str(bad))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cases.dataset" in done.stderr
+    assert "no model 'mock-c'" in done.stderr
+    assert "did you mean 'regex'" in done.stderr
