@@ -49,7 +49,14 @@ def test_wrong_kind_for_the_method() -> None:
     with pytest.raises(UserError, match="trains on preference records") as caught:
         split_records(Method.dpo, "chat", [[CHAT, CHAT]])
     assert caught.value.param == "dataset"
-    with pytest.raises(UserError, match="trains on chat records"):
+    assert "--preference" in caught.value.message  # how to build pairs from feedback
+    with pytest.raises(
+        UserError, match="holds preference records; train on preference pairs with method dpo"
+    ):
+        split_records(Method.sft, "preference", [])
+    with pytest.raises(
+        UserError, match="trains on chat records, but this dataset holds eval records; choose a"
+    ):
         split_records(Method.sft, "eval", [])
 
 

@@ -174,6 +174,8 @@ def test_shutdown_mid_run_is_resumed_from_the_checkpoint(
         ({"dataset": "nope"}, "nope"),
         ({"base": "/no/such/folder"}, "must live under"),
         ({"base": "missing/model.gguf"}, "neither a model folder nor a .gguf file"),
+        ({"base": "nobody-here/no-such-model"}, "must already be downloaded"),
+        ({"config": {**CONFIG, "max_length": 4096}}, "longer than the base model's context of 512"),
         ({"base": "smollm2-135m-instruct", "config": {"bogus": 1}}, "config.bogus"),
     ],
 )

@@ -90,6 +90,36 @@ def test_records_longer_than_max_length(base: Path, tmp_path: Path) -> None:
     assert caught.value.param == "config.max_length"
 
 
+def test_long_records_are_left_out_and_counted(base: Path, tmp_path: Path) -> None:
+    """Rows longer than max_length are left out, not truncated (that would cut the answer taught),
+    and the caller is told how many; with max_length unset, the base model's context is the limit."""
+    long = {
+        "messages": [
+            {"role": "user", "content": "x" * 600},  # the tiny base's context is 512 tokens (characters)
+            {"role": "assistant", "content": "y"},
+        ]
+    }
+    splits = split_records(Method.sft, "chat", [chat_records(8), [long] * 3])
+    notes: list[str] = []
+    result = train(
+        base_weights=str(base),
+        config=FinetuneConfig.from_dict({**SETTINGS, "max_steps": 1, "max_length": None}),
+        splits=splits,
+        output_dir=tmp_path,
+        on_note=notes.append,
+    )
+    assert result.metrics["train_records"] == 8
+    assert result.metrics["skipped_records"] == {"longer than max_length=512": 3}
+    assert notes[0].startswith("left out 3 records longer than 512 tokens")
+    assert notes[1].startswith("no validation records")
+
+
+def test_max_length_beyond_the_context_is_refused(base: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="longer than the base model's context of 512 tokens") as caught:
+        run(base, tmp_path, {**SETTINGS, "max_length": 4096})
+    assert caught.value.param == "config.max_length"
+
+
 CHILD = """
 import sys
 sys.path.insert(0, {here!r})
@@ -137,3 +167,50 @@ def test_sigkill_then_resume_reaches_the_same_loss(base: Path, tmp_path: Path) -
     assert whole.resumed_from is None
     assert resumed.metrics["steps"] == whole.metrics["steps"] == 12
     assert resumed.metrics["final_loss"] == pytest.approx(whole.metrics["final_loss"], rel=0.02)
+
+
+OOM_CHILD = """
+import resource, sys
+sys.path.insert(0, {here!r})
+from pathlib import Path
+import torch, transformers, trl, peft, datasets  # mapped before the limit
+from fmops.errors import UserError
+from fmops.finetune.config import FinetuneConfig, Method
+from fmops.finetune.data import split_records
+from fmops.finetune.trainer import train
+chat = [{{"role": "user", "content": "x" * 480}}, {{"role": "assistant", "content": "y"}}]
+rows = [{{"messages": chat}}] * 256
+with open("/proc/self/status") as status:
+    size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+# Room to load the tiny base and set up (about 100 MB), not for a batch of 256 x 500 tokens (over 1 GB).
+resource.setrlimit(resource.RLIMIT_AS, (size + 400 * 2**20, resource.RLIM_INFINITY))
+settings = {{"max_steps": 1, "per_device_train_batch_size": 256, "num_threads": 1, "save_strategy": "no"}}
+try:
+    train(base_weights={base!r}, config=FinetuneConfig.from_dict(settings),
+          splits=split_records(Method.sft, "chat", [rows]), output_dir=Path({out!r}))
+except UserError as exc:
+    print("USERERROR", exc.param, exc.message)
+    print("CAUSE", type(exc.__cause__).__name__, exc.__cause__)
+"""
+
+
+@pytest.mark.slow
+def test_out_of_memory_names_the_settings_to_lower(base: Path, tmp_path: Path) -> None:
+    """A real allocation failure (the address space capped in a child process) fails the run with the
+    settings that lower memory, not a traceback from deep inside torch."""
+    code = OOM_CHILD.format(here=str(HERE.parent), base=str(base), out=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
+    lines = done.stdout.splitlines()
+    error = next((line for line in lines if line.startswith("USERERROR ")), None)
+    assert error is not None, done.stdout[-2000:] + done.stderr[-3000:]
+    assert error.startswith("USERERROR config.per_device_train_batch_size out of memory while training")
+    for setting in ("per_device_train_batch_size", "max_length", "gradient_checkpointing: true"):
+        assert setting in error
+    cause = next(line for line in lines if line.startswith("CAUSE "))
+    assert "can't allocate memory" in cause or "MemoryError" in cause

@@ -105,6 +105,8 @@ def _user_settings(config: Path | None, method: Method) -> dict[str, Any]:
         out["lora"] = dict(loaded.lora)
     if loaded.num_threads is not None:
         out["num_threads"] = loaded.num_threads
+    if loaded.num_processes != 1:
+        out["num_processes"] = loaded.num_processes
     return out
 
 

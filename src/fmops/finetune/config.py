@@ -100,7 +100,7 @@ MANAGED = frozenset(
 )
 LORA_MANAGED = frozenset({"base_model_name_or_path", "revision", "inference_mode", "runtime_config"})
 # fmops's own settings, beside TRL's.
-EXTRA_FIELDS: dict[str, type] = {"num_threads": int}
+EXTRA_FIELDS: dict[str, type] = {"num_threads": int, "num_processes": int}
 
 
 def _training_args_class(method: Method) -> type[Any]:
@@ -174,6 +174,7 @@ class FinetuneConfig:
     training: dict[str, Any] = field(default_factory=dict)
     lora: dict[str, Any] = field(default_factory=dict)
     num_threads: int | None = None
+    num_processes: int = 1  # training processes on this host (torchrun); see fmops.finetune.launch
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, method: Method | str = Method.sft) -> FinetuneConfig:
@@ -200,7 +201,10 @@ class FinetuneConfig:
         threads = raw.pop("num_threads", None)
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
             raise UserError("num_threads must be a whole number of at least 1", param="config.num_threads")
-        config = cls(method, raw, dict(lora), threads)
+        processes = raw.pop("num_processes", 1)
+        if not isinstance(processes, int) or isinstance(processes, bool) or not 1 <= processes <= 64:
+            raise UserError("num_processes must be a whole number from 1 to 64", param="config.num_processes")
+        config = cls(method, raw, dict(lora), threads, processes)
         config.check()
         return config
 
@@ -217,12 +221,14 @@ class FinetuneConfig:
         out["lora"] = self.lora_values()
         if self.num_threads is not None:
             out["num_threads"] = self.num_threads
+        if self.num_processes != 1:
+            out["num_processes"] = self.num_processes
         return out
 
     def trl_args(self, output_dir: Path | str, **overrides: Any) -> Any:
         """TRL's SFTConfig or DPOConfig for this run."""
         cls = _training_args_class(self.method)
-        values = {**self.training_values(), **overrides}
+        values = _activation_checkpointing({**self.training_values(), **overrides}, cls)
         try:
             return cls(output_dir=str(output_dir), **values)
         except (ValueError, TypeError) as exc:
@@ -243,6 +249,22 @@ class FinetuneConfig:
         with tempfile.TemporaryDirectory(prefix="fmops-ft-check-") as folder:
             self.trl_args(folder, bf16=False, use_cpu=True)
         self.peft_config()
+
+
+def _activation_checkpointing(values: dict[str, Any], cls: type[Any]) -> dict[str, Any]:
+    """Users write TRL's `gradient_checkpointing`; transformers 5 renamed it `activation_checkpointing`
+    and warns on the old name, so pass the new one (a value the user gave under it wins)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for old, new in (
+        ("gradient_checkpointing", "activation_checkpointing"),
+        ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"),
+    ):
+        if new not in fields or old not in fields:
+            continue  # an older transformers: the old name is the only one
+        value = values.pop(old, fields[old].default)
+        if values.get(new) is None:
+            values[new] = value
+    return values
 
 
 def load_config(path: Path, method: Method | str = Method.sft) -> FinetuneConfig:

@@ -14,7 +14,7 @@ from typing import Any
 from fmops.errors import UserError
 from fmops.finetune.config import Method
 
-__all__ = ["MIN_TRAIN_RECORDS", "Splits", "split_records", "to_trl_row"]
+__all__ = ["KIND_FOR_METHOD", "MIN_TRAIN_RECORDS", "Splits", "split_records", "to_trl_row", "wrong_kind"]
 
 MIN_TRAIN_RECORDS = 2
 KIND_FOR_METHOD = {Method.sft: "chat", Method.dpo: "preference"}
@@ -54,15 +54,22 @@ def to_trl_row(method: Method, record: dict[str, Any]) -> dict[str, Any] | None:
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
+def wrong_kind(method: Method, kind: str, what: str = "this dataset") -> str:
+    """Why `method` cannot train on records of `kind`, and what to use instead."""
+    wanted = KIND_FOR_METHOD[method]
+    hint = {
+        (Method.dpo, "chat"): "; build preference pairs from feedback (fmops data from-traces NAME"
+        " --preference), or fine-tune this dataset with method sft",
+        (Method.sft, "preference"): "; train on preference pairs with method dpo",
+    }.get((method, kind), f"; choose a {wanted} dataset")
+    return f"method {method} trains on {wanted} records, but {what} holds {kind} records{hint}"
+
+
 def split_records(method: Method, kind: str, batches: Iterable[list[dict[str, Any]]]) -> Splits:
     """Train rows (split "train" or none), validation rows (split "validation"); test rows are left out."""
     wanted = KIND_FOR_METHOD[method]
     if str(kind) != wanted:
-        raise UserError(
-            f"method {method} trains on {wanted} records, but this dataset holds {kind} records"
-            + ("; build preference pairs from feedback for DPO" if method == Method.dpo else ""),
-            param="dataset",
-        )
+        raise UserError(wrong_kind(method, str(kind)), param="dataset")
     splits = Splits()
     for batch in batches:
         for record in batch:

@@ -6,7 +6,8 @@ log line per logging step, for the loss curve), convert the adapter to a GGUF Lo
 `<base>-ft-<short id>` (or the chosen name) served by llama.cpp over the base GGUF, with its lineage
 in the `finetunes` table. Checkpoints live in `$FMOPS_HOME/finetunes/<job id>/`; a retried attempt
 (the worker was killed, the server restarted) continues from the newest one. A cancelled or failed
-job registers nothing.
+job registers nothing. With `num_processes: N` in the config the training runs in N processes under
+torchrun (fmops.finetune.launch); this job still registers the one model.
 """
 
 from __future__ import annotations
@@ -141,17 +142,24 @@ def _run(ctx: JobContext, params: FinetuneParams, store: Store, settings: Settin
     def on_checkpoint(path: Path, step: int) -> None:
         ctx.checkpoint({"checkpoint": str(path), "step": step, "run_dir": str(folder)})
 
+    run: dict[str, Any] = {
+        "base_weights": weights,
+        "config": config,
+        "splits": splits,
+        "output_dir": folder,
+        "resume": True,
+        "on_event": _event_logger(ctx),
+        "on_checkpoint": on_checkpoint,
+        "stop_requested": lambda: ctx.stopping,
+        "on_note": lambda text: ctx.log(text, "warning"),
+    }
     try:
-        result = train(
-            base_weights=weights,
-            config=config,
-            splits=splits,
-            output_dir=folder,
-            resume=True,
-            on_event=_event_logger(ctx),
-            on_checkpoint=on_checkpoint,
-            stop_requested=lambda: ctx.stopping,
-        )
+        if config.num_processes > 1:  # torchrun on this host; rank 0 reports, this job registers
+            from fmops.finetune.launch import train_in_processes
+
+            result = train_in_processes(processes=config.num_processes, **run)
+        else:
+            result = train(**run)
     except TrainingInterrupted as exc:
         ctx.log(str(exc))
         ctx.check()  # raises JobCancelled: the worker records a cancel or queues the job again

@@ -9,6 +9,8 @@ needs_expected  it compares the output with the case's `expected` (offline evalu
                 has none, so online evaluators cannot use it)
 aggregates      its run-level metric is not the mean of the per-case values (classification's
                 macro-F1, corpus BLEU): the runner must call `aggregate` over all the cases' results
+slow            it computes for milliseconds or more per case (a local encoder; its first call loads
+                a model for seconds): call `score` in a worker thread, never on an event loop
 
 `score(case)` judges one case: a live trace's root span for online evaluators, a dataset record for
 offline evaluation. `aggregate(results)` turns every case's result of one target into an `Aggregate`;
@@ -184,6 +186,8 @@ class Scorer(ABC, Generic[C]):
     needs_expected: ClassVar[bool] = False
     # True when `aggregate` is more than the mean of the per-case values (see the module docstring).
     aggregates: ClassVar[bool] = False
+    # True when `score` computes for milliseconds or more: call it in a thread, not on an event loop.
+    slow: ClassVar[bool] = False
 
     def __init__(self, config: C, *, chat: ChatFn | None = None) -> None:
         self.config = config

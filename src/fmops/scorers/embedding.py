@@ -55,6 +55,7 @@ class EmbeddingSimilarity(Scorer[EmbeddingConfig]):
     )
     config_model: ClassVar[type[ScorerConfig]] = EmbeddingConfig
     needs_expected: ClassVar[bool] = True
+    slow: ClassVar[bool] = True  # a forward pass of the encoder per case; the first one loads torch
 
     @cached_property
     def _provider(self) -> LocalEmbeddingsProvider:
