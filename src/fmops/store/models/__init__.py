@@ -14,7 +14,7 @@ from fmops.store.models.finetunes import Finetune
 from fmops.store.models.jobs import Job, JobLog
 from fmops.store.models.prompts import Prompt, PromptLabel, PromptVersion
 from fmops.store.models.rollups import StatsRollup, StatsRollupHour  # hourly stats roll-ups
-from fmops.store.models.traces import Span
+from fmops.store.models.traces import Span, SpanTag
 from fmops.store.models.usage import Spend
 from fmops.store.models.web import Conversation, ConversationMessage, WebSession
 
@@ -49,6 +49,7 @@ __all__ = [
     "RegistryGeneration",
     "Score",
     "Span",
+    "SpanTag",
     "Spend",
     "StatsRollup",
     "StatsRollupHour",

@@ -1,7 +1,8 @@
 """Spans: one row per model call or step, following the OpenTelemetry GenAI conventions.
 
 The gateway writes one root span per call. The columns are what dashboards filter and group by;
-everything else rides in `attributes` (gen_ai.* and custom keys).
+everything else rides in `attributes` (gen_ai.* and custom keys). A span's tags (Langfuse's trace
+tags) are rows of `span_tags`, written in the span's transaction, so a tag filter is an index read.
 """
 
 from __future__ import annotations
@@ -60,3 +61,19 @@ class Span(Base):
     input: Mapped[Any] = mapped_column(JSONType)
     output: Mapped[Any] = mapped_column(JSONType)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class SpanTag(Base):
+    """One tag of one span. `start_time` is the span's, copied so that a tag filter reads its spans
+    newest first straight from (project, tag, start_time) without sorting every tagged span."""
+
+    __tablename__ = "span_tags"
+    __table_args__ = (
+        PrimaryKeyConstraint("project_id", "span_id", "tag"),
+        Index("ix_span_tags_project_tag_start", "project_id", "tag", "start_time", "span_id"),
+    )
+
+    project_id: Mapped[str] = mapped_column(String(32))
+    span_id: Mapped[str] = mapped_column(String(32))
+    tag: Mapped[str] = mapped_column(String(64))
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime)
