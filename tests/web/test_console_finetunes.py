@@ -6,6 +6,7 @@ curves and model, its lineage back to the dataset version, cancel and resume, an
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -288,6 +289,22 @@ def test_a_finished_finetune_shows_its_model_lineage_and_refuses_cancel_and_resu
         assert answer.status_code == 409, action
         assert words in answer.text
     assert client.get("/console/finetunes/" + "0" * 32).status_code == 404
+    assert f'href="/console/finetunes/new?from={started}"' in page.text
+    again = client.get("/console/finetunes/new", params={"from": started})  # train again, same settings
+    assert again.status_code == 200
+    assert '<option value="tickets@1" data-kind="chat" selected>' in again.text
+    assert 'name="base" value="tiny"' in again.text
+    assert 'name="name" value=""' in again.text  # model names are unique: a new one is chosen
+    area = re.search(r'<textarea name="config"[^>]*>(.*?)</textarea>', again.text, re.S)
+    assert area is not None
+    assert settings_from_yaml(html.unescape(area.group(1)), Method.sft) == {
+        "max_steps": 4,
+        "logging_steps": 1,
+        "save_steps": 2,
+        "learning_rate": 0.003,
+        "num_threads": 1,
+        "lora": {"r": 4},
+    }
 
 
 def test_cancel_then_resume_from_the_page(web: RunningServer, engineer: tuple[httpx.Client, str]) -> None:

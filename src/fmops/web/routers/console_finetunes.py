@@ -130,6 +130,22 @@ def _form(platform: Platform, me: Principal, values: dict[str, str]) -> dict[str
 Text = Annotated[str, Query(max_length=200)]
 
 
+def _again(platform: Platform, me: Principal, job_id: str) -> dict[str, str]:
+    """The form's values to train again as an earlier fine-tune did (a new name: names are unique)."""
+    view = finetunes(platform).get(me.project_id, job_id, curve=False)
+    params = view.job.params or {}
+    method = Method(params.get("method") or Method.sft)
+    return {
+        "dataset": dataset_ref(datasets(platform), me.project_id, view, {}),
+        "base": str(params.get("base") or ""),
+        "method": str(method),
+        "config": defaults_yaml(method, params.get("config") or {}),
+    }
+
+
+JobRef = Annotated[str, Query(alias="from", max_length=32, pattern=r"^[0-9a-f]+$")]
+
+
 @router.get("/new")
 async def new_page(
     request: Request,
@@ -138,8 +154,12 @@ async def new_page(
     dataset: Text = "",
     base: Text = "",
     method: Annotated[str, Query(max_length=10)] = "",
+    from_job: JobRef = "",
 ) -> Response:
+    """`?dataset=&base=&method=` preset those fields; `?from=<job id>` everything an earlier job used."""
     values = {"dataset": dataset, "base": base, "method": method}
+    if from_job:
+        values = await run_in_threadpool(_again, platform, me, from_job)
     context = await run_in_threadpool(_form, platform, me, {k: v for k, v in values.items() if v})
     return render(request, "console/finetunes/new.html", context)
 

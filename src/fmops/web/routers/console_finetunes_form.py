@@ -9,6 +9,7 @@ decides itself (bf16 per device) is not pinned by a copy of its CPU default.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,15 +82,22 @@ def _defaults(method: Method) -> dict[str, Any]:
     return {**training, "lora": config.lora_values()}
 
 
-def defaults_yaml(method: Method) -> str:
-    """Every default of `method`, as the text area shows it (TRL's names; PEFT's under `lora:`)."""
+def defaults_yaml(method: Method, chosen: Mapping[str, Any] | None = None) -> str:
+    """Every default of `method`, as the text area shows it (TRL's names; PEFT's under `lora:`), with
+    `chosen` (an earlier job's settings) in place of the defaults it changed."""
+    values = _defaults(method)
+    for key, value in (chosen or {}).items():
+        if key == "lora" and isinstance(value, Mapping):
+            values["lora"] = {**values["lora"], **value}
+        else:
+            values[key] = value
     trl = "DPOConfig" if method == Method.dpo else "SFTConfig"
     head = (
         f"# The defaults of {method.upper()} fine-tuning: TRL {trl} fields, PEFT LoraConfig under lora:.\n"
         f"# Change any value or add any other {trl} field. Values left at their default are not recorded.\n"
         "# bf16 is chosen per device when the job starts; num_threads: N sets torch's CPU threads.\n"
     )
-    return head + yaml.safe_dump(_defaults(method), sort_keys=False, default_flow_style=False)
+    return head + yaml.safe_dump(values, sort_keys=False, default_flow_style=False)
 
 
 def settings_from_yaml(text: str, method: Method) -> dict[str, Any]:
