@@ -142,6 +142,14 @@ POLICY: dict[str, str | None] = {
     "GET /api/finetunes/{job_id}/logs": E,
     "POST /api/finetunes/{job_id}/cancel": E,
     "POST /api/finetunes/{job_id}/resume": E,
+    # eval runs call models on the project's budget and show its data: engineers
+    "POST /api/evals/runs": E,
+    "GET /api/evals/runs": E,
+    "GET /api/evals/runs/{run_id}": E,
+    "GET /api/evals/runs/{run_id}/results": E,
+    "GET /api/evals/runs/{run_id}/compare": E,
+    "GET /api/evals/runs/{run_id}/export": E,
+    "POST /api/evals/runs/{run_id}/resume": E,
 }
 
 

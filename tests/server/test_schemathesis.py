@@ -88,6 +88,9 @@ SEMANTIC_FIELDS: dict[str, set[str]] = {
     # the base model and the dataset exist and suit the method; config keys are TRL/PEFT settings
     # ("": text with NUL, refused for the whole body: PostgreSQL cannot store it)
     "POST /api/finetunes": {"base", "dataset", "method", "config", "name", "resume_from", ""},
+    # the suite is checked whole: its shape, and that its dataset, models, prompts, endpoints and
+    # scorers exist (one 400 listing every problem)
+    "POST /api/evals/runs": {"suite", ""},
 }
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select
 
 from fmops.catalog import Catalog
 from fmops.endpoints.service import EndpointService
-from fmops.errors import NotFound, UserError
+from fmops.errors import Conflict, NotFound, UserError
 from fmops.evals.runner import EvalCase
 from fmops.evals.suite import Suite, SuiteError, did_you_mean, parse_suite
 from fmops.evals.summary import compare_runs, compare_targets, summarize
@@ -206,11 +206,11 @@ class EvalService:
     def resume(self, project_id: str, run_id: str) -> EvalRun:
         run = self.get_run(project_id, run_id)
         if run.status == "succeeded":
-            raise UserError(f"run {run_id} already finished; start a new run instead")
+            raise Conflict(f"run {run_id} already finished; start a new run instead")
         if run.job_id is not None:
             job = self.jobs.get(run.job_id, project_id)
             if job.status in ("queued", "running"):
-                raise UserError(f"run {run_id} is {job.status} (job {job.id}); wait for it or cancel it")
+                raise Conflict(f"run {run_id} is {job.status} (job {job.id}); wait for it or cancel it")
         return self.queue(run)
 
     # --- the run as the job sees it --------------------------------------------------------------

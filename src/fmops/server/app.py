@@ -23,6 +23,7 @@ from fmops.server.routers import (
     dataset_traces,
     datasets,
     endpoints,
+    evals,
     evaluators,
     experiments,
     feedback,
@@ -74,6 +75,7 @@ ROUTERS = [
     datasets.router,
     curation.router,
     finetunes.router,
+    evals.router,
 ]
 
 
