@@ -160,6 +160,16 @@ def test_bad_specs_are_refused_naming_the_field(ep_world: EndpointWorld) -> None
             "calls a model",
         ),
         ({"guardrails": [{"on": "sideways", "scorer": "json"}]}, "guardrails.0.on", "'input' or 'output'"),
+        (
+            {"guardrails": [{"on": "output", "scorer": "exact_match"}]},
+            "guardrails.0.scorer",
+            "expected answer",
+        ),
+        (
+            {"guardrails": [{"on": "output", "scorer": "latency", "config": {"max_ms": 100}}]},
+            "guardrails.0.scorer",
+            "latency or cost",
+        ),
     ]
     for change, param, words in cases:
         with pytest.raises(UserError) as refused:

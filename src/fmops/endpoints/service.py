@@ -294,6 +294,23 @@ class EndpointService:
                     "request path; use an online evaluator for it instead",
                     param=f"guardrails.{i}.scorer",
                 )
+            # A guardrail decides on the request alone: with no expected answer, no finished call's
+            # latency or cost, and no time for a local encoder, such a scorer would block every call.
+            cannot = (
+                "compares with an expected answer, which a live call has none of"
+                if cls.needs_expected
+                else "reads the finished call's latency or cost, unknown while it runs"
+                if cls.needs_record
+                else "is too slow for the request path"
+                if cls.slow
+                else None
+            )
+            if cannot is not None:
+                raise UserError(
+                    f"guardrails.{i}.scorer: {guard.scorer!r} {cannot}; use it in an evaluation suite "
+                    "or an online evaluator instead",
+                    param=f"guardrails.{i}.scorer",
+                )
             try:
                 parsed = cls.parse_config(guard.config)
             except UserError as exc:

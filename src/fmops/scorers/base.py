@@ -11,6 +11,8 @@ aggregates      its run-level metric is not the mean of the per-case values (cla
                 macro-F1, corpus BLEU): the runner must call `aggregate` over all the cases' results
 slow            it computes for milliseconds or more per case (a local encoder; its first call loads
                 a model for seconds): call `score` in a worker thread, never on an event loop
+needs_record    it reads what the finished call recorded (latency, cost): unknown on the request
+                path, where an endpoint's guardrails run
 
 `score(case)` judges one case: a live trace's root span for online evaluators, a dataset record for
 offline evaluation. `aggregate(results)` turns every case's result of one target into an `Aggregate`;
@@ -188,6 +190,8 @@ class Scorer(ABC, Generic[C]):
     aggregates: ClassVar[bool] = False
     # True when `score` computes for milliseconds or more: call it in a thread, not on an event loop.
     slow: ClassVar[bool] = False
+    # True when it reads the finished call's record (latency, cost): not known to a guardrail.
+    needs_record: ClassVar[bool] = False
 
     def __init__(self, config: C, *, chat: ChatFn | None = None) -> None:
         self.config = config

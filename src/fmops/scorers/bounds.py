@@ -19,6 +19,7 @@ class LatencyBound(Scorer[LatencyConfig]):
     undecided ("no_latency") when the call recorded none. `data.latency_ms` is the latency."""
 
     name: ClassVar[str] = "latency"
+    needs_record: ClassVar[bool] = True
     description: ClassVar[str] = "Passes when the call's recorded latency is within a bound"
     config_model: ClassVar[type[ScorerConfig]] = LatencyConfig
 
@@ -40,6 +41,7 @@ class CostBound(Scorer[CostConfig]):
     undecided ("no_cost") when the call recorded none (a model without prices). `data.cost` is it."""
 
     name: ClassVar[str] = "cost"
+    needs_record: ClassVar[bool] = True
     description: ClassVar[str] = "Passes when the call's recorded cost (USD) is within a bound"
     config_model: ClassVar[type[ScorerConfig]] = CostConfig
 
