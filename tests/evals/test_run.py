@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from fmops.evals.runner import RUN_ATTRIBUTE, TARGET_ATTRIBUTE
@@ -73,3 +74,24 @@ def test_a_target_that_fails_for_some_cases_is_counted_apart(world) -> None:
     errored = [r for r in world.evals.rows(run.id) if r["status"] == "error"]
     assert all(r["score"] is None and r["error"] for r in errored)
     assert all(t["score"]["mean"] == 1.0 for t in summary)  # errors are not wrong answers
+
+
+def test_an_aggregate_scorer_is_summarised_by_its_own_metric(world) -> None:
+    labels = ["hello", "hello", "hello", "bye"]  # the mock always answers hello
+    run = world.run(
+        {
+            "name": "classes",
+            "cases": [{"input": f"c{i}", "expected": label} for i, label in enumerate(labels)],
+            "targets": [{"model": "mock-a"}],
+            "scorers": [
+                {"name": "classification", "config": {"labels": ["hello", "bye"], "extract": "search"}}
+            ],
+        }
+    )
+    agg = run.summary["targets"][0]["scorers"]["classification"]
+    # hello: precision 3/4, recall 1, F1 6/7; bye: never predicted, F1 0 -> macro-F1 3/7, not the 0.75 mean
+    assert agg["mean"] == pytest.approx(3 / 7)
+    assert agg["metrics"]["accuracy"] == pytest.approx(0.75)
+    assert agg["details"]["matrix"]
+    low, high = agg["ci"]
+    assert low <= agg["mean"] <= high

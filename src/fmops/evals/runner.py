@@ -286,6 +286,8 @@ class Runner:
         for spec, scorer in self.scorers:
             result = await self._score(scorer, scored)
             verdicts[spec.name] = {"value": result.value, "label": result.label, "comment": result.comment}
+            if result.data is not None:
+                verdicts[spec.name]["data"] = dict(result.data)
             if result.value is not None:
                 total += spec.weight * result.value
                 weight += spec.weight
@@ -349,7 +351,7 @@ class Runner:
 
     async def _score(self, scorer: Scorer[Any], case: Case) -> ScoreResult:
         try:
-            if scorer.needs_model:  # it calls the gateway from a thread (see `chat_fn`)
+            if scorer.needs_model or scorer.slow:  # a gateway call (see `chat_fn`) or a local encoder
                 return await asyncio.to_thread(scorer.score, case)
             return scorer.score(case)
         except ScorerUnavailable as exc:

@@ -22,7 +22,7 @@ from fmops.endpoints.service import EndpointService
 from fmops.errors import Conflict, NotFound, UserError
 from fmops.evals.runner import EvalCase
 from fmops.evals.suite import Suite, SuiteError, did_you_mean, parse_suite
-from fmops.evals.summary import compare_runs, compare_targets, summarize
+from fmops.evals.summary import Aggregator, compare_runs, compare_targets, summarize
 from fmops.evals.targets import Target, TargetResolver
 from fmops.jobs import JobService
 from fmops.prompts.service import PromptService
@@ -276,7 +276,7 @@ class EvalService:
     def finish(self, run_id: str) -> dict[str, Any]:
         """Summarise the stored results, record the summary and mark the run succeeded."""
         run = self.get_run(None, run_id)
-        summary = summarize(self.rows(run_id), run.definition["suite"])
+        summary = summarize(self.rows(run_id), run.definition["suite"], aggregators(run.definition))
         self.set_status(run_id, "succeeded", summary=summary, error=None)
         return summary
 
@@ -337,7 +337,7 @@ class EvalService:
         run = self.get_run(project_id, run_id)
         if run.summary is not None:
             return dict(run.summary)
-        return summarize(self.rows(run_id), run.definition["suite"])
+        return summarize(self.rows(run_id), run.definition["suite"], aggregators(run.definition))
 
     def compare(self, project_id: str, run_a: str, run_b: str | None = None) -> list[dict[str, Any]]:
         """Two runs target by target (b against a), or one run's targets against each other."""
@@ -373,6 +373,17 @@ class EvalService:
         with self.store.session() as session:
             session.execute(delete(EvalResult).where(EvalResult.run_id == run.id))
             session.execute(delete(EvalRun).where(EvalRun.id == run.id))
+
+
+def aggregators(definition: Mapping[str, Any]) -> dict[str, Aggregator]:
+    """The run-level metric of each of the suite's scorers that has its own (`aggregates`)."""
+    known = scorers()
+    found: dict[str, Aggregator] = {}
+    for spec in definition["suite"]["scorers"]:
+        cls = known.get(spec["name"])
+        if cls is not None and cls.aggregates:
+            found[spec["name"]] = cls(cls.parse_config(spec.get("config"))).aggregate
+    return found
 
 
 def _cell(value: Any) -> str:

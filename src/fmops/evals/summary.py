@@ -7,13 +7,20 @@ times out is not a model that answers wrongly. A target with no scored case fail
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
+import numpy as np
+
 from fmops.evals.stats import ALPHA, bootstrap_ci, paired_test, percentile
+from fmops.scorers.base import Aggregate, ScoreResult
 
 Row = Mapping[str, Any]
+# A scorer's run-level metric over one target's results, when it is not their mean (macro-F1, corpus
+# BLEU): `Scorer.aggregate` of the scorers that declare `aggregates`.
+Aggregator = Callable[[Sequence[ScoreResult]], Aggregate]
+AGGREGATE_RESAMPLES = 300  # each resample calls the scorer's aggregate in Python: fewer than the mean's
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -25,8 +32,55 @@ def _value(row: Row, scorer: str) -> float | None:
     return None if not isinstance(verdict, dict) else verdict.get("value")
 
 
-def summarize(rows: Sequence[Row], definition: Mapping[str, Any]) -> dict[str, Any]:
-    """Aggregates of a run's result rows; `definition` is the suite as it ran (`Suite.as_dict`)."""
+def _verdicts(rows: Sequence[Row], scorer: str) -> list[ScoreResult]:
+    found = []
+    for row in rows:
+        verdict = (row.get("scores") or {}).get(scorer)
+        if isinstance(verdict, dict):
+            value, label = verdict.get("value"), verdict.get("label")
+            found.append(
+                ScoreResult(
+                    value,
+                    label or ("error" if value is None else None),
+                    verdict.get("comment"),
+                    verdict.get("data"),
+                )
+            )
+    return found
+
+
+def _aggregated(results: list[ScoreResult], aggregate: Aggregator, seed: int) -> dict[str, Any]:
+    """The scorer's own aggregate, with a percentile bootstrap interval over resampled cases."""
+    whole = aggregate(results)
+    ci = None
+    if whole.value is not None and len(results) > 1:
+        rng = np.random.default_rng(seed)
+        values = []
+        for _ in range(AGGREGATE_RESAMPLES):
+            picked = rng.integers(0, len(results), size=len(results))
+            value = aggregate([results[i] for i in picked]).value
+            if value is not None:
+                values.append(value)
+        if values:
+            low, high = np.percentile(values, [2.5, 97.5])
+            ci = (float(low), float(high))
+    return {
+        "mean": whole.value,
+        "ci": ci,
+        "n": whole.count,
+        "undecided": whole.undecided,
+        "metrics": dict(whole.metrics),
+        "details": dict(whole.details),
+    }
+
+
+def summarize(
+    rows: Sequence[Row], definition: Mapping[str, Any], aggregators: Mapping[str, Aggregator] | None = None
+) -> dict[str, Any]:
+    """Aggregates of a run's result rows; `definition` is the suite as it ran (`Suite.as_dict`).
+
+    A scorer in `aggregators` is summarised by its own aggregate (its `mean` is then that metric:
+    macro-F1, corpus BLEU...); the others by the mean of their values."""
     seed = int(definition.get("seed", 0))
     by_target: dict[int, list[Row]] = {}
     for row in rows:
@@ -39,14 +93,19 @@ def summarize(rows: Sequence[Row], definition: Mapping[str, Any]) -> dict[str, A
         scorers = {}
         for scorer in definition["scorers"]:
             name = scorer["name"]
-            values = [v for v in (_value(r, name) for r in ok) if v is not None]
-            mean = _mean(values)
-            threshold = scorer.get("threshold")
+            if aggregators and name in aggregators:
+                agg = _aggregated(_verdicts(ok, name), aggregators[name], seed)
+            else:
+                values = [v for v in (_value(r, name) for r in ok) if v is not None]
+                agg = {
+                    "mean": _mean(values),
+                    "ci": bootstrap_ci(values, seed=seed),
+                    "n": len(values),
+                    "undecided": len(ok) - len(values),
+                }
+            mean, threshold = agg["mean"], scorer.get("threshold")
             scorers[name] = {
-                "mean": mean,
-                "ci": bootstrap_ci(values, seed=seed),
-                "n": len(values),
-                "undecided": len(ok) - len(values),
+                **agg,
                 "weight": scorer.get("weight", 1.0),
                 "threshold": threshold,
                 "passed": None if threshold is None else (mean is not None and mean >= threshold),
