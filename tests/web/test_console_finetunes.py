@@ -23,9 +23,11 @@ from playwright.sync_api import Page, expect
 from finetune.tiny import chat_records, make_tiny_model
 from fmops.errors import UserError
 from fmops.finetune.config import Method
+from fmops.store.models import EvalRun, Job
 from fmops.web.routers.console_finetunes_chart import loss_chart
 from fmops.web.routers.console_finetunes_form import defaults_yaml, settings_from_yaml
 from support.browser import create_user_key, screenshot, sign_in
+from support.security import server_store
 from support.server import RunningServer, start_server
 
 pytestmark = pytest.mark.slow  # one server, two tiny training runs and Chromium: ~40 s in all
@@ -305,6 +307,40 @@ def test_a_finished_finetune_shows_its_model_lineage_and_refuses_cancel_and_resu
         "num_threads": 1,
         "lora": {"r": 4},
     }
+
+
+def test_eval_runs_that_called_the_model_end_its_lineage(
+    web: RunningServer, engineer: tuple[httpx.Client, str], started: str
+) -> None:
+    """A run as `EvalService.start` records it (what each target resolved to); its job is not run here."""
+    assert _wait(web, started)["status"] == "succeeded"
+    targets = [
+        {"name": "tuned", "kind": "model", "model": "tiny-triage", "prompt_version": None},
+        {"name": "same-name-endpoint", "kind": "endpoint", "model": "tiny-triage", "prompt_version": None},
+    ]
+    with server_store(web) as store:
+        with store.session() as session:
+            job = session.get(Job, started)
+            assert job is not None
+            project_id = job.project_id
+        with store.write() as session:
+            session.add(
+                EvalRun(
+                    project_id=project_id,
+                    suite_name="triage-suite",
+                    definition={"targets": targets},
+                    status="succeeded",
+                    cases=3,
+                    targets=2,
+                    summary={"targets": [{"index": 0, "score": {"mean": 0.75}}, {"index": 1}]},
+                )
+            )
+    client, _ = engineer
+    page = client.get(f"/console/finetunes/{started}").text
+    rows = re.findall(r'<tr data-eval-run="[0-9a-f]+">.*?</tr>', page, re.S)
+    assert len(rows) == 1  # the endpoint that happens to share the name is another thing
+    for text in ("triage-suite", "tuned", "succeeded", "0.75"):
+        assert text in rows[0]
 
 
 def test_cancel_then_resume_from_the_page(web: RunningServer, engineer: tuple[httpx.Client, str]) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 import yaml
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal, Role
@@ -24,7 +26,7 @@ from fmops.finetune.job import KIND
 from fmops.finetune.service import FinetuneService, FinetuneView
 from fmops.jobs import JobStatus
 from fmops.platform import Platform, PlatformDep
-from fmops.store.models import Job
+from fmops.store.models import EvalRun, Job
 from fmops.web.deps import WebPrincipal, web_gate
 from fmops.web.htmx import go, is_htmx
 from fmops.web.pages import current_page
@@ -37,6 +39,7 @@ router = APIRouter(prefix=PAGE.path, include_in_schema=False, dependencies=web_g
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,32}$")]
 LOG_TAIL = 60  # log lines the page shows
 RESUMES_LOOKED_AT = 200  # newest fine-tunes searched for the ones that continue this one
+EVAL_RUNS_LOOKED_AT = 500  # newest eval runs searched for the ones that called the model
 POLL_SECONDS = 2
 
 
@@ -144,6 +147,55 @@ def _lineage(platform: Platform, me: Principal, view: FinetuneView) -> list[Line
     return steps
 
 
+@dataclass(frozen=True, slots=True)
+class EvalRunSeen:
+    """An eval run that called the fine-tuned model (as a model target, or a prompt on it)."""
+
+    id: str
+    suite: str
+    status: str
+    target: str
+    score: float | None  # the target's mean weighted score, once the run has a summary
+    created_at: datetime
+
+
+def _target_score(summary: Any, index: int) -> float | None:
+    targets = summary.get("targets") if isinstance(summary, dict) else None
+    for target in targets if isinstance(targets, list) else []:
+        if isinstance(target, dict) and target.get("index") == index:
+            score = target.get("score")
+            mean = score.get("mean") if isinstance(score, dict) else None
+            return float(mean) if isinstance(mean, int | float) else None
+    return None
+
+
+def _eval_runs(platform: Platform, me: Principal, alias: str) -> list[EvalRunSeen]:
+    """Eval runs whose targets called `alias` (what each run resolved its targets to), newest first."""
+    query = (
+        select(EvalRun)
+        .where(EvalRun.project_id == me.project_id)
+        .order_by(EvalRun.id.desc())
+        .limit(EVAL_RUNS_LOOKED_AT)
+    )
+    with platform.store.session() as session:
+        runs = list(session.scalars(query))
+    found = []
+    for run in runs:
+        targets = (run.definition or {}).get("targets")
+        for index, target in enumerate(targets if isinstance(targets, list) else []):
+            if not isinstance(target, dict) or target.get("model") != alias:
+                continue
+            if target.get("kind") not in ("model", "prompt"):  # an endpoint's name is not a model's
+                continue
+            score = _target_score(run.summary, index)
+            found.append(
+                EvalRunSeen(
+                    run.id, run.suite_name, run.status, str(target.get("name")), score, run.created_at
+                )
+            )
+    return found
+
+
 def _resumed_by(platform: Platform, me: Principal, job: Job) -> list[Job]:
     """Later fine-tunes that continue this one (a resume names the first job of the run)."""
     origin = (job.params or {}).get("resume_from") or job.id
@@ -163,6 +215,7 @@ def _live(platform: Platform, me: Principal, job_id: str) -> dict[str, Any]:
     model = None
     if view.lineage is not None and view.lineage.model_id:
         model = platform.catalog.models(me.project_id).get(view.lineage.model_alias)
+    evals = _eval_runs(platform, me, view.lineage.model_alias) if view.lineage is not None else []
     return {
         "view": view,
         "ft": view.to_dict(),
@@ -177,6 +230,7 @@ def _live(platform: Platform, me: Principal, job_id: str) -> dict[str, Any]:
         "lineage_steps": _lineage(platform, me, view),
         "resumed_by": _resumed_by(platform, me, view.job),
         "model": model,
+        "eval_runs": evals,
         "can_cancel": status in ACTIVE,
         "can_resume": status in (JobStatus.failed, JobStatus.cancelled),
         "short": short_number,
