@@ -1,12 +1,19 @@
 """A fine-tune in two processes (torchrun, gloo on the CPU) through the `finetune` job: the ranks share
-the batches, rank 0 alone reports and saves, and the job registers one model."""
+the batches, rank 0 alone reports and saves, and the job registers one model; a cancel stops both
+ranks after the same step and registers nothing."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -16,13 +23,14 @@ from fmops.artifacts import ArtifactStore
 from fmops.auth import AuthService
 from fmops.catalog import Catalog
 from fmops.datasets import DatasetService
+from fmops.finetune.job import run_dir
 from fmops.finetune.launch import main
 from fmops.jobs import JobService, JobStatus
 from fmops.jobs.worker import Worker
 from fmops.secrets import SecretBox
-from fmops.settings import load_settings
+from fmops.settings import Settings, load_settings
 from fmops.store import Store
-from fmops.store.models import Finetune
+from fmops.store.models import Finetune, Job
 from support.services import long_only
 
 CONFIG = {
@@ -41,9 +49,8 @@ def test_the_entry_point_says_how_to_call_it(capsys: pytest.CaptureFixture[str])
     assert "torchrun --nproc-per-node N -m fmops.finetune.launch SPEC.json" in capsys.readouterr().err
 
 
-@long_only  # two processes each load torch, transformers and TRL: about a minute on two cores
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_two_processes_train_and_register_one_model(store: Store, tmp_path: Path) -> None:
+def start(store: Store, tmp_path: Path, config: dict[str, Any]) -> tuple[Settings, str, str]:
+    """A project with a chat dataset and a tiny base; the job queued (settings, project, job id)."""
     settings = load_settings(
         {"home": tmp_path / "home", "database_url": store.url, "job_heartbeat_seconds": 0.1}
     )
@@ -52,14 +59,38 @@ def test_two_processes_train_and_register_one_model(store: Store, tmp_path: Path
     DatasetService(store, ArtifactStore.from_settings(settings)).create_version(
         project_id=project, name="tickets", kind="chat", batches=[chat_records(16, validation=4)]
     )
+    params = {"base": str(base), "dataset": "tickets", "config": config, "name": "two"}
+    return settings, project, JobService(store).submit("finetune", params, project_id=project).id
+
+
+def execute(store: Store, settings: Settings, job_id: str) -> Job:
     service = JobService(store)
-    params = {"base": str(base), "dataset": "tickets", "config": CONFIG, "name": "two"}
-    job_id = service.submit("finetune", params, project_id=project).id
     worker = Worker(service, settings, threading.Event())
     claimed = service.claim(worker.worker_id, ["finetune"])
     assert claimed is not None
+    assert claimed.id == job_id
     worker.execute(claimed)
-    job = service.get(job_id, None)
+    return service.get(job_id, None)
+
+
+def running(spec: Path) -> list[int]:
+    """Processes whose command line names this run's spec file (torchrun and its ranks)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(spec).encode() in cmdline.read_bytes():
+                found.append(int(cmdline.parent.name))
+        except OSError:  # the process ended meanwhile
+            continue
+    return found
+
+
+@long_only  # two processes each load torch, transformers and TRL: over 30 s on two cores
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_two_processes_train_and_register_one_model(store: Store, tmp_path: Path) -> None:
+    settings, project, job_id = start(store, tmp_path, CONFIG)
+    service = JobService(store)
+    job = execute(store, settings, job_id)
 
     assert job.status == JobStatus.succeeded, job.error
     with store.session() as session:
@@ -80,3 +111,72 @@ def test_two_processes_train_and_register_one_model(store: Store, tmp_path: Path
     assert job.state is not None
     assert Path(job.state["checkpoint"]).name == "checkpoint-3"  # rank 0 reported the saves
     shutil.rmtree(run)
+
+
+@long_only
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_cancel_stops_both_ranks_and_registers_nothing(store: Store, tmp_path: Path) -> None:
+    settings, project, job_id = start(store, tmp_path, {**CONFIG, "max_steps": 500, "save_steps": 100})
+    service = JobService(store)
+
+    def cancel_once_training() -> None:
+        while not any('"event": "train"' in log.line for log in service.logs(job_id, None)):
+            threading.Event().wait(0.05)
+        service.cancel(job_id, None)
+
+    canceller = threading.Thread(target=cancel_once_training, daemon=True)
+    canceller.start()
+    job = execute(store, settings, job_id)
+    canceller.join(timeout=10)
+
+    assert job.status == JobStatus.cancelled
+    with store.session() as session:
+        assert session.scalars(select(Finetune).where(Finetune.job_id == job_id)).all() == []
+    models = Catalog(store, settings, SecretBox.from_settings(settings)).models(project)
+    assert "two" not in models
+    launch = run_dir(settings, job_id) / "launch"
+    outcomes = {p.name: json.loads(p.read_text()) for p in launch.glob("rank-*.json")}
+    assert sorted(outcomes) == ["rank-0.json", "rank-1.json"]  # both ranks stopped, at the same step
+    steps = {o["interrupted"].split()[3] for o in outcomes.values()}
+    assert len(steps) == 1
+    checkpoint = run_dir(settings, job_id) / f"checkpoint-{steps.pop().rstrip(';')}"
+    assert (checkpoint / "trainer_state.json").is_file()  # resumable
+    assert running(launch / "spec.json") == []
+
+
+KILLED_PARENT = """
+import sys
+sys.path.insert(0, {here!r})
+from pathlib import Path
+from finetune.tiny import chat_records
+from fmops.finetune.config import FinetuneConfig, Method
+from fmops.finetune.data import split_records
+from fmops.finetune.launch import train_in_processes
+train_in_processes(processes=2, base_weights={base!r}, config=FinetuneConfig.from_dict({config!r}),
+                   splits=split_records(Method.sft, "chat", [chat_records(16)]), output_dir=Path({out!r}),
+                   on_event=lambda e: print("STEP", e.step, flush=True))
+"""
+
+
+@long_only
+def test_ranks_end_when_the_process_that_started_them_is_killed(tmp_path: Path) -> None:
+    """A SIGKILLed job worker leaves no ranks training on (they would race its resumed attempt)."""
+    base = make_tiny_model(tmp_path / "base")
+    out = tmp_path / "run"
+    config = {**CONFIG, "max_steps": 500, "save_steps": 100}
+    code = KILLED_PARENT.format(
+        here=str(Path(__file__).parent.parent), base=str(base), config=config, out=str(out)
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    for line in parent.stdout:  # training has started in both ranks
+        if line.startswith("STEP"):
+            break
+    spec = out / "launch" / "spec.json"
+    assert len(running(spec)) == 3  # torchrun and two ranks
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 60
+    while running(spec) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert running(spec) == []
