@@ -177,3 +177,46 @@ def test_dpo_on_pairs_from_feedback_moves_the_preference_margin(
     # Each pair's chosen answer gained on its rejected one, by a clear amount on average.
     assert all(t > b for t, b in zip(trained, before, strict=True)), (before, trained)
     assert sum(trained) / 4 - sum(before) / 4 > 1.0, (before, trained)
+
+
+def test_dpo_with_a_validation_split_reports_validation_rewards(tiny: Path, tmp_path: Path) -> None:
+    """Length-grouped batches (the default sampling) work for preference rows in training and in
+    evaluation, and the validation pairs give DPO's validation loss and reward margin."""
+    from fmops.finetune.config import FinetuneConfig, Method
+    from fmops.finetune.data import split_records
+    from fmops.finetune.trainer import train
+
+    def pair(question: str, good: str, bad: str, split: str = "train") -> dict[str, Any]:
+        return {
+            "prompt": [{"role": "user", "content": question}],
+            "chosen": [{"role": "assistant", "content": label(good)}],
+            "rejected": [{"role": "assistant", "content": label(bad)}],
+            "metadata": {"split": split},
+        }
+
+    records = [
+        pair("refund #12", "billing", "technical"),
+        pair("password #3 please help me log in", "account", "shipping"),
+        pair("parcel #7", "shipping", "other"),
+        pair("crash #9 when I open the app", "technical", "billing"),
+        pair("invoice #4", "billing", "account", "validation"),
+        pair("courier #2 never came", "shipping", "technical", "validation"),
+    ]
+    config = FinetuneConfig.from_dict({**CONFIG, "max_steps": 2, "eval_steps": 2}, Method.dpo)
+    assert config.training_values()["train_sampling_strategy"] == "group_by_length"
+    result = train(
+        base_weights=str(tiny),
+        config=config,
+        splits=split_records(Method.dpo, "preference", [records]),
+        output_dir=tmp_path,
+    )
+    metrics = result.metrics
+    assert (metrics["train_records"], metrics["validation_records"], metrics["steps"]) == (4, 2, 2)
+    assert math.isfinite(metrics["eval_loss"])
+    assert set(metrics["preference"]["validation"]) == {
+        "rewards/margins",
+        "rewards/accuracies",
+        "rewards/chosen",
+        "rewards/rejected",
+    }
+    assert any(e.kind == "eval" for e in result.events)
