@@ -16,7 +16,6 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from fmops.artifacts import ArtifactStore
 from fmops.auth import DEFAULT_PROJECT
 from fmops.cli.common import console, err_console, fmt, local_platform, print_rows, project_id_of
 from fmops.datasets import DatasetService, VersionInfo
@@ -37,7 +36,7 @@ REF = typer.Argument(..., help="NAME (newest version), NAME@VERSION, or a versio
 def service() -> DatasetService:
     """The datasets of the local store (also for the commands other modules register)."""
     platform = local_platform()
-    return DatasetService(platform.store, ArtifactStore.from_settings(platform.settings))
+    return platform.datasets
 
 
 def version_data(version: VersionInfo) -> dict[str, Any]:

@@ -7,7 +7,6 @@ Run on the server's machine, as its operator: annotators work queues in the cons
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -17,9 +16,9 @@ from rich.markup import escape
 
 from fmops.annotation import AnnotationService, QueueCreate, QueueView
 from fmops.auth import DEFAULT_PROJECT, Principal, Role
+from fmops.cli import trace_filters as opts
 from fmops.cli.common import actor, console, fmt, local_platform, print_rows
 from fmops.cli.data import print_version, service
-from fmops.cli.data_traces import trace_filters
 from fmops.datasets.from_traces import filter_json
 from fmops.errors import UserError
 
@@ -84,18 +83,21 @@ def _progress(view: QueueView) -> str:
 @app.command("create")
 def create(
     name: str = typer.Argument(..., help="Queue name"),
-    model: str | None = typer.Option(None, "--model"),
-    endpoint: str | None = typer.Option(None, "--endpoint"),
-    prompt: str | None = typer.Option(None, "--prompt", help="Prompt name, or NAME:VERSION"),
-    variant: str | None = typer.Option(None, "--variant"),
-    user: str | None = typer.Option(None, "--user"),
-    status: str | None = typer.Option(None, "--status", help="ok or error"),
-    feedback: str | None = typer.Option(None, "--feedback", help="any, none, positive or negative"),
-    score: str | None = typer.Option(None, "--score", help="NAME, NAME>=X, NAME<=X or NAME=X..Y"),
-    q: str | None = typer.Option(None, "--q", help="Text in the input or output"),
-    since: str | None = typer.Option(None, "--since", help="Only traces newer than this, e.g. 1h, 7d"),
-    start: datetime | None = typer.Option(None, "--start", help="Only traces from this time (UTC)"),
-    end: datetime | None = typer.Option(None, "--end", help="Only traces before this time (UTC)"),
+    model: opts.Model = None,
+    provider: opts.Provider = None,
+    status: opts.Status = None,
+    user: opts.User = None,
+    session: opts.Session = None,
+    endpoint: opts.Endpoint = None,
+    prompt: opts.Prompt = None,
+    variant: opts.Variant = None,
+    feedback: opts.Feedback = None,
+    score: opts.Score = None,
+    q: opts.Q = None,
+    tag: opts.Tag = None,
+    since: opts.Since = None,
+    start: opts.Start = None,
+    end: opts.End = None,
     rate: float = typer.Option(1.0, "--rate", help="Sampling rate in (0, 1], by trace id"),
     max_items: int = typer.Option(1000, "--max-items", help="Items at most"),
     label: list[str] = typer.Option(
@@ -108,19 +110,22 @@ def create(
     project: str = PROJECT,
 ) -> None:
     """Make a queue from the traces a filter matches (sampled), with a label schema."""
-    filters = trace_filters(
+    filters = opts.trace_filters(
+        model=model,
+        provider=provider,
+        status=status,
+        user=user,
+        session=session,
+        endpoint=endpoint,
+        prompt=prompt,
+        variant=variant,
+        feedback=feedback,
+        score=score,
+        q=q,
+        tag=tag,
         since=since,
         start=start,
         end=end,
-        prompt=prompt,
-        score=score,
-        model=model,
-        endpoint=endpoint,
-        variant=variant,
-        user=user,
-        status=status,
-        feedback=feedback,
-        q=q,
     )
     body = _body(
         {

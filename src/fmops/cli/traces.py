@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -13,15 +12,15 @@ import typer
 from rich.text import Text
 from rich.tree import Tree
 
+from fmops.cli import trace_filters as opts
 from fmops.cli.common import console, err_console, fmt, local_platform
-from fmops.errors import UserError
+from fmops.cli.trace_filters import parse_since as parse_since  # `fmops stats` reads durations alike
 from fmops.store import utcnow
 from fmops.store.models import Span
 from fmops.tracing.query import MAX_LIMIT, SpanNode, TraceFilters, TraceQuery
 
 app = typer.Typer(help="Traces: search spans, tail new ones, show a trace.", no_args_is_help=True)
 
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _COLUMNS = ["start", "trace_id", "model", "status", "latency_ms", "tokens", "cost", "user", "project"]
 # How far back `tail` looks for spans written late (a long call's span starts when the call did).
 TAIL_LOOKBACK = timedelta(minutes=10)
@@ -29,15 +28,6 @@ TAIL_LOOKBACK = timedelta(minutes=10)
 
 def _project_option() -> Any:
     return typer.Option(None, "--project", help="Only this project (default: every project)")
-
-
-def parse_since(value: str) -> timedelta:
-    match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", value)
-    if match is None:
-        raise typer.BadParameter(
-            f"{value!r} is not a duration: use e.g. 30s, 15m, 1h, 7d", param_hint="--since"
-        )
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 
 def _project_ids(project: str | None) -> tuple[str | None, dict[str, str]]:
@@ -50,7 +40,7 @@ def _project_ids(project: str | None) -> tuple[str | None, dict[str, str]]:
         return platform.auth.project_by_name(session, project).id, names
 
 
-def _row(span: Span, names: dict[str, str]) -> dict[str, Any]:
+def _row(span: Span, names: dict[str, str], tags: dict[tuple[str, str], list[str]]) -> dict[str, Any]:
     tokens = None if span.input_tokens is None else (span.input_tokens or 0) + (span.output_tokens or 0)
     return {
         "start": span.start_time,
@@ -65,6 +55,7 @@ def _row(span: Span, names: dict[str, str]) -> dict[str, Any]:
         "user": span.user,
         "project": names.get(span.project_id, span.project_id),
         "error": span.status_message,
+        "tags": tags.get((span.project_id, span.span_id), []),
     }
 
 
@@ -75,6 +66,8 @@ def _line(row: dict[str, Any]) -> Text:
     line.append(f"{row['status']:<6}", style="red" if row["status"] == "error" else "green")
     line.append(f"  {fmt(row['model']):<20} {_text(row['latency_ms']):>8} ms {fmt(row['tokens']):>6} tok")
     line.append(f"  {_text(row['cost'])}  {fmt(row['user'])}  {row['project']}")
+    if row["tags"]:
+        line.append("  #" + " #".join(row["tags"]), style="cyan")
     if row["error"]:
         line.append("  " + row["error"][:200], style="red")
     return line
@@ -99,81 +92,66 @@ def _print(rows: Sequence[dict[str, Any]], *, as_json: bool, header: bool = True
         console.print(_line(row), highlight=False, soft_wrap=True)
 
 
-def _int(text: str, option: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise UserError(f"{option}: {text!r} is not a whole number") from None
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise UserError(f"--score: {text!r} is not a number") from None
-
-
-def _score_range(spec: str | None) -> tuple[str | None, float | None, float | None]:
-    """`judge`, `judge>=3`, `judge<=2`, `judge=3..5` -> (name, low, high)."""
-    if not spec:
-        return None, None, None
-    for op in (">=", "<=", "="):
-        name, found, bound = spec.partition(op)
-        if found:
-            if op == ">=":
-                return name, _float(bound), None
-            if op == "<=":
-                return name, None, _float(bound)
-            low, dots, high = bound.partition("..")
-            return (name, _float(low), _float(high)) if dots else (name, _float(bound), _float(bound))
-    return spec, None, None
-
-
 @app.command("search")
 def search(
-    model: str | None = typer.Option(None, "--model"),
-    provider: str | None = typer.Option(None, "--provider"),
-    status: str | None = typer.Option(None, "--status", help="ok or error"),
-    user: str | None = typer.Option(None, "--user"),
-    session_id: str | None = typer.Option(None, "--session"),
-    endpoint: str | None = typer.Option(None, "--endpoint"),
-    prompt: str | None = typer.Option(None, "--prompt", help="Prompt name, or NAME:VERSION"),
-    feedback: str | None = typer.Option(None, "--feedback", help="any, none, positive or negative"),
-    score: str | None = typer.Option(
-        None, "--score", help="NAME, NAME>=X, NAME<=X or NAME=X..Y: traces with that evaluator score"
-    ),
-    q: str | None = typer.Option(None, "--q", help="Text in the input or output (case-insensitive)"),
-    since: str | None = typer.Option(None, "--since", help="Only spans newer than this, e.g. 1h, 30m, 7d"),
+    model: opts.Model = None,
+    provider: opts.Provider = None,
+    status: opts.Status = None,
+    user: opts.User = None,
+    session: opts.Session = None,
+    endpoint: opts.Endpoint = None,
+    prompt: opts.Prompt = None,
+    variant: opts.Variant = None,
+    feedback: opts.Feedback = None,
+    score: opts.Score = None,
+    q: opts.Q = None,
+    tag: opts.Tag = None,
+    since: opts.Since = None,
+    start: opts.Start = None,
+    end: opts.End = None,
     limit: int = typer.Option(50, "--limit", min=1, max=MAX_LIMIT),
     project: str | None = _project_option(),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per span"),
 ) -> None:
     """Spans, newest first."""
     project_id, names = _project_ids(project)
-    prompt_name, _, version = (prompt or "").partition(":")
-    score_name, low, high = _score_range(score)
-    filters = TraceFilters(
-        start=utcnow() - parse_since(since) if since else None,
+    filters = opts.trace_filters(
         model=model,
         provider=provider,
         status=status,
         user=user,
-        session_id=session_id,
+        session=session,
         endpoint=endpoint,
-        prompt_name=prompt_name or None,
-        prompt_version=_int(version, "--prompt") if version else None,
+        prompt=prompt,
+        variant=variant,
         feedback=feedback,
-        score_name=score_name,
-        min_score=low,
-        max_score=high,
+        score=score,
         q=q,
+        tag=tag,
+        since=since,
+        start=start,
+        end=end,
     )
-    page = TraceQuery(local_platform().store).search(project_id, filters, limit=limit)
-    rows = [_row(s, names) for s in page.spans]
+    query = TraceQuery(local_platform().store)
+    page = query.search(project_id, filters, limit=limit)
+    tags = _tags(query, page.spans)
+    rows = [_row(s, names, tags) for s in page.spans]
     if as_json:
         console.print(orjson.dumps(rows, default=str).decode(), markup=False, highlight=False, soft_wrap=True)
     else:
         _print(rows, as_json=False)
+
+
+def _tags(query: TraceQuery, spans: Sequence[Span]) -> dict[tuple[str, str], list[str]]:
+    """The tags of a page's spans, by (project, span id): a search may cover every project."""
+    by_project: dict[str, list[str]] = {}
+    for span in spans:
+        by_project.setdefault(span.project_id, []).append(span.span_id)
+    return {
+        (project, span_id): tags
+        for project, ids in by_project.items()
+        for span_id, tags in query.tags_of(project, ids).items()
+    }
 
 
 @app.command("tail")
@@ -210,7 +188,8 @@ def tail(
         }
         shown = fresh[:last] if first else fresh
         if shown:
-            _print([_row(s, names) for s in reversed(shown)], as_json=as_json, header=first)
+            tags = _tags(query, shown)
+            _print([_row(s, names, tags) for s in reversed(shown)], as_json=as_json, header=first)
         if first:
             err_console.print("following new spans (Ctrl-C to stop)")
         first = False
@@ -245,7 +224,7 @@ def _messages(parent: Tree, value: Any) -> None:
             parent.add(Text(_text(message)))
 
 
-def _tree(node: SpanNode, parent: Tree) -> None:
+def _tree(node: SpanNode, parent: Tree, tags: dict[tuple[str, str], list[str]]) -> None:
     span = node.span
     label = Text(f"{span.name} ", style="bold")
     label.append(f"[{span.kind}] ", style="dim")
@@ -262,6 +241,7 @@ def _tree(node: SpanNode, parent: Tree) -> None:
         "tokens": f"{fmt(span.input_tokens)} in, {fmt(span.output_tokens)} out",
         "cost": span.cost,
         "error": span.status_message,
+        "tags": ", ".join(tags.get((span.project_id, span.span_id), [])) or None,
         "input": span.input,
         "output": span.output,
     }
@@ -272,7 +252,7 @@ def _tree(node: SpanNode, parent: Tree) -> None:
         if value is not None:
             _messages(branch.add(Text(key, style="bold")), value)
     for child in node.children:
-        _tree(child, branch)
+        _tree(child, branch, tags)
 
 
 @app.command("show")
@@ -283,17 +263,24 @@ def show(
 ) -> None:
     """A trace's spans as a tree, with their inputs and outputs."""
     project_id, _ = _project_ids(project)
-    roots = TraceQuery(local_platform().store).get_trace(project_id, trace_id)
+    query = TraceQuery(local_platform().store)
+    roots = query.get_trace(project_id, trace_id)
+    tags = _tags(query, _spans(roots))
     if as_json:
 
         def node(n: SpanNode) -> dict[str, Any]:
             columns = {c.key: getattr(n.span, c.key) for c in Span.__table__.columns}
-            return {**columns, "children": [node(c) for c in n.children]}
+            mine = tags.get((n.span.project_id, n.span.span_id), [])
+            return {**columns, "tags": mine, "children": [node(c) for c in n.children]}
 
         body = {"trace_id": trace_id, "spans": [node(r) for r in roots]}
         console.print(orjson.dumps(body, default=str).decode(), markup=False, highlight=False, soft_wrap=True)
         return
     tree = Tree(Text(f"trace {trace_id}", style="bold"))
     for root in roots:
-        _tree(root, tree)
+        _tree(root, tree, tags)
     console.print(tree)
+
+
+def _spans(nodes: list[SpanNode]) -> list[Span]:
+    return [s for n in nodes for s in (n.span, *_spans(n.children))]

@@ -41,6 +41,7 @@ from fmops.providers.registry import get_provider_class
 from fmops.providers.sse import DONE, encode
 from fmops.store import utcnow
 from fmops.tracing import TraceWriter
+from fmops.tracing.tags import parse_tags
 
 if TYPE_CHECKING:
     from fmops.endpoints.resolver import EndpointResolver, Resolved
@@ -187,6 +188,8 @@ class Gateway:
             session_id=session_id,
             input={"messages": body["messages"], "params": params},
         )
+        if req.metadata and "tags" in req.metadata:  # OpenAI's metadata values are strings: comma-separated
+            record.tags = parse_tags(req.metadata["tags"], param="metadata.tags")
         record.follow(traceparent)
         return record
 

@@ -75,6 +75,7 @@ class CallRecord:
     prompt_name: str | None = None
     prompt_version: int | None = None
     variant: str | None = None
+    tags: tuple[str, ...] = ()  # the caller's (metadata.tags), stored as span_tags rows
     # The rate-limit reservation made at admission, released or settled exactly once.
     admission: Any = None
     settled: bool = False
@@ -102,7 +103,7 @@ class CallRecord:
             "gen_ai.usage.output_tokens": self.output_tokens,
             **self.attributes,
         }
-        return {
+        row = {
             "span_id": self.span_id,
             "trace_id": self.trace_id,
             "parent_span_id": self.parent_span_id,
@@ -133,3 +134,6 @@ class CallRecord:
             "output": self.output,
             "attributes": {k: v for k, v in attributes.items() if v is not None},
         }
+        if self.tags:
+            row["tags"] = self.tags
+        return row

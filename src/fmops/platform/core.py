@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from functools import cached_property
+from typing import TYPE_CHECKING, Protocol
 
 from fmops.alerts import AlertService
 from fmops.alerts.evaluate import AlertEvaluator
@@ -31,6 +32,9 @@ from fmops.tracing.metrics import Metrics
 from fmops.tracing.otlp import OtlpExporter
 from fmops.tracing.retention import RetentionScheduler
 from fmops.tracing.search_index import SearchIndexer
+
+if TYPE_CHECKING:
+    from fmops.datasets import DatasetService
 
 log = logging.getLogger(__name__)
 ShutdownHook = Callable[[], Awaitable[None]]
@@ -64,6 +68,16 @@ class Platform:
 
     def __post_init__(self) -> None:
         self.web_sessions = SessionService(self.store, self.auth, hours=self.settings.web_session_hours)
+
+    @cached_property
+    def datasets(self) -> DatasetService:
+        """Datasets in the store and the artifact store (`FMOPS_ARTIFACT_URL`): one for every caller.
+
+        Built on first use, so a process that never touches datasets does not load pyarrow."""
+        from fmops.artifacts import ArtifactStore
+        from fmops.datasets import DatasetService
+
+        return DatasetService(self.store, ArtifactStore.from_settings(self.settings))
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Platform:

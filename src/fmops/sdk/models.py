@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Model(BaseModel):
@@ -44,6 +44,7 @@ class SpanSummary(_Model):
     latency_ms: float | None = None
     ttft_ms: float | None = None
     cache_hit: bool = False
+    tags: list[str] = Field(default_factory=list)
     input: Any = None
     output: Any = None
 

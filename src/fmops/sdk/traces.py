@@ -39,6 +39,7 @@ class TraceFilters(TypedDict, total=False):
     min_score: float
     max_score: float
     q: str  # text in the input or output
+    tags: list[str]  # spans carrying every one of these tags
     include_io: bool  # include each span's input and output
 
 
@@ -51,6 +52,8 @@ class Traces:
     ) -> TracePage:
         """One page of spans, newest first; pass `cursor=page.next_cursor` for the next one."""
         params: dict[str, Any] = {**filters, "limit": limit, "cursor": cursor}
+        if "tags" in filters:  # one comma-separated query parameter
+            params["tags"] = ",".join(filters["tags"])
         return TracePage.model_validate(self._client.request("GET", "/api/traces", params=params))
 
     def iter(self, *, page_size: int = 100, **filters: Unpack[TraceFilters]) -> Iterator[SpanSummary]:

@@ -3,6 +3,10 @@
 A cursor is the (start_time, span_id) of the last span of a page, base64-encoded so that callers
 treat it as opaque. Paging by key, not by offset, keeps every page as cheap as the first and never
 skips or repeats a span when new ones arrive between pages.
+
+A tag filter reads `span_tags` first: its (project, tag, start_time, span_id) index yields the
+tagged spans newest first, each joined to its span by key, so a rare tag among a million spans is
+found without walking the others, and a common one without sorting all of its spans.
 """
 
 from __future__ import annotations
@@ -14,13 +18,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, String, Text, and_, cast, exists, literal_column, or_, select, text
-from sqlalchemy.orm import defer
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Text,
+    and_,
+    cast,
+    exists,
+    literal_column,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.orm import aliased, defer
 
 from fmops.errors import NotFound, UserError
 from fmops.store import Store
-from fmops.store.models import Score, Span
+from fmops.store.models import Score, Span, SpanTag
 from fmops.tracing.search_index import pending_condition
+from fmops.tracing.tags import MAX_FILTER_TAGS, parse_tags
 
 MAX_LIMIT = 500
 FEEDBACK_FILTERS = ("any", "none", "positive", "negative")
@@ -61,9 +78,14 @@ class TraceFilters:
     min_score: float | None = None
     max_score: float | None = None
     q: str | None = None  # case-insensitive substring of the input or output JSON
+    tags: tuple[str, ...] = ()  # spans carrying every one of these tags
 
     def __post_init__(self) -> None:
         """Naive times are UTC; contradictory filters are a mistake worth naming, not an empty page."""
+        if self.tags:
+            object.__setattr__(self, "tags", parse_tags(self.tags, limit=MAX_FILTER_TAGS))
+        elif not isinstance(self.tags, tuple):
+            object.__setattr__(self, "tags", ())
         for name in ("start", "end"):
             value = getattr(self, name)
             if value is not None and value.tzinfo is None:
@@ -203,6 +225,14 @@ class TraceQuery:
             where.append(exists().where(*score))
         if f.q is not None:
             where.append(self._text_match(f.q))
+        # The first tag drives the search (see `search`); every further one is a key look-up.
+        for tag in f.tags[1:]:
+            other = aliased(SpanTag)  # not the driving span_tags of the outer query
+            where.append(
+                exists().where(
+                    other.project_id == Span.project_id, other.span_id == Span.span_id, other.tag == tag
+                )
+            )
         return where
 
     def search(
@@ -218,26 +248,51 @@ class TraceQuery:
         filters = filters or TraceFilters()
         if not 1 <= limit <= MAX_LIMIT:
             raise UserError(f"limit must be between 1 and {MAX_LIMIT}", param="limit")
-        query = (
-            select(Span)
-            .where(*self._conditions(project_id, filters))
-            .order_by(Span.start_time.desc(), Span.span_id.desc())
-            .limit(limit)
-        )
+        query = self._ordered(project_id, filters).where(*self._conditions(project_id, filters)).limit(limit)
         if not include_io:
             query = query.options(defer(Span.input), defer(Span.output), defer(Span.attributes))
         if cursor is not None:
             after_time, after_id = decode_cursor(cursor)
-            query = query.where(
-                or_(
-                    Span.start_time < after_time,
-                    and_(Span.start_time == after_time, Span.span_id < after_id),
-                )
+            # On the driving table's columns: the same values (a tag row copies its span's start).
+            time_col, id_col = (
+                (SpanTag.start_time, SpanTag.span_id) if filters.tags else (Span.start_time, Span.span_id)
             )
+            query = query.where(or_(time_col < after_time, and_(time_col == after_time, id_col < after_id)))
         with self.store.session() as session:
             spans = list(session.scalars(query))
         next_cursor = encode_cursor(spans[-1]) if len(spans) == limit else None
         return SpanPage(spans=spans, next_cursor=next_cursor)
+
+    @staticmethod
+    def _ordered(project_id: str | None, filters: TraceFilters) -> Select[Span]:
+        """Spans newest first; with tags, read through the first tag's rows in their index order."""
+        if not filters.tags:
+            return select(Span).order_by(Span.start_time.desc(), Span.span_id.desc())
+        on_span = and_(SpanTag.project_id == Span.project_id, SpanTag.span_id == Span.span_id)
+        query = select(Span).select_from(SpanTag).join(Span, on_span).where(SpanTag.tag == filters.tags[0])
+        if project_id is not None:
+            query = query.where(SpanTag.project_id == project_id)
+        # The time bounds on the tag rows too, so the index range is narrowed, not just filtered.
+        if filters.start is not None:
+            query = query.where(SpanTag.start_time >= filters.start)
+        if filters.end is not None:
+            query = query.where(SpanTag.start_time < filters.end)
+        return query.order_by(SpanTag.start_time.desc(), SpanTag.span_id.desc())
+
+    def tags_of(self, project_id: str, span_ids: list[str]) -> dict[str, list[str]]:
+        """Each span's tags (sorted), for the spans of one page or trace; untagged spans are absent."""
+        found: dict[str, list[str]] = {}
+        if not span_ids:
+            return found
+        query = (
+            select(SpanTag.span_id, SpanTag.tag)
+            .where(SpanTag.project_id == project_id, SpanTag.span_id.in_(set(span_ids)))
+            .order_by(SpanTag.span_id, SpanTag.tag)
+        )
+        with self.store.session() as session:
+            for span_id, tag in session.execute(query):
+                found.setdefault(span_id, []).append(tag)
+        return found
 
     def get_trace(self, project_id: str | None, trace_id: str) -> list[SpanNode]:
         """The trace's root spans, each with its children, siblings ordered by start time.

@@ -30,7 +30,7 @@ from fmops.jobs import JobContext, JobStatus, job_kind
 from fmops.periodic import Periodic
 from fmops.stats.rollup import delete_before
 from fmops.store import Store, utcnow
-from fmops.store.models import Job, Project, Score, Span
+from fmops.store.models import Job, Project, Score, Span, SpanTag
 
 log = logging.getLogger(__name__)
 KIND = "traces.retention"
@@ -77,9 +77,16 @@ def _delete_chunk(store: Store, policy: ProjectRetention, cutoff: datetime, chun
     with store.write() as session:
         some = select(Span.span_id).where(_expired(policy, cutoff)).limit(chunk)
         mine = delete(Span).where(Span.project_id == policy.project_id, Span.span_id.in_(some))
-        deleted = list(session.scalars(mine.returning(Span.trace_id)))
-        if not deleted:
+        deleted_rows = session.execute(mine.returning(Span.trace_id, Span.span_id)).all()
+        if not deleted_rows:
             return 0, 0
+        deleted = [trace_id for trace_id, _ in deleted_rows]
+        # Their tags, by key (the span_tags primary key starts with project and span).
+        session.execute(
+            delete(SpanTag).where(
+                SpanTag.project_id == policy.project_id, SpanTag.span_id.in_([s for _, s in deleted_rows])
+            )
+        )
         delete_before(session, policy.project_id, cutoff)  # stats roll-ups of the expired hours
         traces = set(deleted)
         spans_left = exists().where(Span.project_id == Score.project_id, Span.trace_id == Score.trace_id)

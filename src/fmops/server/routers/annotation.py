@@ -5,9 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Path, Response
 
 from fmops.annotation import AnnotationService, QueueView
-from fmops.artifacts import ArtifactStore
 from fmops.auth import Principal, Role
-from fmops.datasets import DatasetService
 from fmops.platform import Platform, PlatformDep
 from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
@@ -36,7 +34,7 @@ ItemId = Path(min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
 
 
 def annotation_service(platform: Platform) -> AnnotationService:
-    datasets = DatasetService(platform.store, ArtifactStore.from_settings(platform.settings))
+    datasets = platform.datasets
     return AnnotationService(platform.store, platform.tracer, datasets)
 
 

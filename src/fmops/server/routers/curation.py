@@ -11,11 +11,9 @@ from fastapi import APIRouter
 from fastapi import Path as PathParam
 from pydantic import Field
 
-from fmops.artifacts import ArtifactStore
 from fmops.auth import Role
 from fmops.curation import steps
 from fmops.curation.job import KIND, submit
-from fmops.datasets import DatasetService
 from fmops.datasets.service import NAME_PATTERN
 from fmops.jobs import get_kind
 from fmops.platform import PlatformDep
@@ -54,7 +52,7 @@ def curate(
     name: str = PathParam(pattern=NAME_PATTERN, description="The dataset's name"),
 ) -> JobPublic:
     principal.require(get_kind(KIND).min_role, "curate datasets")
-    datasets = DatasetService(platform.store, ArtifactStore.from_settings(platform.settings))
+    datasets = platform.datasets
     job = submit(
         platform.jobs,
         datasets,

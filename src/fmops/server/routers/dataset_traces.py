@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from fmops.artifacts import ArtifactStore
 from fmops.auth import Role
-from fmops.datasets import DatasetService, VersionInfo
+from fmops.datasets import VersionInfo
 from fmops.datasets.from_traces import TraceDatasets, parse_filter
 from fmops.platform import Platform, PlatformDep
 from fmops.server.deps import PrincipalDep, gate
@@ -16,7 +15,7 @@ router = APIRouter(prefix="/api/datasets", tags=["datasets"], dependencies=gate(
 
 
 def trace_datasets(platform: Platform) -> TraceDatasets:
-    datasets = DatasetService(platform.store, ArtifactStore.from_settings(platform.settings))
+    datasets = platform.datasets
     return TraceDatasets(platform.store, datasets)
 
 

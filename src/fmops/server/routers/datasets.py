@@ -20,7 +20,6 @@ from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
-from fmops.artifacts import ArtifactStore
 from fmops.auth import Role
 from fmops.datasets import DatasetService, VersionInfo
 from fmops.datasets.export import jsonl_lines, write_parquet_to
@@ -40,7 +39,7 @@ _COPY_CHUNK = 1024 * 1024
 
 
 def datasets(platform: Platform) -> DatasetService:
-    return DatasetService(platform.store, ArtifactStore.from_settings(platform.settings))
+    return platform.datasets
 
 
 def version_public(version: VersionInfo) -> VersionPublic:

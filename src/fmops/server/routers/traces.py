@@ -14,27 +14,41 @@ from fmops.server.schemas.base import Page
 from fmops.server.schemas.traces import SpanSummary, SpanTreeNode, TracePublic
 from fmops.store.models import Span
 from fmops.tracing.query import MAX_LIMIT, SpanNode, TraceFilters, TraceQuery
+from fmops.tracing.tags import MAX_FILTER_TAGS, MAX_TAG_LENGTH, TAG_PATTERN, parse_tags
 
 router = APIRouter(prefix="/api/traces", tags=["traces"], dependencies=gate(Role.engineer))
 
 
-_SUMMARY_FIELDS = [name for name in SpanSummary.model_fields if name not in ("input", "output")]
+_SUMMARY_FIELDS = [name for name in SpanSummary.model_fields if name not in ("input", "output", "tags")]
+# The tag rule in the schema itself, so a client knows it before asking: up to 10 tags, comma-separated.
+_ONE_TAG = TAG_PATTERN[1:-1]
+TagsQuery = Query(
+    None,
+    pattern=f"^{_ONE_TAG}(,{_ONE_TAG}){{0,{MAX_FILTER_TAGS - 1}}}$",
+    max_length=MAX_FILTER_TAGS * (MAX_TAG_LENGTH + 1),
+    description="Comma-separated tags: spans carrying all of them",
+)
 
 
-def _summary(span: Span, include_io: bool) -> SpanSummary:
+def _summary(span: Span, include_io: bool, tags: dict[str, list[str]]) -> SpanSummary:
     # Reads only the loaded columns: input and output are not fetched unless asked for.
     fields = [*_SUMMARY_FIELDS, "input", "output"] if include_io else _SUMMARY_FIELDS
-    return SpanSummary.model_validate({name: getattr(span, name) for name in fields})
+    values = {name: getattr(span, name) for name in fields}
+    return SpanSummary.model_validate({**values, "tags": tags.get(span.span_id, [])})
 
 
-def _node(node: SpanNode) -> SpanTreeNode:
+def _node(node: SpanNode, tags: dict[str, list[str]]) -> SpanTreeNode:
     return SpanTreeNode.model_validate(
         {
-            **_summary(node.span, include_io=True).model_dump(),
+            **_summary(node.span, True, tags).model_dump(),
             "attributes": node.span.attributes or {},
-            "children": [_node(c) for c in node.children],
+            "children": [_node(c, tags) for c in node.children],
         }
     )
+
+
+def _span_ids(nodes: list[SpanNode]) -> list[str]:
+    return [i for n in nodes for i in (n.span.span_id, *_span_ids(n.children))]
 
 
 @router.get("", response_model=Page[SpanSummary], summary="Search spans, newest first")
@@ -67,6 +81,7 @@ def search_traces(
     min_score: float | None = Query(None, allow_inf_nan=False, description="Lowest value of score_name"),
     max_score: float | None = Query(None, allow_inf_nan=False, description="Highest value of score_name"),
     q: str | None = text_query(500, "Text in the input or output"),
+    tags: str | None = TagsQuery,
     include_io: bool = Query(False, description="Include each span's full input and output"),
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     cursor: str | None = Query(
@@ -102,16 +117,21 @@ def search_traces(
         min_score=min_score,
         max_score=max_score,
         q=q,
+        tags=parse_tags(tags or "", limit=MAX_FILTER_TAGS),
     )
-    page = TraceQuery(platform.store).search(
-        principal.project_id, filters, limit=limit, cursor=cursor, include_io=include_io
+    query = TraceQuery(platform.store)
+    page = query.search(principal.project_id, filters, limit=limit, cursor=cursor, include_io=include_io)
+    shown = query.tags_of(principal.project_id, [s.span_id for s in page.spans])
+    return Page[SpanSummary](
+        data=[_summary(s, include_io, shown) for s in page.spans], next_cursor=page.next_cursor
     )
-    return Page[SpanSummary](data=[_summary(s, include_io) for s in page.spans], next_cursor=page.next_cursor)
 
 
 @router.get("/{trace_id}", response_model=TracePublic, summary="A trace's spans as a tree")
 def get_trace(
     platform: PlatformDep, principal: PrincipalDep, trace_id: str = Path(min_length=1, max_length=64)
 ) -> TracePublic:
-    roots = TraceQuery(platform.store).get_trace(principal.project_id, trace_id)
-    return TracePublic(trace_id=trace_id, spans=[_node(r) for r in roots])
+    query = TraceQuery(platform.store)
+    roots = query.get_trace(principal.project_id, trace_id)
+    tags = query.tags_of(principal.project_id, _span_ids(roots))
+    return TracePublic(trace_id=trace_id, spans=[_node(r, tags) for r in roots])

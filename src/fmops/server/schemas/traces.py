@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import Field
+
 from fmops.server.schemas.base import Output
 
 
@@ -36,6 +38,8 @@ class SpanSummary(Output):
     latency_ms: float | None
     ttft_ms: float | None
     cache_hit: bool
+    # Sorted; set with `metadata.tags` on a call, or `fmops.tags` over OTLP.
+    tags: list[str] = Field(default_factory=list)
     input: Any = None
     output: Any = None
 

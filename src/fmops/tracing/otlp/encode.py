@@ -110,6 +110,8 @@ def encode_span(row: dict[str, Any]) -> tuple[Span, dict[str, Any]]:
             attributes[name] = value
     if row.get("cache_hit"):
         attributes["fmops.cache_hit"] = True
+    if row.get("tags"):
+        attributes["fmops.tags"] = list(row["tags"])  # what ingest reads back (fmops.tracing.tags)
     _io_attributes(attributes, kind, row.get("input"), row.get("output"))
 
     start = _nanos(row.get("start_time"))

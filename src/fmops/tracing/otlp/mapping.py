@@ -8,6 +8,8 @@
   `input.value`/`output.value`, flattened `llm.input_messages.0.message.role`, documents, tools.
 - fmops' own `fmops.*` names (endpoint, prompt, variant, session, user, input, output, cost), and
   common session/user names (`session.id`, `gen_ai.conversation.id`, `user.id`, `enduser.id`).
+- Tags: `fmops.tags` or Langfuse's `langfuse.trace.tags` (fmops.tracing.tags); an invalid tag
+  refuses the span, with the reason, as any other invalid field does.
 
 Attributes are kept as a flat dict (name -> value), minus those turned into the input and output
 columns, plus the resource's (`resource.service.name`, ...) and the instrumentation scope's. They
@@ -28,6 +30,7 @@ from typing import Any
 import orjson
 from sqlalchemy import String
 
+from fmops.errors import UserError
 from fmops.store.models import Span
 from fmops.tracing.otlp.decode import InvalidSpan, OtlpEvent, OtlpSpan
 from fmops.tracing.otlp.limits import (
@@ -38,6 +41,7 @@ from fmops.tracing.otlp.limits import (
     bounded,
     bounded_io,
 )
+from fmops.tracing.tags import parse_tags
 
 _MAX_NS = 1 << 63  # year 2262: far enough, and every backend stores it
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -201,6 +205,9 @@ def to_row(span: OtlpSpan, project_id: str, key_id: str | None) -> dict[str, Any
     if status_message:
         row["status_message"] = str(status_message)[:MAX_STATUS_CHARS]
     row["kind"] = _kind(attrs, row)
+    tags = attrs.get("fmops.tags", attrs.get("langfuse.trace.tags"))
+    if tags is not None:
+        row["tags"] = _tags(tags)
     # Before the attributes are bounded: what becomes the input or output leaves them.
     row["input"] = _input(attrs, indexed, in_events)
     row["output"] = _output(attrs, indexed, out_events)
@@ -221,6 +228,16 @@ def to_row(span: OtlpSpan, project_id: str, key_id: str | None) -> dict[str, Any
     row["end_time"] = _from_timestamp(end // 1000 / 1e6, UTC)
     row["latency_ms"] = (end - start) / 1e6
     return row
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    """`fmops.tags` or `langfuse.trace.tags`: a string array, or one comma-separated string."""
+    if not isinstance(value, str | list | tuple):
+        raise InvalidSpan("fmops.tags must be a string array or a comma-separated string")
+    try:
+        return parse_tags(value, param="fmops.tags")
+    except UserError as exc:
+        raise InvalidSpan(exc.message) from None
 
 
 def _kind(attrs: dict[str, Any], row: dict[str, Any]) -> str:

@@ -18,9 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fmops.annotation import AnnotationService, DecisionCreate, QueueCreate, QueueView
 from fmops.annotation.agreement import Agreement
-from fmops.artifacts import ArtifactStore
 from fmops.auth import Principal, Role
-from fmops.datasets import DatasetService
 from fmops.datasets.from_traces import answer_message, chat_example, filter_json, parse_filter
 from fmops.errors import UserError
 from fmops.platform import Platform, PlatformDep
@@ -50,7 +48,7 @@ MAX_KEYS = 9
 
 
 def _service(platform: Platform) -> AnnotationService:
-    datasets = DatasetService(platform.store, ArtifactStore.from_settings(platform.settings))
+    datasets = platform.datasets
     return AnnotationService(platform.store, platform.tracer, datasets)
 
 
@@ -84,6 +82,8 @@ def queue_from_form(form: dict[str, str]) -> QueueCreate:
         filters["prompt_name"] = name
         if version:
             filters["prompt_version"] = version
+    if form.get("tags", "").strip():
+        filters["tags"] = form["tags"].split(",")  # comma-separated, all must match
     hours = form.get("range", "")
     if hours and hours in RANGES:
         filters["start"] = (utcnow() - timedelta(hours=int(hours))).isoformat()

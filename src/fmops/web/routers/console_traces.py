@@ -77,9 +77,12 @@ async def traces(request: Request, principal: WebPrincipal) -> Response:
 
 
 def _detail_data(platform: Platform, principal: Principal, trace_id: str) -> dict[str, Any]:
-    roots = TraceQuery(platform.store).get_trace(principal.project_id, trace_id)
+    query = TraceQuery(platform.store)
+    roots = query.get_trace(principal.project_id, trace_id)
+    tree = view.waterfall(roots)
+    tags = query.tags_of(principal.project_id, [row.span.span_id for row in tree.rows])
     scores = FeedbackService(platform.store, platform.tracer).list_for_trace(principal.project_id, trace_id)
-    return {"trace_id": trace_id, "tree": view.waterfall(roots), "scores": scores}
+    return {"trace_id": trace_id, "tree": tree, "scores": scores, "tags": tags}
 
 
 def _helpers() -> dict[str, Any]:

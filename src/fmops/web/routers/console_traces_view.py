@@ -16,6 +16,7 @@ from fmops.errors import UserError
 from fmops.store import Store
 from fmops.store.models import Score, Span
 from fmops.tracing.query import FEEDBACK_FILTERS, SpanNode, TraceFilters
+from fmops.tracing.tags import MAX_FILTER_TAGS, parse_tags
 
 RANGES = {
     "15m": timedelta(minutes=15),
@@ -33,6 +34,7 @@ TEXT_FILTERS = {
     "prompt_name": 200,
     "variant": 100,
     "q": 500,
+    "tags": 700,  # comma-separated, all must match
 }
 CHOICES = {"status": ("ok", "error"), "feedback": FEEDBACK_FILTERS, "range": tuple(RANGES), "spans": ("all",)}
 PAGE_SIZE = 50
@@ -94,6 +96,7 @@ def read_query(params: Mapping[str, str], now: datetime | None = None) -> ListQu
         status=values.get("status"),
         feedback=values.get("feedback"),
         root_only=values.get("spans") != "all",
+        tags=parse_tags(values.get("tags", ""), limit=MAX_FILTER_TAGS),
     )
     return ListQuery(values=values, filters=filters, limit=limit or PAGE_SIZE, cursor=cursor)
 

@@ -1,0 +1,127 @@
+"""The trace filters of the command line, defined once: `fmops traces search`, `fmops data
+from-traces` and `fmops queues create` take the same options, parsed by one builder.
+
+A command lists the options it takes as `model: opts.Model = None` (help text and flag names come
+from here) and hands them to `trace_filters(...)`, which parses `--prompt NAME:VERSION`, `--score
+NAME>=X`, `--since 1h` and `--tag T` (repeatable) into `TraceFilters`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Annotated
+
+import typer
+
+from fmops.errors import UserError
+from fmops.store import utcnow
+from fmops.tracing.query import TraceFilters
+from fmops.tracing.tags import MAX_FILTER_TAGS, parse_tags
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+Model = Annotated[str | None, typer.Option("--model", help="Model alias the caller asked for")]
+Provider = Annotated[str | None, typer.Option("--provider")]
+Status = Annotated[str | None, typer.Option("--status", help="ok or error")]
+User = Annotated[str | None, typer.Option("--user", help="End user")]
+Session = Annotated[str | None, typer.Option("--session", help="Session id")]
+Endpoint = Annotated[str | None, typer.Option("--endpoint")]
+Prompt = Annotated[str | None, typer.Option("--prompt", help="Prompt name, or NAME:VERSION")]
+Variant = Annotated[str | None, typer.Option("--variant", help="An endpoint's A/B variant")]
+Feedback = Annotated[str | None, typer.Option("--feedback", help="any, none, positive or negative")]
+Score = Annotated[
+    str | None,
+    typer.Option("--score", help="NAME, NAME>=X, NAME<=X or NAME=X..Y: traces with that evaluator score"),
+]
+Q = Annotated[str | None, typer.Option("--q", help="Text in the input or output (case-insensitive)")]
+Tag = Annotated[
+    list[str] | None,
+    typer.Option("--tag", help="Spans with this tag (repeat for several: all must match)"),
+]
+Since = Annotated[str | None, typer.Option("--since", help="Only spans newer than this, e.g. 1h, 30m, 7d")]
+Start = Annotated[datetime | None, typer.Option("--start", help="Only spans from this time (UTC)")]
+End = Annotated[datetime | None, typer.Option("--end", help="Only spans before this time (UTC)")]
+
+
+def parse_since(value: str) -> timedelta:
+    match = re.fullmatch(r"\s*(\d+)\s*([smhdw])\s*", value)
+    if match is None:
+        raise typer.BadParameter(
+            f"{value!r} is not a duration: use e.g. 30s, 15m, 1h, 7d", param_hint="--since"
+        )
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+def _int(text: str, option: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{option}: {text!r} is not a whole number") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"--score: {text!r} is not a number") from None
+
+
+def score_range(spec: str | None) -> tuple[str | None, float | None, float | None]:
+    """`judge`, `judge>=3`, `judge<=2`, `judge=3..5` -> (name, low, high)."""
+    if not spec:
+        return None, None, None
+    for op in (">=", "<=", "="):
+        name, found, bound = spec.partition(op)
+        if found:
+            if op == ">=":
+                return name, _float(bound), None
+            if op == "<=":
+                return name, None, _float(bound)
+            low, dots, high = bound.partition("..")
+            return (name, _float(low), _float(high)) if dots else (name, _float(bound), _float(bound))
+    return spec, None, None
+
+
+def trace_filters(
+    *,
+    model: str | None = None,
+    provider: str | None = None,
+    status: str | None = None,
+    user: str | None = None,
+    session: str | None = None,
+    endpoint: str | None = None,
+    prompt: str | None = None,
+    variant: str | None = None,
+    feedback: str | None = None,
+    score: str | None = None,
+    q: str | None = None,
+    tag: list[str] | None = None,
+    since: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> TraceFilters:
+    """The options above, as the trace search's filters (named as the options are)."""
+    if since and start:
+        raise UserError("give --since or --start, not both")
+    prompt_name, _, version = (prompt or "").partition(":")
+    score_name, low, high = score_range(score)
+    return TraceFilters(
+        start=utcnow() - parse_since(since) if since else start,
+        end=end,
+        model=model,
+        provider=provider,
+        status=status,
+        user=user,
+        session_id=session,
+        endpoint=endpoint,
+        prompt_name=prompt_name or None,
+        prompt_version=_int(version, "--prompt") if version else None,
+        variant=variant,
+        feedback=feedback,
+        score_name=score_name,
+        min_score=low,
+        max_score=high,
+        q=q,
+        tags=parse_tags(",".join(tag or ()), param="--tag", limit=MAX_FILTER_TAGS),
+    )
