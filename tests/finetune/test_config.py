@@ -66,3 +66,37 @@ def test_yaml_that_is_not_a_mapping(tmp_path: Path) -> None:
     path.write_text("- 1\n- 2\n")
     with pytest.raises(UserError, match="mapping"):
         load_config(path)
+
+
+@pytest.mark.parametrize("method", [Method.sft, Method.dpo])
+def test_gradient_checkpointing_reaches_transformers_under_its_new_name(
+    method: Method, tmp_path: Path
+) -> None:
+    """Users write TRL's `gradient_checkpointing`; transformers 5 calls it `activation_checkpointing`
+    and warns on the old name: fmops passes the new one, so no FutureWarning, and the value holds."""
+    import warnings
+
+    for value in (True, False):
+        config = FinetuneConfig.from_dict({"gradient_checkpointing": value}, method)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            args = config.trl_args(tmp_path, use_cpu=True)
+        assert args.gradient_checkpointing is value
+        assert getattr(args, "activation_checkpointing", value) is value
+        assert config.to_dict()["gradient_checkpointing"] is value  # the lineage keeps the name users wrote
+    kwargs = {"use_reentrant": False}
+    config = FinetuneConfig.from_dict({"gradient_checkpointing_kwargs": kwargs}, method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        assert config.trl_args(tmp_path, use_cpu=True).gradient_checkpointing_kwargs == kwargs
+
+
+def test_num_processes_is_fmops_own_setting() -> None:
+    config = FinetuneConfig.from_dict({"num_processes": 2})
+    assert config.num_processes == 2
+    assert "num_processes" not in config.training  # not passed to TRL
+    assert config.to_dict()["num_processes"] == 2
+    for bad in (0, 65, "2", True):
+        with pytest.raises(UserError) as caught:
+            FinetuneConfig.from_dict({"num_processes": bad})
+        assert caught.value.param == "config.num_processes"
