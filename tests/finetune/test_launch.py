@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -180,3 +181,69 @@ def test_ranks_end_when_the_process_that_started_them_is_killed(tmp_path: Path) 
     while running(spec) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert running(spec) == []
+
+
+RAY_STYLE_WORKER = """
+import os, sys
+import torch.distributed as dist
+from fmops.finetune.launch import run_worker
+import json
+spec = json.loads(open({spec!r}).read())
+dist.init_process_group("gloo")  # as Ray Train's TorchTrainer does before it calls the worker function
+result = run_worker(spec)
+print("RESULT", json.dumps(result))
+dist.destroy_process_group()
+"""
+
+
+@long_only
+def test_run_worker_in_a_process_group_set_up_by_someone_else(tmp_path: Path) -> None:
+    """What a Ray Train worker does (Ray is not installed here): the rank variables set and the gloo
+    process group started before `run_worker(spec)` is called, once per worker."""
+    from fmops.finetune.config import FinetuneConfig, Method
+    from fmops.finetune.data import split_records
+    from fmops.finetune.launch import make_spec
+
+    base = make_tiny_model(tmp_path / "base")
+    out = tmp_path / "run"
+    config = {k: v for k, v in CONFIG.items() if k != "num_processes"}
+    spec = make_spec(
+        base_weights=str(base),
+        config=FinetuneConfig.from_dict(config),
+        splits=split_records(Method.sft, "chat", [chat_records(16, validation=4)]),
+        output_dir=out,
+    )
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workers = []
+    for rank in (0, 1):
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "LOCAL_WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+        }
+        code = RAY_STYLE_WORKER.format(spec=str(spec_file))
+        workers.append(
+            subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        )
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    results = [
+        json.loads(line.split(" ", 1)[1])
+        for o in outputs
+        for line in o.splitlines()
+        if line.startswith("RESULT")
+    ]
+    assert results[1] is None  # rank 1 returns nothing; rank 0 the run's result
+    assert results[0]["metrics"]["processes"] == 2
+    assert results[0]["metrics"]["steps"] == 3
+    assert (Path(results[0]["adapter_dir"]) / "adapter_model.safetensors").is_file()
+    assert json.loads((out / "launch" / "rank-0.json").read_text())["result"] == results[0]
