@@ -13,8 +13,9 @@ agree on it (an all-reduce), so all stop after the same step, with its checkpoin
     TorchTrainer(run_worker, train_loop_config=spec, scaling_config=ScalingConfig(num_workers=N))
 
 where Ray has set up the process group and the rank variables; `spec` is what `make_spec()`
-returns, and its `output_dir` must then be storage every node sees. (ray is not a dependency of
-fmops; the torchrun path is the one tested.)
+returns, and its `output_dir` must then be storage every node sees. (Ray is not a dependency of
+fmops: the tests run torchrun, and `run_worker` in processes whose gloo group was started beforehand,
+as Ray Train starts it; not Ray itself.)
 """
 
 from __future__ import annotations
