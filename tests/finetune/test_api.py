@@ -140,3 +140,11 @@ def test_cli_run_wait_show_list(admin: httpx.Client, sqlite_server: RunningServe
     assert view["lineage"]["config"]["lora"]["r"] == 4
     listed = fmops(sqlite_server, "finetune", "list", "--json")
     assert job_id in listed.stdout
+    logged = fmops(sqlite_server, "finetune", "logs", job_id)
+    assert logged.returncode == 0, logged.stderr
+    assert '{"event": "train"' in logged.stdout  # the loss curve's lines
+    finished = fmops(sqlite_server, "finetune", "cancel", job_id)
+    assert finished.returncode != 0  # nothing to cancel: it ended
+    assert "succeeded" in finished.stderr + finished.stdout
+    not_one = fmops(sqlite_server, "finetune", "logs", "0" * 32)
+    assert not_one.returncode != 0

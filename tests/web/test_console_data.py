@@ -413,6 +413,12 @@ def test_a_curation_report_and_the_lineage_of_a_version(world: World, page: Page
     finetunes = lineage.locator("[data-testid=finetunes] tbody tr")
     expect(finetunes).to_have_count(2)
     expect(finetunes.filter(has_text=world.finetune_id)).to_contain_text("support-ft")
+    expect(finetunes.filter(has_text=world.finetune_id).locator("a")).to_have_attribute(
+        "href", f"/console/finetunes/{world.finetune_id}"
+    )
+    expect(lineage.locator("[data-testid=finetune-this]")).to_have_attribute(
+        "href", "/console/finetunes/new?dataset=support%402"
+    )
     expect(page.locator("[data-testid=diff-parent]")).to_have_attribute(
         "href", "/console/data/support/diff?a=1&b=2"
     )

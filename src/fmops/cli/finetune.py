@@ -174,8 +174,7 @@ def logs(
     """Every log line of a fine-tune (JSON lines carry the loss curve)."""
     finetunes = service()
     project_id = project_id_of(project)
-    finetunes.get(project_id, job_id, curve=False)
-    for line in finetunes.jobs.logs(job_id, project_id, limit=100_000):
+    for line in finetunes.logs(project_id, job_id, limit=100_000):
         console.print(f"{fmt(line.ts)} {line.level:<7} {line.line}", markup=False, highlight=False)
 
 
@@ -187,8 +186,7 @@ def cancel(
     """Stop a fine-tune (it saves a checkpoint first; `resume` continues it); nothing is registered."""
     finetunes = service()
     project_id = project_id_of(project)
-    finetunes.get(project_id, job_id, curve=False)
-    job = finetunes.jobs.cancel(job_id, project_id)
+    job = finetunes.cancel(project_id, job_id)
     console.print(f"fine-tune {job.id}: {'cancelled' if job.status == 'cancelled' else 'cancel requested'}")
 
 
