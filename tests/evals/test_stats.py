@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
+from scipy import stats
 
-from fmops.evals.stats import bootstrap_ci, paired_test
+from fmops.evals.stats import bootstrap_ci, mcnemar_exact, paired_test, wilcoxon
 from fmops.evals.summary import compare_runs, gate, summarize
 
 
@@ -92,3 +94,25 @@ def test_summary_gate_and_regression_against_a_compared_run() -> None:
     assert any("significant regression" in f for f in failures)
     assert not any(f.startswith("b:") for f in failures)
     assert gate(summarize(before, DEFINITION)) == []
+
+
+def test_the_tests_agree_with_scipy() -> None:
+    rng = np.random.default_rng(7)
+    for trial in range(120):
+        if trial % 3 == 0:  # no ties: exact up to 50
+            n = int(rng.integers(2, 50))
+            x, y = rng.random(n), rng.random(n)
+        elif trial % 3 == 1:  # ties and zeros, few cases: scipy enumerates the signs too
+            n = int(rng.integers(2, 14))
+            x, y = rng.integers(0, 3, n) / 2, rng.integers(0, 3, n) / 2
+        else:  # many cases with ties: the normal approximation with the tie correction
+            n = int(rng.integers(51, 150))
+            x, y = np.round(rng.random(n), 1), np.round(rng.random(n), 1) + 0.05
+        if np.all(x == y):
+            continue
+        expected = stats.wilcoxon(x, y, zero_method="wilcox").pvalue
+        assert wilcoxon(y - x) == pytest.approx(expected, abs=1e-9)
+    for b in range(25):
+        for c in range(25):
+            if b + c:
+                assert mcnemar_exact(b, c) == pytest.approx(stats.binomtest(b, b + c, 0.5).pvalue, abs=1e-12)

@@ -12,16 +12,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import update
 
-from fmops.artifacts import ArtifactStore
 from fmops.auth import AuthService
 from fmops.catalog import Catalog
 from fmops.counters import make_counters
-from fmops.datasets import DatasetService
 from fmops.errors import FmopsError
 from fmops.evals.runner import Runner
 from fmops.evals.service import KIND, EvalService
@@ -33,6 +31,9 @@ from fmops.secrets import SecretBox
 from fmops.settings import Settings
 from fmops.store import Store, utcnow
 from fmops.store.models import Job
+
+if TYPE_CHECKING:
+    from fmops.datasets import DatasetService
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[0-9a-zA-Z]+$")]
 Progress = Callable[[int, int], None]
@@ -46,11 +47,15 @@ class RunParams(BaseModel):
 
 def service_for(store: Store, settings: Settings, jobs: JobService | None = None) -> EvalService:
     catalog = Catalog(store, settings, SecretBox.from_settings(settings))
+
+    def datasets() -> DatasetService:  # pyarrow loads only for a suite whose cases are a dataset
+        from fmops.artifacts import ArtifactStore
+        from fmops.datasets import DatasetService
+
+        return DatasetService(store, ArtifactStore.from_settings(settings))
+
     return EvalService(
-        store,
-        catalog,
-        jobs or JobService(store, max_attempts=settings.job_max_attempts),
-        lambda: DatasetService(store, ArtifactStore.from_settings(settings)),
+        store, catalog, jobs or JobService(store, max_attempts=settings.job_max_attempts), datasets
     )
 
 

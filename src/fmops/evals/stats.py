@@ -9,13 +9,18 @@ Which test, and why (`paired_test`):
 - Scores that are all 0 or 1 (pass/fail scorers such as exact match or regex): the **exact
   McNemar test**. With paired binary outcomes only the discordant cases carry information
   (A right and B wrong, or the reverse); under "no difference" each discordant case goes either way
-  with probability 1/2, so the count is Binomial(b + c, 1/2), tested exactly (`scipy.stats.binomtest`).
+  with probability 1/2, so the count is Binomial(b + c, 1/2), tested exactly (two-sided).
   A signed-rank test would be mostly ties here, and a t-test assumes a distribution binary data lack.
 - Graded scores (ROUGE, similarity, a judge's 1-5 mapped to 0..1, weighted mixes of scorers): the
-  **Wilcoxon signed-rank test** on the per-case differences (`scipy.stats.wilcoxon`). It assumes
-  neither normality nor equal variances, only a symmetric difference distribution, and is robust to
-  the skewed, bounded scores evals produce. Zero differences are dropped ("wilcox"), so identical
-  answers neither help nor hurt.
+  **Wilcoxon signed-rank test** on the per-case differences. It assumes neither normality nor equal
+  variances, only a symmetric difference distribution, and is robust to the skewed, bounded scores
+  evals produce. Zero differences are dropped ("wilcox"); up to 50 non-zero differences without
+  ties the p-value is exact (the signed-rank distribution by counting), otherwise the normal
+  approximation with the tie correction.
+
+Both are computed here with numpy and the standard library, and checked against
+`scipy.stats.binomtest` and `scipy.stats.wilcoxon` in the tests: importing scipy.stats costs
+~80 MB and half a second of CPU, more than an eval run of a few hundred cases spends on anything else.
 
 Either way the result also carries the mean difference with a paired bootstrap interval (the cases
 resampled together), which says how large the difference is, not only whether it is there.
@@ -87,17 +92,67 @@ def paired_test(a: Any, b: Any, *, seed: int = 0, alpha: float = ALPHA) -> Paire
     mean_a, mean_b = float(x.mean()), float(y.mean())
     if a_better + b_better == 0:
         return PairedTest("none", n, mean_a, mean_b, mean_diff, ci, 1.0, False)
-    from scipy import stats as sps  # loaded by the first comparison, not by every import of evals
-
     if is_binary(x) and is_binary(y):
-        p = float(sps.binomtest(b_better, a_better + b_better, 0.5).pvalue)
-        test = "mcnemar-exact"
+        p, test = mcnemar_exact(b_better, a_better), "mcnemar-exact"
     else:
-        p = float(sps.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided").pvalue)
-        test = "wilcoxon"
-    if math.isnan(p):
-        p = 1.0
+        p, test = wilcoxon(diff), "wilcoxon"
     return PairedTest(test, n, mean_a, mean_b, mean_diff, ci, p, p < alpha, a_better, b_better)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact test of b successes in b + c trials at probability 1/2 (as
+    `scipy.stats.binomtest(b, b + c, 0.5)`): the distribution is symmetric, so twice the smaller tail."""
+    n, k = b + c, min(b, c)
+    if n == 0:
+        return 1.0
+    tail: float = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def average_ranks(values: Any) -> Any:
+    """Ranks from 1, ties sharing their average rank (as `scipy.stats.rankdata`)."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return ((ends - counts + 1 + ends) / 2)[inverse]
+
+
+EXACT_UP_TO = 50
+
+
+def wilcoxon(differences: Any) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired differences, zeros dropped (`zero_method=
+    "wilcox"`). Up to 50 non-zero differences it is exact: the null distribution of R+ over every
+    assignment of signs to the (average, when tied) ranks, counted; beyond, the normal
+    approximation with the tie correction. (`scipy.stats.wilcoxon` gives the same where it is
+    exact too: no ties, or at most 13 differences; with ties between 14 and 50 it approximates.)"""
+    d = np.asarray(differences, dtype=float)
+    d = d[d != 0]
+    n = int(d.size)
+    if n == 0:
+        return 1.0
+    magnitude = np.abs(d)
+    ranks = average_ranks(magnitude)
+    r_plus = float(ranks[d > 0].sum())
+    if n <= EXACT_UP_TO:
+        # Doubled ranks are whole numbers (a tie's average is k/2): count the sign assignments
+        # reaching each doubled sum of the positive ranks.
+        doubled = np.rint(ranks * 2).astype(int)
+        ways = np.zeros(int(doubled.sum()) + 1)
+        ways[0] = 1.0
+        for step in doubled:
+            ways[step:] = ways[step:] + ways[:-step].copy()
+        r = round(r_plus * 2)
+        total = 2.0**n
+        low, high = ways[: r + 1].sum() / total, ways[r:].sum() / total
+        return float(min(1.0, 2 * min(low, high)))
+    _, counts = np.unique(magnitude, return_counts=True)
+    ties = counts[counts > 1].astype(float)
+    mean = n * (n + 1) / 4
+    variance = n * (n + 1) * (2 * n + 1) / 24 - float((ties**3 - ties).sum()) / 48
+    if variance <= 0:
+        return 1.0
+    z = (r_plus - mean) / math.sqrt(variance)
+    return float(math.erfc(abs(z) / math.sqrt(2)))
 
 
 def percentile(values: list[float], q: float) -> float | None:
