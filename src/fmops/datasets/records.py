@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from enum import StrEnum
 from typing import Any
 
@@ -160,29 +161,38 @@ PLAIN_FIELDS: dict[RecordKind, frozenset[str]] = {
 _OPTIONAL = frozenset({"tools", "expected"})
 
 
-def encode_fields(kind: RecordKind, record: dict[str, Any]) -> list[str | None]:
-    """A normalised record's fields as stored (in `FIELDS[kind]` order): JSON text with sorted keys,
-    so the same content always encodes, and hashes, the same."""
+def encode_fields(kind: RecordKind, record: dict[str, Any]) -> list[bytes | None]:
+    """A normalised record's fields as stored (in `FIELDS[kind]` order), as UTF-8: JSON text with
+    sorted keys, so the same content always encodes, and hashes, the same."""
     plain = PLAIN_FIELDS[kind]
-    out: list[str | None] = []
+    out: list[bytes | None] = []
     for field in FIELDS[kind]:
         value = record.get(field)
         if field in plain:
-            out.append(value)
+            out.append(None if value is None else value.encode())
         elif value is None and field in _OPTIONAL:
             out.append(None)
         else:
-            out.append(orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode())
+            out.append(orjson.dumps(value, option=_SORTED))
     return out
 
 
-def hash_fields(fields: list[str | None]) -> bytes:
-    digest = hashlib.sha256()
-    for value in fields:
-        data = b"\xff" if value is None else value.encode()  # \xff never occurs in UTF-8 text
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
-    return digest.digest()[:HASH_BYTES]
+_SORTED = orjson.OPT_SORT_KEYS
+_NONE = b"\xff"  # never occurs in UTF-8 text
+_sha256 = hashlib.sha256
+
+
+_length = struct.Struct("<Q").pack  # a field's length, 8 bytes little-endian
+
+
+def hash_fields(fields: list[bytes | None]) -> bytes:
+    """Each field's length and bytes, hashed in one call (`None` as one 0xff byte)."""
+    parts: list[bytes] = []
+    for data in fields:
+        if data is None:
+            data = _NONE
+        parts += (_length(len(data)), data)
+    return _sha256(b"".join(parts)).digest()[:HASH_BYTES]
 
 
 def record_hash(kind: RecordKind, record: dict[str, Any]) -> bytes:

@@ -252,3 +252,46 @@ def normalise(
     record = convert(shape, row)
     record["metadata"] = _metadata(row, _USES[shape])
     return record
+
+
+_CHAT_ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+
+def _plain_openai_chat(row: dict[str, Any]) -> dict[str, Any] | None:
+    """An OpenAI chat row whose messages are all plain `{role, content}` text turns, as the chat
+    record `validate_record(chat, normalise(openai, chat, row))` makes of it; None for any other row
+    (which then takes that path, and gets its exact error). Most rows of real files are plain: this
+    checks them in one pass instead of converting and then validating (a copy of every message)."""
+    messages = row.get("messages")
+    if messages.__class__ is not list or not messages:
+        return None
+    try:
+        for message in messages:
+            if (
+                message.__class__ is not dict
+                or len(message) != 2
+                or message.get("role") not in _CHAT_ROLES  # TypeError: an unhashable role
+                or message.get("content").__class__ is not str
+            ):
+                return None
+    except TypeError:
+        return None
+    metadata = row.copy()  # the row's other fields go into metadata (C-level copy and pops)
+    del metadata["messages"]
+    tools = metadata.pop("tools", None)
+    meta = metadata.pop("metadata", None)
+    if tools is not None and tools.__class__ is not list:
+        return None
+    if meta is not None and meta.__class__ is not dict:
+        return None
+    if None in metadata.values():  # rare: fields that are null are left out
+        metadata = {k: v for k, v in metadata.items() if v is not None}
+    if meta:
+        metadata.update(meta)  # the row's own metadata wins over its other fields, as in `normalise`
+    # Messages are kept as read: the encoding sorts keys, so {content, role} stores as {role, content} does.
+    return {"messages": messages, "tools": tools, "metadata": metadata}
+
+
+def plain_reader(shape: Shape, kind: RecordKind) -> Callable[[dict[str, Any]], dict[str, Any] | None] | None:
+    """A one-pass reader of the plain rows of (shape, kind), where there is one."""
+    return _plain_openai_chat if (shape, kind) == (Shape.openai, RecordKind.chat) else None
