@@ -51,8 +51,8 @@ def admin(sqlite_server: RunningServer, tmp_path_factory: pytest.TempPathFactory
     [
         ({"dataset": "tickets", "config": {"learnin_rate": 1}}, 400, "did you mean learning_rate"),
         ({"dataset": "tickets", "config": {"output_dir": "/etc"}}, 400, "set by fmops"),
-        ({"dataset": "tickets", "method": "dpo"}, 400, "trains on preference records"),
-        ({"dataset": "pairs"}, 400, "trains on chat records"),
+        ({"dataset": "tickets", "method": "dpo"}, 400, "from-traces NAME --preference"),
+        ({"dataset": "pairs"}, 400, "train on preference pairs with method dpo"),
         ({"dataset": "nope"}, 404, "nope"),
         ({"dataset": "tickets", "base": "/etc"}, 400, "must live under"),
         ({"dataset": "tickets", "name": "smollm2-135m-instruct"}, 409, "already exists"),

@@ -19,7 +19,7 @@ from fmops.datasets import DatasetService
 from fmops.errors import Conflict, UserError
 from fmops.finetune.checkpoints import last_checkpoint
 from fmops.finetune.config import FinetuneConfig
-from fmops.finetune.data import KIND_FOR_METHOD
+from fmops.finetune.data import KIND_FOR_METHOD, wrong_kind
 from fmops.finetune.job import KIND, FinetuneParams, model_alias, resolve_base, run_dir
 from fmops.jobs import JobService, JobStatus
 from fmops.settings import Settings
@@ -85,13 +85,8 @@ class FinetuneService:
         """Check everything a worker would refuse, pin the dataset version, then queue the job."""
         config = FinetuneConfig.from_dict(params.config, params.method)
         version = self.datasets.resolve(project_id, params.dataset)
-        wanted = KIND_FOR_METHOD[config.method]
-        if str(version.kind) != wanted:
-            raise UserError(
-                f"method {config.method} trains on {wanted} records, but {version.ref} holds {version.kind}"
-                " records",
-                param="dataset",
-            )
+        if str(version.kind) != KIND_FOR_METHOD[config.method]:
+            raise UserError(wrong_kind(config.method, str(version.kind), version.ref), param="dataset")
         if version.rows < 2:
             raise UserError(
                 f"{version.ref} has {version.rows} records; fine-tuning needs more", param="dataset"
