@@ -92,6 +92,7 @@ def test_pass_exits_0_with_json_then_a_significant_regression_exits_1(home: Path
         f"eval export {run_id} --format csv",
         f"eval compare {run_id} --json",
         f"eval run {home / 'missing.yaml'}",
+        f"select --suite {home / 'pass.yaml'} --candidates mock-a,mock-b",
     )
     code, shown = found[f"eval show {run_id} --cases 3"]
     assert code == 0
@@ -104,6 +105,9 @@ def test_pass_exits_0_with_json_then_a_significant_regression_exits_1(home: Path
     code, compared = found[f"eval compare {run_id} --json"]
     assert json.loads(compared)[0]["test"] == "none"  # both targets answered every case alike
     assert found[f"eval run {home / 'missing.yaml'}"][0] == 2
+    code, selected = found[f"select --suite {home / 'pass.yaml'} --candidates mock-a,mock-b"]
+    assert code == 0
+    assert "recommended: mock-" in selected
 
     # The same cases answered worse by a second run: its threshold and the regression fail the gate.
     mock.script(*[{"reply": "Bye."}] * 20)

@@ -352,3 +352,60 @@ def _print_comparison(title: str, rows: list[dict[str, Any]]) -> None:
             ("regression" if r.get("regression") else "yes") if r.get("significant") else "no",
         )
     console.print(table)
+
+
+def select(
+    suite: Path = typer.Option(..., "--suite", help="A suite: its cases, scorers and first target's prompt"),
+    candidates: str = typer.Option(..., "--candidates", help="Model aliases to compare, comma-separated"),
+    as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON"),
+    api_key: str | None = ApiKey,
+) -> None:
+    """Rank candidate models on a suite by quality, latency and cost; recommend one with the trade-off."""
+    from fmops.evals import SuiteError
+    from fmops.evals.select import candidate_suite, rank
+
+    try:
+        text = suite.read_text()
+    except OSError as exc:
+        raise _cannot_run(f"cannot read {suite}: {exc.strerror or exc}") from None
+    try:
+        evals = _service()
+        project_id, key_id = _project(api_key)
+        started = evals.start(
+            project_id, candidate_suite(text, candidates.split(",")), created_by_key_id=key_id
+        )
+    except SuiteError as exc:
+        err_console.print(f"[red]error:[/red] {escape(suite.name)} cannot run:", highlight=False)
+        for problem in exc.problems:
+            err_console.print(f"  - {escape(problem)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(CANNOT_RUN) from None
+    except FmopsError as exc:
+        raise _cannot_run(exc.message) from None
+    finished = _execute(evals, started, quiet=as_json)
+    if finished.status != "succeeded":
+        raise _cannot_run(f"run {finished.id} {finished.status}: {finished.error or 'no detail'}")
+    licences = {alias: entry.license for alias, entry in evals.catalog.models(project_id).items()}
+    ranked = rank(evals.summary(project_id, finished.id), evals.compare(project_id, finished.id), licences)
+    if as_json:
+        _print_json({"run": _run_json(finished), **ranked})
+        return
+    table = Table(
+        title=escape(f"candidates on {finished.suite_name} (run {finished.id})"), title_justify="left"
+    )
+    for column in ("model", "score [95% CI]", "errors", "p50 ms", "cost per case", "licence", "near best"):
+        table.add_column(column)
+    for r in ranked["ranking"]:
+        table.add_row(
+            Text(r["model"]),
+            _ci({"mean": r["score"], "ci": r["ci"]}),
+            str(r["errors"]),
+            _num(r["p50_ms"], 0),
+            "-" if r["cost_per_case"] is None else f"{r['cost_per_case']:.6f}",
+            Text(r["license"] or "-"),
+            "yes" if r.get("within_best_ci") else "no",
+        )
+    console.print(table)
+    recommended = ranked["recommended"] or "none"
+    console.print(
+        f"recommended: [bold]{escape(recommended)}[/bold]: {escape(ranked['reason'])}", soft_wrap=True
+    )
