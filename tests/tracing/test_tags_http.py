@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+import fmops
 from support.gateway import add_models, gateway_server, openai_model, sdk, wait_for
 from support.mock_upstream import MockUpstream
 from support.otlp import json_body, json_span
@@ -65,6 +66,12 @@ def test_tags_set_by_a_call_are_filtered_and_shown_by_the_api(calls: Calls) -> N
         assert bad.status_code == 400  # the rule is in the OpenAPI schema (a pattern), and said
         assert bad.json()["error"]["param"] == "tags"
         assert "should match pattern" in bad.json()["error"]["message"]
+
+
+def test_the_sdk_filters_by_tags(calls: Calls) -> None:
+    with fmops.Client(base_url=calls.server.url, api_key=calls.server.admin_key) as client:
+        page = client.traces.search(tags=["env:prod", "team-a"])
+    assert [(s.trace_id, s.tags) for s in page.data] == [(calls.prod, ["env:prod", "team-a"])]
 
 
 def test_a_bad_tag_in_metadata_is_a_clear_400_before_the_call(calls: Calls, mock: MockUpstream) -> None:
