@@ -84,6 +84,8 @@ def test_pass_exits_0_with_json_then_a_significant_regression_exits_1(home: Path
     out = json.loads(done.stdout)
     assert out["gate"] == {"passed": True, "failures": []}
     assert [t["score"]["mean"] for t in out["summary"]["targets"]] == [1.0, 1.0]
+    assert len(out["results"]) == 20
+    assert out["results"][0]["scores"]["regex"]["value"] == 1.0
     run_id = out["run"]["id"]
 
     found = reads(

@@ -95,3 +95,30 @@ def test_an_aggregate_scorer_is_summarised_by_its_own_metric(world) -> None:
     assert agg["details"]["matrix"]
     low, high = agg["ci"]
     assert low <= agg["mean"] <= high
+
+
+def test_a_judge_that_cannot_be_parsed_leaves_the_case_undecided_not_zero(world) -> None:
+    world.mock.script(*[{"reply": "A fine answer."}] * 2, *[{"reply": '{"score": 4, "reason": "ok"}'}] * 2)
+    run = world.run(
+        {
+            "name": "judged",
+            "cases": [{"input": "c0", "expected": "x"}, {"input": "c1", "expected": "x"}],
+            "targets": [{"model": "mock-a"}],
+            "scorers": [
+                {"name": "judge", "config": {"model": "mock-b", "rubric": "Be right.", "retries": 1}}
+            ],
+            "concurrency": 1,
+        }
+    )
+    rows = world.evals.rows(run.id)
+    verdicts = [r["scores"]["judge"] for r in rows]
+    assert all(r["status"] == "ok" for r in rows)  # the target answered; the judge could not decide
+    assert any(v["value"] is None and v["label"] not in ("pass", "fail") for v in verdicts)
+    assert not any(v["value"] == 0 for v in verdicts)  # never scored 0 silently
+    agg = run.summary["targets"][0]["scorers"]["judge"]
+    assert agg["undecided"] >= 1
+    with world.platform.store.session() as session:
+        spans = session.scalars(select(Span).where(Span.project_id == world.project)).all()
+    judged = [s for s in spans if (s.attributes or {}).get("fmops.eval.scorer") == "judge"]
+    assert judged
+    assert all(s.attributes[RUN_ATTRIBUTE] == run.id for s in judged)

@@ -133,6 +133,7 @@ def run(
                 "summary": summary,
                 "comparison": comparison,
                 "gate": {"passed": not failures, "failures": failures},
+                "results": [_result_json(r, finished) for r in evals.rows(finished.id)],
             }
         )
     else:
@@ -277,6 +278,18 @@ def _run_json(run: EvalRun) -> dict[str, Any]:
         "error": run.error,
         "created_at": run.created_at,
         "finished_at": run.finished_at,
+    }
+
+
+def _result_json(row: dict[str, Any], run: EvalRun) -> dict[str, Any]:
+    """One case x target as `--json` prints it: what a CI log or a script needs, not the row's ids."""
+    names = [t["name"] for t in run.definition["suite"]["targets"]]
+    keep = ("case_index", "status", "score", "scores", "output", "expected", "error", "latency_ms", "cost")
+    return {
+        "target": names[row["target_index"]],
+        **{k: row[k] for k in keep},
+        "cached": row["cached"],
+        "trace_id": row["trace_id"],
     }
 
 
