@@ -419,7 +419,7 @@ class TraceWriter:
         if inserted:
             tagged = [row for row in batch if row.get("tags")]
             if tagged:
-                _insert_tags(session, _first_copies(tagged, inserted))
+                _insert_tags(session, _first_copies(tagged, inserted), sqlite=self._sqlite_insert is not None)
         # Stats roll-ups: mark the hours of a batch that stored something (a replay in it marks its
         # hour too, harmlessly, which spares filtering every batch).
         if self.on_stored is not None and inserted:
@@ -456,20 +456,27 @@ class TraceWriter:
             self.spool.close()
 
 
-def _insert_tags(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """The tags of newly stored spans, in their transaction (distinct per span, cut to the column)."""
+def _insert_tags(session: Session, rows: Sequence[dict[str, Any]], *, sqlite: bool) -> None:
+    """The tags of newly stored spans, in their transaction (distinct per span, cut to the column).
+
+    On SQLite, values are bound as the span insert binds them (`_SqliteInsert`: the same text
+    SQLAlchemy stores), which halves what a tagged span costs to write."""
     values = [
-        {
-            "project_id": row["project_id"],
-            "span_id": row["span_id"],
-            "tag": tag,
-            "start_time": row["start_time"],
-        }
+        (row["project_id"], row["span_id"], tag, row["start_time"])
         for row in rows
         for tag in dict.fromkeys(t[:MAX_TAG_LENGTH] for t in row["tags"])
     ]
-    if values:
-        session.execute(insert(SpanTag), values)
+    if not values:
+        return
+    if sqlite:
+        converted = [(p, s, t, _sqlite_datetime(when)) for p, s, t, when in values]
+        session.connection().exec_driver_sql(_SQLITE_TAGS, converted)
+    else:
+        session.execute(insert(SpanTag), [dict(zip(_TAG_COLUMNS, v, strict=True)) for v in values])
+
+
+_TAG_COLUMNS = ("project_id", "span_id", "tag", "start_time")
+_SQLITE_TAGS = "INSERT INTO span_tags (project_id, span_id, tag, start_time) VALUES (?, ?, ?, ?)"
 
 
 class _SqliteInsert:
