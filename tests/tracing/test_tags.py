@@ -25,6 +25,8 @@ from fmops.tracing.query import TraceFilters, TraceQuery
 from fmops.tracing.retention import enforce
 from fmops.tracing.tags import parse_tags
 from fmops.tracing.writer import TraceWriter
+from fmops.web.routers.console_data_view import traces_link
+from fmops.web.routers.console_traces_view import read_query
 from support.databases import migrated_sqlite_url
 from support.otlp import attributes_of, json_body, json_span
 
@@ -162,6 +164,15 @@ def test_filters_check_tags_and_travel_as_json(store: Store) -> None:
     assert "tags" not in filter_json(TraceFilters())
     with pytest.raises(UserError, match="not a valid tag"):
         parse_filter({"tags": ["ok", "no way"]})
+
+
+def test_a_tag_built_dataset_links_to_the_explorer_with_its_tags() -> None:
+    link, left_out = traces_link({"tags": ["env:prod", "team-a"], "model": "m"})
+    assert link == "/console/traces?tags=env%3Aprod%2Cteam-a&model=m&spans=all"
+    assert left_out == []
+    assert read_query({"tags": "env:prod, team-a"}).filters.tags == ("env:prod", "team-a")
+    with pytest.raises(UserError, match="'a b' is not a valid tag"):
+        read_query({"tags": "ok,a b"})
 
 
 def test_retention_deletes_the_tags_of_the_spans_it_deletes(store: Store) -> None:

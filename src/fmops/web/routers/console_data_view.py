@@ -333,6 +333,8 @@ def traces_link(filters: Mapping[str, Any]) -> tuple[str, list[str]]:
         name = FILTER_ALIASES.get(key, key)
         if name in EXPLORER_FILTERS and isinstance(value, str | int) and not isinstance(value, bool):
             params[name] = str(value)
+        elif name == "tags" and isinstance(value, list) and all(isinstance(t, str) for t in value):
+            params[name] = ",".join(value)  # the explorer's Tags field: comma-separated
         else:
             left_out.append(key)
     if not filters.get("root_only"):
