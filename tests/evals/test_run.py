@@ -122,3 +122,46 @@ def test_a_judge_that_cannot_be_parsed_leaves_the_case_undecided_not_zero(world)
     judged = [s for s in spans if (s.attributes or {}).get("fmops.eval.scorer") == "judge"]
     assert judged
     assert all(s.attributes[RUN_ATTRIBUTE] == run.id for s in judged)
+
+
+def test_a_pairwise_judge_compares_two_targets_in_both_orders(world) -> None:
+    cases = [{"input": f"c{i}", "expected": "x"} for i in range(3)]
+    # the 6 target calls come first; then, case by case, the judge in both orders: "A" first, "B" with
+    # the answers swapped, so both orders prefer the first target's answer
+    world.mock.script(
+        *[{"reply": REPLY}] * 6,
+        *[{"reply": '{"winner": "A", "reason": "r"}'}, {"reply": '{"winner": "B", "reason": "r"}'}] * 3,
+    )
+    run = world.run(
+        {
+            "name": "pair",
+            "cases": cases,
+            "targets": [{"model": "mock-a"}, {"model": "mock-b"}],
+            "scorers": [{"name": "regex", "config": {"pattern": "mock"}}],
+            "pairwise": {"a": "mock-a", "b": "mock-b", "config": {"model": "mock-b"}},
+            "concurrency": 1,
+        }
+    )
+    pair = run.summary["pairwise"]
+    assert (pair["a_wins"], pair["b_wins"], pair["ties"], pair["undecided"]) == (3, 0, 0, 0)
+    assert pair["a_win_rate"] == 1.0
+    assert pair["p_value"] == pytest.approx(0.25)  # 3 of 3 decisive cases: 2 / 2**3
+    assert [v["case_index"] for v in pair["verdicts"]] == [0, 1, 2]
+
+
+def test_pairwise_names_targets_of_the_suite() -> None:
+    from fmops.evals.suite import parse_suite
+
+    _, problems = parse_suite(
+        {
+            "name": "s",
+            "cases": ["x"],
+            "targets": [{"model": "alpha"}, {"model": "beta"}],
+            "scorers": ["json"],
+            "pairwise": {"a": "alpa", "b": "beta", "judge": {}},
+        }
+    )
+    text = "\n".join(problems)
+    assert "pairwise.judge: unknown field (known: a, b, config)" in text
+    assert "pairwise.a: a target's name (did you mean 'alpha'?)" in text
+    assert "pairwise.config" in text

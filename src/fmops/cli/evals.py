@@ -340,6 +340,16 @@ def _print_summary(run: EvalRun, summary: dict[str, Any]) -> None:
             str(t["cached"]),
         )
     console.print(table)
+    pair = summary.get("pairwise")
+    if pair:
+        rate = "-" if pair["a_win_rate"] is None else f"{pair['a_win_rate']:.3f}"
+        console.print(
+            Text(
+                f"pairwise ({pair['judge']} judging, both orders): {pair['a']} wins {pair['a_wins']}, "
+                f"{pair['b']} wins {pair['b_wins']}, ties {pair['ties']}, undecided {pair['undecided']}; "
+                f"{pair['a']}'s win rate {rate}, sign test p={pair['p_value']:.3g}"
+            )
+        )
 
 
 def _print_comparison(title: str, rows: list[dict[str, Any]]) -> None:

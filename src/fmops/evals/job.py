@@ -22,11 +22,12 @@ from fmops.catalog import Catalog
 from fmops.counters import make_counters
 from fmops.errors import FmopsError
 from fmops.evals.runner import Runner
-from fmops.evals.service import KIND, EvalService
+from fmops.evals.service import KIND, PAIRWISE, EvalService
 from fmops.gateway.stack import build_gateway, build_tracer
 from fmops.jobs import JobCancelled, JobContext, JobService, job_kind
 from fmops.jobs.service import Claimed, JobStatus
 from fmops.jobs.worker import Worker
+from fmops.scorers import build
 from fmops.secrets import SecretBox
 from fmops.settings import Settings
 from fmops.store import Store, utcnow
@@ -74,6 +75,8 @@ def execute(
     evals.set_status(run_id, "running")
     suite = run.definition["suite"]
 
+    verdicts: list[dict[str, Any]] = []
+
     async def go() -> None:
         tracer = build_tracer(settings, store)
         gateway = build_gateway(settings, store, evals.catalog, tracer, make_counters(settings))
@@ -95,6 +98,12 @@ def execute(
             loop = asyncio.get_running_loop()
             runner.scorers = evals.build_scorers(run.definition, lambda name: runner.chat_fn(loop, name))
             await runner.run()
+            pair = suite.get("pairwise")
+            if pair:
+                judge = build(PAIRWISE, pair["config"], chat=runner.chat_fn(loop, PAIRWISE))
+                by_name = {t.name: t for t in targets}
+                rows = await asyncio.to_thread(evals.rows, run_id)
+                verdicts.extend(await runner.pairwise(rows, by_name[pair["a"]], by_name[pair["b"]], judge))
         finally:
             await gateway.close()
             await tracer.close()  # every call's span is stored before the run says it is done
@@ -107,7 +116,7 @@ def execute(
     except BaseException as exc:
         evals.set_status(run_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
-    return evals.finish(run_id)
+    return evals.finish(run_id, verdicts if suite.get("pairwise") else None)
 
 
 @job_kind(KIND, params=RunParams, description="Run an eval suite's cases × targets and score them")

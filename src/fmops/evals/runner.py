@@ -361,6 +361,39 @@ class Runner:
         except Exception as exc:  # a plugin's bug must not end the run; the verdict says what broke
             return ScoreResult.undecided("error", f"{type(exc).__name__}: {exc}")
 
+    # --- a judge comparing two targets -----------------------------------------------------------
+
+    async def pairwise(self, rows: list[JSON], a: Target, b: Target, judge: Scorer[Any]) -> list[JSON]:
+        """The judge's verdict on every case both targets answered: a's answer against b's."""
+        by_case: dict[int, dict[int, JSON]] = {}
+        for row in rows:
+            if row["status"] == "ok":
+                by_case.setdefault(int(row["case_index"]), {})[int(row["target_index"])] = row
+        cases = {case.index: case for case in self.cases}
+        slots = asyncio.Semaphore(self.concurrency)
+        compare = getattr(judge, "compare", None)
+
+        async def one(index: int, pair: dict[int, JSON]) -> JSON:
+            case = cases[index]
+            scored = Case.of(
+                case.input, pair[a.index]["output"], expected=case.expected, metadata=case.metadata
+            )
+            async with slots:
+                try:
+                    if compare is None:
+                        raise ScorerError(f"scorer {judge.name!r} cannot compare two answers")
+                    result = await asyncio.to_thread(compare, scored, pair[b.index]["output"])
+                except ScorerError as exc:
+                    result = ScoreResult.undecided("error", str(exc))
+            verdict: JSON = {"case_index": index, "value": result.value, "label": result.label}
+            verdict["comment"] = result.comment
+            if result.data is not None:
+                verdict["data"] = dict(result.data)
+            return verdict
+
+        pairs = sorted((i, p) for i, p in by_case.items() if a.index in p and b.index in p)
+        return list(await asyncio.gather(*(one(i, p) for i, p in pairs)))
+
     # --- scorers that call a model ----------------------------------------------------------------
 
     def chat_fn(self, loop: asyncio.AbstractEventLoop, scorer_name: str) -> Callable[[JSON], JSON]:

@@ -22,7 +22,7 @@ from fmops.endpoints.service import EndpointService
 from fmops.errors import Conflict, NotFound, UserError
 from fmops.evals.runner import EvalCase
 from fmops.evals.suite import Suite, SuiteError, did_you_mean, parse_suite
-from fmops.evals.summary import Aggregator, compare_runs, compare_targets, summarize
+from fmops.evals.summary import Aggregator, compare_runs, compare_targets, pairwise_summary, summarize
 from fmops.evals.targets import Target, TargetResolver
 from fmops.jobs import JobService
 from fmops.prompts.service import PromptService
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the datasets package loads pyarrow: only a run that reads a
     from fmops.datasets import DatasetService, VersionInfo
 
 KIND = "evals.run"
+PAIRWISE = "judge_pairwise"  # the scorer a suite's `pairwise:` runs
 RESULT_COLUMNS = (
     "case_index",
     "target",
@@ -90,6 +91,7 @@ class EvalService:
         version = self._dataset(project_id, suite, problems)
         targets = self.targets.resolve(project_id, suite, problems)
         self._check_scorers(project_id, suite, problems)
+        self._check_pairwise(project_id, suite, problems)
         if problems:
             raise SuiteError(problems)
         return suite, targets, version
@@ -138,6 +140,26 @@ class EvalService:
                         f"{where}.config: scorer {spec.name!r} calls model {alias!r}, "
                         f"which is not in this project{did_you_mean(alias, models)}"
                     )
+
+    def _check_pairwise(self, project_id: str, suite: Suite, problems: list[str]) -> None:
+        if suite.pairwise is None:
+            return
+        known = scorers()
+        if PAIRWISE not in known:
+            problems.append(f"pairwise: the {PAIRWISE} scorer is not installed")
+            return
+        cls = known[PAIRWISE]
+        try:
+            config = cls.parse_config(suite.pairwise["config"])
+        except UserError as exc:
+            problems.append(f"pairwise.{exc.message}")
+            return
+        models = self.catalog.models(project_id)
+        for alias in cls(config).models_used():
+            if alias not in models:
+                problems.append(
+                    f"pairwise.config.model: no model {alias!r} in this project{did_you_mean(alias, models)}"
+                )
 
     def start(
         self,
@@ -273,10 +295,13 @@ class EvalService:
                 if status in ("succeeded", "failed", "cancelled"):
                     run.finished_at = utcnow()
 
-    def finish(self, run_id: str) -> dict[str, Any]:
-        """Summarise the stored results, record the summary and mark the run succeeded."""
+    def finish(self, run_id: str, pairwise: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Summarise the stored results (and the pairwise verdicts), record it, mark the run succeeded."""
         run = self.get_run(None, run_id)
-        summary = summarize(self.rows(run_id), run.definition["suite"], aggregators(run.definition))
+        suite = run.definition["suite"]
+        summary = summarize(self.rows(run_id), suite, aggregators(run.definition))
+        if pairwise is not None and suite.get("pairwise"):
+            summary["pairwise"] = pairwise_summary(pairwise, suite["pairwise"], int(suite.get("seed", 0)))
         self.set_status(run_id, "succeeded", summary=summary, error=None)
         return summary
 

@@ -32,7 +32,8 @@ import yaml
 
 from fmops.errors import UserError
 
-SUITE_FIELDS = ("name", "description", "cases", "targets", "scorers", "concurrency", "seed")
+SUITE_FIELDS = ("name", "description", "cases", "targets", "scorers", "concurrency", "seed", "pairwise")
+PAIRWISE_FIELDS = ("a", "b", "config")
 TARGET_FIELDS = ("name", "model", "prompt", "endpoint", "parameters")
 SCORER_FIELDS = ("name", "config", "weight", "threshold")
 CASE_FIELDS = ("input", "expected", "metadata")
@@ -94,6 +95,9 @@ class Suite:
     description: str | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     seed: int = 0
+    # {a: TARGET, b: TARGET, config: {model: JUDGE, ...}}: the judge_pairwise scorer compares the two
+    # targets' answers case by case, after they are all in (both orders, for position bias).
+    pairwise: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +114,7 @@ class Suite:
             description=data.get("description"),
             concurrency=data.get("concurrency", DEFAULT_CONCURRENCY),
             seed=data.get("seed", 0),
+            pairwise=data.get("pairwise"),
         )
 
     def content_hash(self) -> str:
@@ -228,6 +233,28 @@ def _scorers(raw: Any, problems: list[str]) -> list[ScorerSpec]:
     return scorers
 
 
+def _pairwise(raw: Any, targets: list[TargetSpec], problems: list[str]) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append("pairwise: a mapping {a: TARGET, b: TARGET, config: {model: JUDGE}}")
+        return None
+    count = len(problems)
+    _unknown("pairwise.", raw, PAIRWISE_FIELDS, problems)
+    names = [t.name for t in targets]
+    for side in ("a", "b"):
+        name = raw.get(side)
+        if not isinstance(name, str) or name not in names:
+            problems.append(f"pairwise.{side}: a target's name{did_you_mean(str(name), names)}")
+    if raw.get("a") is not None and raw.get("a") == raw.get("b"):
+        problems.append("pairwise: a and b are the same target")
+    if not isinstance(raw.get("config"), dict):
+        problems.append("pairwise.config: the judge_pairwise scorer's config, at least {model: JUDGE}")
+    if len(problems) > count:
+        return None
+    return {"a": raw["a"], "b": raw["b"], "config": dict(raw["config"])}
+
+
 def _cases(raw: Any, problems: list[str]) -> tuple[str | None, list[dict[str, Any]] | None]:
     if isinstance(raw, dict):
         _unknown("cases.", raw, ("dataset",), problems)
@@ -292,14 +319,17 @@ def parse_suite(raw: str | bytes | Mapping[str, Any]) -> tuple[Suite, list[str]]
         problems.append("seed: a whole number from 0 to 2147483647")
         seed = 0
     dataset, cases = _cases(data.get("cases"), problems)
+    targets = _targets(data.get("targets"), problems)
+    pairwise = _pairwise(data.get("pairwise"), targets, problems)
     suite = Suite(
         name=name,
-        targets=_targets(data.get("targets"), problems),
+        targets=targets,
         scorers=_scorers(data.get("scorers"), problems),
         dataset=dataset,
         cases=cases,
         description=description,
         concurrency=concurrency,
         seed=seed,
+        pairwise=pairwise,
     )
     return suite, problems

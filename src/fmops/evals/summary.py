@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from fmops.evals.stats import ALPHA, bootstrap_ci, paired_test, percentile
+from fmops.evals.stats import ALPHA, bootstrap_ci, mcnemar_exact, paired_test, percentile
 from fmops.scorers.base import Aggregate, ScoreResult
 
 Row = Mapping[str, Any]
@@ -208,3 +208,30 @@ def gate(
                 f"({row['diff']:+.3f}, p={row['p_value']:.3g} < {ALPHA}, {row['test']}, n={row['n']})"
             )
     return failures
+
+
+def pairwise_summary(
+    verdicts: Sequence[Mapping[str, Any]], pair: Mapping[str, Any], seed: int
+) -> dict[str, Any]:
+    """A judge's pairwise verdicts (1: a wins, 0: b wins, 0.5: a tie, None: undecided) summed up: a's
+    win rate (ties count half) with its bootstrap interval, and the exact sign test on the decisive
+    cases (ties left out): is one target preferred more often than chance?"""
+    values = [float(v["value"]) for v in verdicts if v.get("value") is not None]
+    a_wins, b_wins = sum(1 for v in values if v == 1.0), sum(1 for v in values if v == 0.0)
+    p = mcnemar_exact(a_wins, b_wins)
+    return {
+        "a": pair["a"],
+        "b": pair["b"],
+        "judge": (pair.get("config") or {}).get("model"),
+        "cases": len(verdicts),
+        "a_wins": a_wins,
+        "b_wins": b_wins,
+        "ties": sum(1 for v in values if v == 0.5),
+        "undecided": len(verdicts) - len(values),
+        "a_win_rate": _mean(values),
+        "ci": bootstrap_ci(values, seed=seed),
+        "test": "sign-exact",
+        "p_value": p,
+        "significant": p < ALPHA,
+        "verdicts": list(verdicts),
+    }
