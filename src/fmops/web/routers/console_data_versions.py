@@ -21,7 +21,6 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from fmops.artifacts import ArtifactStore
 from fmops.auth import Principal, Role
 from fmops.datasets.imports import ImportResult, import_file
 from fmops.datasets.records import RecordKind
@@ -55,7 +54,7 @@ HELPERS = {
 
 
 def datasets(platform: Platform) -> DatasetService:
-    return DatasetService(platform.store, ArtifactStore.from_settings(platform.settings))
+    return platform.datasets
 
 
 FILE_FORMATS = ("jsonl", "csv", "parquet")  # a folder (a saved HF dataset) is not uploaded: the CLI reads it

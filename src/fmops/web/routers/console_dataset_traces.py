@@ -9,9 +9,7 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from fmops.artifacts import ArtifactStore
 from fmops.auth import Role
-from fmops.datasets import DatasetService
 from fmops.datasets.from_traces import TraceDatasets
 from fmops.platform import PlatformDep
 from fmops.web.deps import WebPrincipal, web_gate
@@ -29,9 +27,7 @@ async def add_to_dataset(
     name: Annotated[str, Form(max_length=200)],
     trace_id: str = TraceId,
 ) -> Response:
-    builder = TraceDatasets(
-        platform.store, DatasetService(platform.store, ArtifactStore.from_settings(platform.settings))
-    )
+    builder = TraceDatasets(platform.store, platform.datasets)
     version = await run_in_threadpool(
         builder.add_trace,
         project_id=principal.project_id,
