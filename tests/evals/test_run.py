@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from fmops.evals.runner import RUN_ATTRIBUTE, TARGET_ATTRIBUTE
-from fmops.store.models import Span
+from fmops.store.models import Span, SpanTag
 
 REPLY = "Hello from the mock upstream."
 
@@ -48,6 +48,9 @@ def test_a_run_calls_every_case_and_target_through_the_gateway_traced_with_the_r
     assert len(linked) == 12
     assert {s.attributes[TARGET_ATTRIBUTE] for s in linked} == {"mock-a", "mock-b"}
     assert {r["trace_id"] for r in rows} == {s.trace_id for s in linked}
+    with world.platform.store.session() as session:
+        tagged = session.scalars(select(SpanTag.span_id).where(SpanTag.tag == f"eval-run:{run.id}")).all()
+    assert set(tagged) == {s.span_id for s in linked}
 
 
 def test_a_rerun_answers_from_the_cache_and_calls_nothing(world) -> None:
