@@ -54,7 +54,7 @@ import contextlib, io, sys
 from fmops.cli import app
 for args in sys.argv[1:]:
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         code = app(args.split(), standalone_mode=False)
     print(f"=== {args} -> {code or 0}")
     print(out.getvalue())
@@ -78,7 +78,7 @@ def reads(home: Path, *commands: str) -> dict[str, tuple[int, str]]:
     return found
 
 
-def test_pass_exits_0_with_json_then_a_significant_regression_exits_1(home: Path, mock: MockUpstream) -> None:
+def test_exit_codes_0_pass_1_gate_failed_2_cannot_run(home: Path, mock: MockUpstream) -> None:
     done = fmops(home, "eval", "run", str(suite(home, "pass")), "--json", "--fail-under", "0.5")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
@@ -88,8 +88,14 @@ def test_pass_exits_0_with_json_then_a_significant_regression_exits_1(home: Path
     assert out["results"][0]["scores"]["regex"]["value"] == 1.0
     run_id = out["run"]["id"]
 
+    bad = write_suite(
+        home,
+        "bad",
+        "name: bad\ncases: {dataset: nowhere}\ntargets: [{model: mock-c}]\nscorers: [{name: regexx}]\n",
+    )
     found = reads(
         home,
+        f"eval run {bad}",
         f"eval show {run_id} --cases 3",
         f"eval export {run_id} --format csv",
         f"eval compare {run_id} --json",
@@ -107,6 +113,11 @@ def test_pass_exits_0_with_json_then_a_significant_regression_exits_1(home: Path
     code, compared = found[f"eval compare {run_id} --json"]
     assert json.loads(compared)[0]["test"] == "none"  # both targets answered every case alike
     assert found[f"eval run {home / 'missing.yaml'}"][0] == 2
+    code, problems = found[f"eval run {bad}"]  # a suite that cannot run: exit 2, every problem named
+    assert code == 2
+    assert "cases.dataset" in problems
+    assert "no model 'mock-c'" in problems
+    assert "did you mean 'regex'" in problems
     code, selected = found[f"select --suite {home / 'pass.yaml'} --candidates mock-a,mock-b"]
     assert code == 0
     assert "recommended: mock-" in selected
@@ -117,16 +128,3 @@ def test_pass_exits_0_with_json_then_a_significant_regression_exits_1(home: Path
     assert worse.returncode == 1, worse.stdout + worse.stderr
     assert "significant regression" in worse.stderr
     assert "regex mean 0.000 is under its threshold 0.9" in worse.stderr
-
-
-def test_a_suite_that_cannot_run_exits_2_naming_every_problem(home: Path) -> None:
-    bad = write_suite(
-        home,
-        "bad",
-        "name: bad\ncases: {dataset: nowhere}\ntargets: [{model: mock-c}]\nscorers: [{name: regexx}]\n",
-    )
-    done = fmops(home, "eval", "run", str(bad))
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "cases.dataset" in done.stderr
-    assert "no model 'mock-c'" in done.stderr
-    assert "did you mean 'regex'" in done.stderr
