@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from fmops.errors import Conflict
 from fmops.evals.job import execute
-from fmops.store.models import Job
 
 REPLY = "Hello from the mock upstream."
 
@@ -35,8 +35,10 @@ def test_a_crashed_run_resumes_where_it_stopped(world) -> None:
     assert 4 <= len(kept) < 20
     assert world.evals.get_run(world.project, run.id).status == "failed"
     first_calls = len(world.mock.state.requests)
-    with world.platform.store.session() as session:  # its worker is gone and the job gave up
-        session.get(Job, run.job_id).status = "failed"
+    assert world.evals.get_run(world.project, run.id).status == "failed"
+    with pytest.raises(Conflict):  # its job still looks alive: not resumed behind its back
+        world.evals.resume(world.project, run.id)
+    world.platform.jobs.cancel(run.job_id, world.project)  # what Ctrl-C in `fmops eval run` does
 
     resumed = world.evals.resume(world.project, run.id)
     assert resumed.job_id != run.job_id

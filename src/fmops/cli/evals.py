@@ -10,6 +10,7 @@ job in this process with a progress bar (no server needed). Exit codes, for CI:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -78,8 +79,9 @@ def _execute(evals: EvalService, run: EvalRun, quiet: bool) -> EvalRun:
                 time.sleep(0.2)
     except KeyboardInterrupt:
         stop.set()
-        platform.jobs.cancel(run.job_id, run.project_id)
-        err_console.print(f"stopped; resume with: fmops eval resume {run.id}")
+        with contextlib.suppress(FmopsError):  # it may have just ended
+            platform.jobs.cancel(run.job_id, run.project_id)
+        err_console.print(f"stopped; the results so far are kept: fmops eval resume {run.id}")
         raise typer.Exit(130) from None
     worker.join(timeout=30)
     return evals.get_run(run.project_id, run.id)

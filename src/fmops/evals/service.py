@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from fmops.catalog import Catalog
 from fmops.endpoints.service import EndpointService
@@ -28,7 +28,7 @@ from fmops.jobs import JobService
 from fmops.prompts.service import PromptService
 from fmops.scorers import Scorer, get_scorer, scorers
 from fmops.store import Store, utcnow
-from fmops.store.models import EvalResult, EvalRun, EvalSuite
+from fmops.store.models import EvalResult, EvalRun, EvalSuite, Job
 
 if TYPE_CHECKING:  # the datasets package loads pyarrow: only a run that reads a dataset needs it
     from fmops.datasets import DatasetService, VersionInfo
@@ -232,7 +232,15 @@ class EvalService:
         if run.job_id is not None:
             job = self.jobs.get(run.job_id, project_id)
             if job.status in ("queued", "running"):
-                raise Conflict(f"run {run_id} is {job.status} (job {job.id}); wait for it or cancel it")
+                if not job.cancel_requested:
+                    raise Conflict(f"run {run_id} is {job.status} (job {job.id}); wait for it or cancel it")
+                # Cancelled, but its worker is gone (`fmops eval run` stopped with Ctrl-C): close it here.
+                with self.store.session() as session:
+                    session.execute(
+                        update(Job)
+                        .where(Job.id == job.id, Job.status.in_(("queued", "running")))
+                        .values(status="cancelled", finished_at=utcnow(), worker_id=None, message="cancelled")
+                    )
         return self.queue(run)
 
     # --- the run as the job sees it --------------------------------------------------------------
