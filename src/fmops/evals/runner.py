@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fmops.auth import Principal
@@ -102,8 +103,6 @@ def _insert(store: Store, model: Any) -> Any:
 
 def cache_lookup(store: Store, keys: list[str]) -> dict[str, JSON]:
     """The cached entries among `keys`, read a chunk at a time."""
-    from sqlalchemy import select
-
     found: dict[str, JSON] = {}
     with store.session() as session:
         for start in range(0, len(keys), 500):
