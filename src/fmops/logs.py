@@ -7,6 +7,7 @@ choose one whatever stderr is.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -76,7 +77,10 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        line = orjson.dumps(entry, default=str).decode()
+        try:
+            line = orjson.dumps(entry, default=str).decode()
+        except TypeError:  # a lone surrogate from a request: the standard library escapes it
+            line = json.dumps(entry, default=str)
         return redact(line)
 
 

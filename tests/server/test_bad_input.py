@@ -181,6 +181,17 @@ def test_numbers_json_cannot_hold(api: httpx.Client) -> None:
         assert "steps" in error["message"]
 
 
+def test_a_lone_surrogate_quoted_back_in_an_error_is_a_400(
+    api: httpx.Client, sqlite_server: RunningServer
+) -> None:
+    # The refusal names the bad key; a lone surrogate cannot be encoded, so it is shown escaped.
+    raw = b'{"name": "p", "messages": [{"role": "user", "content": "hi"}], "params": {"\\ud800": 1}}'
+    response = api.post("/api/prompts", content=raw, headers={"Content-Type": "application/json"})
+    error = error_of(response, 400)
+    assert "\\ud800" in error["message"], error
+    assert "Logging error" not in sqlite_server.log_text()
+
+
 def test_deeply_nested_body_is_a_400(api: httpx.Client) -> None:
     raw = b'{"kind": "test.count", "params": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
     error = error_of(api.post("/api/jobs", content=raw, headers={"Content-Type": "application/json"}), 400)

@@ -59,6 +59,12 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[s]} for s in statuses}
 
 
+def _encodable(text: str) -> str:
+    """An error that quotes the caller's input may quote a lone surrogate, which no JSON encoder
+    writes: show it escaped (\\ud800) rather than fail to answer at all."""
+    return text.encode("utf-8", "backslashreplace").decode()
+
+
 def error_response(
     status: int,
     message: str,
@@ -70,10 +76,10 @@ def error_response(
 ) -> JSONResponse:
     body = {
         "error": {
-            "message": redact(message),
+            "message": redact(_encodable(message)),
             "type": error_type
             or _TYPES.get(status, "invalid_request_error" if status < 500 else "server_error"),
-            "param": param,
+            "param": None if param is None else _encodable(param),
             "code": code,
         }
     }
