@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ProgrammingError
 
 from fmops.store import Store, upgrade
 from fmops.store.migrate import MIGRATIONS
@@ -110,10 +111,18 @@ def postgres_database(*, migrated: bool = False) -> Iterator[str]:
         unavailable(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}: {exc}")
     # Reachable: from here on an error is a failure (a migration error is not an outage).
     try:
-        template = _ensure_template(admin) if migrated else None
-        with admin.connect() as conn:
-            clause = f' TEMPLATE "{template}"' if template else ""
-            conn.execute(text(f'CREATE DATABASE "{name}"{clause}'))
+        for attempt in range(3):
+            template = _ensure_template(admin) if migrated else None
+            try:
+                with admin.connect() as conn:
+                    clause = f' TEMPLATE "{template}"' if template else ""
+                    conn.execute(text(f'CREATE DATABASE "{name}"{clause}'))
+                break
+            except ProgrammingError as exc:
+                # Another checkout's test run on this server (other migrations) dropped our template
+                # as stale between building and copying it: build it again.
+                if template is None or "does not exist" not in str(exc.orig) or attempt == 2:
+                    raise
     except BaseException:
         admin.dispose()
         raise
