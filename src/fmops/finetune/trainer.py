@@ -202,6 +202,32 @@ def _notes(splits: Splits, before: Splits, limit: int | None) -> list[str]:
     return notes
 
 
+_COMPACT_LM_HEAD = False
+
+
+def _score_labelled_positions_only() -> None:
+    """TRL's fused LM head (log-probabilities in vocabulary tiles, never the full logits) projects only
+    the positions that carry a label on Triton devices, but every position elsewhere, so that the tile
+    shapes stay fixed for compilers. Eager CPU training has no compiler to please, and with
+    completion-only loss most positions are prompt or padding: scoring only the labelled ones cuts the
+    LM head's time and its tile memory (vocabulary 49,152 for SmolLM2) in the same proportion. The
+    loss is the same; benchmarks/finetune_vs_trl.py measures the gain."""
+    global _COMPACT_LM_HEAD
+    if _COMPACT_LM_HEAD:
+        return
+    import trl.trainer.utils as trl_utils
+
+    use_triton = getattr(trl_utils, "_use_triton", None)
+    if not callable(use_triton):  # another TRL version: its own behaviour, unchanged
+        return
+
+    def compact(device: Any) -> bool:
+        return bool(device.type == "cpu" or use_triton(device))
+
+    trl_utils._use_triton = compact  # type: ignore[attr-defined]  # read only by add_fused_lm_head
+    _COMPACT_LM_HEAD = True
+
+
 def train(
     *,
     base_weights: str,
@@ -243,6 +269,7 @@ def train(
         # Under torchrun every LoRA weight takes part in each forward pass; without this, DDP walks
         # the autograd graph every step looking for unused ones (transformers' choice for PEFT models).
         overrides["ddp_find_unused_parameters"] = False
+    _score_labelled_positions_only()
     if splits.validation and "eval_strategy" not in config.training:
         overrides["eval_strategy"] = "steps"
         overrides.setdefault("eval_steps", values.get("save_steps", 25))
