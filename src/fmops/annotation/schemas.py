@@ -25,7 +25,7 @@ class LabelField(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    values: list[Value] = Field(min_length=2, max_length=MAX_VALUES)
+    values: list[Value] = Field(min_length=2, max_length=MAX_VALUES, json_schema_extra={"uniqueItems": True})
     required: bool = False
 
     @field_validator("values")
