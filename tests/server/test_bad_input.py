@@ -192,6 +192,25 @@ def test_a_lone_surrogate_quoted_back_in_an_error_is_a_400(
     assert "Logging error" not in sqlite_server.log_text()
 
 
+def test_json_values_no_encoder_writes_back_are_a_400(api: httpx.Client) -> None:
+    # Python's JSON parser takes both; neither can be stored, hashed or answered with.
+    for value in (b"193091055637222829987974375140229120", b'{"\\udc00": 1}'):
+        raw = b'{"name": "s", "messages": [{"role": "user", "content": "hi"}], "output_schema": {"x": %s}}'
+        response = api.post("/api/prompts", content=raw % value, headers={"Content-Type": "application/json"})
+        assert "64 bits" in error_of(response, 400)["message"]
+
+
+def test_a_time_in_a_query_is_iso_8601_not_a_number(api: httpx.Client) -> None:
+    for path, more in (
+        ("/api/stats/timeseries", {}),
+        ("/api/stats/breakdown", {"by": "model"}),
+        ("/api/traces", {}),
+    ):
+        response = api.get(path, params={"end": "-4126", **more})
+        assert "ISO 8601" in error_of(response, 400)["message"], path
+        assert api.get(path, params={"end": "2026-12-06T12:00:00Z", **more}).status_code == 200, path
+
+
 def test_deeply_nested_body_is_a_400(api: httpx.Client) -> None:
     raw = b'{"kind": "test.count", "params": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
     error = error_of(api.post("/api/jobs", content=raw, headers={"Content-Type": "application/json"}), 400)

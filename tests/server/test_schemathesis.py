@@ -64,7 +64,8 @@ SEMANTIC_FIELDS: dict[str, set[str]] = {
     "POST /api/alerts": {"webhook_url", "filters", "threshold"},  # a public URL; filters of the metric
     "PATCH /api/alerts/{rule_id}": {"webhook_url", "filters", "threshold"},
     # templates parse; OpenAI params; valid JSON Schema; model in the catalog; label not `latest`/a number
-    "POST /api/prompts": {"messages", "params", "output_schema", "model", "labels"},
+    # ("": text with NUL in the free-form schema or params, refused for the whole body by PostgreSQL)
+    "POST /api/prompts": {"messages", "params", "output_schema", "model", "labels", ""},
     "GET /api/prompts/{name}": {"label"},  # a version or a label, not both
     "PUT /api/prompts/{name}/labels/{label}": {"label"},
     "POST /api/prompts/{name}/render": {"label", "variables", "messages"},  # every variable; renders

@@ -5,10 +5,13 @@ The platform itself is `fmops.platform.PlatformDep`, shared with the web UI.
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, params
 from fastapi.security import HTTPBearer
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal, Role
@@ -83,6 +86,18 @@ def gate(role: Role) -> list[params.Depends]:
 
 # No NUL characters: PostgreSQL cannot hold them, so a filter carrying one could never match.
 NO_NUL = r"^[^\x00]*$"
+
+_NUMBER = re.compile(r"\s*[+-]?\d+(\.\d*)?\s*")
+
+
+def _not_a_number(value: Any) -> Any:
+    # pydantic reads "-4126" as a Unix time; a query string's time is ISO 8601, as the schema says.
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("a time is an ISO 8601 date-time such as 2026-12-06T12:00:00Z, not a number")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_not_a_number)]
 
 
 def text_query(max_length: int = 200, description: str | None = None) -> Any:

@@ -7,12 +7,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, StatementError
 from starlette.exceptions import HTTPException
 
 from fmops.errors import FmopsError
@@ -57,6 +58,21 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     from what a route takes; list here only what its handler decides (e.g. 409).
     """
     return {s: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[s]} for s in statuses}
+
+
+def _unencodable(exc: BaseException) -> bool:
+    """Whether `exc` (or what it wraps) is a JSON encoder refusing a value: an integer beyond 64 bits
+    or an unpaired surrogate, both of which Python's JSON parser accepts from a request body."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, orjson.JSONEncodeError) or (
+            isinstance(seen, UnicodeEncodeError) and "surrogate" in str(seen)
+        ):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+    return False
 
 
 def _encodable(text: str) -> str:
@@ -266,6 +282,25 @@ def install_error_handlers(app: FastAPI) -> None:
             return database_unavailable_response(exc)
         log.exception("database error", exc_info=exc)
         return error_response(500, "internal error while writing to the database", code="internal_error")
+
+    # Registered by type, not in the catch-all below: Starlette re-raises what reaches that one
+    # after answering, which resets the connection.
+    @app.exception_handler(orjson.JSONEncodeError)
+    @app.exception_handler(UnicodeEncodeError)
+    @app.exception_handler(StatementError)
+    async def _unencodable_value(_: Request, exc: Exception) -> JSONResponse:
+        if _unencodable(exc):
+            # A free-form JSON field (a schema, params, metadata) carried what JSON parsers accept but
+            # no encoder writes back: the caller can fix it, so a 400 rather than a 500.
+            log.info("request value cannot be encoded", extra={"error": str(exc)[:200]})
+            return error_response(
+                400,
+                "a value in the request cannot be stored: integers must fit in 64 bits, and text may not "
+                "hold unpaired surrogates (\\ud800-\\udfff)",
+                code="invalid_value",
+            )
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal server error; it has been logged", code="internal_error")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

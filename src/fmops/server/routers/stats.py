@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from fmops.auth import Role
 from fmops.platform import PlatformDep
-from fmops.server.deps import PrincipalDep, gate, text_query
+from fmops.server.deps import IsoDateTime, PrincipalDep, gate, text_query
 from fmops.server.schemas.stats import (
     BreakdownPublic,
     BreakdownRowPublic,
@@ -25,10 +24,10 @@ router = APIRouter(prefix="/api/stats", tags=["stats"], dependencies=gate(Role.e
 
 
 def stats_filters(
-    start: datetime | None = Query(
+    start: IsoDateTime | None = Query(
         None, description="Spans that started at or after this time; default end - 24 h"
     ),
-    end: datetime | None = Query(None, description="Spans that started before this time; default now"),
+    end: IsoDateTime | None = Query(None, description="Spans that started before this time; default now"),
     model: str | None = text_query(),
     provider: str | None = text_query(),
     endpoint: str | None = text_query(),

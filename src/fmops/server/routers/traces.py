@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Path, Query
 
 from fmops.auth import Role
 from fmops.platform import PlatformDep
-from fmops.server.deps import PrincipalDep, gate, text_query
+from fmops.server.deps import IsoDateTime, PrincipalDep, gate, text_query
 from fmops.server.schemas.base import Page
 from fmops.server.schemas.traces import SpanSummary, SpanTreeNode, TracePublic
 from fmops.store.models import Span
@@ -55,8 +54,8 @@ def _span_ids(nodes: list[SpanNode]) -> list[str]:
 def search_traces(
     platform: PlatformDep,
     principal: PrincipalDep,
-    start: datetime | None = Query(None, description="Spans that started at or after this time"),
-    end: datetime | None = Query(None, description="Spans that started before this time"),
+    start: IsoDateTime | None = Query(None, description="Spans that started at or after this time"),
+    end: IsoDateTime | None = Query(None, description="Spans that started before this time"),
     model: str | None = text_query(),
     provider: str | None = text_query(),
     status: Literal["ok", "error"] | None = None,
