@@ -11,25 +11,13 @@ from fmops.cli import trace_filters as opts
 from fmops.cli.common import console, local_platform, project_id_of
 from fmops.cli.data import print_version, service
 from fmops.datasets.from_traces import TraceDatasets
+from fmops.tracing.query import TraceFilters
 
 
+@opts.with_trace_filters
 def from_traces(
     name: str = typer.Argument(..., help="Dataset to add a version to (made on first use)"),
-    model: opts.Model = None,
-    provider: opts.Provider = None,
-    status: opts.Status = None,
-    user: opts.User = None,
-    session: opts.Session = None,
-    endpoint: opts.Endpoint = None,
-    prompt: opts.Prompt = None,
-    variant: opts.Variant = None,
-    feedback: opts.Feedback = None,
-    score: opts.Score = None,
-    q: opts.Q = None,
-    tag: opts.Tag = None,
-    since: opts.Since = None,
-    start: opts.Start = None,
-    end: opts.End = None,
+    filters: TraceFilters = opts.NO_FILTER,
     corrected_only: bool = typer.Option(
         False, "--corrected-only", help="Only traces a person corrected; the correction is the answer"
     ),
@@ -42,23 +30,6 @@ def from_traces(
     project: str = typer.Option(DEFAULT_PROJECT, "--project", help="Project name"),
 ) -> None:
     """A dataset version from the traces a filter matches; prints the new version."""
-    filters = opts.trace_filters(
-        model=model,
-        provider=provider,
-        status=status,
-        user=user,
-        session=session,
-        endpoint=endpoint,
-        prompt=prompt,
-        variant=variant,
-        feedback=feedback,
-        score=score,
-        q=q,
-        tag=tag,
-        since=since,
-        start=start,
-        end=end,
-    )
     project_id = project_id_of(project)
     datasets = service()
     made, counts = TraceDatasets(local_platform().store, datasets).build(

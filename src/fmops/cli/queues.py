@@ -21,6 +21,7 @@ from fmops.cli.common import actor, console, fmt, local_platform, print_rows
 from fmops.cli.data import print_version, service
 from fmops.datasets.from_traces import filter_json
 from fmops.errors import UserError
+from fmops.tracing.query import TraceFilters
 
 app = typer.Typer(
     help="Annotation queues: create from traces, list, show, export, delete.", no_args_is_help=True
@@ -81,23 +82,10 @@ def _progress(view: QueueView) -> str:
 
 
 @app.command("create")
+@opts.with_trace_filters
 def create(
     name: str = typer.Argument(..., help="Queue name"),
-    model: opts.Model = None,
-    provider: opts.Provider = None,
-    status: opts.Status = None,
-    user: opts.User = None,
-    session: opts.Session = None,
-    endpoint: opts.Endpoint = None,
-    prompt: opts.Prompt = None,
-    variant: opts.Variant = None,
-    feedback: opts.Feedback = None,
-    score: opts.Score = None,
-    q: opts.Q = None,
-    tag: opts.Tag = None,
-    since: opts.Since = None,
-    start: opts.Start = None,
-    end: opts.End = None,
+    filters: TraceFilters = opts.NO_FILTER,
     rate: float = typer.Option(1.0, "--rate", help="Sampling rate in (0, 1], by trace id"),
     max_items: int = typer.Option(1000, "--max-items", help="Items at most"),
     label: list[str] = typer.Option(
@@ -110,23 +98,6 @@ def create(
     project: str = PROJECT,
 ) -> None:
     """Make a queue from the traces a filter matches (sampled), with a label schema."""
-    filters = opts.trace_filters(
-        model=model,
-        provider=provider,
-        status=status,
-        user=user,
-        session=session,
-        endpoint=endpoint,
-        prompt=prompt,
-        variant=variant,
-        feedback=feedback,
-        score=score,
-        q=q,
-        tag=tag,
-        since=since,
-        start=start,
-        end=end,
-    )
     body = _body(
         {
             "name": name,

@@ -1,16 +1,21 @@
-"""The trace filters of the command line, defined once: `fmops traces search`, `fmops data
+"""The trace filters of the command line, declared once: `fmops traces search`, `fmops data
 from-traces` and `fmops queues create` take the same options, parsed by one builder.
 
-A command lists the options it takes as `model: opts.Model = None` (help text and flag names come
-from here) and hands them to `trace_filters(...)`, which parses `--prompt NAME:VERSION`, `--score
-NAME>=X`, `--since 1h` and `--tag T` (repeatable) into `TraceFilters`.
+The options are the parameters of `trace_filters(...)`, which parses `--prompt NAME:VERSION`,
+`--score NAME>=X`, `--since 1h` and `--tag T` (repeatable) into `TraceFilters`. A command takes
+them all by declaring a `filters: TraceFilters` parameter and wearing `@with_trace_filters`: the
+options appear in its `--help` where that parameter stands, and it receives them parsed. A new
+filter is one more parameter of `trace_filters`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -18,6 +23,9 @@ from fmops.errors import UserError
 from fmops.store import utcnow
 from fmops.tracing.query import TraceFilters
 from fmops.tracing.tags import MAX_FILTER_TAGS, parse_tags
+
+R = TypeVar("R")
+NO_FILTER = TraceFilters()  # a command's `filters` default (Python wants one); the options replace it
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -85,23 +93,23 @@ def score_range(spec: str | None) -> tuple[str | None, float | None, float | Non
 
 def trace_filters(
     *,
-    model: str | None = None,
-    provider: str | None = None,
-    status: str | None = None,
-    user: str | None = None,
-    session: str | None = None,
-    endpoint: str | None = None,
-    prompt: str | None = None,
-    variant: str | None = None,
-    feedback: str | None = None,
-    score: str | None = None,
-    q: str | None = None,
-    tag: list[str] | None = None,
-    since: str | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    model: Model = None,
+    provider: Provider = None,
+    status: Status = None,
+    user: User = None,
+    session: Session = None,
+    endpoint: Endpoint = None,
+    prompt: Prompt = None,
+    variant: Variant = None,
+    feedback: Feedback = None,
+    score: Score = None,
+    q: Q = None,
+    tag: Tag = None,
+    since: Since = None,
+    start: Start = None,
+    end: End = None,
 ) -> TraceFilters:
-    """The options above, as the trace search's filters (named as the options are)."""
+    """The options, as the trace search's filters (each parameter is a command-line option)."""
     if since and start:
         raise UserError("give --since or --start, not both")
     prompt_name, _, version = (prompt or "").partition(":")
@@ -125,3 +133,28 @@ def trace_filters(
         q=q,
         tags=parse_tags(",".join(tag or ()), param="--tag", limit=MAX_FILTER_TAGS),
     )
+
+
+def with_trace_filters(command: Callable[..., R]) -> Callable[..., R]:
+    """`command` with the options of `trace_filters` in place of its `filters: TraceFilters`
+    parameter (same place in `--help`); it is called with them parsed into `filters`."""
+    own = inspect.signature(command, eval_str=True)
+    options = inspect.signature(trace_filters, eval_str=True).parameters
+    if "filters" not in own.parameters or own.parameters.keys() & options.keys():
+        raise TypeError(f"{command.__name__} needs a `filters` parameter and no option named as a filter")
+    params: list[inspect.Parameter] = []
+    for param in own.parameters.values():
+        if param.name == "filters":
+            params += [option.replace(kind=param.kind) for option in options.values()]
+        else:
+            params.append(param)
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> R:  # Typer passes every option by name
+        given = {name: kwargs.pop(name) for name in options}
+        return command(filters=trace_filters(**given), **kwargs)
+
+    # What Typer reads: this signature (and its annotations), not the wrapped function's.
+    wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params} | {"return": own.return_annotation}
+    return wrapper

@@ -93,45 +93,15 @@ def _print(rows: Sequence[dict[str, Any]], *, as_json: bool, header: bool = True
 
 
 @app.command("search")
+@opts.with_trace_filters
 def search(
-    model: opts.Model = None,
-    provider: opts.Provider = None,
-    status: opts.Status = None,
-    user: opts.User = None,
-    session: opts.Session = None,
-    endpoint: opts.Endpoint = None,
-    prompt: opts.Prompt = None,
-    variant: opts.Variant = None,
-    feedback: opts.Feedback = None,
-    score: opts.Score = None,
-    q: opts.Q = None,
-    tag: opts.Tag = None,
-    since: opts.Since = None,
-    start: opts.Start = None,
-    end: opts.End = None,
+    filters: TraceFilters = opts.NO_FILTER,
     limit: int = typer.Option(50, "--limit", min=1, max=MAX_LIMIT),
     project: str | None = _project_option(),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per span"),
 ) -> None:
     """Spans, newest first."""
     project_id, names = _project_ids(project)
-    filters = opts.trace_filters(
-        model=model,
-        provider=provider,
-        status=status,
-        user=user,
-        session=session,
-        endpoint=endpoint,
-        prompt=prompt,
-        variant=variant,
-        feedback=feedback,
-        score=score,
-        q=q,
-        tag=tag,
-        since=since,
-        start=start,
-        end=end,
-    )
     query = TraceQuery(local_platform().store)
     page = query.search(project_id, filters, limit=limit)
     tags = _tags(query, page.spans)
