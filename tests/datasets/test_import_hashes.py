@@ -5,6 +5,7 @@ columnar path existed; a change here changes every stored version's identity."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from fmops.artifacts import ArtifactStore
 from fmops.datasets.imports import import_file
 from fmops.datasets.records import RecordKind
 from fmops.datasets.service import DatasetService
-from fmops.store import Store, upgrade
+from fmops.store import Store
+from support.databases import migrated_sqlite_url
 
 
 def _line(value: Any) -> bytes:
@@ -87,12 +89,14 @@ def alpaca_lines() -> bytes:
     return b"".join(_line(r) for r in rows)
 
 
+CHAT, SHAREGPT, ALPACA = openai_lines(), sharegpt_lines(), alpaca_lines()
+# name -> (content, kind to import as: None to infer it); each file is imported as its own dataset.
 FILES: dict[str, tuple[bytes, RecordKind | None]] = {
-    "chat.jsonl": (openai_lines(), None),
-    "chat-as-eval.jsonl": (openai_lines(), RecordKind.eval),
-    "sharegpt.jsonl": (sharegpt_lines(), None),
-    "alpaca.jsonl": (alpaca_lines(), None),
-    "alpaca-completion.jsonl": (alpaca_lines(), RecordKind.completion),
+    "chat.jsonl": (CHAT, None),
+    "chat-as-eval.jsonl": (CHAT, RecordKind.eval),
+    "sharegpt.jsonl": (SHAREGPT, None),
+    "alpaca.jsonl": (ALPACA, None),
+    "alpaca-completion.jsonl": (ALPACA, RecordKind.completion),
 }
 # name -> (rows, content hash, problems), from the row-by-row importer.
 PINNED: dict[str, tuple[int, str, list[str]]] = {
@@ -196,13 +200,21 @@ PINNED: dict[str, tuple[int, str, list[str]]] = {
 }
 
 
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatasetService]:
+    """One migrated SQLite store for every file: a version's hash is its content's, whatever else
+    the store holds."""
+    folder = tmp_path_factory.mktemp("import-hashes")
+    store = Store(migrated_sqlite_url(folder))
+    yield DatasetService(store, ArtifactStore((folder / "artifacts").as_uri()))
+    store.dispose()
+
+
 @pytest.mark.parametrize("name", sorted(FILES))
-def test_the_same_file_gives_the_same_version(name: str, tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'fmops.db'}")
-    upgrade(store)
-    service = DatasetService(store, ArtifactStore((tmp_path / "artifacts").as_uri()))
+def test_the_same_file_gives_the_same_version(name: str, service: DatasetService, tmp_path: Path) -> None:
     content, kind = FILES[name]
     path = tmp_path / name
     path.write_bytes(content)
-    result = import_file(service, project_id="p" * 32, path=path, name="pinned", kind=kind, on_error="skip")
+    dataset = name.removesuffix(".jsonl")
+    result = import_file(service, project_id="p" * 32, path=path, name=dataset, kind=kind, on_error="skip")
     assert (result.version.rows, result.version.content_hash, result.problems) == PINNED[name]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from fmops.datasets.service import VersionInfo
 from fmops.endpoints.schemas import EndpointSpec
 from fmops.endpoints.service import EndpointService
 from fmops.evals.suite import SuiteError, parse_suite
@@ -12,6 +15,17 @@ from fmops.prompts.service import PromptService
 from fmops.store.models import EvalRun, Job
 
 REPLY = "Hello from the mock upstream."
+
+
+def add_dataset(world: Any, name: str, kind: str, records: list[dict[str, Any]]) -> VersionInfo:
+    return world.platform.datasets.create_version(
+        project_id=world.project, name=name, kind=kind, batches=[records]
+    )
+
+
+def start(world: Any, suite: dict[str, Any]) -> None:
+    """Start a run as the world's admin (the suites here are refused before it exists)."""
+    world.evals.start(world.project, suite, created_by_key_id=world.principal.key_id)
 
 
 def test_the_shape_is_checked_field_by_field_with_suggestions() -> None:
@@ -41,17 +55,16 @@ concurrency: 0
     assert len(problems) >= 8
 
 
-def test_not_yaml_or_not_a_mapping_is_one_clear_problem() -> None:
-    with pytest.raises(SuiteError, match="not valid YAML"):
-        parse_suite("name: [unclosed")
-    with pytest.raises(SuiteError, match="a suite is a mapping"):
-        parse_suite("- just a list")
+@pytest.mark.parametrize(
+    ("text", "problem"), [("name: [unclosed", "not valid YAML"), ("- just a list", "a suite is a mapping")]
+)
+def test_not_yaml_or_not_a_mapping_is_one_clear_problem(text: str, problem: str) -> None:
+    with pytest.raises(SuiteError, match=problem):
+        parse_suite(text)
 
 
 def test_every_missing_reference_is_reported_at_once_and_nothing_runs(world) -> None:
-    world.platform.datasets.create_version(
-        project_id=world.project, name="triage-eval", kind="eval", batches=[[{"input": "a", "expected": "b"}]]
-    )
+    add_dataset(world, "triage-eval", "eval", [{"input": "a", "expected": "b"}])
     bad = {
         "name": "bad",
         "cases": {"dataset": "triage-evl"},
@@ -64,7 +77,7 @@ def test_every_missing_reference_is_reported_at_once_and_nothing_runs(world) -> 
         "scorers": [{"name": "regexp", "config": {"pattern": "x"}}, {"name": "contains", "config": {}}],
     }
     with pytest.raises(SuiteError) as caught:
-        world.evals.start(world.project, bad, created_by_key_id=world.principal.key_id)
+        start(world, bad)
     problems = caught.value.problems
     text = "\n".join(problems)
     assert "cases.dataset" in text
@@ -84,12 +97,8 @@ def test_every_missing_reference_is_reported_at_once_and_nothing_runs(world) -> 
 
 
 def test_a_chat_dataset_is_refused_as_cases(world) -> None:
-    world.platform.datasets.create_version(
-        project_id=world.project,
-        name="chats",
-        kind="chat",
-        batches=[[{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}]],
-    )
+    chat = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+    add_dataset(world, "chats", "chat", [chat])
     suite = {
         "name": "s",
         "cases": {"dataset": "chats"},
@@ -97,21 +106,15 @@ def test_a_chat_dataset_is_refused_as_cases(world) -> None:
         "scorers": ["json"],
     }
     with pytest.raises(SuiteError, match="holds chat records; an eval dataset"):
-        world.evals.start(world.project, suite, created_by_key_id=world.principal.key_id)
+        start(world, suite)
 
 
 def test_dataset_cases_prompt_and_endpoint_targets_run_and_pin_what_they_used(world) -> None:
-    version = world.platform.datasets.create_version(
-        project_id=world.project,
-        name="greet-eval",
-        kind="eval",
-        batches=[
-            [
-                {"input": f"n{i}", "expected": REPLY, "metadata": {"variables": {"greeting": "Greet"}}}
-                for i in range(4)
-            ]
-        ],
-    )
+    cases = [
+        {"input": f"n{i}", "expected": REPLY, "metadata": {"variables": {"greeting": "Greet"}}}
+        for i in range(4)
+    ]
+    version = add_dataset(world, "greet-eval", "eval", cases)
     prompts = PromptService(world.platform.store, world.platform.catalog)
     spec = PromptSpec(
         name="greet", model="mock-a", messages=[{"role": "user", "content": "{{ greeting }} {{ input }}"}]
