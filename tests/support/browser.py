@@ -12,6 +12,7 @@ The `browser` and `page` fixtures live here; a test folder's conftest.py imports
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,15 @@ def create_user_key(server: RunningServer, name: str, role: str) -> str:
         key = client.post("/api/keys", json={"name": f"{name}-key", "user": name, "role": role})
         assert key.status_code == 201, key.text
         return str(key.json()["key"])
+
+
+def web_session(server: RunningServer, key: str) -> tuple[httpx.Client, str]:
+    """An HTTP client signed in to the web UI with `key` (through the real form), and its CSRF token."""
+    client = httpx.Client(base_url=server.url, timeout=30, follow_redirects=False)
+    assert client.post("/login", data={"api_key": key}).status_code == 303
+    token = re.search(r'data-csrf="([^"]+)"', client.get("/").text)
+    assert token is not None
+    return client, token.group(1)
 
 
 def screenshot(page: Page, name: str, tmp_dir: Path) -> Path:

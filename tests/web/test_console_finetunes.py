@@ -26,7 +26,7 @@ from fmops.finetune.config import Method
 from fmops.store.models import EvalRun, Job
 from fmops.web.routers.console_finetunes_chart import loss_chart
 from fmops.web.routers.console_finetunes_form import defaults_yaml, settings_from_yaml
-from support.browser import create_user_key, screenshot, sign_in
+from support.browser import create_user_key, screenshot, sign_in, web_session
 from support.security import server_store
 from support.server import RunningServer, start_server
 
@@ -67,14 +67,6 @@ def _import(client: httpx.Client, name: str, records: list[dict[str, Any]], kind
     assert response.status_code == 201, response.text
 
 
-def _session(web: RunningServer, key: str) -> tuple[httpx.Client, str]:
-    client = httpx.Client(base_url=web.url, timeout=30, follow_redirects=False)
-    assert client.post("/login", data={"api_key": key}).status_code == 303
-    token = re.search(r'data-csrf="([^"]+)"', client.get("/").text)
-    assert token is not None
-    return client, token.group(1)
-
-
 @pytest.fixture(scope="module")
 def engineer_key(web: RunningServer) -> str:
     return create_user_key(web, "ft-engineer", "engineer")
@@ -82,7 +74,7 @@ def engineer_key(web: RunningServer) -> str:
 
 @pytest.fixture(scope="module")
 def engineer(web: RunningServer, engineer_key: str) -> Iterator[tuple[httpx.Client, str]]:
-    client, token = _session(web, engineer_key)
+    client, token = web_session(web, engineer_key)
     yield client, token
     client.close()
 
@@ -225,7 +217,7 @@ def test_a_form_without_the_csrf_token_is_refused(engineer: tuple[httpx.Client, 
 
 @pytest.mark.parametrize("role", ["consumer", "annotator"])
 def test_roles_below_engineer_cannot_open_or_act(web: RunningServer, started: str, role: str) -> None:
-    client, token = _session(web, create_user_key(web, f"ft-{role}", role))
+    client, token = web_session(web, create_user_key(web, f"ft-{role}", role))
     try:
         assert 'href="/console/finetunes"' not in client.get("/console").text
         for path in ("/console/finetunes", "/console/finetunes/new", f"/console/finetunes/{started}"):
@@ -342,6 +334,7 @@ def test_eval_runs_that_called_the_model_end_its_lineage(
     assert len(rows) == 1  # the endpoint that happens to share the name is another thing
     for text in ("triage-suite", "tuned", "succeeded", "0.75"):
         assert text in rows[0]
+    assert re.search(r'<a class="mono small" href="/console/evals/runs/[0-9a-f]+">', rows[0])  # its page
 
 
 def test_cancel_then_resume_from_the_page(web: RunningServer, engineer: tuple[httpx.Client, str]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from fmops.auth import Role
 
 # Sections in the order the navigation shows them; a page names one of them.
-SECTIONS = ("Build", "Observe", "Data", "Admin")
+SECTIONS = ("Build", "Observe", "Data", "Evaluate", "Admin")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Chart", "Point", "Series", "loss_chart", "short_number"]
+__all__ = ["Chart", "Frame", "Point", "Series", "loss_chart", "nice_step", "short_number"]
 
 WIDTH, HEIGHT = 640, 240
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 12, 30  # room for the axes' labels
@@ -44,16 +44,22 @@ class Series:
 
 
 @dataclass(frozen=True, slots=True)
-class Chart:
+class Frame:
+    """A chart's view box, plotting area and axis ticks (`console/_chart_axes.html` draws them)."""
+
     width: int
     height: int
     left: int
     top: int
     right_edge: int
     bottom_edge: int
-    series: list[Series]
     x_ticks: list[tuple[float, str]]
     y_ticks: list[tuple[float, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Chart(Frame):
+    series: list[Series]
 
     @property
     def empty(self) -> bool:
