@@ -100,6 +100,10 @@ def test_scorers_lists_every_installed_scorer(results: dict[str, Outcome]) -> No
     listed = {s["name"]: s for s in json.loads(results["scorers-json"].ok())}
     assert listed["judge"]["runs_as"] == "job"
     assert listed["length"]["config_schema"]["properties"]["unit"]["enum"] == ["characters", "words"]
+    assert listed["exact_match"]["needs_expected"] is True
+    uses = {"suite": True, "online_evaluator": False, "guardrail": False}
+    assert listed["exact_match"]["usable_in"] == uses
+    assert listed["regex"]["usable_in"]["guardrail"] is True
 
 
 @pytest.mark.parametrize(

@@ -221,6 +221,24 @@ def test_scorers_are_listed_with_their_config_schema(admin: httpx.Client) -> Non
     assert found["judge"]["config_schema"]["properties"]["rubric"]["type"] == "string"
 
 
+def test_scorers_say_what_they_need_and_where_they_can_be_used(admin: httpx.Client) -> None:
+    found = {s["name"]: s for s in admin.get("/api/scorers").json()}
+    flags = ("needs_model", "needs_expected", "aggregates", "slow", "needs_record")
+    assert {f: found["regex"][f] for f in flags} == dict.fromkeys(flags, False)
+    assert found["regex"]["usable_in"] == {"suite": True, "online_evaluator": True, "guardrail": True}
+    assert found["exact_match"]["needs_expected"] is True
+    assert found["exact_match"]["usable_in"] == {"suite": True, "online_evaluator": False, "guardrail": False}
+    assert found["judge"]["needs_model"] is True
+    assert found["judge"]["usable_in"]["guardrail"] is False
+    assert found["judge"]["usable_in"]["online_evaluator"] is True
+    assert found["classification"]["aggregates"] is True
+    assert found["bleu"]["aggregates"] is True
+    assert found["embedding_similarity"]["slow"] is True
+    assert found["latency"]["needs_record"] is True
+    assert found["latency"]["usable_in"]["guardrail"] is False
+    assert found["exact_match"]["description"]
+
+
 @pytest.mark.parametrize(
     ("body", "param", "fragment"),
     [

@@ -14,6 +14,7 @@ from fmops.auth import DEFAULT_PROJECT
 from fmops.cli.common import console, fmt, local_platform, print_rows, project_id_of
 from fmops.errors import NotFound, UserError
 from fmops.evaluators import EvaluatorService, RuleCreate, RuleUpdate
+from fmops.scorers import describe
 from fmops.scorers import scorers as installed_scorers
 from fmops.store.models import EvaluatorRule
 
@@ -197,19 +198,20 @@ def delete(rule: str = typer.Argument(..., help="Rule name or id"), project: str
 def list_scorers(
     as_json: bool = typer.Option(False, "--json", help="With each config's JSON schema"),
 ) -> None:
-    """Installed scorers (built-in and plugins) and how they run."""
-    found = sorted(installed_scorers().items())
+    """Installed scorers (built-in and plugins): how they run, what they need, where they can be used."""
+    data = [describe(name, cls) for name, cls in sorted(installed_scorers().items())]
     if as_json:
-        data = [
-            {
-                "name": name,
-                "description": cls.description,
-                "runs_as": "job" if cls.needs_model else "inline",
-                "config_schema": cls.config_schema(),
-            }
-            for name, cls in found
-        ]
         console.print_json(orjson.dumps(data).decode())
         return
-    rows = [(name, "job" if cls.needs_model else "inline", cls.description) for name, cls in found]
-    print_rows("Scorers", ["name", "runs as", "description"], rows, as_json=False)
+    facts = ("needs_model", "needs_expected", "needs_record", "aggregates", "slow")
+    rows = [
+        (
+            d["name"],
+            d["runs_as"],
+            ", ".join(f.removeprefix("needs_") for f in facts if d[f]) or "-",
+            ", ".join(use for use, ok in d["usable_in"].items() if ok),
+            d["description"],
+        )
+        for d in data
+    ]
+    print_rows("Scorers", ["name", "runs as", "needs / is", "usable in", "description"], rows, as_json=False)

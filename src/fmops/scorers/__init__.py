@@ -18,7 +18,7 @@ from fmops.scorers.base import (
     mean_aggregate,
 )
 from fmops.scorers.function import scorer_function
-from fmops.scorers.registry import build, get_scorer, register, scorers, unregister
+from fmops.scorers.registry import build, describe, get_scorer, register, scorers, unregister
 
 __all__ = [
     "Aggregate",
@@ -30,6 +30,7 @@ __all__ = [
     "ScorerError",
     "ScorerUnavailable",
     "build",
+    "describe",
     "get_scorer",
     "mean_aggregate",
     "register",

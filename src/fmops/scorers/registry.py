@@ -45,6 +45,29 @@ def get_scorer(name: str) -> AnyScorer:
     return known[name]
 
 
+def describe(name: str, cls: AnyScorer) -> dict[str, Any]:
+    """What a scorer declares, for listings (API, CLI, console): its facts, where it can be used
+    (an eval suite, an online evaluator, an endpoint's guardrail) and its config's JSON schema."""
+    return {
+        "name": name,  # as registered (a plugin's entry-point name)
+        "description": cls.description,
+        "runs_as": "job" if cls.needs_model else "inline",
+        "needs_model": cls.needs_model,
+        "needs_expected": cls.needs_expected,
+        "aggregates": cls.aggregates,
+        "slow": cls.slow,
+        "needs_record": cls.needs_record,
+        "usable_in": {
+            "suite": True,
+            # A live trace has no expected answer; a guardrail decides before the call's record
+            # exists, on the request path (the same rules the evaluator and endpoint checks apply).
+            "online_evaluator": not cls.needs_expected,
+            "guardrail": not (cls.needs_model or cls.needs_expected or cls.needs_record or cls.slow),
+        },
+        "config_schema": cls.config_schema(),
+    }
+
+
 def build(name: str, config: Mapping[str, Any] | None, *, chat: ChatFn | None = None) -> Scorer[Any]:
     """A ready scorer; UserError for an unknown name or a bad config (naming the field)."""
     cls = get_scorer(name)

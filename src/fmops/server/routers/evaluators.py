@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fmops.auth import Role
 from fmops.evaluators import EvaluatorService, OnlineEvaluators
 from fmops.platform import Platform, PlatformDep
-from fmops.scorers import scorers
+from fmops.scorers import describe, scorers
 from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
 from fmops.server.schemas.evaluators import EvaluatorCreate, EvaluatorPublic, EvaluatorUpdate, ScorerPublic
@@ -26,17 +26,13 @@ def _applied(platform: Platform) -> None:
             service.refresh()
 
 
-@router.get("/api/scorers", response_model=list[ScorerPublic], summary="Scorers evaluators can use")
+@router.get(
+    "/api/scorers",
+    response_model=list[ScorerPublic],
+    summary="Installed scorers: what each needs, where it can be used, its config's schema",
+)
 def list_scorers() -> list[ScorerPublic]:
-    return [
-        ScorerPublic(
-            name=name,
-            description=cls.description,
-            runs_as="job" if cls.needs_model else "inline",
-            config_schema=cls.config_schema(),
-        )
-        for name, cls in sorted(scorers().items())
-    ]
+    return [ScorerPublic.model_validate(describe(name, cls)) for name, cls in sorted(scorers().items())]
 
 
 @router.get("/api/evaluators", response_model=list[EvaluatorPublic], summary="Evaluator rules, by name")
