@@ -127,6 +127,15 @@ class Settings(BaseSettings):
     evaluator_queue: int = Field(
         10_000, ge=10, le=1_000_000, description="Spans waiting for online evaluators before sampling sheds"
     )
+    eval_cache_days: float = Field(
+        30.0, ge=0, le=36500, description="Days an eval answer stays cached for re-runs (0: forever)"
+    )
+    eval_cache_max_entries: int = Field(
+        200_000, ge=0, description="Most eval answers cached, the oldest pruned first (0: no limit)"
+    )
+    eval_cache_prune_interval_seconds: float = Field(
+        3600.0, gt=0, description="How often the server prunes the eval cache"
+    )
     web_session_hours: float = Field(
         12.0, gt=0, le=24 * 90, description="How long a web sign-in lasts without a visit (sliding)"
     )

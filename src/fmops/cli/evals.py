@@ -434,3 +434,9 @@ def select(
     console.print(
         f"recommended: [bold]{escape(recommended)}[/bold]: {escape(ranked['reason'])}", soft_wrap=True
     )
+
+
+# `fmops eval cache` lives in a module of its own (imported last: it imports nothing from this one).
+from fmops.cli import evals_cache  # noqa: E402
+
+app.add_typer(evals_cache.app, name="cache")

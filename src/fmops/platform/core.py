@@ -19,6 +19,7 @@ from fmops.auth import AuthService
 from fmops.auth.sessions import SessionService
 from fmops.catalog import Catalog
 from fmops.counters import Counters, make_counters
+from fmops.evals.cache import CachePruner
 from fmops.evaluators.online import OnlineEvaluators
 from fmops.gateway.service import Gateway
 from fmops.gateway.stack import build_gateway, build_tracer
@@ -108,6 +109,14 @@ class Platform:
             )
         )
         platform.services.append(RollupLoop(store, settings.stats_rollup_interval_seconds))  # stats roll-ups
+        platform.services.append(
+            CachePruner(
+                store,
+                interval_seconds=settings.eval_cache_prune_interval_seconds,
+                days=settings.eval_cache_days,
+                max_entries=settings.eval_cache_max_entries,
+            )
+        )
         if store.dialect == "sqlite":  # the free-text search's index, built off the write path
             platform.services.append(SearchIndexer(store))
         evaluators = OnlineEvaluators(store, platform.jobs, tracer, queue_size=settings.evaluator_queue)

@@ -87,9 +87,12 @@ class EvalResult(Base):
 
 
 class EvalCache(Base):
-    """A target's answer to one exact request (sha256 of the project and the canonical body)."""
+    """A target's answer to one exact request (sha256 of the project and the canonical body).
+
+    Pruned oldest first (`fmops.evals.cache`): by age and to a most number of entries."""
 
     __tablename__ = "eval_cache"
+    __table_args__ = (Index("ix_eval_cache_created_at", "created_at"),)
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     project_id: Mapped[str] = mapped_column(String(32))
