@@ -436,7 +436,9 @@ def select(
     )
 
 
-# `fmops eval cache` lives in a module of its own (imported last: it imports nothing from this one).
-from fmops.cli import evals_cache  # noqa: E402
+# `fmops eval cache` and `fmops eval harness` live in modules of their own (imported last: they
+# import nothing from this one at load time).
+from fmops.cli import evals_cache, evals_harness  # noqa: E402
 
 app.add_typer(evals_cache.app, name="cache")
+app.command("harness")(evals_harness.harness)

@@ -114,6 +114,31 @@ def cache_lookup(store: Store, keys: list[str]) -> dict[str, JSON]:
     return found
 
 
+def result_row(run_id: str, case: EvalCase, target_index: int, status: str = "error") -> JSON:
+    """An `eval_results` row for one case × target, with nothing answered or scored yet."""
+    return {
+        "id": new_id(),
+        "run_id": run_id,
+        "case_index": case.index,
+        "target_index": target_index,
+        "case_key": case.key,
+        "input": case.input,
+        "expected": case.expected,
+        "output": None,
+        "status": status,
+        "error": None,
+        "scores": {},
+        "score": None,
+        "latency_ms": None,
+        "cost": None,
+        "input_tokens": None,
+        "output_tokens": None,
+        "cached": False,
+        "trace_id": None,
+        "created_at": utcnow(),
+    }
+
+
 class Runner:
     def __init__(
         self,
@@ -231,27 +256,7 @@ class Runner:
     # --- one case × target ------------------------------------------------------------------------
 
     async def _one(self, slot: int, case: EvalCase, target: Target) -> JSON:
-        row: JSON = {
-            "id": new_id(),
-            "run_id": self.run_id,
-            "case_index": case.index,
-            "target_index": target.index,
-            "case_key": case.key,
-            "input": case.input,
-            "expected": case.expected,
-            "output": None,
-            "status": "error",
-            "error": None,
-            "scores": {},
-            "score": None,
-            "latency_ms": None,
-            "cost": None,
-            "input_tokens": None,
-            "output_tokens": None,
-            "cached": False,
-            "trace_id": None,
-            "created_at": utcnow(),
-        }
+        row = result_row(self.run_id, case, target.index)
         try:
             body = target.request(case.input, self.seed, case.metadata)
         except FmopsError as exc:

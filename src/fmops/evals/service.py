@@ -227,6 +227,8 @@ class EvalService:
 
     def resume(self, project_id: str, run_id: str) -> EvalRun:
         run = self.get_run(project_id, run_id)
+        if run.definition.get("harness"):
+            raise Conflict(f"run {run_id} is an lm-evaluation-harness task: run `fmops eval harness` again")
         if run.status == "succeeded":
             raise Conflict(f"run {run_id} already finished; start a new run instead")
         if run.job_id is not None:
