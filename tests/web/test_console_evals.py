@@ -278,6 +278,11 @@ def test_the_case_table_filters_disagreements_and_failures_and_pages(
     assert client.get(path, params={"filter": "wrong"}).status_code in (400, 422)
     assert client.get(path, params={"page": 0}).status_code in (400, 422)
     assert client.get("/console/evals/runs/nosuchrun").status_code == 404
+    csv = client.get(f"{path}/export", params={"format": "csv"})
+    assert csv.status_code == 200
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert len(csv.text.strip().splitlines()) == 61  # a header and 30 cases x 2 targets
+    assert client.get(f"{path}/export", params={"format": "xml"}).status_code in (400, 422)
 
 
 def test_two_runs_compared_with_the_paired_test_and_the_cases_that_changed(
@@ -373,7 +378,7 @@ def test_a_run_started_in_the_browser_shows_progress_then_its_table(
     cases = "\n".join(f'  - {{input: "ui case {i}", expected: "{REPLY}"}}' for i in range(12))
     text = (
         f"name: ui\nconcurrency: 1\ncases:\n{cases}\n"
-        "targets:\n  - {model: ev-ui}\nscorers:\n  - {name: exact_match}\n"
+        "targets:\n  - {model: ev-ui}\n  - {model: ev-fast}\nscorers:\n  - {name: exact_match}\n"
     )
     sign_in(page, server, engineer_key)
     page.goto(f"{server.url}/console/evals")
@@ -381,17 +386,23 @@ def test_a_run_started_in_the_browser_shows_progress_then_its_table(
     page.get_by_test_id("suite").fill(text)
     page.get_by_test_id("start").click()
     expect(page).to_have_url(re.compile(r".*/console/evals/runs/[0-9a-zA-Z]+$"))
-    # 12 calls of 300 ms one at a time: the live part reports partial progress before the end.
+    # 12 calls of 300 ms (and 12 quick ones) one at a time: the live part reports partial progress.
     expect(page.get_by_test_id("message")).to_have_text(
-        re.compile(r"^([1-9]|1[01])/12 results$"), timeout=30_000
+        re.compile(r"^([1-9]|1\d|2[0-3])/24 results$"), timeout=30_000
     )
     expect(page.get_by_test_id("live")).to_have_attribute("data-status", "succeeded", timeout=60_000)
+    expect(page.locator("#eval-cases[hx-trigger]")).to_have_count(0)  # the table's refresh has stopped
     expect(page.locator("#eval-cases tr[data-case]")).to_have_count(12)
     expect(page.get_by_test_id("matched")).to_have_text(re.compile(r"^12 cases"))
     page.locator('#eval-cases a[data-filter="failures"]').click()
     expect(page.get_by_test_id("cases")).to_have_attribute("data-filter", "failures")
     expect(page.get_by_test_id("matched")).to_have_text(re.compile(r"^0 cases"))
     screenshot(page, "console-eval-run", tmp_path)
+    page.get_by_test_id("select-link").click()
+    for key in ("latency", "cost"):
+        expect(page.locator(f'[data-testid="chart-{key}"] g[data-candidate]')).to_have_count(2)
+    expect(page.get_by_test_id("recommended")).to_have_text(re.compile(r"^ev-(ui|fast)$"))
+    screenshot(page, "console-eval-select", tmp_path)
 
 
 def test_the_scatter_draws_each_interval_on_the_score_axis() -> None:

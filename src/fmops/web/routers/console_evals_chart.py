@@ -15,7 +15,7 @@ from fmops.web.routers.console_finetunes_chart import Frame, nice_step
 __all__ = ["Dot", "Scatter", "scatter"]
 
 WIDTH, HEIGHT = 420, 260
-LEFT, RIGHT, TOP, BOTTOM = 44, 16, 12, 34
+LEFT, RIGHT, TOP, BOTTOM = 44, 36, 24, 34  # room for tick labels and a top dot's name
 Y_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -30,6 +30,7 @@ class Dot:
     score: float
     ci: tuple[float, float] | None
     recommended: bool
+    label_left: bool  # in the right half: its name goes left of the dot, inside the picture
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ def scatter(
     """Each ranked candidate (`fmops.evals.select.rank`'s rows) at (row[field], score)."""
     usable = [r for r in ranking if r.get("score") is not None and r.get(field) is not None]
     x_max_value = max((float(r[field]) for r in usable), default=0.0)
-    step = nice_step(x_max_value, 4) if x_max_value > 0 else 1.0
+    step = nice_step(x_max_value, 3) if x_max_value > 0 else 1.0
     x_max = max(step, math.ceil(x_max_value / step) * step)
     right_edge, bottom_edge = WIDTH - RIGHT, HEIGHT - BOTTOM
     span_x, span_y = right_edge - LEFT, bottom_edge - TOP
@@ -79,6 +80,7 @@ def scatter(
                 score,
                 ci,
                 r["model"] == recommended,
+                at_x(float(r[field])) > (LEFT + right_edge) / 2,
             )
         )
     ticks = round(x_max / step)

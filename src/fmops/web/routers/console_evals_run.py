@@ -10,7 +10,7 @@ seconds (HTMX) and stop once it has finished. Resume calls the same `EvalService
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
@@ -132,6 +132,20 @@ async def case_table(
     """The per-case table alone: a filter or a page chosen, or its refresh while the run goes."""
     context = await run_in_threadpool(_cases, platform, me, run_id, which, page)
     return render(request, "console/evals/_cases.html", {"table": context, **HELPERS})
+
+
+@router.get("/runs/{run_id}/export")
+async def export(
+    platform: PlatformDep,
+    me: WebPrincipal,
+    run_id: RunId,
+    format: Annotated[Literal["csv", "json"], Query()] = "csv",
+) -> Response:
+    """Every result of the run as a file: the same CSV (a column per scorer) or JSON as the API's export."""
+    text = await run_in_threadpool(evals(platform).export, me.project_id, run_id, format)
+    media = "text/csv" if format == "csv" else "application/json"
+    disposition = f'attachment; filename="eval-{run_id}.{format}"'
+    return Response(text, media_type=media, headers={"Content-Disposition": disposition})
 
 
 @router.post("/runs/{run_id}/resume")
