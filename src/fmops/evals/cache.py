@@ -73,11 +73,12 @@ def _delete_chunk(store: Store, *, before: datetime | None, limit: int) -> int:
     oldest = select(EvalCache.key).order_by(EvalCache.created_at, EvalCache.key).limit(limit)
     if before is not None:
         oldest = oldest.where(EvalCache.created_at < before)
-    with store.write() as session:
+    with store.session() as session:  # read first: a round with nothing to prune takes no write lock
         keys = list(session.scalars(oldest))
-        if keys:
+    if keys:
+        with store.write() as session:
             session.execute(delete(EvalCache).where(EvalCache.key.in_(keys)))
-        return len(keys)
+    return len(keys)
 
 
 def _in_chunks(store: Store, count: int | None, before: datetime | None, chunk: int) -> int:
