@@ -271,7 +271,7 @@ def test_a_finished_finetune_shows_its_model_lineage_and_refuses_cancel_and_resu
     assert f'href="/console/finetunes/{started}"' in page.text  # the job in the lineage
     assert 'href="/console/data/tickets/versions/1"' in page.text
     assert 'data-metric="final_loss"' in page.text
-    assert "eval run" not in page.text.lower()  # no evals yet: no link to a page that does not exist
+    assert 'data-testid="eval-runs"' not in page.text  # no eval run has called the model yet
     assert 'data-testid="cancel"' not in page.text
     assert 'data-testid="resume"' not in page.text
     assert "hx-trigger" not in page.text.split('data-testid="live"')[1].split(">")[0]  # polling stopped
