@@ -1,4 +1,4 @@
-"""The `fmops` command: one module per command group."""
+"""The `fmops` command: one module per command group, imported when that command runs."""
 
 from __future__ import annotations
 
@@ -9,58 +9,85 @@ import typer
 from rich.markup import escape
 
 from fmops import __version__
-from fmops.cli import (
-    alerts,
-    data,
-    db,
-    endpoints,
-    evals,
-    evaluators,
-    finetune,
-    jobs,
-    keys,
-    models,
-    projects,
-    prompts,
-    queues,
-    traces,
-    users,
-)
-from fmops.cli.chat import chat
 from fmops.cli.common import err_console
-from fmops.cli.stats import stats
-from fmops.cli.up import up
+from fmops.cli.lazy import Lazy, LazyGroup
 from fmops.errors import ConfigError, FmopsError
+
+# Every command, in the order `fmops --help` lists them: where it lives and its one-line help.
+# Its module is imported only when the command runs (tests/cli/test_lazy_cli.py keeps the help
+# here equal to the command's own).
+COMMANDS = {
+    "up": Lazy(
+        "fmops.cli.up:up",
+        "Migrate the database, create the first admin key if needed, start job workers and serve the API.",
+    ),
+    "stats": Lazy(
+        "fmops.cli.stats:stats",
+        "Requests, errors, latency, tokens, cost, feedback and scores: over time, and by model (or --by).",
+    ),
+    "select": Lazy(
+        "fmops.cli.evals:select",
+        "Rank candidate models on a suite by quality, latency and cost; recommend one with the trade-off.",
+    ),
+    "chat": Lazy("fmops.cli.chat:chat", "Chat with a model in the terminal (type /exit or Ctrl-D to leave)."),
+    "version": Lazy("fmops.cli:version", "Print the fmops version."),
+    "db": Lazy("fmops.cli.db:app", "Metadata database: migrations and status."),
+    "keys": Lazy("fmops.cli.keys:app", "API keys: create, list, revoke, set limits."),
+    "projects": Lazy("fmops.cli.projects:app", "Projects: create, list, limits, trace retention."),
+    "users": Lazy("fmops.cli.users:app", "Users: add to a project with a role."),
+    "jobs": Lazy("fmops.cli.jobs:app", "Background jobs: list, show, cancel."),
+    "models": Lazy("fmops.cli.models:app", "Model catalog: list, show, add, remove, pull."),
+    "traces": Lazy("fmops.cli.traces:app", "Traces: search spans, tail new ones, show a trace."),
+    "alerts": Lazy(
+        "fmops.cli.alerts:app", "Alerts: rules that post to a webhook when a metric crosses a threshold."
+    ),
+    "evaluators": Lazy(
+        "fmops.cli.evaluators:app",
+        "Online evaluators: score sampled live traces (list, create, show, update, delete, scorers).",
+    ),
+    "eval": Lazy(
+        "fmops.cli.evals:app", "Evaluate models, prompts and endpoints on your task (suites, runs, CI gates)."
+    ),
+    "prompts": Lazy(
+        "fmops.cli.prompts:app",
+        "Prompt registry: push YAML files as versions, list, show, diff, label, render, export, delete.",
+    ),
+    "endpoints": Lazy(
+        "fmops.cli.endpoints:app",
+        "Endpoints: a prompt label + model + guardrails + variants, called as `model=NAME` "
+        "(create, list, show, update, set-weights, delete).",
+    ),
+    "data": Lazy(
+        "fmops.cli.data:app",
+        "Datasets: import files as versions, list, show, head, diff, export, delete, sweep.",
+    ),
+    "queues": Lazy(
+        "fmops.cli.queues:app", "Annotation queues: create from traces, list, show, export, delete."
+    ),
+    "finetune": Lazy("fmops.cli.finetune:app", "Fine-tune models (LoRA SFT, DPO) on dataset versions."),
+}
+
+
+class Commands(LazyGroup):
+    lazy = COMMANDS
+
 
 app = typer.Typer(
     name="fmops",
+    cls=Commands,
     help="fmops: serve, trace, curate, fine-tune, evaluate and promote foundation models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.command("up")(up)
-app.add_typer(db.app, name="db")
-app.add_typer(keys.app, name="keys")
-app.add_typer(projects.app, name="projects")
-app.add_typer(users.app, name="users")
-app.add_typer(jobs.app, name="jobs")
-app.add_typer(models.app, name="models")
-app.add_typer(traces.app, name="traces")
-app.command("stats")(stats)
-app.add_typer(alerts.app, name="alerts")
-app.add_typer(evaluators.app, name="evaluators")
-app.add_typer(evals.app, name="eval")
-app.command("select")(evals.select)
-app.add_typer(prompts.app, name="prompts")
-app.add_typer(endpoints.app, name="endpoints")
-app.add_typer(data.app, name="data")
-app.add_typer(queues.app, name="queues")
-app.add_typer(finetune.app, name="finetune")
-app.command("chat")(chat)
 
 
-@app.command("version")
+@app.callback()
+def _root() -> None:
+    # A callback makes `app` a group although no command is registered on it: all are lazy.
+    pass
+
+
 def version() -> None:
     """Print the fmops version."""
     print(__version__)

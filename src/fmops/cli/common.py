@@ -14,11 +14,10 @@ from rich.table import Table
 from rich.text import Text
 
 from fmops.errors import UserError
-from fmops.settings import Settings, load_settings
-from fmops.store import upgrade
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # settings and the store load when a command first needs them, not for `--help`
     from fmops.platform import Platform
+    from fmops.settings import Settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -26,13 +25,16 @@ err_console = Console(stderr=True)
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:
+    from fmops.settings import load_settings
+
     return load_settings()
 
 
 @lru_cache(maxsize=1)
 def local_platform() -> Platform:
     """Direct access to the store, as the server's operator (whoever can read FMOPS_HOME)."""
-    from fmops.platform import Platform  # the web stack loads only for commands that need it
+    from fmops.platform import Platform
+    from fmops.store import upgrade
 
     s = settings()
     s.home.mkdir(parents=True, exist_ok=True)
