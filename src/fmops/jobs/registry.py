@@ -70,6 +70,10 @@ def kinds() -> dict[str, JobKind]:
 
 
 def get_kind(name: str) -> JobKind:
+    # A kind whose module is imported already (the evals job, run by `fmops eval run`) is found
+    # without importing every plugin's module (curation's alone brings pyarrow: 75 MB).
+    if name in _KINDS:
+        return _KINDS[name]
     known = kinds()
     if name not in known:
         listing = ", ".join(sorted(known)) or "none are installed"

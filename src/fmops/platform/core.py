@@ -30,7 +30,6 @@ from fmops.stats.rollup import RollupLoop
 from fmops.store import Store
 from fmops.tracing import TraceWriter
 from fmops.tracing.metrics import Metrics
-from fmops.tracing.otlp import OtlpExporter
 from fmops.tracing.retention import RetentionScheduler
 from fmops.tracing.search_index import SearchIndexer
 
@@ -123,6 +122,8 @@ class Platform:
         metrics.registry.register(evaluators.collector())
         platform.services.append(evaluators)
         if settings.otlp_endpoint:
+            from fmops.tracing.otlp import OtlpExporter  # aiohttp and protobuf: only when exporting
+
             exporter = OtlpExporter(
                 tracer, settings.otlp_endpoint, settings.otlp_headers, max_queue=settings.trace_memory_spans
             )

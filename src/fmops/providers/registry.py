@@ -46,7 +46,22 @@ def providers() -> dict[str, type[Provider]]:
     return dict(_registered)
 
 
+def _load_entry_point(name: str) -> None:
+    """Import only the entry point called `name`: a gateway calling one provider need not import
+    the others' modules."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        try:
+            _registered[name] = ep.load()
+        except Exception:
+            log.exception("provider plugin failed to load", extra={"provider": name})
+        return
+
+
 def get_provider_class(name: str) -> type[Provider]:
+    if name not in _registered and not _loaded:
+        _load_entry_point(name)
+    if name in _registered:
+        return _registered[name]
     known = providers()
     if name not in known:
         raise UserError(
