@@ -13,8 +13,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import typer
@@ -55,8 +56,37 @@ def _cannot_run(message: str) -> typer.Exit:
     return typer.Exit(CANNOT_RUN)
 
 
+class _Suite(NamedTuple):
+    text: str  # the suite file, as written
+    evals: EvalService
+    project_id: str
+    key_id: str  # the key the run is recorded as started by
+
+
+@contextlib.contextmanager
+def _load_suite(suite: Path, api_key: str | None) -> Iterator[_Suite]:
+    """Read a suite file and find who runs it; in the block, start a run from it. An unreadable
+    file, a suite's problems (all of them, listed) or any other refusal exits 2: it cannot run."""
+    from fmops.evals import SuiteError
+
+    try:
+        text = suite.read_text()
+    except OSError as exc:
+        raise _cannot_run(f"cannot read {suite}: {exc.strerror or exc}") from None
+    try:
+        yield _Suite(text, _service(), *_project(api_key))
+    except SuiteError as exc:
+        err_console.print(f"[red]error:[/red] {escape(suite.name)} cannot run:", highlight=False)
+        for problem in exc.problems:
+            err_console.print(f"  - {escape(problem)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(CANNOT_RUN) from None
+    except FmopsError as exc:
+        raise _cannot_run(exc.message) from None
+
+
 def _execute(evals: EvalService, run: EvalRun, quiet: bool) -> EvalRun:
-    """Run the run's job here (or follow the worker that took it) with a progress bar."""
+    """Run the run's job here (or follow the worker that took it) with a progress bar; exit 2
+    unless it succeeded."""
     from fmops.evals.job import run_here
 
     assert run.job_id is not None
@@ -84,7 +114,10 @@ def _execute(evals: EvalService, run: EvalRun, quiet: bool) -> EvalRun:
         err_console.print(f"stopped; the results so far are kept: fmops eval resume {run.id}")
         raise typer.Exit(130) from None
     worker.join(timeout=30)
-    return evals.get_run(run.project_id, run.id)
+    finished = evals.get_run(run.project_id, run.id)
+    if finished.status != "succeeded":
+        raise _cannot_run(f"run {finished.id} {finished.status}: {finished.error or 'no detail'}")
+    return finished
 
 
 @app.command("run")
@@ -101,30 +134,15 @@ def run(
     api_key: str | None = ApiKey,
 ) -> None:
     """Run a suite as a job here; exit 0 (pass), 1 (quality gate failed) or 2 (could not run)."""
-    from fmops.evals import SuiteError, gate
+    from fmops.evals import gate
 
-    try:
-        text = suite.read_text()
-    except OSError as exc:
-        raise _cannot_run(f"cannot read {suite}: {exc.strerror or exc}") from None
-    try:
-        evals = _service()
-        project_id, key_id = _project(api_key)
+    with _load_suite(suite, api_key) as (text, evals, project_id, key_id):
         if compare is not None:
             evals.get_run(project_id, compare)  # a typo in --compare is found before the run
         started = evals.start(project_id, text, created_by_key_id=key_id, concurrency=concurrency)
-    except SuiteError as exc:
-        err_console.print(f"[red]error:[/red] {escape(suite.name)} cannot run:", highlight=False)
-        for problem in exc.problems:
-            err_console.print(f"  - {escape(problem)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(CANNOT_RUN) from None
-    except FmopsError as exc:
-        raise _cannot_run(exc.message) from None
     if not as_json:
         err_console.print(f"run {started.id}: {escape(started.suite_name)}", highlight=False)
     finished = _execute(evals, started, quiet=as_json)
-    if finished.status != "succeeded":
-        raise _cannot_run(f"run {finished.id} {finished.status}: {finished.error or 'no detail'}")
     summary = evals.summary(project_id, finished.id)
     comparison = evals.compare(project_id, compare, finished.id) if compare else None
     failures = gate(summary, fail_under=fail_under, comparison=comparison)
@@ -162,8 +180,6 @@ def resume(
     except FmopsError as exc:
         raise _cannot_run(exc.message) from None
     finished = _execute(evals, queued, quiet=False)
-    if finished.status != "succeeded":
-        raise _cannot_run(f"run {finished.id} {finished.status}: {finished.error or 'no detail'}")
     _print_summary(finished, evals.summary(project_id, finished.id))
 
 
@@ -386,29 +402,13 @@ def select(
     api_key: str | None = ApiKey,
 ) -> None:
     """Rank candidate models on a suite by quality, latency and cost; recommend one with the trade-off."""
-    from fmops.evals import SuiteError
     from fmops.evals.select import candidate_suite, rank
 
-    try:
-        text = suite.read_text()
-    except OSError as exc:
-        raise _cannot_run(f"cannot read {suite}: {exc.strerror or exc}") from None
-    try:
-        evals = _service()
-        project_id, key_id = _project(api_key)
+    with _load_suite(suite, api_key) as (text, evals, project_id, key_id):
         started = evals.start(
             project_id, candidate_suite(text, candidates.split(",")), created_by_key_id=key_id
         )
-    except SuiteError as exc:
-        err_console.print(f"[red]error:[/red] {escape(suite.name)} cannot run:", highlight=False)
-        for problem in exc.problems:
-            err_console.print(f"  - {escape(problem)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(CANNOT_RUN) from None
-    except FmopsError as exc:
-        raise _cannot_run(exc.message) from None
     finished = _execute(evals, started, quiet=as_json)
-    if finished.status != "succeeded":
-        raise _cannot_run(f"run {finished.id} {finished.status}: {finished.error or 'no detail'}")
     licences = {alias: entry.license for alias, entry in evals.catalog.models(project_id).items()}
     ranked = rank(evals.summary(project_id, finished.id), evals.compare(project_id, finished.id), licences)
     if as_json:
