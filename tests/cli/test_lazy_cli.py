@@ -4,7 +4,6 @@ importing any, and an eval run imports neither the other commands nor what they 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import typer
 
 from fmops.cli import COMMANDS, app
+from support.cli_runs import session_env
 from support.gateway import add_models, openai_model
 from support.mock_upstream import MockUpstream
 
@@ -37,15 +37,10 @@ for args in json.loads(sys.argv[1]):
 """
 
 
-def env(home: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FMOPS_")}
-    return {**clean, "FMOPS_HOME": str(home), "FMOPS_LOG_LEVEL": "warning", "COLUMNS": "250"}
-
-
 def steps(home: Path, *argvs: list[str]) -> list[set[str]]:
     done = subprocess.run(
         [sys.executable, "-c", _STEPS, json.dumps(list(argvs))],
-        env=env(home),
+        env=session_env(home, columns=250),
         cwd=home,
         capture_output=True,
         text=True,
@@ -67,7 +62,12 @@ def test_importing_the_cli_and_its_help_load_no_command_module(tmp_path: Path) -
 
 def test_fmops_help_lists_every_command_with_the_commands_own_help(tmp_path: Path) -> None:
     done = subprocess.run(
-        [str(FMOPS), "--help"], env=env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [str(FMOPS), "--help"],
+        env=session_env(tmp_path, columns=250),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     listed = {}
