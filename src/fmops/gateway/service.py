@@ -41,7 +41,7 @@ from fmops.providers.registry import get_provider_class
 from fmops.providers.sse import DONE, encode
 from fmops.store import utcnow
 from fmops.tracing import TraceWriter
-from fmops.tracing.tags import parse_tags
+from fmops.tracing.tags import TAGS_HEADER, merge_tags, parse_tags
 
 if TYPE_CHECKING:
     from fmops.endpoints.resolver import EndpointResolver, Resolved
@@ -174,8 +174,10 @@ class Gateway:
         session_id: str | None,
         body: JSON,
         traceparent: str | bytes | None = None,
+        tags: tuple[str, ...] = (),
     ) -> CallRecord:
-        """The call's span, whose input reuses the upstream body (one serialisation per request)."""
+        """The call's span, whose input reuses the upstream body (one serialisation per request);
+        `tags` (the X-Fmops-Tags header's, checked) join those of `metadata.tags`."""
         params = {k: v for k, v in body.items() if k not in ("messages", "model", "stream_options")}
         for name in ("cache", "timeout", "fallbacks"):
             value = getattr(req, name)
@@ -190,6 +192,8 @@ class Gateway:
         )
         if req.metadata and "tags" in req.metadata:  # OpenAI's metadata values are strings: comma-separated
             record.tags = parse_tags(req.metadata["tags"], param="metadata.tags")
+        if tags:
+            record.tags = merge_tags(record.tags, tags, param=TAGS_HEADER)
         record.follow(traceparent)
         return record
 
@@ -290,10 +294,13 @@ class Gateway:
         session_id: str | None = None,
         traceparent: str | bytes | None = None,
         annotate: Callable[[CallRecord], None] | None = None,
+        *,
+        tags: tuple[str, ...] = (),
     ) -> ChatResult:
-        """`annotate` may add to the call's span before it runs (the playground marks its calls)."""
+        """`annotate` may add to the call's span before it runs (the playground marks its calls);
+        `tags` are the caller's besides `metadata.tags` (the X-Fmops-Tags header's, checked)."""
         entry, call = await self._route(principal, req, session_id)
-        return await self._chat(principal, req, session_id, traceparent, entry, call, annotate)
+        return await self._chat(principal, req, session_id, traceparent, entry, call, annotate, tags)
 
     async def _route(
         self, principal: Principal, req: ChatCompletionRequest, session_id: str | None
@@ -345,13 +352,14 @@ class Gateway:
         traceparent: str | bytes | None,
         call: EndpointCall | None,
         annotate: Callable[[CallRecord], None] | None = None,
+        tags: tuple[str, ...] = (),
     ) -> tuple[ChatCompletionRequest, JSON, CallRecord]:
         """The request to send (an endpoint's, when one was planned), its upstream body and its span:
         what chat and stream both set up before anything can fail."""
         if call is not None:
             req = call.request
         body = req.upstream_body()
-        record = self._record(principal, req, session_id, body, traceparent)
+        record = self._record(principal, req, session_id, body, traceparent, tags)
         if annotate is not None:
             annotate(record)
         if call is not None:
@@ -385,8 +393,9 @@ class Gateway:
         entry: ModelEntry | None = None,
         call: EndpointCall | None = None,
         annotate: Callable[[CallRecord], None] | None = None,
+        tags: tuple[str, ...] = (),
     ) -> ChatResult:
-        req, body, record = self._open(principal, req, session_id, traceparent, call, annotate)
+        req, body, record = self._open(principal, req, session_id, traceparent, call, annotate, tags)
         try:
             entry, cache_key, ttl, cached = await self._prepare(record, req, body, entry, call)
             if cached is not None:
@@ -445,6 +454,8 @@ class Gateway:
         req: ChatCompletionRequest,
         session_id: str | None = None,
         traceparent: str | bytes | None = None,
+        *,
+        tags: tuple[str, ...] = (),
     ) -> StreamResult:
         """Open the stream (retries and fallbacks happen before the first chunk), then relay it.
 
@@ -454,9 +465,9 @@ class Gateway:
         entry, call = await self._route(principal, req, session_id)
         if call is not None and call.whole:
             # Its output is checked (schema, guardrails) before a word is sent: run whole, replay.
-            done = await self._chat(principal, req, session_id, traceparent, entry, call)
+            done = await self._chat(principal, req, session_id, traceparent, entry, call, tags=tags)
             return StreamResult(_replay(done.body, req.include_usage), done.record)
-        req, body, record = self._open(principal, req, session_id, traceparent, call)
+        req, body, record = self._open(principal, req, session_id, traceparent, call, tags=tags)
         try:
             entry, cache_key, ttl, cached = await self._prepare(record, req, body, entry, call)
             if cached is not None:
@@ -591,14 +602,24 @@ class Gateway:
     # --- embeddings and listing ----------------------------------------------------------------
 
     async def embeddings(
-        self, principal: Principal, req: EmbeddingRequest, traceparent: str | bytes | None = None
+        self,
+        principal: Principal,
+        req: EmbeddingRequest,
+        traceparent: str | bytes | None = None,
+        *,
+        tags: tuple[str, ...] = (),
     ) -> ChatResult:
-        return await self._embeddings(principal, req, traceparent)
+        """`tags`: the caller's (the X-Fmops-Tags header's, checked); embeddings have no metadata."""
+        return await self._embeddings(principal, req, traceparent, tags)
 
     async def _embeddings(
-        self, principal: Principal, req: EmbeddingRequest, traceparent: str | bytes | None
+        self,
+        principal: Principal,
+        req: EmbeddingRequest,
+        traceparent: str | bytes | None,
+        tags: tuple[str, ...],
     ) -> ChatResult:
-        record = CallRecord(principal=principal, model=req.model, kind="embedding", user=req.user)
+        record = CallRecord(principal=principal, model=req.model, kind="embedding", user=req.user, tags=tags)
         record.follow(traceparent)
         try:
             texts = req.texts()

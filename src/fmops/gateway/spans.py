@@ -75,7 +75,7 @@ class CallRecord:
     prompt_name: str | None = None
     prompt_version: int | None = None
     variant: str | None = None
-    tags: tuple[str, ...] = ()  # the caller's (metadata.tags), stored as span_tags rows
+    tags: tuple[str, ...] = ()  # the caller's (metadata.tags, X-Fmops-Tags), stored as span_tags rows
     # The rate-limit reservation made at admission, released or settled exactly once.
     admission: Any = None
     settled: bool = False

@@ -102,7 +102,9 @@ class GatewayFastPath:
             return validation_error_response(RequestValidationError(errors), content_type)
         gateway = self.platform.gateway
         if isinstance(request, EmbeddingRequest):
-            call = v1_embeddings.respond(gateway, principal, request, headers.get(b"traceparent"))
+            call = v1_embeddings.respond(
+                gateway, principal, request, headers.get(b"traceparent"), headers.get(b"x-fmops-tags")
+            )
             return await _unless_disconnected(call, receive)
         assert isinstance(request, ChatCompletionRequest)
         session = headers.get(b"x-fmops-session-id")
@@ -111,7 +113,9 @@ class GatewayFastPath:
             raise UserError(
                 f"x-fmops-session-id is longer than {MAX_SESSION_ID} characters", param="session_id"
             )
-        chat = v1_chat.respond(gateway, principal, request, session_id, headers.get(b"traceparent"))
+        chat = v1_chat.respond(
+            gateway, principal, request, session_id, headers.get(b"traceparent"), headers.get(b"x-fmops-tags")
+        )
         return await _unless_disconnected(chat, receive)
 
 

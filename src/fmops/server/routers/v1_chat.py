@@ -14,12 +14,30 @@ from fmops.gateway.service import Gateway
 from fmops.platform import PlatformDep
 from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
+from fmops.tracing.tags import TAGS_HEADER, TAGS_HEADER_MAX_LENGTH, TAGS_HEADER_PATTERN, parse_tags_header
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consumer))
 
 SessionHeader = Annotated[str | None, Header(alias="x-fmops-session-id", max_length=200)]
 # W3C trace context: the call's span joins the caller's trace (an invalid value is ignored).
 TraceParentHeader = Annotated[str | None, Header(alias="traceparent", max_length=200)]
+# Tags for the call's span (fmops.tracing.tags): the grammar is in the schema, checked by
+# `parse_tags_header` (not by FastAPI), so that both routes and the fast path answer a bad value alike.
+TagsHeader = Annotated[
+    str | None,
+    Header(
+        alias=TAGS_HEADER.lower(),
+        description="Tags for the call's span, comma-separated; joined with metadata.tags",
+        json_schema_extra={"pattern": TAGS_HEADER_PATTERN, "maxLength": TAGS_HEADER_MAX_LENGTH},
+    ),
+]
+
+
+def header_tags(value: str | bytes | None) -> tuple[str, ...]:
+    """The tags of an X-Fmops-Tags header (none when it is absent or empty)."""
+    if not value:
+        return ()
+    return parse_tags_header(value.decode("utf-8", "replace") if isinstance(value, bytes) else value)
 
 
 @router.post(
@@ -35,8 +53,9 @@ async def chat_completions(
     principal: PrincipalDep,
     session_id: SessionHeader = None,
     traceparent: TraceParentHeader = None,
+    tags: TagsHeader = None,
 ) -> Response:
-    return await respond(platform.gateway, principal, body, session_id, traceparent)
+    return await respond(platform.gateway, principal, body, session_id, traceparent, tags)
 
 
 async def respond(
@@ -45,10 +64,13 @@ async def respond(
     body: ChatCompletionRequest,
     session_id: str | None,
     traceparent: str | bytes | None = None,
+    tags: str | bytes | None = None,
 ) -> Response:
-    """Run the call and shape the HTTP answer; shared with the ASGI fast path (server/fastpath.py)."""
+    """Run the call and shape the HTTP answer; shared with the ASGI fast path (server/fastpath.py).
+    `tags` is the X-Fmops-Tags header, unparsed."""
+    checked = header_tags(tags)
     if body.stream:
-        result = await gateway.stream(principal, body, session_id, traceparent)
+        result = await gateway.stream(principal, body, session_id, traceparent, tags=checked)
         return StreamingResponse(
             result.events,
             media_type="text/event-stream",
@@ -59,7 +81,7 @@ async def respond(
                 "x-accel-buffering": "no",
             },
         )
-    done = await gateway.chat(principal, body, session_id, traceparent)
+    done = await gateway.chat(principal, body, session_id, traceparent, tags=checked)
     return Response(
         orjson.dumps(done.body),
         media_type="application/json",

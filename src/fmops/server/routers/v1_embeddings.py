@@ -11,7 +11,7 @@ from fmops.gateway.service import Gateway
 from fmops.platform import PlatformDep
 from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
-from fmops.server.routers.v1_chat import TraceParentHeader
+from fmops.server.routers.v1_chat import TagsHeader, TraceParentHeader, header_tags
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consumer))
 
@@ -27,15 +27,20 @@ async def embeddings(
     platform: PlatformDep,
     principal: PrincipalDep,
     traceparent: TraceParentHeader = None,
+    tags: TagsHeader = None,
 ) -> Response:
-    return await respond(platform.gateway, principal, body, traceparent)
+    return await respond(platform.gateway, principal, body, traceparent, tags)
 
 
 async def respond(
-    gateway: Gateway, principal: Principal, body: EmbeddingRequest, traceparent: str | bytes | None = None
+    gateway: Gateway,
+    principal: Principal,
+    body: EmbeddingRequest,
+    traceparent: str | bytes | None = None,
+    tags: str | bytes | None = None,
 ) -> Response:
-    """Shared with the ASGI fast path (server/fastpath.py)."""
-    done = await gateway.embeddings(principal, body, traceparent)
+    """Shared with the ASGI fast path (server/fastpath.py); `tags` is the X-Fmops-Tags header."""
+    done = await gateway.embeddings(principal, body, traceparent, tags=header_tags(tags))
     return Response(
         orjson.dumps(done.body),
         media_type="application/json",
