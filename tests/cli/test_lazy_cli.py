@@ -101,3 +101,4 @@ def test_an_eval_run_loads_only_the_eval_commands_and_what_a_run_needs(
     for heavy in ("fastapi", "pyarrow", "alembic", "fmops.finetune", "fmops.curation", "fmops.tracing.otlp"):
         assert heavy not in ran, heavy
     assert "cryptography" not in ran
+    assert "jsonschema" not in ran  # no schema in this suite

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from jsonschema import SchemaError
-from jsonschema.validators import Draft202012Validator, validator_for
 from pydantic import ValidationError
 
 from fmops.errors import UserError
@@ -69,6 +67,9 @@ def _refs(node: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 
 def check_output_schema(schema: dict[str, Any], where: str = "output_schema") -> None:
+    from jsonschema import SchemaError  # only for prompts that declare an output schema
+    from jsonschema.validators import Draft202012Validator, validator_for
+
     try:
         validator_for(schema, default=Draft202012Validator).check_schema(schema)
     except SchemaError as exc:

@@ -6,26 +6,39 @@ by the same logic on `safe_regex`. `unevaluatedProperties` also consults `patter
 inside jsonschema, so schemas combining the two are refused when the rule is made. Remote `$ref`s are
 never fetched (jsonschema's default registry does not retrieve), so a schema cannot make the
 server call out.
+
+jsonschema loads when a schema is first checked or used, not with the scorers: an eval or a
+gateway without a JSON Schema anywhere never imports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
-
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import SchemaError, ValidationError
-from jsonschema.protocols import Validator
-from referencing.exceptions import Unresolvable
+from typing import TYPE_CHECKING, Any
 
 from fmops.scorers.safe_regex import search
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
+    from referencing.exceptions import Unresolvable
 
 MAX_ERRORS = 5
 
 __all__ = ["Unresolvable", "check", "errors", "validator"]
 
 
+def __getattr__(name: str) -> Any:
+    if name == "Unresolvable":  # what a schema's unresolvable `$ref` raises
+        from referencing.exceptions import Unresolvable
+
+        return Unresolvable
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    from jsonschema.exceptions import ValidationError
+
     if validator.is_type(instance, "string") and not search(pattern, instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
@@ -54,6 +67,8 @@ def _additional(instance: dict[str, Any], schema: dict[str, Any]) -> list[str]:
 def _additional_properties(
     validator: Any, allowed: Any, instance: Any, schema: Any
 ) -> Iterator[ValidationError]:
+    from jsonschema.exceptions import ValidationError
+
     if not validator.is_type(instance, "object"):
         return
     extras = _additional(instance, schema)
@@ -84,6 +99,9 @@ def _walk(schema: Any) -> Iterator[dict[str, Any]]:
 
 def check(schema: dict[str, Any]) -> None:
     """A ValueError saying what is wrong with a schema (for config validators)."""
+    from jsonschema import Draft202012Validator, validators
+    from jsonschema.exceptions import SchemaError
+
     cls = validators.validator_for(schema, default=Draft202012Validator)
     try:
         cls.check_schema(schema)
@@ -97,6 +115,8 @@ def check(schema: dict[str, Any]) -> None:
 
 
 def validator(schema: dict[str, Any], *, check_formats: bool = False) -> Validator:
+    from jsonschema import Draft202012Validator, validators
+
     base = validators.validator_for(schema, default=Draft202012Validator)
     safe = validators.extend(base, _SAFE_KEYWORDS)  # type: ignore[no-untyped-call]
     return safe(schema, format_checker=base.FORMAT_CHECKER if check_formats else None)  # type: ignore[no-any-return]
