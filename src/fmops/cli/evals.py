@@ -106,7 +106,10 @@ def _execute(evals: EvalService, run: EvalRun, quiet: bool) -> EvalRun:
                 bar.update(task, completed=round(job.progress * total))
                 if JobStatus(job.status).finished:
                     break
-                time.sleep(0.2)
+                if worker.is_alive():
+                    worker.join(0.2)  # back as soon as the job ends here, not up to 0.2 s later
+                else:
+                    time.sleep(0.2)  # a worker elsewhere took the job: follow it
     except KeyboardInterrupt:
         stop.set()
         with contextlib.suppress(FmopsError):  # it may have just ended
