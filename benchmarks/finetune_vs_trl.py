@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import statistics
 import subprocess
@@ -38,79 +37,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import load, save_result
 
+from fmops.quickstart import prompt as triage_prompt
+from fmops.quickstart.tickets import Split, generate
+
 THREADS = 2
 LEARNING_RATE = 5e-4  # fmops's default, given to both
-SYSTEM = (
-    'Triage the ticket as JSON {"category": C, "priority": P}. C: billing, technical, account, shipping or'
-    " other. P: urgent if blocked or due today, low for questions and ideas, else normal."
-)
-TOPICS = {
-    "billing": [
-        "I was charged twice for order {n}",
-        "my refund for invoice {n} never arrived",
-        "the invoice {n} shows the wrong VAT",
-        "why did my card get billed {n} euros",
-    ],
-    "technical": [
-        "the app crashes when I open report {n}",
-        "I get error {n} when saving",
-        "the dashboard freezes after the update",
-        "export to CSV fails with code {n}",
-    ],
-    "account": [
-        "I cannot log in since yesterday",
-        "reset my password please, user {n}",
-        "how do I change the email on my profile",
-        "my account {n} got locked",
-    ],
-    "shipping": [
-        "parcel {n} has not arrived",
-        "the tracking for order {n} has not moved in a week",
-        "the courier left my package at the wrong address",
-        "can I change the delivery date of {n}",
-    ],
-    "other": [
-        "do you have a student discount",
-        "I love the new design",
-        "are you hiring in Lyon",
-        "can you add a dark mode one day",
-    ],
-}
-URGENT = [
-    "We cannot work at all.",
-    "I need this fixed today, the deadline is tonight.",
-    "Payroll is blocked!",
-]
-LOW = ["Just wondering.", "No rush.", "Only a question."]
-OPENERS = ["Hi,", "Hello team,", "hey", "Good morning,", "Dear support,", ""]
-CLOSERS = ["Thanks", "Regards, {name}", "cheers", "-- {name}", ""]
-NAMES = ["Ana", "Bo", "Chen", "Dmitri", "Eve", "Farah", "Gus", "Hana"]
+SYSTEM = triage_prompt.SYSTEM  # the quickstart's ticket-triage prompt: instructions and label rules
 
 
-def ticket(rng: random.Random) -> tuple[str, dict[str, str]]:
-    category = rng.choice(list(TOPICS))
-    priority = rng.choices(["urgent", "normal", "low"], weights=[1, 2, 1])[0]
-    body = rng.choice(TOPICS[category]).format(n=rng.randrange(1000, 99999))
-    extra = rng.choice(URGENT if priority == "urgent" else LOW if priority == "low" else [""])
-    name = rng.choice(NAMES)
-    text = " ".join(
-        p for p in (rng.choice(OPENERS), body + ".", extra, rng.choice(CLOSERS).format(name=name)) if p
-    )
-    return text, {"category": category, "priority": priority}
-
-
-def chats(n: int, seed: int) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        text, label = ticket(rng)
-        out.append(
-            {
-                "prompt": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}],
-                "completion": [{"role": "assistant", "content": json.dumps(label)}],
-            }
-        )
-    return out
+def chats(n: int, seed: int, split: Split = "train") -> list[dict[str, Any]]:
+    """Generated triage tickets (fmops.quickstart.tickets) as prompt/completion chats."""
+    return [triage_prompt.chat(t) for t in generate(n, seed, split=split)]
 
 
 # --- the two trainers, each in a child process -------------------------------------------------------
@@ -419,7 +356,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fmops-ft-bench-"))
     base = prepare_base(BaseSource("smollm2", str(gguf.parent), gguf.name), work / "bases")
     data = {"train": chats(args.train, seed=1), "validation": chats(args.validation, seed=2)}
-    test = chats(args.test, seed=3)
+    test = chats(args.test, seed=3, split="eval")  # held-out phrasings
     data_file = work / "data.json"
     data_file.write_text(json.dumps(data))
 
