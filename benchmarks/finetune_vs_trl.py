@@ -9,12 +9,13 @@ src/fmops/finetune/config.py) with the baseline's learning-rate schedule. With -
 times, the order alternating, and the median speed is reported; every run records the load average.
 
 Then "defaults that learn": fmops's trainer with nothing but its defaults on the same training data,
-and exact-match JSON answers on held-out tickets (greedy, llama.cpp: the base GGUF alone, and with each
-run's adapter as the GGUF LoRA fmops serves).
+and exact-match JSON answers on held-out tickets (greedy, llama.cpp: the base GGUF alone, and each run's
+adapter merged into a copy of the base GGUF, as fmops serves it).
 
-Serving: decode tokens/s of the fine-tune (base GGUF + GGUF LoRA, the llamacpp provider's lora_path)
-against the base GGUF, through llama.cpp in this process (the engine behind the gateway; the gateway's
-own overhead over llama.cpp is local_model_vs_llamacpp.py's figure), same prompt, interleaved, 2 threads.
+Serving: decode tokens/s of the fine-tune as fmops serves it (the merged GGUF, fmops.finetune.gguf_merge)
+and as `serve_as: lora` serves it (base GGUF + GGUF LoRA, the llamacpp provider's lora_path) against the
+base GGUF, through llama.cpp in this process (the engine behind the gateway; the gateway's own overhead
+over llama.cpp is local_model_vs_llamacpp.py's figure), same prompt, interleaved, 2 threads.
 
     .venv/bin/python benchmarks/finetune_vs_trl.py [--train 240] [--validation 40] [--test 50] [--rounds 1]
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -37,17 +39,79 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import load, save_result
 
-from fmops.quickstart import prompt as triage_prompt
-from fmops.quickstart.tickets import Split, generate
-
 THREADS = 2
 LEARNING_RATE = 5e-4  # fmops's default, given to both
-SYSTEM = triage_prompt.SYSTEM  # the quickstart's ticket-triage prompt: instructions and label rules
+SYSTEM = (
+    'Triage the ticket as JSON {"category": C, "priority": P}. C: billing, technical, account, shipping or'
+    " other. P: urgent if blocked or due today, low for questions and ideas, else normal."
+)
+TOPICS = {
+    "billing": [
+        "I was charged twice for order {n}",
+        "my refund for invoice {n} never arrived",
+        "the invoice {n} shows the wrong VAT",
+        "why did my card get billed {n} euros",
+    ],
+    "technical": [
+        "the app crashes when I open report {n}",
+        "I get error {n} when saving",
+        "the dashboard freezes after the update",
+        "export to CSV fails with code {n}",
+    ],
+    "account": [
+        "I cannot log in since yesterday",
+        "reset my password please, user {n}",
+        "how do I change the email on my profile",
+        "my account {n} got locked",
+    ],
+    "shipping": [
+        "parcel {n} has not arrived",
+        "the tracking for order {n} has not moved in a week",
+        "the courier left my package at the wrong address",
+        "can I change the delivery date of {n}",
+    ],
+    "other": [
+        "do you have a student discount",
+        "I love the new design",
+        "are you hiring in Lyon",
+        "can you add a dark mode one day",
+    ],
+}
+URGENT = [
+    "We cannot work at all.",
+    "I need this fixed today, the deadline is tonight.",
+    "Payroll is blocked!",
+]
+LOW = ["Just wondering.", "No rush.", "Only a question."]
+OPENERS = ["Hi,", "Hello team,", "hey", "Good morning,", "Dear support,", ""]
+CLOSERS = ["Thanks", "Regards, {name}", "cheers", "-- {name}", ""]
+NAMES = ["Ana", "Bo", "Chen", "Dmitri", "Eve", "Farah", "Gus", "Hana"]
 
 
-def chats(n: int, seed: int, split: Split = "train") -> list[dict[str, Any]]:
-    """Generated triage tickets (fmops.quickstart.tickets) as prompt/completion chats."""
-    return [triage_prompt.chat(t) for t in generate(n, seed, split=split)]
+def ticket(rng: random.Random) -> tuple[str, dict[str, str]]:
+    category = rng.choice(list(TOPICS))
+    priority = rng.choices(["urgent", "normal", "low"], weights=[1, 2, 1])[0]
+    body = rng.choice(TOPICS[category]).format(n=rng.randrange(1000, 99999))
+    extra = rng.choice(URGENT if priority == "urgent" else LOW if priority == "low" else [""])
+    name = rng.choice(NAMES)
+    text = " ".join(
+        p for p in (rng.choice(OPENERS), body + ".", extra, rng.choice(CLOSERS).format(name=name)) if p
+    )
+    return text, {"category": category, "priority": priority}
+
+
+def chats(n: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        text, label = ticket(rng)
+        out.append(
+            {
+                "prompt": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}],
+                "completion": [{"role": "assistant", "content": json.dumps(label)}],
+            }
+        )
+    return out
 
 
 # --- the two trainers, each in a child process -------------------------------------------------------
@@ -263,23 +327,24 @@ def decode_rate(model: Any, prompt: list[int], tokens: int) -> float:
     return tokens / (time.perf_counter() - started)
 
 
-def serving(base: Any, tuned: Any, rounds: int = 5, tokens: int = 96) -> dict[str, Any]:
+def serving(base: Any, tuned: dict[str, Any], rounds: int = 5, tokens: int = 96) -> dict[str, Any]:
     text = (
         f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\nWrite a long story about a parcel."
         "<|im_end|>\n<|im_start|>assistant\n"
     )
     prompt = base.tokenize(text.encode(), special=True)
-    rates: dict[str, list[float]] = {"base": [], "finetuned": []}
-    for _ in range(rounds):  # interleaved, so load changes hit both alike
-        rates["base"].append(decode_rate(base, prompt, tokens))
-        rates["finetuned"].append(decode_rate(tuned, prompt, tokens))
+    models = {"base": base, **tuned}
+    rates: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):  # interleaved, so load changes hit all alike
+        for name, model in models.items():
+            rates[name].append(decode_rate(model, prompt, tokens))
     median = {k: statistics.median(v) for k, v in rates.items()}
     return {
         "decode_tokens": tokens,
         "rounds": rounds,
-        "base_tokens_per_second": median["base"],
-        "finetuned_tokens_per_second": median["finetuned"],
+        **{f"{k}_tokens_per_second": v for k, v in median.items()},
         "ratio": median["finetuned"] / median["base"],
+        "ratio_lora": median["finetuned_lora"] / median["base"],
         "raw": rates,
         "loadavg": os.getloadavg(),
     }
@@ -347,6 +412,7 @@ def main() -> None:
     args = parser.parse_args()
     from fmops.finetune.base_model import BaseSource, prepare_base
     from fmops.finetune.gguf_lora import adapter_to_gguf
+    from fmops.finetune.gguf_merge import merge_into_gguf
     from fmops.providers.llamacpp import default_chat_model_path
 
     load_before = load()
@@ -356,7 +422,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fmops-ft-bench-"))
     base = prepare_base(BaseSource("smollm2", str(gguf.parent), gguf.name), work / "bases")
     data = {"train": chats(args.train, seed=1), "validation": chats(args.validation, seed=2)}
-    test = chats(args.test, seed=3, split="eval")  # held-out phrasings
+    test = chats(args.test, seed=3)
     data_file = work / "data.json"
     data_file.write_text(json.dumps(data))
 
@@ -375,19 +441,22 @@ def main() -> None:
     learning = {"base": exact_match(base_model, test)}
     served = None
     for name, adapter in adapters.items():
-        tuned = llama(gguf, adapter_to_gguf(Path(adapter), gguf, work / f"{name}.gguf"))
+        tuned = llama(merge_into_gguf(Path(adapter), gguf, work / f"{name}.gguf"), None)
         learning[name] = exact_match(tuned, test)
-        served = tuned
+        served = (Path(adapter), tuned)
     print(
         "exact-match on held-out tickets:", {k: f"{v['exact']}/{v['examples']}" for k, v in learning.items()}
     )
     assert served is not None
-    serve = serving(base_model, served)  # the last adapter: fmops's defaults when they ran
-    serve["adapter"] = list(adapters)[-1]
+    over_base = llama(gguf, adapter_to_gguf(served[0], gguf, work / "served.lora.gguf"))
+    serve = serving(base_model, {"finetuned": served[1], "finetuned_lora": over_base})
+    serve["adapter"] = list(adapters)[-1]  # the last: fmops's defaults when they ran
     ratios["serving_decode"] = serve["ratio"]
     print(
-        f"decode tokens/s (llama.cpp): fine-tune {serve['finetuned_tokens_per_second']:.1f} vs base"
-        f" {serve['base_tokens_per_second']:.1f} = {serve['ratio']:.2f}x (target >= 0.8x)"
+        f"decode tokens/s (llama.cpp): fine-tune merged GGUF {serve['finetuned_tokens_per_second']:.1f},"
+        f" GGUF LoRA over the base {serve['finetuned_lora_tokens_per_second']:.1f}, base"
+        f" {serve['base_tokens_per_second']:.1f}: {serve['ratio']:.2f}x as fmops serves it (target >= 0.8x),"
+        f" {serve['ratio_lora']:.2f}x with serve_as: lora"
     )
 
     def shown(run: dict[str, Any]) -> dict[str, Any]:

@@ -3,11 +3,13 @@ fine-tune of a tiny base runs to a catalog model whose lineage and loss curve th
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,20 @@ def test_a_finetune_runs_to_a_model_with_lineage_and_curve(admin: httpx.Client) 
     logs = admin.get(f"/api/finetunes/{started['id']}/logs").json()
     assert any(line["line"].startswith('{"event": "done"') for line in logs)
 
+    exported = admin.get(f"/api/finetunes/{started['id']}/export", params={"format": "adapter"})
+    assert exported.status_code == 200, exported.text
+    assert f'filename="{view["model"]}.adapter.zip"' in exported.headers["content-disposition"]
+    with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
+        names = set(archive.namelist())
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= names
+    assert "training_args.bin" not in names  # pickles never leave
+    no_gguf = admin.get(f"/api/finetunes/{started['id']}/export", params={"format": "gguf"})
+    assert no_gguf.status_code == 409  # the tiny base has no GGUF
+    assert "has no GGUF" in no_gguf.json()["error"]["message"]
+    bad = admin.get(f"/api/finetunes/{started['id']}/export", params={"format": "onnx"})
+    assert 400 <= bad.status_code < 500
+    assert admin.get(f"/api/finetunes/{'0' * 32}/export").status_code == 404
+
 
 def fmops(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FMOPS_")}
@@ -148,3 +164,13 @@ def test_cli_run_wait_show_list(admin: httpx.Client, sqlite_server: RunningServe
     assert "succeeded" in finished.stderr + finished.stdout
     not_one = fmops(sqlite_server, "finetune", "logs", "0" * 32)
     assert not_one.returncode != 0
+    merged = fmops(
+        sqlite_server, "finetune", "export", job_id, "--format", "merged", "--out", str(tmp_path / "m")
+    )
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(str(tmp_path / "m")).config.num_hidden_layers == 2
+    no_gguf = fmops(sqlite_server, "finetune", "export", job_id, "--out", str(tmp_path / "x.gguf"))
+    assert no_gguf.returncode != 0
+    assert "has no GGUF" in no_gguf.stderr

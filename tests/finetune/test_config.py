@@ -100,3 +100,15 @@ def test_num_processes_is_fmops_own_setting() -> None:
         with pytest.raises(UserError) as caught:
             FinetuneConfig.from_dict({"num_processes": bad})
         assert caught.value.param == "config.num_processes"
+
+
+def test_serve_as_is_fmops_own_setting() -> None:
+    assert FinetuneConfig.from_dict({}).to_dict()["serve_as"] == "merged"  # the base's decode speed
+    config = FinetuneConfig.from_dict({"serve_as": "lora"})
+    assert config.serve_as == "lora"
+    assert "serve_as" not in config.training  # not passed to TRL
+    for bad in ("gguf", 1, None):
+        with pytest.raises(UserError) as caught:
+            FinetuneConfig.from_dict({"serve_as": bad})
+        assert caught.value.param == "config.serve_as"
+        assert "merged, lora" in str(caught.value)

@@ -1,5 +1,6 @@
-"""The real SmolLM2-135M, briefly fine-tuned by the job, served by llama.cpp with the GGUF LoRA: the
-same greedy answers as transformers + PEFT; and the exports (adapter, merged folder) agree too."""
+"""The real SmolLM2-135M, briefly fine-tuned by the job, served by llama.cpp from the merged GGUF and
+over the base with the GGUF LoRA: the same greedy answers as transformers + PEFT; and the exports
+(adapter, merged folder, merged GGUF, GGUF LoRA) agree too."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from fmops.artifacts import ArtifactStore
 from fmops.auth import AuthService
 from fmops.catalog import Catalog
 from fmops.datasets import DatasetService
-from fmops.finetune.export import export_adapter, export_merged
+from fmops.finetune.service import FinetuneService
 from fmops.jobs import JobService, JobStatus
 from fmops.jobs.worker import Worker
+from fmops.providers.base import ProviderConfig
 from fmops.providers.registry import get_provider_class
 from fmops.secrets import SecretBox
 from fmops.settings import load_settings
@@ -83,34 +85,48 @@ def test_gguf_served_finetune_answers_as_transformers_and_peft(tmp_path: Path) -
     alias = job.result["model"]
     assert alias == f"smollm2-135m-instruct-ft-{job_id[-8:]}"
 
-    entry = Catalog(store, settings, SecretBox.from_settings(settings)).get(project, alias)
+    catalog = Catalog(store, settings, SecretBox.from_settings(settings))
+    entry = catalog.get(project, alias)
+    artifacts = job.result["artifacts"]
     assert entry.provider == "llamacpp"
-    assert entry.options["lora_path"].endswith("adapter.gguf")
-    provider = get_provider_class("llamacpp")(entry.provider_config())
+    assert entry.provider_model == artifacts["gguf"]  # the merged copy of the base: the base's speed
+    assert "lora_path" not in entry.options
+    merged_gguf = get_provider_class("llamacpp")(entry.provider_config())
+    over_base = get_provider_class("llamacpp")(  # `serve_as: lora`: the GGUF LoRA over the shared base
+        ProviderConfig(model=artifacts["base_gguf"], options={"lora_path": artifacts["gguf_lora"]})
+    )
 
-    async def ask(prompt: str) -> str:
+    async def ask(provider: object, prompt: str) -> str:
         body = {
             "model": alias,
             "messages": [{"role": "user", "content": prompt}],
             "temperature": 0,
             "max_tokens": 16,
         }
-        reply = await provider.chat(body, timeout=120)
+        reply = await provider.chat(body, timeout=120)  # type: ignore[attr-defined]
         return str(reply["choices"][0]["message"]["content"]).strip()
 
-    served = [asyncio.run(ask(p)) for p in PROMPTS]
-    artifacts = job.result["artifacts"]
+    served = [asyncio.run(ask(merged_gguf, p)) for p in PROMPTS]
+    with_lora = [asyncio.run(ask(over_base, p)) for p in PROMPTS]
     bases = list((tmp_path / "home" / "finetune" / "bases").iterdir())
     assert len(bases) == 1
     base = str(bases[0])
     expected, tokenizer = peft_answers(base, Path(artifacts["adapter"]))
     assert served == expected
+    assert with_lora == expected
     assert all(answer.startswith('{"category"') for answer in served)  # it learnt the format
 
-    adapter = export_adapter(Path(artifacts["adapter"]), tmp_path / "export" / "adapter")
+    finetunes = FinetuneService(
+        store, settings, jobs, catalog, DatasetService(store, ArtifactStore.from_settings(settings))
+    )
+    adapter = finetunes.export(project, job_id, "adapter", tmp_path / "export" / "adapter")
     assert (adapter / "adapter_model.safetensors").is_file()
     assert not (adapter / "training_args.bin").exists()  # pickles are never exported
-    merged = export_merged(base, adapter, tmp_path / "export" / "merged")
+    gguf_file = finetunes.export(project, job_id, "gguf", tmp_path / "export" / "model.gguf")
+    assert gguf_file.read_bytes() == Path(artifacts["gguf"]).read_bytes()
+    lora_file = finetunes.export(project, job_id, "gguf-lora", tmp_path / "export" / "lora.gguf")
+    assert lora_file.stat().st_size == Path(artifacts["gguf_lora"]).stat().st_size
+    merged = finetunes.export(project, job_id, "merged", tmp_path / "export" / "merged")
     from transformers import AutoModelForCausalLM
 
     merged_model = AutoModelForCausalLM.from_pretrained(str(merged))

@@ -1,4 +1,4 @@
-"""`fmops finetune run|list|show|logs|cancel|resume`: LoRA fine-tunes as jobs on the server's workers.
+"""`fmops finetune run|list|show|logs|cancel|resume|export`: LoRA fine-tunes as jobs on the workers.
 
 `run` checks the config, dataset and base here first (a mistake is one clear error and nothing is
 queued); `--wait` and `show --follow` draw a progress bar with the loss, tokens/s and ETA.
@@ -203,3 +203,22 @@ def resume(
     console.print(f"fine-tune {job.id} queued: resumes {job_id}", highlight=False)
     if wait:
         _wait(finetunes, project_id, job.id)
+
+
+@app.command("export")
+def export(
+    job_id: str = typer.Argument(...),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write it (a folder for adapter and merged)"),
+    what: str = typer.Option(
+        "gguf",
+        "--format",
+        help="adapter: the PEFT adapter (safetensors); merged: the base with the adapter merged, as a"
+        " transformers folder; gguf: the merged model as one GGUF file for llama.cpp; gguf-lora: the"
+        " adapter as a GGUF LoRA over the base's GGUF",
+    ),
+    project: str = typer.Option(DEFAULT_PROJECT, "--project", help="Project name"),
+) -> None:
+    """Write a succeeded fine-tune's model: adapter, merged folder, merged GGUF or GGUF LoRA."""
+    finetunes = service()
+    path = finetunes.export(project_id_of(project), job_id, what, out)
+    console.print(f"wrote {escape(str(path))}", highlight=False)

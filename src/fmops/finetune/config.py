@@ -104,7 +104,10 @@ MANAGED = frozenset(
 )
 LORA_MANAGED = frozenset({"base_model_name_or_path", "revision", "inference_mode", "runtime_config"})
 # fmops's own settings, beside TRL's.
-EXTRA_FIELDS: dict[str, type] = {"num_threads": int, "num_processes": int}
+EXTRA_FIELDS: dict[str, type] = {"num_threads": int, "num_processes": int, "serve_as": str}
+# How llama.cpp serves a fine-tune of a GGUF base: the LoRA merged into a copy of the base (base
+# speed, a full copy on disk) or the GGUF LoRA applied over the shared base (a few MB, slower decode).
+SERVE_AS = ("merged", "lora")
 
 
 def _training_args_class(method: Method) -> type[Any]:
@@ -179,6 +182,7 @@ class FinetuneConfig:
     lora: dict[str, Any] = field(default_factory=dict)
     num_threads: int | None = None
     num_processes: int = 1  # training processes on this host (torchrun); see fmops.finetune.launch
+    serve_as: str = "merged"
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None, method: Method | str = Method.sft) -> FinetuneConfig:
@@ -208,7 +212,10 @@ class FinetuneConfig:
         processes = raw.pop("num_processes", 1)
         if not isinstance(processes, int) or isinstance(processes, bool) or not 1 <= processes <= 64:
             raise UserError("num_processes must be a whole number from 1 to 64", param="config.num_processes")
-        config = cls(method, raw, dict(lora), threads, processes)
+        serve_as = raw.pop("serve_as", "merged")
+        if serve_as not in SERVE_AS:
+            raise UserError(f"serve_as must be one of {', '.join(SERVE_AS)}", param="config.serve_as")
+        config = cls(method, raw, dict(lora), threads, processes, serve_as)
         config.check()
         return config
 
@@ -227,6 +234,7 @@ class FinetuneConfig:
             out["num_threads"] = self.num_threads
         if self.num_processes != 1:
             out["num_processes"] = self.num_processes
+        out["serve_as"] = self.serve_as
         return out
 
     def trl_args(self, output_dir: Path | str, **overrides: Any) -> Any:

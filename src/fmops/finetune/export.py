@@ -1,7 +1,9 @@
-"""Exports of a fine-tune: the adapter (safetensors), the merged model folder, the GGUF LoRA.
+"""Exports of a fine-tune: the adapter (safetensors), the merged model folder, the merged GGUF, the
+GGUF LoRA.
 
-The adapter folder and the GGUF LoRA are written by every run (see job.py); the merged model is
-made on request, since it is a full copy of the base's weights.
+Every run writes the adapter folder and the GGUF LoRA, and the merged GGUF when it is served that
+way (see job.py); the merged transformers folder is made on request, since it is a full copy of the
+base's weights in fp32.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ from pathlib import Path
 
 from fmops.errors import UserError
 from fmops.finetune.gguf_lora import adapter_to_gguf
+from fmops.finetune.gguf_merge import merge_into_gguf
 
-__all__ = ["export_adapter", "export_gguf", "export_merged"]
+__all__ = ["EXPORT_FORMATS", "export_adapter", "export_gguf", "export_merged", "export_merged_gguf"]
+
+# The names `fmops finetune export --format` and the API take.
+EXPORT_FORMATS = ("adapter", "merged", "gguf", "gguf-lora")
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -46,3 +52,12 @@ def export_gguf(adapter_dir: Path, base_gguf: Path, out: Path) -> Path:
     """The GGUF LoRA llama.cpp loads over `base_gguf` (`lora_path`)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     return adapter_to_gguf(adapter_dir, base_gguf, out)
+
+
+def export_merged_gguf(adapter_dir: Path, base_gguf: Path, out: Path, served: Path | None = None) -> Path:
+    """The merged GGUF: a copy of the one the run serves, or merged now (a run served as a LoRA)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if served is not None and served.is_file():
+        shutil.copy2(served, out)
+        return out
+    return merge_into_gguf(adapter_dir, base_gguf, out)

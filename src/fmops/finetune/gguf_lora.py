@@ -14,11 +14,14 @@ k_proj gets the same permutation: (B permuted) @ A is the permuted delta.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ import numpy as np
 
 from fmops.errors import UserError
 
-__all__ = ["GGUF_ARCHES_PERMUTED", "adapter_to_gguf", "base_gguf_facts"]
+__all__ = ["GGUF_ARCHES_PERMUTED", "adapter_factors", "adapter_to_gguf", "base_gguf_facts", "gguf_file"]
 
 # Architectures whose q/k rows llama.cpp's converter permutes (LlamaModel.permute, undo_permute).
 GGUF_ARCHES_PERMUTED = frozenset({"llama"})
@@ -44,17 +47,24 @@ def _field(reader: Any, key: str) -> Any:
 
 
 def base_gguf_facts(base_gguf: Path) -> dict[str, Any]:
-    """Architecture, layer and head counts of a GGUF model file."""
+    """Architecture, layer and head counts of a GGUF model file (read once per file version: parsing a
+    GGUF's metadata, its tokenizer above all, takes seconds)."""
+    stat = base_gguf.stat()
+    return dict(_gguf_facts(str(base_gguf.resolve()), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _gguf_facts(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     import gguf
 
-    reader = gguf.GGUFReader(str(base_gguf))
+    reader = gguf.GGUFReader(path)
     arch = _field(reader, "general.architecture")
     return {
         "arch": arch,
         "block_count": _field(reader, f"{arch}.block_count"),
         "head_count": _field(reader, f"{arch}.attention.head_count"),
         "head_count_kv": _field(reader, f"{arch}.attention.head_count_kv"),
-        "tensors": {t.name for t in reader.tensors},
+        "tensors": frozenset(t.name for t in reader.tensors),
     }
 
 
@@ -77,8 +87,15 @@ def _pattern_value(patterns: dict[str, Any], module: str, default: float) -> flo
     return default
 
 
-def adapter_to_gguf(adapter_dir: Path, base_gguf: Path, out: Path) -> Path:
-    """Write `out` (a GGUF LoRA) from a PEFT adapter folder trained on the weights of `base_gguf`."""
+def adapter_factors(
+    adapter_dir: Path, base_gguf: Path
+) -> tuple[str, list[tuple[str, np.ndarray, np.ndarray]]]:
+    """The base's architecture and, per adapted GGUF weight, (name, A, B) in llama.cpp's layout.
+
+    B carries PEFT's scaling (alpha / rank, or rsLoRA's alpha / sqrt(rank)) and, for the q/k
+    projections of llama-family models, llama.cpp's row permutation: B @ A is the weight's delta as
+    the GGUF stores the weight.
+    """
     import gguf
     from safetensors.numpy import load_file
 
@@ -103,36 +120,57 @@ def adapter_to_gguf(adapter_dir: Path, base_gguf: Path, out: Path) -> Path:
             raise UserError(f"unexpected tensor {key!r} in the adapter: only lora_A/lora_B convert to GGUF")
         pairs.setdefault(match["module"], {})[match["which"]] = tensor
     r, alpha = float(config["r"]), float(config["lora_alpha"])
+    factors = []
+    for module, pair in sorted(pairs.items()):
+        if set(pair) != {"A", "B"}:
+            raise UserError(f"the adapter's {module} lacks its lora_A or lora_B tensor")
+        name = names.get_name(module)
+        if name is None or f"{name}.weight" not in facts["tensors"]:
+            raise UserError(f"the adapter targets {module}, which the base GGUF has no weight for")
+        a, b = pair["A"].astype(np.float32), pair["B"].astype(np.float32)
+        rank = a.shape[0]
+        module_alpha = _pattern_value(config.get("alpha_pattern") or {}, module, alpha)
+        if rank != r and not config.get("rank_pattern"):
+            raise UserError(f"the adapter's {module} has rank {rank}, not the configured {int(r)}")
+        scale = module_alpha / (math.sqrt(rank) if config.get("use_rslora") else rank)
+        b = b * np.float32(scale)
+        if arch in GGUF_ARCHES_PERMUTED and module.endswith("q_proj"):
+            b = _permute(b, int(facts["head_count"]), int(facts["head_count"]))
+        elif arch in GGUF_ARCHES_PERMUTED and module.endswith("k_proj"):
+            b = _permute(b, int(facts["head_count"]), int(facts["head_count_kv"]))
+        factors.append((f"{name}.weight", np.ascontiguousarray(a), np.ascontiguousarray(b)))
+    return arch, factors
+
+
+@contextlib.contextmanager
+def gguf_file(out: Path, arch: str) -> Iterator[Any]:
+    """A GGUFWriter whose file appears at `out` only once it is whole (atomic rename): a served model
+    file is never half written. What the block adds is written when it ends without an error."""
+    import gguf
+
     writer_path = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}")
     writer = gguf.GGUFWriter(str(writer_path), arch)
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 0.0)  # scaling is folded into lora_b
     try:
-        for module, pair in sorted(pairs.items()):
-            if set(pair) != {"A", "B"}:
-                raise UserError(f"the adapter's {module} lacks its lora_A or lora_B tensor")
-            name = names.get_name(module)
-            if name is None or f"{name}.weight" not in facts["tensors"]:
-                raise UserError(f"the adapter targets {module}, which the base GGUF has no weight for")
-            a, b = pair["A"].astype(np.float32), pair["B"].astype(np.float32)
-            rank = a.shape[0]
-            module_alpha = _pattern_value(config.get("alpha_pattern") or {}, module, alpha)
-            if rank != r and not config.get("rank_pattern"):
-                raise UserError(f"the adapter's {module} has rank {rank}, not the configured {int(r)}")
-            scale = module_alpha / (math.sqrt(rank) if config.get("use_rslora") else rank)
-            b = b * np.float32(scale)
-            if arch in GGUF_ARCHES_PERMUTED and module.endswith("q_proj"):
-                b = _permute(b, int(facts["head_count"]), int(facts["head_count"]))
-            elif arch in GGUF_ARCHES_PERMUTED and module.endswith("k_proj"):
-                b = _permute(b, int(facts["head_count"]), int(facts["head_count_kv"]))
-            writer.add_tensor(f"{name}.weight.lora_a", np.ascontiguousarray(a))
-            writer.add_tensor(f"{name}.weight.lora_b", np.ascontiguousarray(b))
+        yield writer
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.replace(writer_path, out)  # atomic: the served file is never half written
+        os.replace(writer_path, out)
     finally:
         writer_path.unlink(missing_ok=True)
+
+
+def adapter_to_gguf(adapter_dir: Path, base_gguf: Path, out: Path) -> Path:
+    """Write `out` (a GGUF LoRA) from a PEFT adapter folder trained on the weights of `base_gguf`."""
+    import gguf
+
+    arch, factors = adapter_factors(adapter_dir, base_gguf)
+    with gguf_file(out, arch) as writer:
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 0.0)  # scaling is folded into lora_b
+        for name, a, b in factors:
+            writer.add_tensor(f"{name}.lora_a", a)
+            writer.add_tensor(f"{name}.lora_b", b)
     return out

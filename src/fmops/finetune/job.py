@@ -2,12 +2,13 @@
 
 Steps: read the dataset version (train split: records whose `metadata.split` is "train" or unset;
 "validation" gives the validation loss), prepare the base weights, train with TRL + PEFT (one JSON
-log line per logging step, for the loss curve), convert the adapter to a GGUF LoRA, and register
-`<base>-ft-<short id>` (or the chosen name) served by llama.cpp over the base GGUF, with its lineage
-in the `finetunes` table. Checkpoints live in `$FMOPS_HOME/finetunes/<job id>/`; a retried attempt
-(the worker was killed, the server restarted) continues from the newest one. A cancelled or failed
-job registers nothing. With `num_processes: N` in the config the training runs in N processes under
-torchrun (fmops.finetune.launch); this job still registers the one model.
+log line per logging step, for the loss curve), convert the adapter to a GGUF LoRA, merge it into a
+copy of the base GGUF (unless `serve_as: lora`), and register `<base>-ft-<short id>` (or the chosen
+name) served by llama.cpp, with its lineage in the `finetunes` table. Checkpoints live in
+`$FMOPS_HOME/finetunes/<job id>/`; a retried attempt (the worker was killed, the server restarted)
+continues from the newest one. A cancelled or failed job registers nothing. With `num_processes: N`
+in the config the training runs in N processes under torchrun (fmops.finetune.launch); this job
+still registers the one model.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def run_finetune(ctx: JobContext, params: FinetuneParams) -> dict[str, Any]:
 
 def _run(ctx: JobContext, params: FinetuneParams, store: Store, settings: Settings) -> dict[str, Any]:
     from fmops.finetune.gguf_lora import adapter_to_gguf
+    from fmops.finetune.gguf_merge import merge_into_gguf
     from fmops.finetune.trainer import train
 
     config = FinetuneConfig.from_dict(params.config, params.method)
@@ -170,15 +172,23 @@ def _run(ctx: JobContext, params: FinetuneParams, store: Store, settings: Settin
     artifacts: dict[str, Any] = {"run_dir": str(folder), "adapter": str(result.adapter_dir)}
     serving = source.serving_gguf
     if serving is not None:
-        gguf = adapter_to_gguf(result.adapter_dir, serving, folder / "adapter.gguf")
-        artifacts["gguf_lora"] = str(gguf)
-        artifacts["base_gguf"] = str(serving)
+        lora = adapter_to_gguf(result.adapter_dir, serving, folder / "adapter.gguf")
+        artifacts |= {"gguf_lora": str(lora), "base_gguf": str(serving)}
+        options: dict[str, Any] = {"n_ctx": 2048}
+        if config.serve_as == "merged":  # the base's decode speed; see gguf_merge
+            ctx.progress(0.95, "merging the adapter into a copy of the base GGUF")
+            merged = merge_into_gguf(result.adapter_dir, serving, folder / "model.gguf")
+            artifacts["gguf"] = str(merged)
+            served_file = merged
+        else:
+            options["lora_path"] = str(lora)
+            served_file = serving
         spec = ModelSpec(
             alias=alias,
             provider="llamacpp",
-            model=str(serving),
+            model=str(served_file),
             capabilities={"streaming": True, "json_schema": True, "tools": False},
-            options={"lora_path": str(gguf), "n_ctx": 2048},
+            options=options,
             timeout_seconds=300.0,
             max_retries=0,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -17,6 +18,8 @@ from sqlalchemy import select
 from fmops.catalog import Catalog
 from fmops.datasets import DatasetService
 from fmops.errors import Conflict, UserError
+from fmops.finetune import export as exports
+from fmops.finetune.base_model import prepare_base
 from fmops.finetune.checkpoints import last_checkpoint
 from fmops.finetune.config import FinetuneConfig
 from fmops.finetune.data import KIND_FOR_METHOD, wrong_kind
@@ -169,3 +172,26 @@ class FinetuneService:
         return self.jobs.submit(
             KIND, resumed.model_dump(mode="json"), project_id=project_id, created_by_key_id=created_by_key_id
         )
+
+    def export(self, project_id: str, job_id: str, what: str, out: Path) -> Path:
+        """Write a succeeded fine-tune's `what` (one of EXPORT_FORMATS) to `out`; returns the path."""
+        if what not in exports.EXPORT_FORMATS:
+            raise UserError(f"format must be one of {', '.join(exports.EXPORT_FORMATS)}", param="format")
+        row = self.get(project_id, job_id, curve=False).lineage
+        if row is None:
+            raise Conflict(f"fine-tune {job_id} made no model (it has not succeeded); nothing to export")
+        artifacts = row.artifacts or {}
+        adapter = Path(artifacts["adapter"])
+        if what == "adapter":
+            return exports.export_adapter(adapter, out)
+        if what == "merged":
+            source = resolve_base(self.catalog, project_id, row.base)
+            weights = prepare_base(source, self.settings.home / "finetune" / "bases")
+            return exports.export_merged(weights, adapter, out)
+        if "base_gguf" not in artifacts:
+            raise Conflict(f"the base of fine-tune {job_id} has no GGUF, so neither has the fine-tune")
+        base_gguf = Path(artifacts["base_gguf"])
+        if what == "gguf-lora":
+            return exports.export_gguf(adapter, base_gguf, out)
+        served = Path(artifacts["gguf"]) if "gguf" in artifacts else None
+        return exports.export_merged_gguf(adapter, base_gguf, out, served)

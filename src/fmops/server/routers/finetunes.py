@@ -1,13 +1,18 @@
 """Fine-tunes of the caller's project: start, list, show (with the loss curve and lineage), logs,
-cancel, resume. Each is a `finetune` job; everything it needs is checked before it is queued."""
+cancel, resume, export. Each is a `finetune` job; everything it needs is checked before it is queued."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
 from fmops.artifacts import ArtifactStore
 from fmops.auth import Role
@@ -130,3 +135,40 @@ def resume(job_id: str, platform: PlatformDep, principal: PrincipalDep) -> Finet
     service = finetunes(platform)
     job = service.resume(principal.project_id, job_id, created_by_key_id=principal.key_id)
     return FinetunePublic.model_validate(service.get(principal.project_id, job.id, curve=False).to_dict())
+
+
+_EXPORT_FILES = {"gguf": ".gguf", "gguf-lora": ".lora.gguf", "adapter": ".adapter.zip"}
+
+
+@router.get(
+    "/{job_id}/export",
+    summary="Download a succeeded fine-tune's merged GGUF, GGUF LoRA or PEFT adapter (zip)",
+    response_class=FileResponse,
+    responses=error_responses(404, 409),
+)
+def export(
+    job_id: str,
+    platform: PlatformDep,
+    principal: PrincipalDep,
+    format: Literal["gguf", "gguf-lora", "adapter"] = Query(
+        "gguf",
+        description="The merged transformers folder is a CLI export: fmops finetune export --format merged",
+    ),
+) -> FileResponse:
+    folder = Path(tempfile.mkdtemp(prefix="fmops-ft-export-"))
+    try:
+        view = finetunes(platform).get(principal.project_id, job_id, curve=False)
+        name = f"{view.lineage.model_alias if view.lineage else job_id}{_EXPORT_FILES[format]}"
+        name = name.replace("/", "_").replace(":", "_")
+        path = finetunes(platform).export(principal.project_id, job_id, format, folder / format)
+        if path.is_dir():  # the adapter: a folder of a few files
+            path = Path(shutil.make_archive(str(folder / "adapter"), "zip", root_dir=path))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return FileResponse(
+        path,
+        filename=name,
+        media_type="application/octet-stream",
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+    )
