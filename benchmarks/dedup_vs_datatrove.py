@@ -12,8 +12,9 @@ cluster should have lost and did not.
 Every tool: 5-word shingles, 128 permutations as 16 bands x 8 rows; fmops and rensa also check
 each candidate pair against a 0.7 Jaccard estimate (datatrove and datasketch's LSH keep every
 band collision). Documents/s counts the whole run: shingling, signatures, LSH, clustering, filtering.
-fmops uses 2 threads and datatrove 2 worker processes (this machine's 2 cores); the datasketch and
-rensa scripts are single-process, as the issue's reference figures were.
+fmops asks for 2 threads (the step starts the second only on an idle core) and datatrove for 2
+worker processes (this machine's 2 cores); the datasketch and rensa scripts are single-process, as
+the issue's reference figures were.
 
     .venv/bin/python benchmarks/dedup_vs_datatrove.py [--docs 100000] [--skip datatrove,datasketch]
 

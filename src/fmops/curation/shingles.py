@@ -162,27 +162,45 @@ class Permutations:
 
 
 EMPTY = np.iinfo(np.uint32).max
+# Shingles per block of `signatures`: 64k 32-bit values and their buffer, 512 KB, stay in L2.
+BLOCK_SHINGLES = 1 << 16
 
 
-def signatures(shingles: U64, per_doc: npt.NDArray[np.int64], perms: Permutations) -> U32:
+def signatures(
+    shingles: U64, per_doc: npt.NDArray[np.int64], perms: Permutations, block: int = BLOCK_SHINGLES
+) -> U32:
     """MinHash signatures (documents x permutations); a text without words gets the all-max signature.
 
-    One permutation at a time over the whole batch: a 1-D `minimum.reduceat` is ten times faster
-    than the same reduction over a (shingles x permutations) block.
+    One permutation at a time over a block of documents: a 1-D `minimum.reduceat` is ten times faster
+    than the same reduction over a (shingles x permutations) block. A block holds about `block`
+    shingles (whole documents), so that its values and their buffer stay in the core's cache over
+    every permutation (a 2,000-document batch at once spilled from it: this step took 1.5x as long).
     """
     out = np.full((len(per_doc), len(perms.a)), EMPTY, dtype=np.uint32)
     has = per_doc > 0
     if not has.any():
         return out
-    starts = (np.cumsum(per_doc) - per_doc)[has]
+    counts = per_doc[has]
+    ends = np.cumsum(counts)
+    starts = ends - counts
     x = (shingles >> np.uint64(32)).astype(np.uint32)  # the mixed hash's high half
-    cols = np.empty((len(perms.a), int(has.sum())), dtype=np.uint32)
-    buffer = np.empty_like(x)  # reused: no allocation per permutation
+    cols = np.empty((len(perms.a), len(counts)), dtype=np.uint32)
+    buffer = np.empty(min(len(x), block), dtype=np.uint32)  # grown for a document beyond `block`
+    first = 0
     with np.errstate(over="ignore"):
-        for j, (a, b) in enumerate(zip(perms.a, perms.b, strict=True)):
-            np.multiply(x, a, out=buffer)
-            np.add(buffer, b, out=buffer)
-            np.minimum.reduceat(buffer, starts, out=cols[j])
+        while first < len(counts):
+            # The documents whose shingles fit in `block` (at least one document).
+            last = max(int(np.searchsorted(ends, starts[first] + block, side="right")), first + 1)
+            low, high = int(starts[first]), int(ends[last - 1])
+            if high - low > len(buffer):
+                buffer = np.empty(high - low, dtype=np.uint32)
+            values, scratch = x[low:high], buffer[: high - low]
+            offsets = starts[first:last] - low
+            for j, (a, b) in enumerate(zip(perms.a, perms.b, strict=True)):
+                np.multiply(values, a, out=scratch)
+                np.add(scratch, b, out=scratch)
+                np.minimum.reduceat(scratch, offsets, out=cols[j, first:last])
+            first = last
     out[has] = cols.T
     return out
 
