@@ -9,6 +9,7 @@ against its command's, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import gc
 import importlib
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -103,4 +104,7 @@ class LazyGroup(TyperGroup):
     def resolve_command(self, ctx: Context, args: list[str]) -> tuple[str | None, Command | None, list[str]]:
         if args and args[0] in self._commands:
             self._commands.load(args[0])  # the command about to run, so get_command returns it
+        if not gc.isenabled():  # see fmops.cli: start-up ran without collections
+            gc.freeze()
+            gc.enable()
         return super().resolve_command(ctx, args)
