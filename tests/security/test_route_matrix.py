@@ -142,6 +142,7 @@ POLICY: dict[str, str | None] = {
     "GET /api/finetunes/{job_id}/logs": E,
     "POST /api/finetunes/{job_id}/cancel": E,
     "POST /api/finetunes/{job_id}/resume": E,
+    "GET /api/finetunes/{job_id}/export": E,
     # eval runs call models on the project's budget and show its data: engineers
     "POST /api/evals/runs": E,
     "GET /api/evals/runs": E,
