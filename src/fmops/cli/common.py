@@ -38,7 +38,7 @@ def local_platform() -> Platform:
 
     s = settings()
     s.home.mkdir(parents=True, exist_ok=True)
-    platform = Platform.build(s)
+    platform = Platform.build(s, serving=False)  # no metrics or background services: a command runs none
     upgrade(platform.store)
     # The first command on a new home sets it up exactly as the first `fmops up` would.
     if platform.auth.bootstrap(s.admin_key_path):

@@ -12,29 +12,21 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
-from fmops.alerts import AlertService
-from fmops.alerts.evaluate import AlertEvaluator
-from fmops.alerts.loop import AlertLoop
 from fmops.auth import AuthService
 from fmops.auth.sessions import SessionService
 from fmops.catalog import Catalog
 from fmops.counters import Counters, make_counters
-from fmops.evals.cache import CachePruner
-from fmops.evaluators.online import OnlineEvaluators
 from fmops.gateway.service import Gateway
 from fmops.gateway.stack import build_gateway, build_tracer
 from fmops.jobs import JobService
 from fmops.secrets import SecretBox
 from fmops.settings import Settings
-from fmops.stats.rollup import RollupLoop
 from fmops.store import Store
 from fmops.tracing import TraceWriter
-from fmops.tracing.metrics import Metrics
-from fmops.tracing.retention import RetentionScheduler
-from fmops.tracing.search_index import SearchIndexer
 
 if TYPE_CHECKING:
     from fmops.datasets import DatasetService
+    from fmops.tracing.metrics import Metrics
 
 log = logging.getLogger(__name__)
 ShutdownHook = Callable[[], Awaitable[None]]
@@ -58,7 +50,7 @@ class Platform:
     tracer: TraceWriter
     gateway: Gateway
     counters: Counters
-    metrics: Metrics
+    metrics: Metrics | None  # None in a platform built for a CLI command (serving=False)
     # Background services (exporters, evaluators, alert and retention loops), started with the
     # server and closed after the trace writer has flushed, in reverse order.
     services: list[Service] = field(default_factory=list)
@@ -80,13 +72,21 @@ class Platform:
         return DatasetService(self.store, ArtifactStore.from_settings(self.settings))
 
     @classmethod
-    def build(cls, settings: Settings, store: Store | None = None) -> Platform:
+    def build(cls, settings: Settings, store: Store | None = None, *, serving: bool = True) -> Platform:
+        """The services of a server (`serving`), or of a CLI command: then neither the Prometheus
+        metrics nor the background services are built (or imported: a command's start-up time and
+        memory are its user's wait and a CI job's budget)."""
         store = store or Store(settings.database_url)
         catalog = Catalog(store, settings, SecretBox.from_settings(settings))
         counters = make_counters(settings)
-        metrics = Metrics()
-        tracer = build_tracer(settings, store, on_record=metrics.observe)
-        metrics.watch(tracer)
+        metrics: Metrics | None = None
+        if serving:
+            from fmops.tracing.metrics import Metrics
+
+            metrics = Metrics()
+        tracer = build_tracer(settings, store, on_record=metrics.observe if metrics else None)
+        if metrics is not None:
+            metrics.watch(tracer)
         platform = cls(
             settings=settings,
             store=store,
@@ -98,17 +98,32 @@ class Platform:
             counters=counters,
             metrics=metrics,
         )
+        if metrics is not None:
+            platform._add_services(metrics)
+        return platform
+
+    def _add_services(self, metrics: Metrics) -> None:
+        from fmops.alerts import AlertService
+        from fmops.alerts.evaluate import AlertEvaluator
+        from fmops.alerts.loop import AlertLoop
+        from fmops.evals.cache import CachePruner
+        from fmops.evaluators.online import OnlineEvaluators
+        from fmops.stats.rollup import RollupLoop
+        from fmops.tracing.retention import RetentionScheduler
+        from fmops.tracing.search_index import SearchIndexer
+
+        settings, store, tracer = self.settings, self.store, self.tracer
         alerts = AlertService(store, settings)
-        platform.services.append(AlertLoop(AlertEvaluator(store, alerts), settings.alert_interval_seconds))
-        platform.services.append(
+        self.services.append(AlertLoop(AlertEvaluator(store, alerts), settings.alert_interval_seconds))
+        self.services.append(
             RetentionScheduler(
                 store,
                 interval_seconds=settings.retention_interval_seconds,
                 default_days=settings.trace_retention_days,
             )
         )
-        platform.services.append(RollupLoop(store, settings.stats_rollup_interval_seconds))  # stats roll-ups
-        platform.services.append(
+        self.services.append(RollupLoop(store, settings.stats_rollup_interval_seconds))  # stats roll-ups
+        self.services.append(
             CachePruner(
                 store,
                 interval_seconds=settings.eval_cache_prune_interval_seconds,
@@ -117,10 +132,10 @@ class Platform:
             )
         )
         if store.dialect == "sqlite":  # the free-text search's index, built off the write path
-            platform.services.append(SearchIndexer(store))
-        evaluators = OnlineEvaluators(store, platform.jobs, tracer, queue_size=settings.evaluator_queue)
+            self.services.append(SearchIndexer(store))
+        evaluators = OnlineEvaluators(store, self.jobs, tracer, queue_size=settings.evaluator_queue)
         metrics.registry.register(evaluators.collector())
-        platform.services.append(evaluators)
+        self.services.append(evaluators)
         if settings.otlp_endpoint:
             from fmops.tracing.otlp import OtlpExporter  # aiohttp and protobuf: only when exporting
 
@@ -128,8 +143,7 @@ class Platform:
                 tracer, settings.otlp_endpoint, settings.otlp_headers, max_queue=settings.trace_memory_spans
             )
             metrics.registry.register(exporter.collector())
-            platform.services.append(exporter)
-        return platform
+            self.services.append(exporter)
 
     async def start(self) -> None:
         """Start background work that needs the server's event loop."""

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from fmops.auth import Role
+from fmops.errors import NotFound
 from fmops.platform import PlatformDep
 from fmops.server.deps import gate
 from fmops.tracing.metrics import CONTENT_TYPE
@@ -26,4 +27,6 @@ router = APIRouter(tags=["metrics"])
     responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}},
 )
 async def metrics(platform: PlatformDep) -> Response:
+    if platform.metrics is None:  # a platform built for a CLI command (serving=False) keeps none
+        raise NotFound("this process keeps no metrics")
     return Response(platform.metrics.exposition(), media_type=CONTENT_TYPE)
