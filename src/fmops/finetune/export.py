@@ -48,9 +48,13 @@ def export_merged(base_weights: str, adapter_dir: Path, out: Path) -> Path:
     return out
 
 
-def export_gguf(adapter_dir: Path, base_gguf: Path, out: Path) -> Path:
-    """The GGUF LoRA llama.cpp loads over `base_gguf` (`lora_path`)."""
+def export_gguf(adapter_dir: Path, base_gguf: Path, out: Path, written: Path | None = None) -> Path:
+    """The GGUF LoRA llama.cpp loads over `base_gguf` (`lora_path`): a copy of the one the run wrote, or
+    converted now."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    if written is not None and written.is_file():
+        shutil.copy2(written, out)
+        return out
     return adapter_to_gguf(adapter_dir, base_gguf, out)
 
 

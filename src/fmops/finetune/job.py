@@ -36,7 +36,7 @@ from fmops.settings import Settings
 from fmops.store import Store
 from fmops.store.models import Finetune
 
-__all__ = ["KIND", "FinetuneParams", "model_alias", "resolve_base", "run_dir"]
+__all__ = ["KIND", "FinetuneParams", "bases_dir", "model_alias", "resolve_base", "run_dir"]
 
 log = logging.getLogger(__name__)
 KIND = "finetune"
@@ -63,6 +63,11 @@ class FinetuneParams(BaseModel):
 
 def run_dir(settings: Settings, job_id: str) -> Path:
     return settings.home / "finetunes" / job_id
+
+
+def bases_dir(settings: Settings) -> Path:
+    """Base models saved once as fp32 safetensors for training (and merged exports)."""
+    return settings.home / "finetune" / "bases"
 
 
 def model_alias(params: FinetuneParams, job_id: str) -> str:
@@ -138,7 +143,7 @@ def _run(ctx: JobContext, params: FinetuneParams, store: Store, settings: Settin
         )
     )
     ctx.progress(0.01, "preparing the base model")
-    weights = prepare_base(source, settings.home / "finetune" / "bases")
+    weights = prepare_base(source, bases_dir(settings))
     ctx.check()
 
     def on_checkpoint(path: Path, step: int) -> None:

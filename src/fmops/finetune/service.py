@@ -23,7 +23,7 @@ from fmops.finetune.base_model import prepare_base
 from fmops.finetune.checkpoints import last_checkpoint
 from fmops.finetune.config import FinetuneConfig
 from fmops.finetune.data import KIND_FOR_METHOD, wrong_kind
-from fmops.finetune.job import KIND, FinetuneParams, model_alias, resolve_base, run_dir
+from fmops.finetune.job import KIND, FinetuneParams, bases_dir, model_alias, resolve_base, run_dir
 from fmops.jobs import JobService, JobStatus
 from fmops.settings import Settings
 from fmops.store import Store
@@ -186,12 +186,15 @@ class FinetuneService:
             return exports.export_adapter(adapter, out)
         if what == "merged":
             source = resolve_base(self.catalog, project_id, row.base)
-            weights = prepare_base(source, self.settings.home / "finetune" / "bases")
+            weights = prepare_base(source, bases_dir(self.settings))
             return exports.export_merged(weights, adapter, out)
         if "base_gguf" not in artifacts:
             raise Conflict(f"the base of fine-tune {job_id} has no GGUF, so neither has the fine-tune")
         base_gguf = Path(artifacts["base_gguf"])
         if what == "gguf-lora":
-            return exports.export_gguf(adapter, base_gguf, out)
-        served = Path(artifacts["gguf"]) if "gguf" in artifacts else None
-        return exports.export_merged_gguf(adapter, base_gguf, out, served)
+            return exports.export_gguf(adapter, base_gguf, out, _path(artifacts, "gguf_lora"))
+        return exports.export_merged_gguf(adapter, base_gguf, out, _path(artifacts, "gguf"))
+
+
+def _path(artifacts: dict[str, Any], key: str) -> Path | None:
+    return Path(artifacts[key]) if key in artifacts else None

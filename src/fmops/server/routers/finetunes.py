@@ -157,10 +157,11 @@ def export(
 ) -> FileResponse:
     folder = Path(tempfile.mkdtemp(prefix="fmops-ft-export-"))
     try:
-        view = finetunes(platform).get(principal.project_id, job_id, curve=False)
-        name = f"{view.lineage.model_alias if view.lineage else job_id}{_EXPORT_FILES[format]}"
+        service = finetunes(platform)
+        path = service.export(principal.project_id, job_id, format, folder / format)
+        lineage = service.get(principal.project_id, job_id, curve=False).lineage
+        name = f"{lineage.model_alias if lineage else job_id}{_EXPORT_FILES[format]}"
         name = name.replace("/", "_").replace(":", "_")
-        path = finetunes(platform).export(principal.project_id, job_id, format, folder / format)
         if path.is_dir():  # the adapter: a folder of a few files
             path = Path(shutil.make_archive(str(folder / "adapter"), "zip", root_dir=path))
     except BaseException:
