@@ -63,6 +63,7 @@ POLICY: dict[str, str | None] = {
     "GET /api/models": C,
     "POST /api/models": E,
     "GET /api/models/{alias}": C,
+    "GET /api/models/{alias}/loop": E,  # lineage: dataset versions, traces' filters, experiments
     "PATCH /api/models/{alias}": E,
     "DELETE /api/models/{alias}": E,
     # the OpenAI-compatible gateway and OTLP ingest: any key

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import orjson
 import typer
 from pydantic import SecretStr, ValidationError
+from rich.text import Text
+from rich.tree import Tree
 
 from fmops.auth import DEFAULT_PROJECT
 from fmops.catalog import ModelSpec, public_view
 from fmops.cli.common import console, fmt, local_platform, print_rows, project_id_of
 from fmops.errors import UserError
 from fmops.providers.generation import gguf_sampling, model_generation, recommended
+
+if TYPE_CHECKING:
+    from fmops.finetune.loop import Loop
 
 app = typer.Typer(help="Model catalog: list, show, add, remove, pull.", no_args_is_help=True)
 
@@ -134,3 +141,76 @@ def pull(
         )
         platform.catalog.add(project_id_of(project), spec, trusted=True)
         console.print(f"added {alias} (generation settings: {fmt(generation)})")
+
+
+@app.command("loop")
+def loop(
+    alias: str = typer.Argument(..., help="A model a fine-tune produced"),
+    url: str | None = typer.Option(
+        None, "--url", envvar="FMOPS_URL", help="The server the console links point at (default: host:port)"
+    ),
+    project: str = typer.Option(DEFAULT_PROJECT, "--project"),
+    as_json: bool = typer.Option(False, "--json", help="The loop as GET /api/models/ALIAS/loop returns it"),
+) -> None:
+    """A fine-tuned model's loop: traces -> dataset versions -> fine-tune -> model -> eval runs ->
+    experiments -> promotions, each with its console URL."""
+    from fmops.finetune.loop import model_loop
+
+    platform = local_platform()
+    found = model_loop(platform.store, project_id_of(project), alias)
+    if as_json:
+        console.print_json(orjson.dumps(found.to_dict()).decode())
+        return
+    s = platform.settings
+    console.print(loop_tree(found, (url or f"http://{s.host}:{s.port}").rstrip("/")))
+
+
+def loop_tree(found: Loop, base: str) -> Tree:
+    """The chain top to bottom, one branch per step; names are text, never markup."""
+
+    def node(parent: Tree, label: str, text: str, path: str | None) -> Tree:
+        line = Text.assemble((f"{label} ", "bold"), text)
+        if path:
+            line.append(f"  {base}{path}", style="dim")
+        return parent.add(line)
+
+    tree = Tree(Text.assemble(("loop of ", "bold"), found.model.alias, (f"  {base}{found.url}", "dim")))
+    traces = tree.add(Text("traces", style="bold"))
+    for t in found.traces:
+        said = ", ".join(f"{k}={v}" for k, v in t.filter.items()) or "all traces"
+        count = f" · {t.traces:,} traces" if t.traces is not None else ""
+        queue = f" · via queue {t.queue}" if t.queue else ""
+        node(traces, "filter", f"{said}{count}{queue}", t.url)
+    if not found.traces:
+        traces.add(Text("none: the data did not come from traffic", style="dim"))
+    for d in found.datasets:
+        node(tree, "dataset", f"{d.ref} ({d.step or d.source}, {d.rows:,} rows)", d.url)
+    ft = found.finetune
+    node(
+        tree, "fine-tune", f"{ft.job_id} {ft.status}: {ft.method} on {ft.dataset_ref} from {ft.base}", ft.url
+    )
+    where = found.model.provider if found.model.in_catalog else "removed from the catalog"
+    node(tree, "model", f"{found.model.alias} ({where})", found.model.url)
+    evals = tree.add(Text("eval runs", style="bold"))
+    for r in found.evals:
+        score = "-" if r.score is None else f"{r.score:.3f}"
+        ci = f" [{r.ci[0]:.3f}, {r.ci[1]:.3f}]" if r.ci else ""
+        node(evals, r.suite, f"{r.run_id} {r.status}: score {score}{ci} (target {r.target})", r.url)
+    if not found.evals:
+        evals.add(Text("none yet: `fmops eval run` with this model as a target", style="dim"))
+    endpoints = tree.add(Text("endpoints and experiments", style="bold"))
+    for e in found.endpoints:
+        branch = node(endpoints, e.name, "serves it as " + ", ".join(e.serves_as), e.url)
+        for x in (x for x in found.experiments if x.endpoint == e.name):
+            arms = ", ".join(f"{v.name}: {v.model or '-'} ({v.calls} calls)" for v in x.variants)
+            branch.add(Text(f"experiment since {fmt(x.started_at)}: {arms}. {x.verdict}"))
+    if not found.endpoints:
+        endpoints.add(Text("none serves it now", style="dim"))
+    promotions = tree.add(Text("promotions", style="bold"))
+    for p in found.promotions:
+        won = "this model" if p.this_model else (p.model or "another model")
+        text = f"variant {p.variant} ({won}) by {p.actor or 'unknown'} at {fmt(p.at)}"
+        node(promotions, p.endpoint, text, p.url)
+    if not found.promotions:
+        promotions.add(Text("none yet", style="dim"))
+    return tree

@@ -1,4 +1,5 @@
-"""The model catalog of the caller's project: list, show, add, update, remove."""
+"""The model catalog of the caller's project: list, show, add, update, remove, and a fine-tuned
+model's loop (fmops.finetune.loop)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Role
 from fmops.catalog import ModelSpec, ModelUpdate, public_view
+from fmops.finetune.loop import Loop, model_loop
 from fmops.platform import PlatformDep
 from fmops.server.deps import PrincipalDep, gate
 
@@ -43,6 +45,19 @@ class ModelPublic(BaseModel):
 async def list_models(platform: PlatformDep, principal: PrincipalDep) -> list[ModelPublic]:
     models = await run_in_threadpool(platform.catalog.models, principal.project_id)
     return [ModelPublic(**public_view(m)) for m in sorted(models.values(), key=lambda m: m.alias)]
+
+
+# Before `/{alias:path}`, which would take "NAME/loop" for an alias: a model whose alias ends in
+# "/loop" is read with GET /api/models (the list) instead.
+@router.get(
+    "/{alias:path}/loop",
+    response_model=Loop,
+    summary="A fine-tuned model's loop (engineer): traces, dataset versions, fine-tune, evals, experiments, "
+    "promotions, each with its console path",
+    dependencies=gate(Role.engineer),
+)
+async def get_model_loop(alias: str, platform: PlatformDep, principal: PrincipalDep) -> Loop:
+    return await run_in_threadpool(model_loop, platform.store, principal.project_id, alias)
 
 
 @router.get("/{alias:path}", response_model=ModelPublic, summary="One model's profile")

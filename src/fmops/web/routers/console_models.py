@@ -1,4 +1,5 @@
-"""`/console/models`: the project's model catalog, adding a model, and testing one with a prompt.
+"""`/console/models`: the project's model catalog, adding a model, testing one with a prompt, and a
+fine-tuned model's loop (`/console/models/{alias}/loop`).
 
 Everything goes through the catalog and the gateway as the REST API does (`/api/models`, the
 playground): a test call is a real, traced gateway call with the caller's limits and budget.
@@ -17,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from fmops.auth import Role
 from fmops.catalog import ModelEntry, ModelSpec
 from fmops.errors import UserError
+from fmops.finetune.loop import finetuned_aliases, loop_path, model_loop
 from fmops.platform import Platform, PlatformDep
 from fmops.prompts.playground import PlaygroundRequest
 from fmops.providers.registry import get_provider_class, providers
@@ -45,11 +47,15 @@ def effective_capabilities(entry: ModelEntry) -> dict[str, bool]:
 
 def _rows(platform: Platform, project_id: str) -> list[dict[str, Any]]:
     models = platform.catalog.models(project_id)
+    finetuned = finetuned_aliases(platform.store, project_id)
     rows = []
     for entry in sorted(models.values(), key=lambda m: (not m.builtin, m.alias)):
         caps = effective_capabilities(entry)
         cooling = platform.gateway.breaker.cooling_for(entry.connection_id)
-        rows.append({"entry": entry, "caps": caps, "chat": is_chat_model(caps), "cooling": cooling})
+        loop = loop_path(entry.alias) if entry.alias in finetuned else None
+        rows.append(
+            {"entry": entry, "caps": caps, "chat": is_chat_model(caps), "cooling": cooling, "loop": loop}
+        )
     return rows
 
 
@@ -98,6 +104,13 @@ async def add_model(request: Request, platform: PlatformDep, me: WebPrincipal) -
     context = await run_in_threadpool(_context, platform, me.project_id)
     context["flash"] = f"Added model {entry.alias} ({entry.provider})."
     return render(request, "console/models/_table.html", context)
+
+
+@router.get("/{alias:path}/loop")
+async def loop_page(alias: str, request: Request, platform: PlatformDep, me: WebPrincipal) -> Response:
+    """A fine-tuned model's loop, one card per step (a 404 page for a model no fine-tune produced)."""
+    loop = await run_in_threadpool(model_loop, platform.store, me.project_id, alias)
+    return render(request, "console/models/loop.html", {"chain": loop})
 
 
 @router.delete("/{alias:path}")
