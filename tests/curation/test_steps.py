@@ -230,3 +230,37 @@ def test_split_refuses_a_field_with_too_many_values() -> None:
     records = [chat(f"q{i}", uid=str(i)) for i in range(split.MAX_STRATA + 1)]
     with pytest.raises(UserError, match="stratify by 'uid' gives over 10,000 groups"):
         run_step("split", {"stratify": "uid"}, records, batch=5000)
+
+
+# --- system ----------------------------------------------------------------------------------------
+
+
+def test_system_sets_replaces_or_drops_the_system_message() -> None:
+    long_rules = {"role": "system", "content": "Many rules. " * 50}
+    records = [
+        {"messages": [long_rules, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+        {"messages": [{"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]},
+        {"messages": [{"role": "system", "content": "Triage."}, {"role": "user", "content": "e"}]},
+    ]
+    out, report, _ = run_step("system", {"content": "Triage."}, records)
+    assert [m["messages"][0] for m in out] == [{"role": "system", "content": "Triage."}] * 3
+    assert [[m["content"] for m in r["messages"][1:]] for r in out] == [["a", "b"], ["c", "d"], ["e"]]
+    assert report.counts() == {"in": 3, "out": 3, "removed": {}, "modified": {"system": 2}}
+    dropped, report, _ = run_step("system", {"content": None}, records)
+    assert [[m["role"] for m in r["messages"]] for r in dropped] == [["user", "assistant"]] * 2 + [["user"]]
+    assert report.modified == Counter({"system": 2})
+
+
+def test_system_sets_a_preference_prompt_and_refuses_other_kinds() -> None:
+    pair = {
+        "prompt": [{"role": "system", "content": "old"}, {"role": "user", "content": "q"}],
+        "chosen": [{"role": "assistant", "content": "yes"}],
+        "rejected": [{"role": "assistant", "content": "no"}],
+    }
+    out, _, _ = run_step("system", {"content": "new"}, [pair], kind=RecordKind.preference)
+    assert out[0]["prompt"][0] == {"role": "system", "content": "new"}
+    assert out[0]["chosen"] == pair["chosen"]
+    with pytest.raises(UserError, match="completion records have no system message"):
+        run_step("system", {"content": "x"}, [{"prompt": "p", "completion": "c"}], kind=RecordKind.completion)
+    with pytest.raises(ValidationError, match="content"):
+        steps()["system"].Options.model_validate({})

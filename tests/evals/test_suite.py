@@ -38,7 +38,7 @@ targets:
   - {endpoint: e, model: m}
 scorer: []
 scorers:
-  - {name: regex, weight: 0}
+  - {name: regex, weight: -1}
   - {name: regex, threshold: 2}
 concurrency: 0
 """
@@ -53,6 +53,18 @@ concurrency: 0
     assert "'regex' appears more than once" in text
     assert "concurrency" in text
     assert len(problems) >= 8
+
+
+def test_a_weight_of_0_reports_a_scorer_outside_the_score_but_one_must_count() -> None:
+    base = "name: s\ncases: [{input: hi, expected: hi}]\ntargets: [{model: m}]\n"
+    suite, problems = parse_suite(base + "scorers: [{name: json, weight: 0}, {name: exact_match}]")
+    assert problems == []
+    assert suite is not None
+    assert [s.weight for s in suite.scorers] == [0.0, 1.0]
+    _, problems = parse_suite(base + "scorers: [{name: json, weight: 0}]")
+    assert problems == [
+        "scorers: give at least one a weight above 0; the case's score is their weighted mean"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -143,3 +155,29 @@ def test_dataset_cases_prompt_and_endpoint_targets_run_and_pin_what_they_used(wo
     sent = [r["body"]["messages"] for r in world.mock.state.requests]
     assert {m[-1]["content"] for m in sent} == {f"Greet n{i}" for i in range(4)}
     assert len(sent) == 8
+
+
+def test_an_instructions_only_prompt_is_followed_by_the_case_as_an_endpoint_appends_its_consumer(
+    world,
+) -> None:
+    prompts = PromptService(world.platform.store, world.platform.catalog)
+    spec = PromptSpec(name="rules", model="mock-a", messages=[{"role": "system", "content": "Be terse."}])
+    view, _ = prompts.push(world.project, spec, author="t", author_key_id=None)
+    prompts.set_label(world.project, "rules", "production", view.version, actor="t")
+    EndpointService(world.platform.store, world.platform.catalog, prompts).create(
+        world.project, EndpointSpec(name="terse", prompt="rules", label="production"), actor="t"
+    )
+    run = world.run(
+        {
+            "name": "terse",
+            "cases": [{"input": "What is 2+2?"}, {"input": [{"role": "user", "content": "Hi"}]}],
+            "targets": [{"prompt": "rules@production"}, {"endpoint": "terse"}],
+            "scorers": [{"name": "regex", "config": {"pattern": "mock"}}],
+        }
+    )
+    assert run.status == "succeeded", run.error
+    sent = sorted(
+        [(m["role"], m["content"]) for m in r["body"]["messages"]] for r in world.mock.state.requests
+    )
+    expected = [("system", "Be terse."), ("user", "What is 2+2?")], [("system", "Be terse."), ("user", "Hi")]
+    assert sent == sorted([*expected, *expected])

@@ -8,7 +8,7 @@ import json
 import jsonschema
 
 from fmops.prompts.templates import render_messages
-from fmops.quickstart.prompt import NAME, SCHEMA, SYSTEM, answer, chat, messages, spec
+from fmops.quickstart.prompt import NAME, SCHEMA, SHORT, SYSTEM, answer, chat, messages, spec
 from fmops.quickstart.rules import CATEGORIES, PRIORITIES
 from fmops.quickstart.tickets import generate
 
@@ -19,8 +19,15 @@ def test_the_spec_renders_to_the_messages_for_a_ticket() -> None:
     assert pushed.name == NAME
     assert pushed.model == "smollm2-135m-instruct"
     assert pushed.output_schema == SCHEMA
-    rendered = render_messages([m.model_dump() for m in pushed.messages], {"ticket": ticket.text})
-    assert rendered == messages(ticket.text)
+    assert pushed.labels == ["production"]
+    rendered = render_messages([m.model_dump() for m in pushed.messages], {})
+    # The endpoint appends the consumer's message (the ticket) after the prompt's.
+    assert [*rendered, {"role": "user", "content": ticket.text}] == messages(ticket.text)
+    short = spec(short=True)
+    assert short.labels == []
+    assert short.output_schema == SCHEMA
+    assert render_messages([m.model_dump() for m in short.messages], {}) == messages("x", short=True)[:1]
+    assert len(SHORT) < len(SYSTEM) / 5
 
 
 def test_the_system_prompt_states_every_rule() -> None:

@@ -30,6 +30,10 @@ COMMANDS = {
         "fmops.cli.evals:select",
         "Rank candidate models on a suite by quality, latency and cost; recommend one with the trade-off.",
     ),
+    "quickstart": Lazy(
+        "fmops.cli.quickstart:quickstart",
+        "Run the whole loop on ticket triage: traffic, feedback, data, fine-tune, eval, A/B test, promotion.",
+    ),
     "chat": Lazy("fmops.cli.chat:chat", "Chat with a model in the terminal (type /exit or Ctrl-D to leave)."),
     "version": Lazy("fmops.cli:version", "Print the fmops version."),
     "db": Lazy("fmops.cli.db:app", "Metadata database: migrations and status."),

@@ -220,13 +220,18 @@ def _scorers(raw: Any, problems: list[str]) -> list[ScorerSpec]:
         if not isinstance(config, dict):
             problems.append(f"{where}.config: a mapping")
         weight = item.get("weight", 1.0)
-        if not _number(weight) or not 0 < weight <= 1000:
-            problems.append(f"{where}.weight: a number above 0 (at most 1000)")
+        if not _number(weight) or not 0 <= weight <= 1000:
+            # 0: the scorer is reported, and left out of the case's score (and so of the paired tests)
+            problems.append(f"{where}.weight: a number from 0 to 1000 (0: reported, not in the score)")
         threshold = item.get("threshold")
         if threshold is not None and (not _number(threshold) or not 0 <= threshold <= 1):
             problems.append(f"{where}.threshold: a number from 0 to 1 (the least mean score that passes)")
         if len(problems) == count:
             scorers.append(ScorerSpec(item["name"], dict(config), float(weight), threshold))
+    if scorers and len(scorers) == len(raw) and not any(s.weight > 0 for s in scorers):
+        problems.append(
+            "scorers: give at least one a weight above 0; the case's score is their weighted mean"
+        )
     names = [item.get("name") if isinstance(item, dict) else item for item in raw]
     for name in sorted({str(n) for n in names if names.count(n) > 1}):
         problems.append(f"scorers: {name!r} appears more than once; each scorer's results are keyed by name")

@@ -35,6 +35,9 @@ class Target:
     params: JSON
     fingerprint: str  # what shapes the answer beyond the request body (an endpoint's config)
     prompted: bool = False  # a prompt turns the case into messages (the target's, or its endpoint's)
+    # The prompt has no user turn (instructions only): the case's messages follow it, as an endpoint
+    # appends its consumers' messages after its prompt's.
+    appends: bool = False
 
     @property
     def name(self) -> str:
@@ -45,7 +48,8 @@ class Target:
 
         A prompt (a target's, or an endpoint's) is filled with `input` (the text of the case, its last
         user message for a conversation), the case's `metadata.variables` and, for inline cases, the
-        keys of an input mapping."""
+        keys of an input mapping. A prompt of instructions only (no user turn) is followed by the
+        case's messages, as an endpoint's prompt is followed by its consumer's."""
         messages, variables = _split(case_input)
         given = (metadata or {}).get("variables")
         values: JSON = {"input": _text(messages)} if messages is not None else {}
@@ -53,10 +57,11 @@ class Target:
         values.update(variables or {})
         body: JSON = {"seed": seed, **self.params, "model": self.model}
         if self.prompted:
+            follow = list(messages or []) if self.appends else []
             if self.view is not None:
-                body["messages"] = self.view.render(values)
+                body["messages"] = [*self.view.render(values), *follow]
             else:  # the endpoint renders its prompt
-                body["variables"], body["messages"] = values, []
+                body["variables"], body["messages"] = values, follow
             return body
         if messages is None:
             messages = [{"role": "user", "content": orjson.dumps(values).decode()}]
@@ -79,6 +84,10 @@ def _split(value: Any) -> tuple[list[JSON] | None, JSON | None]:
             return list(value["messages"]), None
         return None, dict(value)
     return [{"role": "user", "content": "" if value is None else str(value)}], None
+
+
+def _has_user_turn(view: PromptVersionView) -> bool:
+    return any(m.get("role") == "user" for m in view.messages)
 
 
 def _text(messages: list[JSON] | None) -> str:
@@ -143,7 +152,8 @@ class TargetResolver:
             [config, served.version if served is not None else None], option=orjson.OPT_SORT_KEYS
         ).decode()
         prompted = view.config.prompt is not None
-        return Target(index, spec, spec.endpoint, None, None, params, fingerprint, prompted)
+        appends = served is not None and not _has_user_turn(served)
+        return Target(index, spec, spec.endpoint, None, None, params, fingerprint, prompted, appends)
 
     def _model(
         self,
@@ -169,7 +179,8 @@ class TargetResolver:
             return None
         merged = {**(view.params if view is not None else {}), **params}
         version = view.version if view is not None else None
-        return Target(index, spec, model, version, view, merged, "", view is not None)
+        appends = view is not None and not _has_user_turn(view)
+        return Target(index, spec, model, version, view, merged, "", view is not None, appends)
 
     def _prompt(
         self, project_id: str, spec: TargetSpec, where: str, problems: list[str]

@@ -1,6 +1,10 @@
 """The `ticket-triage` prompt, v1: instructions, the label rules (written from fmops.quickstart.rules, the
 data the generator labels by) and the JSON schema of the answer; chat messages for one ticket and the
 answer the generator's label expects.
+
+The prompt is instructions only: the consumer sends the ticket as its user message, which the endpoint
+appends after the prompt's. The fine-tuned model is served with `SHORT` (v2), one sentence instead of
+the rules: it learnt them from the corrected traffic (the curation recipe's `system` step).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def _system() -> str:
 
 
 SYSTEM = _system()
+SHORT = 'Triage this customer support ticket. Answer with one JSON object: {"category": C, "priority": P}.'
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -48,8 +53,9 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-def spec(*, model: str | None = None) -> PromptSpec:
-    """v1 as `PromptService.push` takes it: the system rules, the ticket as the `ticket` variable."""
+def spec(*, model: str | None = None, short: bool = False) -> PromptSpec:
+    """The prompt as `PromptService.push` takes it: v1 (the rules; labelled production) or, `short`,
+    the one-sentence instruction the fine-tuned model is served with."""
     # Imported here: scripts that only generate chats (the fine-tuning benchmark's trainers) stay free
     # of pydantic and Jinja.
     from fmops.prompts.schemas import MessageTemplate, PromptSpec
@@ -59,18 +65,16 @@ def spec(*, model: str | None = None) -> PromptSpec:
         description="Support-ticket triage: category and priority as one JSON object",
         model=model,
         params={"temperature": 0, "max_tokens": 32},
-        messages=[
-            MessageTemplate(role="system", content=SYSTEM),
-            MessageTemplate(role="user", content="{{ ticket }}"),
-        ],
+        messages=[MessageTemplate(role="system", content=SHORT if short else SYSTEM)],
         output_schema=SCHEMA,
-        message="v1: instructions, label rules, answer schema",
+        message="the instruction a fine-tuned model needs" if short else "instructions, label rules, schema",
+        labels=[] if short else ["production"],
     )
 
 
-def messages(text: str) -> list[dict[str, str]]:
-    """What a consumer sends for one ticket (the prompt's messages, rendered)."""
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
+def messages(text: str, *, short: bool = False) -> list[dict[str, str]]:
+    """What the model reads for one ticket: the prompt's system message, then the consumer's."""
+    return [{"role": "system", "content": SHORT if short else SYSTEM}, {"role": "user", "content": text}]
 
 
 def answer(ticket: Ticket) -> str:
