@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from fmops.annotation import DecisionCreate, QueueCreate
 from fmops.artifacts import ArtifactStore
 from fmops.catalog.builtin import DEFAULT_CHAT_MODEL
 from fmops.datasets import DatasetService
@@ -21,6 +22,7 @@ from fmops.finetune.loop import model_loop, traces_path
 from fmops.platform import Platform
 from fmops.prompts.service import PromptService
 from fmops.web.routers.console_data_view import traces_link
+from support.annotation_world import make_world
 from support.loop_world import ACTOR, MODEL, LoopWorld, build_loop, finetune
 
 
@@ -195,3 +197,26 @@ def test_the_traces_link_is_the_one_the_data_pages_give(filters: dict[str, Any])
     expected, expected_left_out = traces_link(filters)
     assert path == expected.removesuffix("?")
     assert left_out == sorted(expected_left_out)
+
+
+def test_a_model_trained_on_a_queues_export_links_the_queue_and_its_traces(platform: Platform) -> None:
+    people = make_world(platform)
+    engineer, annotator = people.principals["engineer"], people.principals["ann"]
+    people.trace("Where is my parcel?", "On its way.")
+    body = {"name": "support", "filter": {"model": "small", "start": "2026-01-01T00:00:00+00:00"}}
+    queue = people.service.create(engineer, QueueCreate.model_validate(body)).queue
+    item = people.service.next_item(annotator, "support")
+    assert item is not None
+    people.service.decide(annotator, "support", item.id, DecisionCreate(action="accept"))
+    exported = people.service.export(engineer, "support")
+    finetune(platform, engineer.project_id, exported, alias="reviewed-ft")
+
+    [traces] = model_loop(platform.store, engineer.project_id, "reviewed-ft").traces
+    assert (traces.via, traces.queue, traces.queue_url) == (
+        "annotation",
+        "support",
+        f"/console/annotation/{queue.id}",
+    )
+    assert traces.url == "/console/traces?model=small&spans=all"
+    assert traces.left_out == ["start"]  # the explorer's URL has ranges (last 24 h...), not a start time
+    assert traces.dataset_version_id == exported.id
