@@ -58,7 +58,9 @@ __all__ = [
 EVAL_RUNS_LOOKED_AT = 200  # newest runs naming the alias that are read; older ones are left out
 MAX_VERSIONS = 100  # dataset versions walked back from the trained one (a guard against a long chain)
 # The query parameters the traces explorer reads (console_traces_view.read_query), by filter name;
-# a filter not here cannot be carried by the URL and is listed in `left_out`.
+# a filter not here cannot be carried by the URL and is listed in `left_out`. This layer cannot import
+# the console's own link builder (console_data_view.traces_link): tests/finetune/test_loop.py checks
+# that both give the same link.
 _EXPLORER_TEXT = (
     "model",
     "endpoint",
