@@ -26,16 +26,17 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal
 from fmops.catalog import Catalog, ModelEntry
 from fmops.endpoints.plan import EndpointCall, sticky_subject
 from fmops.errors import Conflict, FmopsError, NotFound, UserError
-from fmops.gateway.routing import CircuitBreaker, UpstreamFailed, call_with_fallbacks
+from fmops.gateway.errors import internal_error, record_failure, traced
+from fmops.gateway.routing import CircuitBreaker, call_with_fallbacks
 from fmops.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from fmops.gateway.spans import CallRecord
+from fmops.gateway.streaming import StreamAccumulator, close_upstream, next_chunk, replay, stream_error
 from fmops.providers.base import JSON, Capabilities, Provider, ProviderError
 from fmops.providers.registry import get_provider_class
 from fmops.providers.sse import DONE, encode
@@ -435,13 +436,13 @@ class Gateway:
                 await self.cache.put(cache_key, response, ttl)
             return ChatResult(response, record)
         except (FmopsError, ProviderError) as exc:
-            _failed(record, exc)
-            raise _traced(exc, record) from None
+            record_failure(record, exc)
+            raise traced(exc, record) from None
         except asyncio.CancelledError:
             record.fail("client disconnected")
             raise
         except Exception as exc:
-            record.fail(_internal(exc))  # e.g. the database went away: the span must not say ok
+            record.fail(internal_error(exc))  # e.g. the database went away: the span must not say ok
             raise
         finally:
             self._finish(record, durable=True)
@@ -466,14 +467,14 @@ class Gateway:
         if call is not None and call.whole:
             # Its output is checked (schema, guardrails) before a word is sent: run whole, replay.
             done = await self._chat(principal, req, session_id, traceparent, entry, call, tags=tags)
-            return StreamResult(_replay(done.body, req.include_usage), done.record)
+            return StreamResult(replay(done.body, req.include_usage), done.record)
         req, body, record = self._open(principal, req, session_id, traceparent, call, tags=tags)
         try:
             entry, cache_key, ttl, cached = await self._prepare(record, req, body, entry, call)
             if cached is not None:
                 self._finish(record, durable=True)
                 await self._make_durable(record, req.timeout)
-                return StreamResult(_replay(cached, req.include_usage), record)
+                return StreamResult(replay(cached, req.include_usage), record)
             body["stream_options"] = {"include_usage": True}  # we always need usage for cost
             timeout = req.timeout or self.default_timeout
             chain = await self._chain(principal, entry, req.fallbacks)
@@ -486,12 +487,12 @@ class Gateway:
                 except StopAsyncIteration:
                     raise ProviderError("upstream ended the stream without a chunk", retryable=True) from None
                 except TimeoutError:
-                    await _close(iterator)
+                    await close_upstream(iterator)
                     raise ProviderError(
                         "no first chunk within the timeout", status=504, retryable=True
                     ) from None
                 except BaseException:
-                    await _close(iterator)
+                    await close_upstream(iterator)
                     raise
                 return iterator, first
 
@@ -503,15 +504,15 @@ class Gateway:
                 breaker_key=lambda e: e.connection_id,
             )
         except (FmopsError, ProviderError) as exc:
-            _failed(record, exc)
+            record_failure(record, exc)
             self._finish(record)
-            raise _traced(exc, record) from None
+            raise traced(exc, record) from None
         except asyncio.CancelledError:
             record.fail("client disconnected before the stream started")
             self._finish(record)
             raise
         except Exception as exc:
-            record.fail(_internal(exc))  # without this the call would leave no span at all
+            record.fail(internal_error(exc))  # without this the call would leave no span at all
             self._finish(record)
             raise
         record.ttft_ms = (time.perf_counter() - started) * 1000
@@ -533,7 +534,7 @@ class Gateway:
         cache_key: str | None,
         ttl: int | None,
     ) -> AsyncIterator[bytes]:
-        acc = _Accumulator()
+        acc = StreamAccumulator()
         usage: JSON | None = None
         finished = gone = False
         try:
@@ -548,7 +549,7 @@ class Gateway:
                 acc.add(chunk)
                 if chunk.get("choices"):
                     yield encode(chunk)
-                chunk = await _next(iterator)
+                chunk = await next_chunk(iterator)
             finished = True
             if include_usage and usage:
                 yield encode(
@@ -564,13 +565,13 @@ class Gateway:
         except ProviderError as exc:
             record.fail(f"stream failed after it started: {exc.message}")
             self.breaker.failure(entry.connection_id)
-            yield _stream_error(exc.message, "upstream_error")
+            yield stream_error(exc.message, "upstream_error")
         except Exception as exc:
             # Whatever went wrong, the client still gets an error event and `[DONE]`, and the span
             # says the call failed.
             log.exception("stream relay failed", extra={"trace": record.trace_id})
             record.fail(f"stream failed after it started: {type(exc).__name__}")
-            yield _stream_error(
+            yield stream_error(
                 "the stream failed after it started; the error has been logged", "server_error"
             )
         except (asyncio.CancelledError, GeneratorExit):
@@ -578,7 +579,7 @@ class Gateway:
             gone = True
             raise
         finally:
-            await _close(iterator)
+            await close_upstream(iterator)
             record.output = acc.message()
             completed = {"usage": usage} if usage else {"usage": {"prompt_tokens": 0, "completion_tokens": 0}}
             await self._settle_quietly(record, entry, completed)
@@ -590,7 +591,7 @@ class Gateway:
         try:
             await self._make_durable(record)  # strict: the trace is committed before `[DONE]`
         except FmopsError as exc:
-            yield _stream_error(exc.message, exc.code or "unavailable")
+            yield stream_error(exc.message, exc.code or "unavailable")
         yield DONE
 
     async def _settle_quietly(self, record: CallRecord, entry: ModelEntry, body: JSON) -> None:
@@ -650,12 +651,12 @@ class Gateway:
             return ChatResult(body, record)
         except (FmopsError, ProviderError) as exc:
             record.fail(getattr(exc, "message", str(exc)))
-            raise _traced(exc, record) from None
+            raise traced(exc, record) from None
         except asyncio.CancelledError:
             record.fail("client disconnected")
             raise
         except Exception as exc:
-            record.fail(_internal(exc))  # e.g. the database went away: the span must not say ok
+            record.fail(internal_error(exc))  # e.g. the database went away: the span must not say ok
             raise
         finally:
             self._finish(record, durable=True)
@@ -673,61 +674,6 @@ class Gateway:
         self._providers.clear()
 
 
-async def _next(iterator: AsyncIterator[JSON]) -> JSON | None:
-    try:
-        return await iterator.__anext__()
-    except StopAsyncIteration:
-        return None
-
-
-async def _close(iterator: AsyncIterator[JSON]) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        try:
-            await aclose()
-        except Exception:
-            log.debug("upstream stream did not close cleanly", exc_info=True)
-
-
-def _failed(record: CallRecord, exc: FmopsError | ProviderError) -> None:
-    record.fail(exc.message)
-    if isinstance(exc, UpstreamFailed) and exc.attempts:
-        record.attributes["fmops.attempts"] = [a.__dict__ for a in exc.attempts]
-
-
-def _internal(exc: Exception) -> str:
-    if isinstance(exc, OperationalError):
-        return "the metadata database is unavailable"
-    return f"internal error: {type(exc).__name__}"
-
-
-def _stream_error(message: str, error_type: str) -> bytes:
-    return encode({"error": {"message": message, "type": error_type, "param": None, "code": "stream_error"}})
-
-
-def _traced(exc: Exception, record: CallRecord) -> FmopsError:
-    """The error to answer with, carrying the trace id of the failed call's span."""
-    error = _as_fmops(exc)
-    error.trace_id = record.trace_id
-    return error
-
-
-def _as_fmops(exc: Exception) -> FmopsError:
-    if isinstance(exc, FmopsError):
-        return exc
-    assert isinstance(exc, ProviderError)
-    if exc.retryable:
-        return UpstreamFailed(exc.message, 504 if exc.status == 504 else 502)
-    if exc.status in (401, 403):
-        # The upstream refused the credentials an engineer configured: a gateway fault, not the
-        # caller's key (a 401 would tell the SDK user their fmops key is wrong).
-        return UpstreamFailed(f"the upstream refused the model's configured credentials ({exc.message})", 502)
-    param = exc.body.get("param") if isinstance(exc.body, dict) else None  # what the caller must change
-    error = UserError(exc.message, param=param if isinstance(param, str) else None, code="upstream_rejected")
-    error.status_code = exc.status if 400 <= exc.status < 500 else 400
-    return error
-
-
 def _output(response: JSON) -> Any:
     choices = response.get("choices") or []
     return [c.get("message") for c in choices] if len(choices) != 1 else choices[0].get("message")
@@ -737,84 +683,3 @@ def _encode_vector(vector: list[float], fmt: str) -> list[float] | str:
     if fmt == "base64":
         return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
     return vector
-
-
-class _Accumulator:
-    """Rebuilds the assistant message from stream deltas, for the trace and the cache."""
-
-    def __init__(self) -> None:
-        self.content: list[str] = []
-        self.tool_calls: dict[int, JSON] = {}
-        self.finish_reason: str | None = None
-        self.id: str | None = None
-        self.created: int | None = None
-
-    def add(self, chunk: JSON) -> None:
-        self.id = self.id or chunk.get("id")
-        self.created = self.created or chunk.get("created")
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                self.content.append(delta["content"])
-            for call in delta.get("tool_calls") or []:
-                slot = self.tool_calls.setdefault(
-                    int(call.get("index", 0)),
-                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
-                )
-                slot["id"] = call.get("id") or slot["id"]
-                fn = call.get("function") or {}
-                slot["function"]["name"] += fn.get("name") or ""
-                slot["function"]["arguments"] += fn.get("arguments") or ""
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
-
-    def message(self) -> JSON:
-        msg: JSON = {"role": "assistant", "content": "".join(self.content) or None}
-        if self.tool_calls:
-            msg["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
-        return msg
-
-    def response(self, model: str, usage: JSON | None) -> JSON:
-        return {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created or int(time.time()),
-            "model": model,
-            "choices": [
-                {"index": 0, "message": self.message(), "finish_reason": self.finish_reason or "stop"}
-            ],
-            "usage": usage,
-        }
-
-
-async def _replay(cached: JSON, include_usage: bool) -> AsyncIterator[bytes]:
-    """A cached answer, sent as a stream: the whole message in one chunk."""
-    choice = (cached.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
-    yield encode(
-        {
-            "id": cached.get("id"),
-            "object": "chat.completion.chunk",
-            "created": cached.get("created"),
-            "model": cached.get("model"),
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": {k: v for k, v in message.items() if v is not None},
-                    "finish_reason": choice.get("finish_reason", "stop"),
-                }
-            ],
-        }
-    )
-    if include_usage and cached.get("usage"):
-        yield encode(
-            {
-                "id": cached.get("id"),
-                "object": "chat.completion.chunk",
-                "created": cached.get("created"),
-                "model": cached.get("model"),
-                "choices": [],
-                "usage": cached["usage"],
-            }
-        )
-    yield DONE
