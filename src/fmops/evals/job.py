@@ -21,7 +21,7 @@ from fmops.auth import AuthService
 from fmops.catalog import Catalog
 from fmops.counters import make_counters
 from fmops.errors import FmopsError
-from fmops.evals.runner import Runner
+from fmops.evals.runner import FLUSH_S, Runner
 from fmops.evals.service import KIND, PAIRWISE, EvalService
 from fmops.gateway.stack import build_gateway, build_tracer
 from fmops.jobs import JobCancelled, JobContext, JobService, job_kind
@@ -78,7 +78,9 @@ def execute(
     verdicts: list[dict[str, Any]] = []
 
     async def go() -> None:
-        tracer = build_tracer(settings, store)
+        # Spans are batched as the results are, every FLUSH_S: each batch is a transaction (spans,
+        # tags, spend, roll-up marks), and at the writer's ~50 ms a run spent ~0.15 ms more CPU a call.
+        tracer = build_tracer(settings, store, flush_seconds=FLUSH_S)
         gateway = build_gateway(settings, store, evals.catalog, tracer, make_counters(settings))
         tracer.start()
         try:

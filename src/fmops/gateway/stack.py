@@ -22,9 +22,16 @@ from fmops.tracing import TraceWriter
 from fmops.tracing.writer import RecordHook
 
 
-def build_tracer(settings: Settings, store: Store, *, on_record: RecordHook | None = None) -> TraceWriter:
-    """The trace writer: spend is counted per batch and stored hours are marked for the stats roll-ups."""
-    return TraceWriter(
+def build_tracer(
+    settings: Settings,
+    store: Store,
+    *,
+    on_record: RecordHook | None = None,
+    flush_seconds: float | None = None,
+) -> TraceWriter:
+    """The trace writer: spend is counted per batch and stored hours are marked for the stats roll-ups.
+    `flush_seconds`: how long a span may wait for its batch (default: the writer's ~50 ms)."""
+    tracer = TraceWriter(
         store,
         max_memory=settings.trace_memory_spans,
         spool_dir=settings.home / "spool",
@@ -33,6 +40,9 @@ def build_tracer(settings: Settings, store: Store, *, on_record: RecordHook | No
         on_record=on_record,
         on_stored=mark_dirty,
     )
+    if flush_seconds is not None:
+        tracer.flush_seconds = flush_seconds
+    return tracer
 
 
 def build_gateway(
