@@ -1,4 +1,5 @@
-"""`fmops alerts`, the real console script: create, list, events, delete, and the mistakes it refuses."""
+"""`fmops alerts`, the real console script's `main()`: create, list, events, delete, and the mistakes it
+refuses. The commands of each step run in one process (`run_session`): starting the CLI costs seconds."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fmops.alerts import AlertService
 from fmops.alerts.evaluate import AlertEvaluator
 from fmops.settings import load_settings
 from fmops.store import Store, utcnow
-from support.cli_runs import prepared, run_all
+from support.cli_runs import prepared, run_session, session_env
 from support.databases import sqlite_url
 from support.stats_data import insert_rows, span
 
@@ -22,21 +23,22 @@ def test_alert_rules_from_the_terminal(tmp_path: Path) -> None:
     project = prepared(tmp_path, url)
     # The local operator may point a webhook at a private address, as with `fmops models add`.
     webhook = "http://127.0.0.1:9/hook"
-    created, no_score, bad_op = run_all(
-        tmp_path,
-        url,
+    env = session_env(tmp_path, columns=80) | {"FMOPS_DATABASE_URL": url}
+    created, no_score, bad_op = run_session(
+        env,
         [
             (*CREATE, "--window", "120", "--model", "gpt", "--webhook", webhook),
             ("alerts", "create", "judge", "--metric", "score_mean", "--op", "lt", "--threshold", "3"),
             ("alerts", "create", "x", "--metric", "error_rate", "--op", "eq", "--threshold", "0.1"),
         ],
+        cwd=tmp_path,
     )
-    assert created.returncode == 0, str(created)
+    assert created.code == 0, str(created)
     assert "created alert rule slow" in created.stdout
     assert "latency_p95_ms > 500 over 120 s" in created.stdout
-    assert no_score.returncode == 1, str(no_score)
+    assert no_score.code == 1, str(no_score)
     assert 'name it in filters, e.g. {"score": "judge"}' in no_score.stderr
-    assert bad_op.returncode == 2, str(bad_op)
+    assert bad_op.code == 2, str(bad_op)
     assert "use gt, ge, lt or le" in bad_op.stderr
 
     # The server would evaluate it; here the evaluator runs in this process, on the same database.
@@ -49,8 +51,10 @@ def test_alert_rules_from_the_terminal(tmp_path: Path) -> None:
     finally:
         store.dispose()
 
-    listed, events, again = run_all(
-        tmp_path, url, [("alerts", "list", "--json"), ("alerts", "events", "--json"), CREATE]
+    listed, events, again, deleted = run_session(
+        env,
+        [("alerts", "list", "--json"), ("alerts", "events", "--json"), CREATE, ("alerts", "delete", "slow")],
+        cwd=tmp_path,
     )
     [rule] = json.loads(listed.stdout)
     assert (rule["name"], rule["condition"], rule["state"], rule["webhook"]) == (
@@ -62,11 +66,9 @@ def test_alert_rules_from_the_terminal(tmp_path: Path) -> None:
     [event] = json.loads(events.stdout)
     assert (event["rule"], event["state"], event["value"]) == ("slow", "firing", 900.0)
     assert event["delivered"].startswith("could not reach the webhook"), event
-    assert again.returncode == 1
+    assert again.code == 1
     assert "already exists" in again.stderr
-
-    [deleted] = run_all(tmp_path, url, [("alerts", "delete", "slow")])
-    assert deleted.returncode == 0, str(deleted)
+    assert deleted.code == 0, str(deleted)
     assert "deleted alert rule slow" in deleted.stdout
     store = Store(url)
     try:

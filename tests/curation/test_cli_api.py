@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from support.cli_runs import run_session
 from support.curation_data import chat
-from support.server import FMOPS, RunningServer
+from support.server import RunningServer
 
 RECORDS = [
     chat(f"question number {i} about the weather in city {i % 7} today and tomorrow") for i in range(30)
@@ -132,12 +132,21 @@ def test_cli_curate_waits_and_prints_the_report(sqlite_server: RunningServer, tm
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("steps:\n  - dedup: {method: exact}\n  - pii: {action: redact}\n")
 
-    def fmops(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(FMOPS), *args], env=env, capture_output=True, text=True, timeout=120)
-
-    assert fmops("data", "import", str(data), "--name", "cli-weather").returncode == 0
-    done = fmops("data", "curate", "cli-weather@1", "--recipe", str(recipe), "--wait")
-    assert done.returncode == 0, done.stderr
+    bad = recipe.with_name("bad.yaml")
+    bad.write_text("steps:\n  - dedup: {method: exact, threshold: 0.5}\n  - nope: {}\n")
+    # One process runs the commands in order: starting the CLI costs about a second each.
+    imported, done, shown, refused, missing = run_session(
+        env,
+        [
+            ("data", "import", str(data), "--name", "cli-weather"),
+            ("data", "curate", "cli-weather@1", "--recipe", str(recipe), "--wait"),
+            ("data", "show", "cli-weather@3"),
+            ("data", "curate", "cli-weather", "--recipe", str(bad)),
+            ("data", "curate", "cli-weather", "--recipe", str(tmp_path / "none.yaml")),
+        ],
+    )
+    assert imported.code == 0, imported.stderr
+    assert done.code == 0, done.stderr
     out = done.stdout
     assert "curating cli-weather@1" in out
     assert "cli-weather@2" in out
@@ -145,14 +154,9 @@ def test_cli_curate_waits_and_prints_the_report(sqlite_server: RunningServer, tm
     assert "redact 1" in out
     assert "row 30 ~ row 3 (same text)" in out
     assert "result: cli-weather@3" in out
-    shown = fmops("data", "show", "cli-weather@3")
     assert '"modified":{"redact":1}' in shown.stdout.replace(" ", "")
-    bad = recipe.with_name("bad.yaml")
-    bad.write_text("steps:\n  - dedup: {method: exact, threshold: 0.5}\n  - nope: {}\n")
-    refused = fmops("data", "curate", "cli-weather", "--recipe", str(bad))
-    assert refused.returncode == 1
+    assert refused.code == 1
     assert "error: the recipe has 2 problems" in refused.stderr
     assert "threshold apply to method minhash only" in refused.stderr
-    missing = fmops("data", "curate", "cli-weather", "--recipe", str(tmp_path / "none.yaml"))
-    assert missing.returncode == 1
+    assert missing.code == 1
     assert "no recipe file" in missing.stderr

@@ -9,13 +9,16 @@ import os
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from fmops.cli import app
 from fmops.errors import Conflict, UserError
 from fmops.evals.harness import Harness, HarnessOptions, load_tasks
 from fmops.server.inprocess import serving
 from fmops.store.models import Span, SpanTag
-from support.gateway import add_models, fmops, openai_model
+from support.gateway import add_models, cli_in_process, openai_model
 from support.mock_upstream import MockUpstream
 
 REPLY = "Hello from the mock upstream."  # what the mock's model m1 answers
@@ -154,6 +157,13 @@ def test_an_unknown_model_is_refused(world, tmp_path: Path) -> None:
         )
 
 
+def run_cli(home: Path, args: list[str]) -> Result:
+    """`fmops ARGS` in this process: lm_eval and datasets are loaded here already, and a new process
+    would spend seconds importing them again."""
+    with cli_in_process(home):
+        return CliRunner().invoke(app, args)
+
+
 def test_cli_runs_a_task_and_eval_show_reads_it(tmp_path: Path, mock: MockUpstream) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -161,14 +171,14 @@ def test_cli_runs_a_task_and_eval_show_reads_it(tmp_path: Path, mock: MockUpstre
     folder = task_folder(tmp_path)
     mock.reset()
     args = ["eval", "harness", "--tasks", "tiny_qa", "--model", "mock-a", "--include-path", str(folder)]
-    done = fmops(home, *args, "--limit", "2", "--json", timeout=300)
-    assert done.returncode == 0, done.stderr
+    done = run_cli(home, [*args, "--limit", "2", "--json"])
+    assert done.exit_code == 0, done.output
     [out] = json.loads(done.stdout)
     assert out["run"]["suite"] == "harness:tiny_qa"
     assert out["run"]["status"] == "succeeded"
     assert out["summary"]["harness"]["metrics"]["exact_match"]["value"] == 0.5
     assert len(mock.state.requests) == 2
-    shown = fmops(home, "eval", "show", out["run"]["id"])
-    assert shown.returncode == 0, shown.stderr
+    shown = run_cli(home, ["eval", "show", out["run"]["id"]])
+    assert shown.exit_code == 0, shown.output
     assert "harness:tiny_qa" in shown.stdout
     assert "exact_match" in shown.stdout

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import subprocess
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,8 @@ import httpx
 import pytest
 
 from finetune.tiny import chat_records, make_tiny_model
-from support.server import FMOPS, RunningServer
+from support.cli_runs import Outcome, run_session, session_env
+from support.server import RunningServer
 
 CONFIG = {"max_steps": 4, "logging_steps": 2, "save_steps": 2, "learning_rate": 3e-3, "num_threads": 1}
 
@@ -124,53 +123,50 @@ def test_a_finetune_runs_to_a_model_with_lineage_and_curve(admin: httpx.Client) 
     assert admin.get(f"/api/finetunes/{'0' * 32}/export").status_code == 404
 
 
-def fmops(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FMOPS_")}
-    env |= {"FMOPS_HOME": str(server.home), "COLUMNS": "120"}
-    return subprocess.run(
-        [str(FMOPS), *args], env=env, capture_output=True, text=True, timeout=600, check=False
-    )
+def fmops(server: RunningServer, *commands: Sequence[str]) -> list[Outcome]:
+    """`fmops` commands on the server's home, in order, in one process (each start costs seconds)."""
+    return run_session(session_env(server.home, columns=120), commands, timeout=600)
 
 
 @pytest.mark.slow
 def test_cli_run_wait_show_list(admin: httpx.Client, sqlite_server: RunningServer, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rat: 0.1\n")
-    refused = fmops(
-        sqlite_server, "finetune", "run", "--dataset", "tickets", "--base", "tiny", "--config", str(bad)
-    )
-    assert refused.returncode != 0
-    assert "did you mean learning_rate" in refused.stderr + refused.stdout
     config = tmp_path / "ft.yaml"
     config.write_text("max_steps: 2\nlogging_steps: 1\nsave_steps: 2\nnum_threads: 1\nlora:\n  r: 4\n")
-    done = fmops(
-        sqlite_server, "finetune", "run", "--dataset", "tickets", "--base", "tiny", "--config", str(config),
-        "--name", "tiny-cli", "--wait",
+    refused, done = fmops(
+        sqlite_server,
+        ("finetune", "run", "--dataset", "tickets", "--base", "tiny", "--config", str(bad)),
+        ("finetune", "run", "--dataset", "tickets", "--base", "tiny", "--config", str(config),
+         "--name", "tiny-cli", "--wait"),
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert refused.code != 0
+    assert "did you mean learning_rate" in refused.stderr + refused.stdout
+    assert done.code == 0, done.stdout + done.stderr
     job_id = done.stdout.split("fine-tune ")[1].split()[0]
-    shown = fmops(sqlite_server, "finetune", "show", job_id, "--json")
-    assert shown.returncode == 0, shown.stderr
+    shown, listed, logged, finished, not_one, merged, no_gguf = fmops(
+        sqlite_server,
+        ("finetune", "show", job_id, "--json"),
+        ("finetune", "list", "--json"),
+        ("finetune", "logs", job_id),
+        ("finetune", "cancel", job_id),
+        ("finetune", "logs", "0" * 32),
+        ("finetune", "export", job_id, "--format", "merged", "--out", str(tmp_path / "m")),
+        ("finetune", "export", job_id, "--out", str(tmp_path / "x.gguf")),
+    )
+    assert shown.code == 0, shown.stderr
     view = json.loads(shown.stdout)
     assert view["model"] == "tiny-cli"
     assert view["lineage"]["config"]["lora"]["r"] == 4
-    listed = fmops(sqlite_server, "finetune", "list", "--json")
     assert job_id in listed.stdout
-    logged = fmops(sqlite_server, "finetune", "logs", job_id)
-    assert logged.returncode == 0, logged.stderr
+    assert logged.code == 0, logged.stderr
     assert '{"event": "train"' in logged.stdout  # the loss curve's lines
-    finished = fmops(sqlite_server, "finetune", "cancel", job_id)
-    assert finished.returncode != 0  # nothing to cancel: it ended
+    assert finished.code != 0  # nothing to cancel: it ended
     assert "succeeded" in finished.stderr + finished.stdout
-    not_one = fmops(sqlite_server, "finetune", "logs", "0" * 32)
-    assert not_one.returncode != 0
-    merged = fmops(
-        sqlite_server, "finetune", "export", job_id, "--format", "merged", "--out", str(tmp_path / "m")
-    )
-    assert merged.returncode == 0, merged.stdout + merged.stderr
+    assert not_one.code != 0
+    assert merged.code == 0, merged.stdout + merged.stderr
     from transformers import AutoModelForCausalLM
 
     assert AutoModelForCausalLM.from_pretrained(str(tmp_path / "m")).config.num_hidden_layers == 2
-    no_gguf = fmops(sqlite_server, "finetune", "export", job_id, "--out", str(tmp_path / "x.gguf"))
-    assert no_gguf.returncode != 0
+    assert no_gguf.code != 0
     assert "has no GGUF" in no_gguf.stderr

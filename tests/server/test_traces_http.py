@@ -13,7 +13,8 @@ import openai
 import orjson
 import pytest
 
-from support.gateway import FMOPS, add_models, cli_env, fmops, gateway_server, openai_model, read_span, sdk
+from support.cli_runs import run_session
+from support.gateway import FMOPS, add_models, cli_env, gateway_server, openai_model, read_span, sdk
 from support.mock_upstream import REPLY, MockUpstream
 from support.server import RunningServer
 
@@ -189,35 +190,46 @@ def test_another_projects_key_sees_none_of_these_traces(
 
 
 def test_cli_search_json_and_show(server: RunningServer, calls: Calls) -> None:
-    done = fmops(server.home, "traces", "search", "--model", "talker", "--since", "1h", "--json")
-    assert done.returncode == 0, done.stderr
+    # One process runs the commands in order: starting the CLI costs about a second each.
+    done, failed, text, shown, as_json = run_session(
+        cli_env(server.home),
+        [
+            ("traces", "search", "--model", "talker", "--since", "1h", "--json"),
+            ("traces", "search", "--status", "error", "--json"),
+            ("traces", "search", "--q", "zebra", "--user", "carol", "--json"),
+            ("traces", "show", calls.zebra),
+            ("traces", "show", calls.zebra, "--json"),
+        ],
+    )
+    assert done.code == 0, done.stderr
     rows = orjson.loads(done.stdout)
     assert [r["trace_id"] for r in rows] == calls.ok[::-1]
     assert {r["project"] for r in rows} == {"default"}
 
-    failed = fmops(server.home, "traces", "search", "--status", "error", "--json")
     assert [r["trace_id"] for r in orjson.loads(failed.stdout)] == [calls.failed]
-    text = fmops(server.home, "traces", "search", "--q", "zebra", "--user", "carol", "--json")
     assert [r["trace_id"] for r in orjson.loads(text.stdout)] == [calls.zebra]
 
-    shown = fmops(server.home, "traces", "show", calls.zebra)
-    assert shown.returncode == 0, shown.stderr
+    assert shown.code == 0, shown.stderr
     assert calls.zebra in shown.stdout
     assert "user: Tell me about the ZEBRA crossing" in shown.stdout
     assert f"assistant: {REPLY}" in shown.stdout
-    as_json = orjson.loads(fmops(server.home, "traces", "show", calls.zebra, "--json").stdout)
-    assert as_json["spans"][0]["user"] == "carol"
+    assert orjson.loads(as_json.stdout)["spans"][0]["user"] == "carol"
 
 
 def test_cli_errors_are_one_line(server: RunningServer) -> None:
-    missing = fmops(server.home, "traces", "show", "f" * 32)
-    assert missing.returncode == 1
+    missing, bad_since, bad_project = run_session(
+        cli_env(server.home),
+        [
+            ("traces", "show", "f" * 32),
+            ("traces", "search", "--since", "soon"),
+            ("traces", "search", "--project", "nope"),
+        ],
+    )
+    assert missing.code == 1
     assert "no trace" in missing.stderr
-    bad_since = fmops(server.home, "traces", "search", "--since", "soon")
-    assert bad_since.returncode != 0
+    assert bad_since.code != 0
     assert "not a duration" in bad_since.stderr
-    bad_project = fmops(server.home, "traces", "search", "--project", "nope")
-    assert bad_project.returncode == 1
+    assert bad_project.code == 1
     assert "no project named 'nope'" in bad_project.stderr
 
 

@@ -126,7 +126,7 @@ def session_env(home: Path, columns: int = 100) -> dict[str, str]:
 
 
 def run_session(
-    env: dict[str, str], commands: Sequence[Sequence[str]], cwd: Path | None = None
+    env: dict[str, str], commands: Sequence[Sequence[str]], cwd: Path | None = None, timeout: float = 120
 ) -> list[Outcome]:
     """`fmops` commands run in order, in one process."""
     done = subprocess.run(
@@ -135,7 +135,7 @@ def run_session(
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr

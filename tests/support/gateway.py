@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -41,30 +41,41 @@ def fmops(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedPr
     )
 
 
-# The real `fmops models add` command, invoked once per model inside one process: starting the CLI
-# takes seconds, and a test module adds a dozen models.
-_ADD_MODELS = """
-import sys
-import orjson
-from fmops.cli import app
-for args in orjson.loads(sys.argv[1]):
-    app(["models", "add", *args], standalone_mode=False)
-"""
+@contextmanager
+def cli_in_process(home: Path) -> Iterator[None]:
+    """Run CLI commands in this process as `fmops` would on `home`: the environment holds no FMOPS_*
+    setting but FMOPS_HOME, and no settings or platform cached by an earlier command carry over."""
+    from fmops.cli.common import local_platform, settings
+
+    saved = {k: v for k, v in os.environ.items() if k.startswith("FMOPS_")}
+    for name in saved:
+        del os.environ[name]
+    os.environ["FMOPS_HOME"] = str(home)
+    settings.cache_clear()
+    local_platform.cache_clear()
+    try:
+        yield
+    finally:
+        if local_platform.cache_info().currsize:
+            local_platform().store.dispose()
+        settings.cache_clear()
+        local_platform.cache_clear()
+        os.environ.pop("FMOPS_HOME", None)
+        os.environ.update(saved)
 
 
 def add_models(home: Path, models: Mapping[str, Sequence[str]]) -> None:
-    """`fmops models add ALIAS ARGS…` for each model, in order (fallbacks first), on the server's home."""
-    batch = orjson.dumps([[alias, *args] for alias, args in models.items()]).decode()
-    done = subprocess.run(
-        [sys.executable, "-c", _ADD_MODELS, batch],
-        env=cli_env(home),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"fmops models add failed: {done.stdout}\n{done.stderr}"
-    assert done.stdout.count("added ") == len(models), done.stdout
+    """`fmops models add ALIAS ARGS…` for each model, in order (fallbacks first), on the server's home.
+
+    The real command, run in this process: a new process would spend about a second starting the CLI,
+    and most test modules add their models this way."""
+    from fmops.cli import app
+
+    out = io.StringIO()
+    with cli_in_process(home), redirect_stdout(out), redirect_stderr(out):
+        for alias, args in models.items():
+            app(["models", "add", alias, *args], standalone_mode=False)
+    assert out.getvalue().count("added ") == len(models), out.getvalue()
 
 
 def openai_model(upstream: str, base_url: str, *extra: str, api_key: str | None = None) -> list[str]:

@@ -239,6 +239,8 @@ class Harness:
     ) -> dict[str, Any]:
         """Run the task against the gateway at `base_url`, store its results; the run's summary."""
         lm_eval = _lm_eval()
+        from lm_eval.tasks import TaskManager
+
         model = run.definition["suite"]["targets"][0]["model"]
         tag = f"{RUN_TAG_PREFIX}{run.id}"
         started = time.perf_counter()
@@ -247,6 +249,9 @@ class Harness:
             out = lm_eval.simple_evaluate(
                 model=lm,
                 tasks=[task],
+                # The task is loaded already; without a manager of its own, simple_evaluate indexes
+                # the thousands of built-in task files again (~5 s of CPU) only to pass it through.
+                task_manager=TaskManager(include_defaults=False),
                 num_fewshot=options.num_fewshot,
                 limit=options.limit,
                 log_samples=True,
