@@ -69,11 +69,12 @@ def handwritten_eval(api: httpx.Client, result: dict[str, Any]) -> dict[str, Any
     }
     run = api.post("/api/evals/runs", json={"suite": suite})
     run.raise_for_status()
-    run_id = run.json()["id"]
-    while (state := api.get(f"/api/evals/runs/{run_id}").json())["status"] not in ("succeeded", "failed"):
+    run_id, job_id = run.json()["id"], run.json()["job_id"]
+    while (job := api.get(f"/api/jobs/{job_id}").json())["status"] in ("queued", "running"):
         time.sleep(1)
-    if state["status"] != "succeeded":
-        raise SystemExit(f"the hand-written eval failed: {state.get('error')}")
+    if job["status"] != "succeeded":
+        raise SystemExit(f"the hand-written eval {job['status']}: {job.get('error')}")
+    state = api.get(f"/api/evals/runs/{run_id}").json()
     targets = targets_of(state["summary"])
     for row, scorers in zip(targets.values(), state["summary"]["targets"], strict=True):
         row["valid_json"] = (scorers["scorers"].get("json") or {}).get("mean")

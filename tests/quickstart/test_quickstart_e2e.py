@@ -17,7 +17,7 @@ import pytest
 
 from support.server import RunningServer, start_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 FMOPS = Path(sys.executable).with_name("fmops")
 
 
@@ -34,17 +34,19 @@ def quickstart(server: RunningServer, tmp_path: Path) -> dict[str, Any]:
 
 
 def test_quickstart_closes_the_loop_and_runs_twice(tmp_path: Path) -> None:
-    with start_server(tmp_path / "home") as server, server.client() as api:
+    home = tmp_path / "home"
+    home.mkdir()
+    with start_server(home) as server, server.client() as api:
         first = quickstart(server, tmp_path)
         assert first["base_model"] == "smollm2-135m-instruct"
         alias = first["finetuned_model"]
 
         # traffic and feedback: every call traced, every item of the queue decided
         traffic = first["traffic"]
-        assert traffic["calls"] == 24
-        assert traffic["accepted"] + traffic["corrected"] == 24
+        assert traffic["calls"] == 16
         queue = api.get(f"/api/annotation-queues/{first['annotation_queue']}").json()
-        assert queue["progress"]["done"] == 24
+        assert traffic["accepted"] + traffic["corrected"] == 16
+        assert queue["progress"]["done"] == 16
 
         # the dataset: the queue's export, then one version per curation step, each the parent of the next
         steps = [s["step"] for s in first["curation"]]
@@ -77,7 +79,7 @@ def test_quickstart_closes_the_loop_and_runs_twice(tmp_path: Path) -> None:
         assert run["definition"]["targets"][1]["model"] == alias
         assert set(first["targets"]) == {"base", "finetuned"}
         for row in first["targets"].values():
-            assert row["cases"] == 16
+            assert row["cases"] == 10
             assert 0 <= row["exact_match"] <= 1
             assert 0 <= row["valid_json"] <= 1
         assert first["comparison"]["a"] == "base"
@@ -85,15 +87,22 @@ def test_quickstart_closes_the_loop_and_runs_twice(tmp_path: Path) -> None:
 
         # the experiment, and its outcome recorded on the endpoint
         experiment = first["experiment"]
-        assert sum(v["calls"] for v in experiment["variants"].values()) == 24
+        assert sum(v["calls"] for v in experiment["variants"].values()) == 12
         events = api.get("/api/endpoints/triage/events").json()
         endpoint = api.get("/api/endpoints/triage").json()
+        assert any(e["kind"] == "experiment_started" for e in events)
         if first["promoted"]:
-            assert any(e["kind"] == "promote" for e in events)
-            assert endpoint["config"]["model"] == alias
-            assert not endpoint["config"]["variants"]
+            assert any(e["kind"] == "promoted" for e in events)
+            assert endpoint["model"] == alias
+            assert not endpoint["variants"]
         else:
-            assert [v["name"] for v in endpoint["config"]["variants"]] == ["base", "finetuned"]
+            assert [v["name"] for v in endpoint["variants"]] == ["base", "finetuned"]
+            assert not any(e["kind"] == "promoted" for e in events)
+        loop = api.get(f"/api/models/{alias}/loop").json()
+        assert loop["finetune"]["job_id"] == first["finetune_job"]
+        assert [d["ref"] for d in loop["datasets"]][-1] == first["dataset"]
+        assert loop["traces"][0]["queue"] == first["annotation_queue"]
+        assert loop["evals"][0]["run_id"] == first["eval_run"]
         assert first["console_url"] == f"{server.url}/console/models/{alias}/loop"
         assert api.get(f"/console/models/{alias}/loop").status_code in (200, 303)
 

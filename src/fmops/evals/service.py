@@ -219,7 +219,7 @@ class EvalService:
         job = self.jobs.submit(
             KIND, {"run_id": run.id}, project_id=run.project_id, created_by_key_id=run.created_by_key_id
         )
-        with self.store.session() as session:
+        with self.store.write() as session:
             stored = session.get(EvalRun, run.id)
             assert stored is not None
             stored.job_id, stored.status, stored.error = job.id, "queued", None
@@ -296,7 +296,9 @@ class EvalService:
             }
 
     def set_status(self, run_id: str, status: str, **values: Any) -> None:
-        with self.store.session() as session:
+        # A write session (SQLite: BEGIN IMMEDIATE): read then update in a deferred transaction fails at
+        # once with "database is locked" when the run's trace writer committed in between.
+        with self.store.write() as session:
             run = session.get(EvalRun, run_id)
             if run is not None:
                 run.status = status
@@ -408,7 +410,7 @@ class EvalService:
 
     def delete_run(self, project_id: str, run_id: str) -> None:
         run = self.get_run(project_id, run_id)
-        with self.store.session() as session:
+        with self.store.write() as session:
             session.execute(delete(EvalResult).where(EvalResult.run_id == run.id))
             session.execute(delete(EvalRun).where(EvalRun.id == run.id))
 

@@ -64,7 +64,7 @@ def spec(*, model: str | None = None, short: bool = False) -> PromptSpec:
         name=NAME,
         description="Support-ticket triage: category and priority as one JSON object",
         model=model,
-        params={"temperature": 0, "max_tokens": 32},
+        params={"temperature": 0, "max_tokens": 24},  # the answer is ~16 tokens
         messages=[MessageTemplate(role="system", content=SHORT if short else SYSTEM)],
         output_schema=SCHEMA,
         message="the instruction a fine-tuned model needs" if short else "instructions, label rules, schema",

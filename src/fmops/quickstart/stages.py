@@ -43,13 +43,13 @@ class Sizes:
     concurrency: int = 2
 
 
-FULL = Sizes(traffic=300, eval_cases=200, ab_calls=120)
+FULL = Sizes(traffic=240, eval_cases=150, ab_calls=100)
 # For the test suite: every stage runs end to end, small; the fine-tune is a few steps.
 FAST = Sizes(
-    traffic=24,
-    eval_cases=16,
-    ab_calls=24,
-    finetune={"max_steps": 12, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1},
+    traffic=16,
+    eval_cases=10,
+    ab_calls=12,
+    finetune={"max_steps": 8, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1},
 )
 
 
@@ -350,12 +350,12 @@ class Loop:
             self.result.eval_run = run["id"]
             total = run["cases"] * run["targets"]
 
-            def show(state: JSON) -> None:
-                self.out.progress(
-                    int((state.get("summary") or {}).get("done", 0) or 0), total, state["status"]
-                )
+            def show(job: JSON) -> None:
+                self.out.progress(round(total * job["progress"]), total, job.get("message") or job["status"])
 
-            state = self.api.wait(f"/api/evals/runs/{run['id']}", show)
+            # The job, not the run: a job that fails says why (the run would only stay "running").
+            self.api.wait(f"/api/jobs/{run['job_id']}", show)
+            state = self.api.get(f"/api/evals/runs/{run['id']}")
             self.result.targets = targets_of(state["summary"])
             pairs = self.api.get(f"/api/evals/runs/{run['id']}/compare")
             self.result.comparison = pairs[0] if pairs else {}
