@@ -100,6 +100,23 @@ def test_an_aggregate_scorer_is_summarised_by_its_own_metric(world) -> None:
     assert low <= agg["mean"] <= high
 
 
+def test_field_match_summarises_each_fields_rate(world) -> None:
+    expected = {"category": "billing", "priority": "low"}
+    run = world.run(
+        {
+            "name": "fields",
+            "cases": [{"input": f"c{i}", "expected": expected} for i in range(3)],
+            "targets": [{"model": "mock-a"}],
+            "scorers": [{"name": "exact_match"}, {"name": "field_match", "weight": 0}],
+        }
+    )
+    agg = run.summary["targets"][0]["scorers"]["field_match"]
+    # The mock answers prose, not JSON: every field misses, and each field's rate says so.
+    assert agg["metrics"]["field.category"] == 0.0
+    assert agg["metrics"]["field.priority"] == 0.0
+    assert agg["weight"] == 0.0
+
+
 def test_a_judge_that_cannot_be_parsed_leaves_the_case_undecided_not_zero(world) -> None:
     world.mock.script(*[{"reply": "A fine answer."}] * 2, *[{"reply": '{"score": 4, "reason": "ok"}'}] * 2)
     run = world.run(

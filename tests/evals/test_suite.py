@@ -181,3 +181,28 @@ def test_an_instructions_only_prompt_is_followed_by_the_case_as_an_endpoint_appe
     )
     expected = [("system", "Be terse."), ("user", "What is 2+2?")], [("system", "Be terse."), ("user", "Hi")]
     assert sent == sorted([*expected, *expected])
+
+
+def test_a_prompt_targets_answer_schema_is_asked_as_its_endpoint_would_ask_it(world) -> None:
+    prompts = PromptService(world.platform.store, world.platform.catalog)
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    spec = PromptSpec(name="shaped", model="mock-a", messages=[{"role": "user", "content": "{{ input }}"}])
+    plain, _ = prompts.push(world.project, spec, author="t", author_key_id=None)
+    shaped, _ = prompts.push(
+        world.project, spec.model_copy(update={"output_schema": schema}), author="t", author_key_id=None
+    )
+    run = world.run(
+        {
+            "name": "shaped",
+            "cases": [{"input": "x"}],
+            "targets": [{"prompt": f"shaped@{plain.version}"}, {"prompt": f"shaped@{shaped.version}"}],
+            "scorers": ["json"],
+        }
+    )
+    assert run.status == "succeeded", run.error
+    formats = sorted(
+        (r["body"].get("response_format") or {}).get("type", "none") for r in world.mock.state.requests
+    )
+    assert formats == ["json_schema", "none"]
+    asked = next(r["body"] for r in world.mock.state.requests if "response_format" in r["body"])
+    assert asked["response_format"]["json_schema"] == {"name": "output", "schema": schema}

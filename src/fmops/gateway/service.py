@@ -74,7 +74,8 @@ def _estimate_tokens(req: ChatCompletionRequest) -> int:
     return chars // 4 + (req.output_limit or 256)
 
 
-def _capabilities(entry: ModelEntry, provider: type[Provider]) -> Capabilities:
+def capabilities(entry: ModelEntry, provider: type[Provider]) -> Capabilities:
+    """What the model can do: its provider's capabilities, with the catalog entry's overrides."""
     base = provider.capabilities
     override = entry.capabilities
     return Capabilities(
@@ -145,7 +146,7 @@ class Gateway:
         return chain
 
     def _check(self, entry: ModelEntry, req: ChatCompletionRequest) -> None:
-        caps = _capabilities(entry, get_provider_class(entry.provider))
+        caps = capabilities(entry, get_provider_class(entry.provider))
         if not caps.chat:
             raise UserError(
                 f"model {entry.alias!r} serves embeddings, not chat; use /v1/embeddings", param="model"
@@ -342,7 +343,7 @@ class Gateway:
                 param="model",
                 code="endpoint_misconfigured",
             ) from None
-        json_schema = _capabilities(entry, get_provider_class(entry.provider)).json_schema
+        json_schema = capabilities(entry, get_provider_class(entry.provider)).json_schema
         return entry, EndpointCall.plan(resolved, variant, req, json_schema=json_schema)
 
     def _open(
@@ -626,7 +627,7 @@ class Gateway:
             texts = req.texts()
             record.input = {"input": [t[:1000] for t in texts[:20]], "count": len(texts)}
             entry = await self.resolve(principal, req.model)
-            caps = _capabilities(entry, get_provider_class(entry.provider))
+            caps = capabilities(entry, get_provider_class(entry.provider))
             if not caps.embeddings:
                 raise UserError(f"model {entry.alias!r} does not serve embeddings", param="model")
             if self.strict and self.tracing:

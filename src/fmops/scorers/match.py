@@ -196,6 +196,7 @@ class FieldMatch(Scorer[FieldMatchConfig]):
     description: ClassVar[str] = "Per-field match of the output's JSON with the expected object"
     config_model: ClassVar[type[ScorerConfig]] = FieldMatchConfig
     needs_expected: ClassVar[bool] = True
+    aggregates: ClassVar[bool] = True  # the run's summary carries each field's rate (`field.<path>`)
 
     def score(self, case: Case) -> ScoreResult:
         if (missing := missing_expected(case)) is not None:
