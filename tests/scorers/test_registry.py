@@ -74,7 +74,12 @@ def test_the_built_ins_load_through_their_entry_points() -> None:
         assert cls.config_schema()["type"] == "object"
     facts = {n: (c.needs_model, c.needs_expected, c.aggregates) for n, c in found.items() if n in BUILT_IN}
     assert {n for n, (model, _, _) in facts.items() if model} == {"judge", "judge_pairwise"}
-    assert {n for n, (_, _, aggregates) in facts.items() if aggregates} == {"classification", "bleu", "chrf", "field_match"}
+    assert {n for n, (_, _, aggregates) in facts.items() if aggregates} == {
+        "classification",
+        "bleu",
+        "chrf",
+        "field_match",
+    }
     assert {n for n, c in found.items() if c.slow and n in BUILT_IN} == {"embedding_similarity"}
     # Those that judge the output alone can serve online evaluators (live traces have no expected output).
     assert {n for n, (_, expected, _) in facts.items() if not expected} == {
