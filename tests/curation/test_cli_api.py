@@ -69,7 +69,7 @@ def test_curate_over_the_api(server: RunningServer) -> None:
         assert job["result"]["input"] == "weather@1"
         assert job["result"]["versions"][0]["counts"]["removed"] == {"too_short": 11}
         steps = client.get("/api/curation/steps").json()
-        assert [s["name"] for s in steps] == ["decontaminate", "dedup", "filter", "pii", "split"]
+        assert [s["name"] for s in steps] == ["decontaminate", "dedup", "filter", "pii", "split", "system"]
         assert "threshold" in next(s for s in steps if s["name"] == "dedup")["options_schema"]["properties"]
 
 
