@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import httpx
 import orjson
 import typer
 from rich.console import Console
 
 from fmops.catalog import DEFAULT_CHAT_MODEL
-from fmops.cli.common import resolve_api_key, settings
+from fmops.cli.common import resolve_api_key, server_url
 from fmops.errors import UserError
 from fmops.providers import sse
 
@@ -55,8 +53,7 @@ def chat(
     """Chat with a model in the terminal (type /exit or Ctrl-D to leave)."""
     import asyncio
 
-    s = settings()
-    base = url or os.environ.get("FMOPS_URL") or f"http://{s.host}:{s.port}"
+    base = server_url(url)
     headers = {"Authorization": f"Bearer {resolve_api_key(api_key)}"}
     history: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
 

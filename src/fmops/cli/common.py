@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -61,6 +62,12 @@ def actor() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name (a container running as an anonymous uid)
         return "operator"
+
+
+def server_url(explicit: str | None) -> str:
+    """The server a command calls: the URL given, else FMOPS_URL, else this machine's FMOPS_HOST/PORT."""
+    s = settings()
+    return explicit or os.environ.get("FMOPS_URL") or f"http://{s.host}:{s.port}"
 
 
 def resolve_api_key(explicit: str | None) -> str:

@@ -7,7 +7,6 @@ production calls do: the server's models, limits, cost accounting and traces.
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from fmops.cli.common import console, resolve_api_key, settings
+from fmops.cli.common import console, resolve_api_key, server_url
 from fmops.errors import UserError
 
 MAX_SHOWN = 2_000  # characters of an output shown in a cell; --json has them whole
@@ -140,8 +139,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a prompt's versions x models on some inputs, side by side, through a running server
         (exit status 1 when a cell failed; the others are shown all the same)."""
-        s = settings()
-        base = url or os.environ.get("FMOPS_URL") or f"http://{s.host}:{s.port}"
+        base = server_url(url)
         inputs = _inputs(_pairs(var, "--var", json_values=False), vars_file, message)
         body = {
             "inputs": inputs,

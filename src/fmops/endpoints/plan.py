@@ -30,6 +30,13 @@ from fmops.scorers.json_schema import errors as schema_errors
 
 # What the consumer sends that is not a model parameter of theirs to merge.
 _OWN_FIELDS = {"model", "messages", "variables", "cache", "fallbacks"}
+
+
+def schema_format(schema: JSON) -> JSON:
+    """The `response_format` that asks a model for an answer matching a prompt's output schema."""
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+
+
 _FENCE = "```"
 
 
@@ -106,10 +113,7 @@ class EndpointCall:
         if fallbacks:
             data["fallbacks"] = fallbacks
         if variant.schema is not None and json_schema and "response_format" not in data:
-            data["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": variant.schema},
-            }
+            data["response_format"] = schema_format(variant.schema)
         call = cls(endpoint, variant, req, consumer, variables)
         if call.whole:
             data["stream"] = False

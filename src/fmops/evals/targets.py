@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from fmops.catalog import Catalog
+from fmops.endpoints.plan import schema_format
 from fmops.endpoints.service import EndpointService
 from fmops.errors import FmopsError, NotFound, UserError
 from fmops.evals.suite import Suite, TargetSpec, did_you_mean
@@ -22,7 +23,6 @@ from fmops.gateway.service import capabilities
 from fmops.prompts.checks import check_params
 from fmops.prompts.schemas import PromptVersionView
 from fmops.prompts.service import PromptService
-from fmops.providers.registry import get_provider_class
 
 JSON = dict[str, Any]
 
@@ -182,12 +182,9 @@ class TargetResolver:
         merged = {**(view.params if view is not None else {}), **params}
         if view is not None and view.output_schema is not None and "response_format" not in merged:
             entry = models[model]
-            if capabilities(entry, get_provider_class(entry.provider)).json_schema:
+            if capabilities(entry).json_schema:
                 # As an endpoint serving this prompt asks it: the same answer the evaluation measures.
-                merged["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {"name": "output", "schema": view.output_schema},
-                }
+                merged["response_format"] = schema_format(view.output_schema)
         version = view.version if view is not None else None
         appends = view is not None and not _has_user_turn(view)
         return Target(index, spec, model, version, view, merged, "", view is not None, appends)

@@ -74,9 +74,9 @@ def _estimate_tokens(req: ChatCompletionRequest) -> int:
     return chars // 4 + (req.output_limit or 256)
 
 
-def capabilities(entry: ModelEntry, provider: type[Provider]) -> Capabilities:
+def capabilities(entry: ModelEntry) -> Capabilities:
     """What the model can do: its provider's capabilities, with the catalog entry's overrides."""
-    base = provider.capabilities
+    base = get_provider_class(entry.provider).capabilities
     override = entry.capabilities
     return Capabilities(
         chat=override.get("chat", base.chat),
@@ -146,7 +146,7 @@ class Gateway:
         return chain
 
     def _check(self, entry: ModelEntry, req: ChatCompletionRequest) -> None:
-        caps = capabilities(entry, get_provider_class(entry.provider))
+        caps = capabilities(entry)
         if not caps.chat:
             raise UserError(
                 f"model {entry.alias!r} serves embeddings, not chat; use /v1/embeddings", param="model"
@@ -343,7 +343,7 @@ class Gateway:
                 param="model",
                 code="endpoint_misconfigured",
             ) from None
-        json_schema = capabilities(entry, get_provider_class(entry.provider)).json_schema
+        json_schema = capabilities(entry).json_schema
         return entry, EndpointCall.plan(resolved, variant, req, json_schema=json_schema)
 
     def _open(
@@ -627,7 +627,7 @@ class Gateway:
             texts = req.texts()
             record.input = {"input": [t[:1000] for t in texts[:20]], "count": len(texts)}
             entry = await self.resolve(principal, req.model)
-            caps = capabilities(entry, get_provider_class(entry.provider))
+            caps = capabilities(entry)
             if not caps.embeddings:
                 raise UserError(f"model {entry.alias!r} does not serve embeddings", param="model")
             if self.strict and self.tracing:

@@ -19,7 +19,7 @@ from fmops.settings import Settings
 from fmops.stats.rollup import mark_dirty
 from fmops.store import Store
 from fmops.tracing import TraceWriter
-from fmops.tracing.writer import RecordHook
+from fmops.tracing.writer import FLUSH_SECONDS, RecordHook
 
 
 def build_tracer(
@@ -27,11 +27,11 @@ def build_tracer(
     store: Store,
     *,
     on_record: RecordHook | None = None,
-    flush_seconds: float | None = None,
+    flush_seconds: float = FLUSH_SECONDS,
 ) -> TraceWriter:
     """The trace writer: spend is counted per batch and stored hours are marked for the stats roll-ups.
     `flush_seconds`: how long a span may wait for its batch (default: the writer's ~50 ms)."""
-    tracer = TraceWriter(
+    return TraceWriter(
         store,
         max_memory=settings.trace_memory_spans,
         spool_dir=settings.home / "spool",
@@ -39,10 +39,8 @@ def build_tracer(
         on_batch=record_spend,
         on_record=on_record,
         on_stored=mark_dirty,
+        flush_seconds=flush_seconds,
     )
-    if flush_seconds is not None:
-        tracer.flush_seconds = flush_seconds
-    return tracer
 
 
 def build_gateway(

@@ -68,6 +68,7 @@ Subscriber = Callable[[Sequence[dict[str, Any]]], None]
 _WAITER = "_fmops_waiter"
 # Strict commits wait at most this long (or the caller's own deadline, if sooner), at least the floor.
 COMMIT_SECONDS = 5.0
+FLUSH_SECONDS = 0.05  # how long a span waits for its batch, by default
 MIN_COMMIT_SECONDS = 0.5
 # A database write in flight longer than this: strict admission refuses until it ends.
 STALL_SECONDS = 2.0
@@ -149,7 +150,7 @@ class TraceWriter:
         # Up to 2,000 spans per transaction: under load, bigger commits share the index pages they
         # dirty (random span and trace ids), ~20% more spans/s than 500 (benchmarks/otlp_ingest.py).
         batch_size: int = 2000,
-        flush_seconds: float = 0.05,
+        flush_seconds: float = FLUSH_SECONDS,
         max_memory: int = 20_000,
         spool_dir: Path | None = None,
         spool_bytes: int = 2 * 1024**3,
