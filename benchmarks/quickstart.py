@@ -23,14 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import BIN, free_port, load, save_result, wait_http
 
 from fmops.quickstart import handwritten
-from fmops.quickstart.prompt import NAME
-from fmops.quickstart.stages import targets_of
+from fmops.quickstart.api import Api
+from fmops.quickstart.stages import targets_of, triage_suite
 
 
 def run_quickstart(url: str, key: str) -> tuple[dict[str, Any], float]:
@@ -44,42 +42,23 @@ def run_quickstart(url: str, key: str) -> tuple[dict[str, Any], float]:
     return json.loads(done.stdout), seconds
 
 
-def handwritten_eval(api: httpx.Client, result: dict[str, Any]) -> dict[str, Any]:
+def handwritten_eval(api: Api, result: dict[str, Any]) -> dict[str, Any]:
     """Both models, each with the prompt it was evaluated with, on the 40 hand-written tickets."""
     tickets = handwritten.load()
-    versions = result["prompt_versions"]
-    suite = {
-        "name": "ticket-triage-handwritten",
-        "cases": [{"input": t.text, "expected": t.label(), "metadata": {"id": t.id}} for t in tickets],
-        "targets": [
-            {"name": "base", "model": result["base_model"], "prompt": f"{NAME}@{versions['v1']}"},
-            {
-                "name": "finetuned",
-                "model": result["finetuned_model"],
-                "prompt": f"{NAME}@{versions['short']}",
-            },
-        ],
-        "scorers": [
-            {"name": "exact_match"},
-            {"name": "json", "weight": 0},
-            {"name": "field_match", "weight": 0},
-        ],
-        "concurrency": 2,
-        "seed": 0,
+    cases = [{"input": t.text, "expected": t.label(), "metadata": {"id": t.id}} for t in tickets]
+    suite = triage_suite(
+        "ticket-triage-handwritten", cases, result["prompt_versions"], result["finetuned_model"], 2
+    )
+    run = api.post("/api/evals/runs", {"suite": suite})
+    api.wait(f"/api/jobs/{run['job_id']}")
+    state = api.get(f"/api/evals/runs/{run['id']}")
+    pairs = api.get(f"/api/evals/runs/{run['id']}/compare")
+    return {
+        "run": run["id"],
+        "cases": len(tickets),
+        "targets": targets_of(state["summary"]),
+        "comparison": pairs[0] if pairs else {},
     }
-    run = api.post("/api/evals/runs", json={"suite": suite})
-    run.raise_for_status()
-    run_id, job_id = run.json()["id"], run.json()["job_id"]
-    while (job := api.get(f"/api/jobs/{job_id}").json())["status"] in ("queued", "running"):
-        time.sleep(1)
-    if job["status"] != "succeeded":
-        raise SystemExit(f"the hand-written eval {job['status']}: {job.get('error')}")
-    state = api.get(f"/api/evals/runs/{run_id}").json()
-    targets = targets_of(state["summary"])
-    for row, scorers in zip(targets.values(), state["summary"]["targets"], strict=True):
-        row["valid_json"] = (scorers["scorers"].get("json") or {}).get("mean")
-    pairs = api.get(f"/api/evals/runs/{run_id}/compare").json()
-    return {"run": run_id, "cases": len(tickets), "targets": targets, "comparison": pairs[0] if pairs else {}}
 
 
 def main() -> None:
@@ -104,8 +83,11 @@ def main() -> None:
             key = Path(home, "admin.key").read_text().strip()
         try:
             result, seconds = run_quickstart(url, key)
-            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as api:
+            api = Api(url, key)
+            try:
                 human = handwritten_eval(api, result)
+            finally:
+                api.close()
         finally:
             if proc is not None:
                 proc.terminate()

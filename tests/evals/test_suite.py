@@ -10,7 +10,7 @@ from fmops.datasets.service import VersionInfo
 from fmops.endpoints.schemas import EndpointSpec
 from fmops.endpoints.service import EndpointService
 from fmops.evals.suite import SuiteError, parse_suite
-from fmops.prompts.schemas import PromptSpec
+from fmops.prompts.schemas import PromptSpec, PromptVersionView
 from fmops.prompts.service import PromptService
 from fmops.store.models import EvalRun, Job
 
@@ -121,21 +121,27 @@ def test_a_chat_dataset_is_refused_as_cases(world) -> None:
         start(world, suite)
 
 
+def serve_prompt(world: Any, spec: PromptSpec, endpoint: str) -> PromptVersionView:
+    """Push the prompt, label it production and serve it from an endpoint of that name."""
+    prompts = PromptService(world.platform.store, world.platform.catalog)
+    view, _ = prompts.push(world.project, spec, author="t", author_key_id=None)
+    prompts.set_label(world.project, spec.name, "production", view.version, actor="t")
+    EndpointService(world.platform.store, world.platform.catalog, prompts).create(
+        world.project, EndpointSpec(name=endpoint, prompt=spec.name, label="production"), actor="t"
+    )
+    return view
+
+
 def test_dataset_cases_prompt_and_endpoint_targets_run_and_pin_what_they_used(world) -> None:
     cases = [
         {"input": f"n{i}", "expected": REPLY, "metadata": {"variables": {"greeting": "Greet"}}}
         for i in range(4)
     ]
     version = add_dataset(world, "greet-eval", "eval", cases)
-    prompts = PromptService(world.platform.store, world.platform.catalog)
     spec = PromptSpec(
         name="greet", model="mock-a", messages=[{"role": "user", "content": "{{ greeting }} {{ input }}"}]
     )
-    view, _ = prompts.push(world.project, spec, author="t", author_key_id=None)
-    prompts.set_label(world.project, "greet", "production", view.version, actor="t")
-    EndpointService(world.platform.store, world.platform.catalog, prompts).create(
-        world.project, EndpointSpec(name="greeter", prompt="greet", label="production"), actor="t"
-    )
+    view = serve_prompt(world, spec, "greeter")
     run = world.run(
         {
             "name": "greet",
@@ -160,13 +166,8 @@ def test_dataset_cases_prompt_and_endpoint_targets_run_and_pin_what_they_used(wo
 def test_an_instructions_only_prompt_is_followed_by_the_case_as_an_endpoint_appends_its_consumer(
     world,
 ) -> None:
-    prompts = PromptService(world.platform.store, world.platform.catalog)
     spec = PromptSpec(name="rules", model="mock-a", messages=[{"role": "system", "content": "Be terse."}])
-    view, _ = prompts.push(world.project, spec, author="t", author_key_id=None)
-    prompts.set_label(world.project, "rules", "production", view.version, actor="t")
-    EndpointService(world.platform.store, world.platform.catalog, prompts).create(
-        world.project, EndpointSpec(name="terse", prompt="rules", label="production"), actor="t"
-    )
+    serve_prompt(world, spec, "terse")
     run = world.run(
         {
             "name": "terse",

@@ -8,7 +8,6 @@ on stdout stays parseable.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 import subprocess
@@ -24,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fmops.cli.common import err_console, resolve_api_key, settings
+from fmops.cli.common import err_console, resolve_api_key, server_url, settings
 from fmops.errors import UserError
 
 
@@ -85,7 +84,7 @@ def _free(port: int) -> bool:
 def _server(url: str | None) -> Iterator[str]:
     """The server to drive: the one given or configured if it answers, else one started here."""
     s = settings()
-    base = url or os.environ.get("FMOPS_URL") or f"http://{s.host}:{s.port}"
+    base = server_url(url)
     if _healthy(base):
         yield base
         return

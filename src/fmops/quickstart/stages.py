@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from fmops.quickstart import prompt
 from fmops.quickstart.api import JSON, Api
@@ -65,11 +65,13 @@ class Reporter(Protocol):
 
 @dataclass
 class Outcome:
+    """The run's results, as `--json` prints them (stage times rounded to 0.1 s)."""
+
     base_model: str = BASE_MODEL
     finetuned_model: str | None = None
     prompt_versions: dict[str, int] = field(default_factory=dict)
     traffic: JSON = field(default_factory=dict)
-    queue: str | None = None
+    annotation_queue: str | None = None
     dataset: str | None = None  # the curated version the fine-tune trained on
     curation: list[JSON] = field(default_factory=list)
     finetune_job: str | None = None
@@ -83,24 +85,16 @@ class Outcome:
     console_url: str | None = None
 
     def as_json(self) -> JSON:
-        return {
-            "base_model": self.base_model,
-            "finetuned_model": self.finetuned_model,
-            "prompt_versions": self.prompt_versions,
-            "traffic": self.traffic,
-            "annotation_queue": self.queue,
-            "dataset": self.dataset,
-            "curation": self.curation,
-            "finetune_job": self.finetune_job,
-            "final_loss": self.final_loss,
-            "eval_run": self.eval_run,
-            "targets": self.targets,
-            "comparison": self.comparison,
-            "experiment": self.experiment,
-            "promoted": self.promoted,
-            "stages": {k: round(v, 1) for k, v in self.stages.items()},
-            "console_url": self.console_url,
-        }
+        return {**asdict(self), "stages": {k: round(v, 1) for k, v in self.stages.items()}}
+
+
+class Call(NamedTuple):
+    """One consumer call through the endpoint: its ticket, the answer, the trace, and whether it is right."""
+
+    ticket: Ticket
+    answer: str
+    trace_id: str
+    right: bool
 
 
 def parsed(text: str | None) -> Any:
@@ -159,11 +153,11 @@ class Loop:
             summary.append(f"prompt {prompt.NAME}@{pushed['version']}, endpoint {ENDPOINT} on {BASE_MODEL}")
 
     # -- 2 --------------------------------------------------------------------------------------------
-    def _send(self, tickets: list[Ticket], user_prefix: str) -> list[tuple[Ticket, str, str]]:
-        """Each ticket through the endpoint as a consumer sends it: (ticket, answer, trace id)."""
-        done: list[tuple[Ticket, str, str]] = []
+    def _send(self, tickets: list[Ticket], user_prefix: str) -> list[Call]:
+        """Each ticket through the endpoint as a consumer sends it."""
+        done: list[Call] = []
 
-        def call(item: tuple[int, Ticket]) -> tuple[Ticket, str, str]:
+        def call(item: tuple[int, Ticket]) -> Call:
             i, ticket = item
             body = {
                 "model": ENDPOINT,
@@ -171,12 +165,14 @@ class Loop:
                 "user": f"{user_prefix}-{i}",
             }
             answer, trace_id = self.api.chat(body)
-            return ticket, content_of(answer), trace_id or ""
+            text = content_of(answer)
+            return Call(ticket, text, trace_id or "", parsed(text) == ticket.label())
 
+        right = 0
         with ThreadPoolExecutor(self.sizes.concurrency) as pool:
             for row in pool.map(call, enumerate(tickets)):
                 done.append(row)
-                right = sum(parsed(a) == t.label() for t, a, _ in done)
+                right += row.right
                 self.out.progress(len(done), len(tickets), f"{right}/{len(done)} right")
         return done
 
@@ -190,15 +186,11 @@ class Loop:
             time.sleep(0.5)
         raise TimeoutError(f"the gateway's {count} spans were not searchable within 60 s")
 
-    def _thumbs(self, calls: list[tuple[Ticket, str, str]]) -> int:
-        up = 0
-        for ticket, answer, trace_id in calls:
-            right = parsed(answer) == ticket.label()
-            up += right
-            self.api.post(
-                "/api/feedback", {"trace_id": trace_id, "kind": "thumbs", "value": 1 if right else -1}
-            )
-        return up
+    def _thumbs(self, calls: list[Call]) -> int:
+        for call in calls:
+            body = {"trace_id": call.trace_id, "kind": "thumbs", "value": 1 if call.right else -1}
+            self.api.post("/api/feedback", body)
+        return sum(c.right for c in calls)
 
     def traffic(self) -> None:
         with self._stage(
@@ -209,7 +201,7 @@ class Loop:
             calls = self._send(tickets, f"customer-{self.run_id}")
             self._wait_traces(since, len(calls))
             up = self._thumbs(calls)
-            by_trace = {trace_id: ticket for ticket, _, trace_id in calls}
+            by_trace = {c.trace_id: c.ticket for c in calls}
             queue = f"triage-review-{self.run_id}"
             self.api.post(
                 "/api/annotation-queues",
@@ -232,7 +224,7 @@ class Loop:
                     self.api.post(path, {"action": "correct", "corrected_output": prompt.answer(ticket)})
                     corrected += 1
                 self.out.progress(accepted + corrected, len(calls), f"{corrected} corrected")
-            self.result.queue = queue
+            self.result.annotation_queue = queue
             self.result.traffic = {
                 "calls": len(calls),
                 "thumbs_up": up,
@@ -255,7 +247,9 @@ class Loop:
 
     def data(self) -> None:
         with self._stage("data", "Dataset from the corrected traffic, curated") as summary:
-            exported = self.api.post(f"/api/annotation-queues/{self.result.queue}/export", {"dataset": TRAIN})
+            exported = self.api.post(
+                f"/api/annotation-queues/{self.result.annotation_queue}/export", {"dataset": TRAIN}
+            )
             eval_ref = self._import_eval_set()
             recipe = {
                 "steps": [
@@ -326,26 +320,9 @@ class Loop:
             )
             self.result.prompt_versions["short"] = short["version"]
             versions = self.result.prompt_versions
-            suite = {
-                "name": SUITE,
-                "cases": {"dataset": EVAL},
-                "targets": [
-                    {"name": "base", "model": BASE_MODEL, "prompt": f"{prompt.NAME}@{versions['v1']}"},
-                    {
-                        "name": "finetuned",
-                        "model": self.result.finetuned_model,
-                        "prompt": f"{prompt.NAME}@{short['version']}",
-                    },
-                ],
-                # Exact match is the score (and so what the paired test compares); the others are reported.
-                "scorers": [
-                    {"name": "exact_match"},
-                    {"name": "json_schema", "config": {"schema": prompt.SCHEMA}, "weight": 0},
-                    {"name": "field_match", "weight": 0},
-                ],
-                "concurrency": self.sizes.concurrency,
-                "seed": 0,
-            }
+            suite = triage_suite(
+                SUITE, {"dataset": EVAL}, versions, str(self.result.finetuned_model), self.sizes.concurrency
+            )
             run = self.api.post("/api/evals/runs", {"suite": suite})
             self.result.eval_run = run["id"]
             total = run["cases"] * run["targets"]
@@ -403,6 +380,26 @@ class Loop:
             else:
                 summary.append(f"not promoted: {report['verdict']}")
             self.result.console_url = f"{self.api.base_url}/console/models/{alias}/loop"
+
+
+def triage_suite(name: str, cases: Any, versions: dict[str, int], finetuned: str, concurrency: int) -> JSON:
+    """Base + prompt v1 against the fine-tune + the one-sentence prompt. Exact match is the score (and
+    so what the paired test compares); valid JSON and each field's accuracy are reported beside it."""
+    return {
+        "name": name,
+        "cases": cases,
+        "targets": [
+            {"name": "base", "model": BASE_MODEL, "prompt": f"{prompt.NAME}@{versions['v1']}"},
+            {"name": "finetuned", "model": finetuned, "prompt": f"{prompt.NAME}@{versions['short']}"},
+        ],
+        "scorers": [
+            {"name": "exact_match"},
+            {"name": "json_schema", "config": {"schema": prompt.SCHEMA}, "weight": 0},
+            {"name": "field_match", "weight": 0},
+        ],
+        "concurrency": concurrency,
+        "seed": 0,
+    }
 
 
 def _output_text(output: Any) -> str:
