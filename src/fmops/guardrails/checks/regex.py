@@ -1,0 +1,107 @@
+"""`regex`: a deny list of regular expressions. A match recommends `block`, with its span (so a policy
+may redact or mask instead). Users' patterns run under a time limit (the `regex` package, see
+fmops.scorers.safe_regex), and a pattern that backtracks catastrophically on simple probe strings is
+refused when the policy is made; one that still runs out of time on a real text raises
+GuardrailError, and the policy's `on_error` decides."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, ClassVar
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from fmops.guardrails.base import Context, Decision, Guardrail, GuardrailConfig, GuardrailError, TextSpan
+from fmops.scorers.safe_regex import MATCH_TIMEOUT_S, check_pattern, compile_pattern
+
+# The whole scan of one text, every pattern together: a sane deny list over 1 MB takes milliseconds.
+SCAN_BUDGET_S = 1.0
+MAX_SPANS = 10_000
+# Strings on which nested repeats like (a+)+$ or (\w+\s?)*$ take exponential time: a pattern that
+# runs out of time on one of them would on users' text too.
+_PROBES = tuple(unit * (2000 // len(unit)) + "!" for unit in ("a", "0", " ", "a ", "ab", "a-", "a.", "\t"))
+
+Pattern = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+def _probe(pattern: str, flags: int) -> None:
+    compiled = compile_pattern(pattern, flags)
+    for probe in _PROBES:
+        try:
+            compiled.search(probe, timeout=MATCH_TIMEOUT_S * 3, concurrent=True)
+        except TimeoutError:
+            raise ValueError(
+                f"pattern {pattern!r} backtracks catastrophically (it ran out of time on a"
+                f" {len(probe)}-character probe); avoid nested repeats like (a+)+"
+            ) from None
+
+
+class RegexConfig(GuardrailConfig):
+    ignore_case: bool = True  # before `patterns`: their check reads it
+    patterns: list[Pattern] = Field(
+        min_length=1, max_length=100, description="Python regular expressions; any match is a hit"
+    )
+
+    @field_validator("patterns")
+    @classmethod
+    def _safe(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        flags = re.IGNORECASE if info.data.get("ignore_case", True) else 0
+        for pattern in value:
+            check_pattern(pattern, flags)
+            _probe(pattern, flags)
+        return value
+
+
+class Regex(Guardrail[RegexConfig]):
+    name: ClassVar[str] = "regex"
+    description: ClassVar[str] = (
+        "A deny list of regular expressions (run under a time limit); any match is a hit, with its span"
+    )
+    Config = RegexConfig
+    spans: ClassVar[bool] = True
+
+    def __init__(self, config: RegexConfig) -> None:
+        super().__init__(config)
+        flags = re.IGNORECASE if config.ignore_case else 0
+        self._compiled = [compile_pattern(p, flags) for p in config.patterns]
+
+    def check(self, text: str, context: Context) -> Decision:
+        deadline = time.monotonic() + SCAN_BUDGET_S
+        spans: list[TextSpan] = []
+        hits: list[int] = []
+        for i, compiled in enumerate(self._compiled):
+            before = len(spans)
+            pos = 0
+            while pos <= len(text) and len(spans) < MAX_SPANS:
+                left = deadline - time.monotonic()
+                try:
+                    if left <= 0:
+                        raise TimeoutError
+                    m = compiled.search(text, pos, timeout=left, concurrent=True)
+                except TimeoutError:
+                    raise GuardrailError(
+                        f"deny pattern #{i + 1} ran out of time ({SCAN_BUDGET_S:.0f} s) on a"
+                        f" {len(text)}-character text"
+                    ) from None
+                if m is None:
+                    break
+                if m.end() > m.start():
+                    spans.append(TextSpan(m.start(), m.end(), "regex"))
+                pos = max(m.end(), m.start() + 1)
+            if len(spans) > before:
+                hits.append(i + 1)
+        if not spans:
+            return Decision.allow()
+        spans.sort(key=lambda s: (s.start, -s.end))
+        merged: list[TextSpan] = []
+        for span in spans:  # overlapping matches of several patterns become one span
+            if merged and span.start < merged[-1].end:
+                if span.end > merged[-1].end:
+                    merged[-1] = TextSpan(merged[-1].start, span.end, "regex")
+                continue
+            merged.append(span)
+        which = ", ".join(f"#{n}" for n in hits)
+        return Decision.block(
+            f"the text matches deny pattern {which}", spans=tuple(merged), data={"patterns": hits}
+        )
