@@ -26,6 +26,7 @@ from fmops.tracing import TraceWriter
 
 if TYPE_CHECKING:
     from fmops.datasets import DatasetService
+    from fmops.guardrails.service import GuardrailService
     from fmops.tracing.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,14 @@ class Platform:
         from fmops.datasets import DatasetService
 
         return DatasetService(self.store, ArtifactStore.from_settings(self.settings))
+
+    @cached_property
+    def guardrails(self) -> GuardrailService:
+        """Guardrail policies: managed by the API, the CLI and the console, served to calls from one
+        cache per registry generation. Built on first use (it loads the guardrail plugins)."""
+        from fmops.guardrails.service import GuardrailService
+
+        return GuardrailService(self.store, self.catalog)
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None, *, serving: bool = True) -> Platform:
@@ -161,6 +170,8 @@ class Platform:
             except Exception:
                 log.exception("background service failed to close", extra={"service": type(service).__name__})
         await self.counters.close()
+        if "guardrails" in self.__dict__:  # built: close its generation reads' connections
+            self.guardrails.close()
         for hook in reversed(self.shutdown_hooks):
             try:
                 await hook()

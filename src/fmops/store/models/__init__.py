@@ -11,6 +11,7 @@ from fmops.store.models.evals import EvalCache, EvalResult, EvalRun, EvalSuite
 from fmops.store.models.evaluators import EvaluatorRule
 from fmops.store.models.feedback import Score
 from fmops.store.models.finetunes import Finetune
+from fmops.store.models.guardrails import GuardrailPolicy
 from fmops.store.models.jobs import Job, JobLog
 from fmops.store.models.prompts import Prompt, PromptLabel, PromptVersion
 from fmops.store.models.rollups import StatsRollup, StatsRollupHour  # hourly stats roll-ups
@@ -39,6 +40,7 @@ __all__ = [
     "EvalSuite",
     "EvaluatorRule",
     "Finetune",
+    "GuardrailPolicy",
     "Job",
     "JobLog",
     "Membership",

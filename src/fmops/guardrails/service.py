@@ -1,0 +1,394 @@
+"""Guardrail policies of a project: kept in the store, checked when written, served from a cache.
+
+Writing: every policy is checked against what it names before it is stored (its guardrail and that
+guardrail's config, the model or endpoint it is attached to, an action the guardrail can take, a stage
+it can run at); what is wrong comes back as one 400 naming each bad field. Each change bumps the
+project's registry generation in the same transaction, as endpoint changes do.
+
+Serving (`policies`): a project's enabled policies are loaded and their guardrails built once per
+registry generation, exactly as `fmops.endpoints.resolver` caches endpoints. A call reads that one
+number (a primary-key lookup; free when the caller already read it) and picks the project's, the
+model's and the endpoint's policies out of the cache, so a change made through the API, the CLI or
+another replica applies on the very next call, and a project without policies pays the read alone.
+A stored policy that no longer builds (its plugin uninstalled, its config refused after an upgrade)
+serves as a check that cannot decide: its `on_error` says whether calls it covers fail or pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from fmops.catalog import Catalog
+from fmops.endpoints import generation
+from fmops.endpoints.reader import GenerationReader
+from fmops.endpoints.service import endpoint_names
+from fmops.errors import Conflict, FmopsError, NotFound, UserError
+from fmops.guardrails.base import Context, Decision, Guardrail, GuardrailConfig, GuardrailError, Stage
+from fmops.guardrails.policy import Action, Policy, PolicySpec, Scope
+from fmops.guardrails.registry import AnyGuardrail, build, guardrails
+from fmops.guardrails.schemas import (
+    Applied,
+    AttachedPolicy,
+    Change,
+    PolicyView,
+    fields,
+    joined,
+)
+from fmops.store import Store, utcnow
+from fmops.store.models import GuardrailPolicy
+
+log = logging.getLogger(__name__)
+Policies = tuple[Policy, ...]
+NONE: Policies = ()
+SPAN_ACTIONS = frozenset({Action.redact, Action.mask})
+# Aliases: inside GuardrailService, `list` is the method's name.
+Views = list[PolicyView]
+Done = list[Applied]
+
+
+class Unbuildable(Guardrail[Any]):
+    """Stands in for a stored policy whose guardrail no longer builds: every check cannot decide."""
+
+    name: ClassVar[str] = "unbuildable"
+    description: ClassVar[str] = "A stored policy whose guardrail could not be built"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(GuardrailConfig())
+        self.why = why
+
+    def check(self, text: str, context: Context) -> Decision:
+        raise GuardrailError(self.why)
+
+
+@dataclass(frozen=True)
+class _Served:
+    """What one registry generation of a project serves."""
+
+    generation: int
+    project: Policies = NONE
+    models: dict[str, Policies] = field(default_factory=dict)
+    endpoints: dict[str, Policies] = field(default_factory=dict)
+
+    def pick(self, model: str | None, endpoint: str | None) -> Policies:
+        found_model = self.models.get(model, NONE) if model and self.models else NONE
+        found_endpoint = self.endpoints.get(endpoint, NONE) if endpoint and self.endpoints else NONE
+        if not (found_model or found_endpoint):
+            return self.project
+        return self.project + found_model + found_endpoint
+
+
+class GuardrailService:
+    def __init__(self, store: Store, catalog: Catalog) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.generations = GenerationReader(store)
+        self._served: dict[str, _Served] = {}
+        self._lock = threading.Lock()
+
+    # --- serving --------------------------------------------------------------------------------
+
+    async def policies(
+        self, project_id: str, *, model: str | None, endpoint: str | None, generation: int | None = None
+    ) -> Policies:
+        """The enabled policies a call to `model` (through `endpoint`, if any) runs: the project's,
+        then the model's, then the endpoint's, each in name order. `generation`: the project's registry
+        generation when the caller has just read it (it is then not read again)."""
+        current = await self.generations.read(project_id) if generation is None else generation
+        served = self._served.get(project_id)
+        if served is None or served.generation != current:
+            served = await run_in_threadpool(self._load, project_id, current)
+        return served.pick(model, endpoint)
+
+    def policies_now(self, project_id: str, *, model: str | None, endpoint: str | None) -> Policies:
+        """`policies`, blocking (for the CLI, jobs and tests)."""
+        current = self.generations.read_now(project_id)
+        served = self._served.get(project_id)
+        if served is None or served.generation != current:
+            served = self._load(project_id, current)
+        return served.pick(model, endpoint)
+
+    def close(self) -> None:
+        self.generations.close()
+
+    def _load(self, project_id: str, current: int) -> _Served:
+        """Build what generation `current` serves (a read racing a change is fixed by the next call,
+        which sees the newer generation)."""
+        with self.store.session() as session:
+            rows = session.execute(
+                select(GuardrailPolicy.scope, GuardrailPolicy.target, GuardrailPolicy.spec)
+                .where(GuardrailPolicy.project_id == project_id)
+                .order_by(GuardrailPolicy.scope, GuardrailPolicy.target, GuardrailPolicy.name)
+            ).all()
+        project: list[Policy] = []
+        by_target: dict[Scope, dict[str, list[Policy]]] = {Scope.model: {}, Scope.endpoint: {}}
+        for scope_name, target, raw in rows:
+            policy = _served_policy(Scope(scope_name), target, raw)
+            if policy is None:
+                continue
+            if policy.scope is Scope.project:
+                project.append(policy)
+            else:
+                by_target[policy.scope].setdefault(target, []).append(policy)
+        served = _Served(
+            current,
+            tuple(project),
+            {k: tuple(v) for k, v in by_target[Scope.model].items()},
+            {k: tuple(v) for k, v in by_target[Scope.endpoint].items()},
+        )
+        with self._lock:
+            known = self._served.get(project_id)
+            if known is None or known.generation <= current:
+                self._served[project_id] = served
+        return served
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def list(
+        self, project_id: str, *, scope: Scope | None = None, target: str | None = None
+    ) -> Views:
+        query = select(GuardrailPolicy).where(GuardrailPolicy.project_id == project_id)
+        if scope is not None:
+            query = query.where(GuardrailPolicy.scope == scope.value)
+        if target is not None:
+            query = query.where(GuardrailPolicy.target == target)
+        order = {Scope.project: 0, Scope.model: 1, Scope.endpoint: 2}
+        with self.store.session() as session:
+            views = [_view(row) for row in session.scalars(query)]
+        return sorted(views, key=lambda v: (order[v.scope], v.target, v.name))
+
+    def get(self, project_id: str, scope: Scope, target: str, name: str) -> PolicyView:
+        with self.store.session() as session:
+            return _view(self._row(session, project_id, scope, target, name))
+
+    # --- changing -------------------------------------------------------------------------------
+
+    def create(self, project_id: str, policy: AttachedPolicy, *, actor: str | None) -> PolicyView:
+        """A new policy; 409 when its scope and target already have one of that name."""
+        self.check(project_id, [policy])
+        with self.store.write() as session:
+            if self._find(session, project_id, *policy.key) is not None:
+                raise Conflict(
+                    f"policy {_label(policy)!r} already exists; change it with PUT or "
+                    "`fmops guardrails apply`, or pick another name",
+                    param="name",
+                )
+            row = self._insert(session, project_id, policy, actor)
+            generation.bump(session, project_id)
+            return _view(row)
+
+    def apply(
+        self, project_id: str, policies: Sequence[AttachedPolicy], *, actor: str | None
+    ) -> Done:
+        """Create or replace each policy (none is removed): all of them or, when one is wrong, none.
+        Applying the same list twice changes nothing the second time (each says "unchanged")."""
+        seen: dict[tuple[Scope, str, str], int] = {}
+        for i, policy in enumerate(policies):
+            if policy.key in seen:
+                raise UserError(
+                    f"policies.{i}: {_label(policy)!r} is also policies.{seen[policy.key]}; "
+                    "each must appear once",
+                    param=f"policies.{i}.name",
+                )
+            seen[policy.key] = i
+        self.check(project_id, policies, numbered=len(policies) > 1)
+        done: Done = []
+        with self.store.write() as session:
+            for policy in policies:
+                row = self._find(session, project_id, *policy.key)
+                change: Change
+                if row is None:
+                    row, change = self._insert(session, project_id, policy, actor), "created"
+                elif row.spec == (stored := policy.spec().model_dump(mode="json")):
+                    change = "unchanged"
+                else:
+                    row.spec, row.updated_by, row.updated_at = stored, actor, utcnow()
+                    change = "updated"
+                done.append(Applied(change, _view(row)))
+            if any(a.change != "unchanged" for a in done):
+                generation.bump(session, project_id)
+        return done
+
+    def delete(
+        self, project_id: str, scope: Scope, target: str, name: str, *, actor: str | None
+    ) -> PolicyView:
+        with self.store.write() as session:
+            row = self._row(session, project_id, scope, target, name)
+            view = _view(row)
+            session.delete(row)
+            generation.bump(session, project_id)
+        log.info("guardrail policy deleted", extra={"policy": view.label, "actor": actor})
+        return view
+
+    # --- checks ---------------------------------------------------------------------------------
+
+    def check(self, project_id: str, policies: Sequence[AttachedPolicy], *, numbered: bool = False) -> None:
+        """Everything each policy names exists and fits; one 400 naming every bad field otherwise."""
+        known = guardrails()
+        found: list[str] = []
+        first: str | None = None
+        models: dict[str, Any] | None = None
+        endpoints: dict[str, bool] | None = None
+        for i, policy in enumerate(policies):
+            where = f"policies.{i}." if numbered else ""
+            if policy.scope is Scope.model:
+                models = self.catalog.models(project_id) if models is None else models
+                targets: Iterable[str] = models
+            elif policy.scope is Scope.endpoint:
+                if endpoints is None:
+                    with self.store.session() as session:
+                        endpoints = endpoint_names(session, project_id)
+                targets = endpoints
+            else:
+                targets = ()
+            for param, why in _policy_problems(policy, known, targets):
+                found.append(f"{where}{param}: {why}")
+                first = first or f"{where}{param}"
+        if found:
+            raise UserError(joined(found), param=first)
+
+    # --- rows -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _insert(
+        session: Session, project_id: str, policy: AttachedPolicy, actor: str | None
+    ) -> GuardrailPolicy:
+        now = utcnow()
+        row = GuardrailPolicy(
+            project_id=project_id,
+            scope=policy.scope.value,
+            target=policy.target,
+            name=policy.name,
+            spec=policy.spec().model_dump(mode="json"),
+            created_by=actor,
+            updated_by=actor,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    @staticmethod
+    def _find(
+        session: Session, project_id: str, scope: Scope, target: str, name: str
+    ) -> GuardrailPolicy | None:
+        return session.scalars(
+            select(GuardrailPolicy).where(
+                GuardrailPolicy.project_id == project_id,
+                GuardrailPolicy.scope == scope.value,
+                GuardrailPolicy.target == target,
+                GuardrailPolicy.name == name,
+            )
+        ).first()
+
+    def _row(
+        self, session: Session, project_id: str, scope: Scope, target: str, name: str
+    ) -> GuardrailPolicy:
+        row = self._find(session, project_id, scope, target, name)
+        if row is None:
+            where = "the project" if scope is Scope.project else f"{scope} {target!r}"
+            raise NotFound(
+                f"no policy named {name!r} on {where}; see `fmops guardrails policies`", param="name"
+            )
+        return row
+
+
+def _policy_problems(
+    policy: AttachedPolicy, known: dict[str, AnyGuardrail], targets: Iterable[str]
+) -> list[tuple[str, str]]:
+    """(field, why) for each thing wrong with `policy` beyond its shape."""
+    found: list[tuple[str, str]] = []
+    if policy.scope is not Scope.project and policy.target not in targets:
+        listing = ", ".join(sorted(targets)) or "none yet"
+        noun = "model" if policy.scope is Scope.model else "endpoint"
+        found.append(("target", f"{noun} {policy.target!r} does not exist in this project; known: {listing}"))
+    cls = known.get(policy.guardrail)
+    if cls is None:
+        listing = ", ".join(sorted(known)) or "none are installed"
+        found.append(("guardrail", f"unknown guardrail {policy.guardrail!r}; known guardrails: {listing}"))
+        return found
+    cannot = sorted(s.value for s in policy.spec().stages - cls.stages)
+    if cannot:
+        can = " or ".join(sorted(s.value for s in cls.stages))
+        found.append(("on", f"guardrail {policy.guardrail!r} cannot check the {cannot[0]}; it runs on {can}"))
+    if policy.action in SPAN_ACTIONS and not cls.spans:
+        found.append(
+            (
+                "action",
+                f"{policy.action} needs the spans of what was found, and guardrail {policy.guardrail!r} "
+                "finds none: use block or flag",
+            )
+        )
+    if policy.action is Action.retry and policy.on != "output":
+        found.append(("action", "retry asks the model again, so it checks the output only: set `on: output`"))
+    try:
+        cls.Config.model_validate(dict(policy.config))
+    except ValidationError as exc:
+        found.extend(fields(exc, "config."))
+        return found
+    try:
+        build(policy.guardrail, policy.config)
+    except UserError as exc:
+        # What only the built guardrail can tell (a pattern that backtracks): said after G1's prefix.
+        found.append(
+            ("config", exc.message.removeprefix(f"invalid config for guardrail {policy.guardrail!r}: "))
+        )
+    return found
+
+
+def _served_policy(scope: Scope, target: str, raw: dict[str, Any]) -> Policy | None:
+    """The stored policy ready to run; None when disabled. One that no longer builds serves as a check
+    that cannot decide (its on_error then blocks or lets calls pass, and the trace says why)."""
+    try:
+        spec = PolicySpec.model_validate(raw)
+    except ValidationError as exc:
+        log.error("stored guardrail policy does not validate; it cannot run", extra={"error": str(exc)})
+        name = str(raw.get("name", "?"))
+        return Policy(
+            name, scope, target, frozenset(Stage), Action.block, Unbuildable("the stored policy is invalid")
+        )
+    if not spec.enabled:
+        return None
+    guardrail: Guardrail[Any]
+    try:
+        guardrail = build(spec.guardrail, spec.config)
+    except FmopsError as exc:
+        log.error("guardrail policy cannot be built", extra={"policy": spec.name, "error": exc.message})
+        guardrail = Unbuildable(f"policy {spec.name!r} cannot run: {exc.message}")
+    return Policy(
+        name=spec.name,
+        scope=scope,
+        target=target,
+        stages=spec.stages,
+        action=spec.action,
+        guardrail=guardrail,
+        fail_open=spec.on_error == "open",
+    )
+
+
+def _view(row: GuardrailPolicy) -> PolicyView:
+    return PolicyView(
+        scope=Scope(row.scope),
+        target=row.target,
+        spec=PolicySpec.model_validate(row.spec),
+        created_by=row.created_by,
+        updated_by=row.updated_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _label(policy: AttachedPolicy) -> str:
+    return policy.name if policy.scope is Scope.project else f"{policy.scope}:{policy.target}/{policy.name}"
+
+
+__all__ = ["GuardrailService", "Unbuildable"]

@@ -1,0 +1,324 @@
+"""Guardrail policies on both backends: stored, checked (one 400 naming each bad field), applied
+idempotently, and served from a cache that another replica's change invalidates on the next call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import Field
+
+from fmops.catalog import ModelSpec
+from fmops.endpoints.generation import current
+from fmops.endpoints.schemas import EndpointSpec
+from fmops.endpoints.service import EndpointService
+from fmops.errors import Conflict, NotFound, UserError
+from fmops.guardrails.base import (
+    Context,
+    Decision,
+    Guardrail,
+    GuardrailConfig,
+    GuardrailError,
+    Stage,
+    TextSpan,
+)
+from fmops.guardrails.policy import Action, Scope
+from fmops.guardrails.registry import register, unregister
+from fmops.guardrails.schemas import AttachedPolicy, checked, load_policies
+from fmops.guardrails.service import GuardrailService, Unbuildable
+from fmops.platform import Platform
+from fmops.prompts.service import PromptService
+
+
+class WordsConfig(GuardrailConfig):
+    words: list[str] = Field(min_length=1)
+    limit: int = Field(1, ge=1)
+
+
+class Words(Guardrail[WordsConfig]):
+    """Finds listed words (spans): a test's stand-in for the PII check."""
+
+    name: ClassVar[str] = "test-words"
+    description: ClassVar[str] = "Finds the listed words"
+    Config = WordsConfig
+    spans: ClassVar[bool] = True
+
+    def check(self, text: str, context: Context) -> Decision:
+        found = tuple(TextSpan(i, i + len(w), "word") for w in self.config.words if (i := text.find(w)) >= 0)
+        return Decision.redact("a listed word", found) if found else Decision.allow()
+
+
+class Short(Guardrail[GuardrailConfig]):
+    """Input only, no spans."""
+
+    name: ClassVar[str] = "test-short"
+    description: ClassVar[str] = "Flags long input"
+    stages: ClassVar[frozenset[Stage]] = frozenset({Stage.input})
+
+    def check(self, text: str, context: Context) -> Decision:
+        return Decision.flag("long") if len(text) > 10 else Decision.allow()
+
+
+@dataclass
+class World:
+    platform: Platform
+    service: GuardrailService
+    project: str
+    other: str
+
+    def add(self, project: str | None = None, **fields: Any) -> Any:
+        body = {"guardrail": "test-words", "config": {"words": ["secret"]}, **fields}
+        return self.service.create(project or self.project, checked(body), actor="ann")
+
+    def generation(self) -> int:
+        with self.platform.store.session() as session:
+            return current(session, self.project)
+
+
+@pytest.fixture
+def world(platform: Platform) -> Iterator[World]:
+    register(Words)
+    register(Short)
+    auth = platform.auth
+    auth.bootstrap(platform.settings.home / "admin.key")
+    with platform.store.session() as session:
+        project = auth.project_by_name(session, "default").id
+    other = auth.create_project("other").id
+    spec = ModelSpec(alias="small", provider="openai", model="m", base_url="http://127.0.0.1:9/v1")
+    platform.catalog.add(project, spec, trusted=True)
+    endpoints = EndpointService(
+        platform.store, platform.catalog, PromptService(platform.store, platform.catalog)
+    )
+    endpoints.create(project, EndpointSpec.model_validate({"name": "triage", "model": "small"}), actor="ann")
+    service = GuardrailService(platform.store, platform.catalog)
+    try:
+        yield World(platform, service, project, other)
+    finally:
+        service.close()
+        unregister(Words.name)
+        unregister(Short.name)
+
+
+def test_policies_are_created_listed_read_and_deleted(world: World) -> None:
+    w = world
+    before = w.generation()
+    created = w.add(name="no-secret", action="redact")
+    assert (created.scope, created.target, created.label, created.created_by) == (
+        Scope.project,
+        "",
+        "no-secret",
+        "ann",
+    )
+    assert w.generation() == before + 1  # every replica runs it on its next call
+    w.add(name="flag-long", guardrail="test-short", config={}, action="flag", scope="model", target="small")
+    w.add(name="no-secret", on="output", scope="endpoint", target="triage")  # a name is unique per target
+
+    listed = w.service.list(w.project)
+    assert [(v.scope, v.target, v.name) for v in listed] == [
+        (Scope.project, "", "no-secret"),
+        (Scope.model, "small", "flag-long"),
+        (Scope.endpoint, "triage", "no-secret"),
+    ]
+    assert [v.label for v in w.service.list(w.project, scope=Scope.endpoint)] == ["endpoint:triage/no-secret"]
+    assert [v.name for v in w.service.list(w.project, target="small")] == ["flag-long"]
+    got = w.service.get(w.project, Scope.endpoint, "triage", "no-secret")
+    assert (got.spec.on, got.spec.action, got.spec.config) == ("output", Action.block, {"words": ["secret"]})
+    assert w.service.list(w.other) == []  # another project's policies are invisible
+    with pytest.raises(NotFound):
+        w.service.get(w.other, Scope.project, "", "no-secret")
+
+    with pytest.raises(Conflict) as taken:
+        w.add(name="no-secret")
+    assert taken.value.param == "name"
+    assert "fmops guardrails apply" in taken.value.message
+
+    deleted = w.service.delete(w.project, Scope.project, "", "no-secret", actor="ann")
+    assert deleted.name == "no-secret"
+    with pytest.raises(NotFound) as gone:
+        w.service.delete(w.project, Scope.project, "", "no-secret", actor="ann")
+    assert "fmops guardrails policies" in gone.value.message
+    assert w.generation() == before + 4
+
+
+def test_a_bad_policy_is_one_400_naming_each_field(world: World) -> None:
+    w = world
+    with pytest.raises(UserError) as unknown:
+        w.add(name="x", guardrail="nope", scope="model", target="missing")
+    message = unknown.value.message
+    assert "target: model 'missing' does not exist in this project; known: " in message
+    assert "guardrail: unknown guardrail 'nope'; known guardrails: " in message
+    assert "test-short" in message
+    assert "test-words" in message
+    assert unknown.value.param == "target"
+
+    with pytest.raises(UserError) as config:
+        w.add(name="x", config={"words": [], "limit": 0, "typo": 1})
+    assert [p for p in ("config.words", "config.limit", "config.typo") if p in config.value.message] == [
+        "config.words",
+        "config.limit",
+        "config.typo",
+    ]
+    assert config.value.param == "config.words"
+
+    with pytest.raises(UserError) as misfit:
+        w.add(name="x", guardrail="test-short", config={}, on="output", action="redact")
+    assert "on: guardrail 'test-short' cannot check the output; it runs on input" in misfit.value.message
+    assert "action: redact needs the spans" in misfit.value.message
+
+    with pytest.raises(UserError) as retry:
+        w.add(name="x", on="input", action="retry")
+    assert "set `on: output`" in retry.value.message
+    assert retry.value.param == "action"
+
+    with pytest.raises(UserError) as endpoint:
+        w.add(name="x", scope="endpoint", target="nowhere")
+    assert "endpoint 'nowhere' does not exist in this project; known: triage" in endpoint.value.message
+
+    # The shape first: every field named at once, before anything is looked up.
+    with pytest.raises(UserError) as shape:
+        checked({"name": "bad name", "guardrail": "", "on": "sideways", "scope": "model"})
+    for field in ("name: ", "guardrail: ", "on: "):
+        assert field in shape.value.message
+    with pytest.raises(UserError, match="a model policy needs a `target`: the model's alias"):
+        checked({"name": "x", "guardrail": "test-words", "scope": "model"})
+    with pytest.raises(UserError, match="a project policy has no target"):
+        checked({"name": "x", "guardrail": "test-words", "target": "small"})
+    assert w.service.list(w.project) == []
+
+
+def test_apply_creates_updates_and_says_unchanged_all_or_none(world: World) -> None:
+    w = world
+    text = """
+policies:
+  - name: no-secret
+    guardrail: test-words
+    on: both
+    action: mask
+    config: {words: [secret, token]}
+  - name: long
+    scope: model
+    target: small
+    guardrail: test-short
+    action: flag
+"""
+    policies = load_policies(text, "policies.yaml")
+    assert [p.on for p in policies] == ["both", "input"]  # a bare YAML `on:` is the word, not true
+    first = w.service.apply(w.project, policies, actor="ann")
+    assert [(d.change, d.policy.label) for d in first] == [
+        ("created", "no-secret"),
+        ("created", "model:small/long"),
+    ]
+    before = w.generation()
+    again = w.service.apply(w.project, load_policies(text, "policies.yaml"), actor="bob")
+    assert [d.change for d in again] == ["unchanged", "unchanged"]
+    assert w.generation() == before  # nothing changed: the caches stay warm
+
+    changed = load_policies(text.replace("action: mask", "action: redact"), "policies.yaml")
+    third = w.service.apply(w.project, changed, actor="bob")
+    assert [d.change for d in third] == ["updated", "unchanged"]
+    assert (third[0].policy.spec.action, third[0].policy.updated_by, third[0].policy.created_by) == (
+        Action.redact,
+        "bob",
+        "ann",
+    )
+    assert w.generation() == before + 1
+
+    # One wrong policy: nothing is applied, and the 400 numbers each one at fault.
+    broken = [*changed, checked({"name": "new", "guardrail": "test-words", "config": {}})]
+    broken[0] = checked({**broken[0].model_dump(), "action": "flag"})
+    with pytest.raises(UserError) as refused:
+        w.service.apply(w.project, broken, actor="bob")
+    assert "policies.2.config.words: Field required" in refused.value.message
+    assert w.service.get(w.project, Scope.project, "", "no-secret").spec.action is Action.redact
+    with pytest.raises(UserError, match=r"policies\.1: 'no-secret' is also policies\.0"):
+        w.service.apply(w.project, [policies[0], policies[0]], actor="bob")
+    with pytest.raises(UserError) as bad_file:
+        load_policies("- {name: a, guardrail: x, on: up}\n- {guardrail: y}\n", "p.yaml")
+    assert "p.yaml: invalid policy: policies.0.on: " in bad_file.value.message
+    assert "policies.1.name: Field required" in bad_file.value.message
+
+
+@pytest.mark.anyio
+async def test_serving_order_cache_and_another_replicas_change(world: World) -> None:
+    w = world
+    assert await w.service.policies(w.project, model="small", endpoint="triage") == ()
+    w.add(name="b-project", action="redact")
+    w.add(name="a-project", on="output", on_error="open")
+    w.add(name="off", enabled=False)
+    w.add(name="on-model", guardrail="test-short", config={}, action="flag", scope="model", target="small")
+    w.add(name="on-endpoint", on="output", scope="endpoint", target="triage")
+
+    served = await w.service.policies(w.project, model="small", endpoint="triage")
+    assert [p.label for p in served] == [
+        "a-project",
+        "b-project",
+        "model:small/on-model",
+        "endpoint:triage/on-endpoint",
+    ]
+    a, b, on_model, _ = served
+    assert (a.stages, a.fail_open, b.action, b.fail_open) == (
+        frozenset({Stage.output}),
+        True,
+        Action.redact,
+        False,
+    )
+    assert on_model.guardrail.check("a rather long text", Context(Stage.input)).verdict.value == "flag"
+    assert [p.name for p in await w.service.policies(w.project, model="other", endpoint=None)] == [
+        "a-project",
+        "b-project",
+    ]
+    # Between changes: the same built guardrails, and no load at all.
+    loads = 0
+    load = w.service._load
+
+    def counted(project_id: str, generation: int) -> Any:
+        nonlocal loads
+        loads += 1
+        return load(project_id, generation)
+
+    w.service._load = counted  # type: ignore[method-assign]
+    again = await w.service.policies(w.project, model="small", endpoint="triage")
+    assert again == served
+    assert all(x.guardrail is y.guardrail for x, y in zip(again, served, strict=True))
+    assert w.service.policies_now(w.project, model="small", endpoint=None)[2] is on_model
+    assert loads == 0
+
+    # A change through another replica (another service on the same database): seen on the next call.
+    replica = GuardrailService(w.platform.store, w.platform.catalog)
+    try:
+        replica.delete(w.project, Scope.project, "", "a-project", actor="bob")
+    finally:
+        replica.close()
+    changed = await w.service.policies(w.project, model="small", endpoint=None)
+    assert [p.name for p in changed] == ["b-project", "on-model"]
+    assert loads == 1
+    # A caller that has just read the generation passes it: nothing is read again.
+    generation = w.generation()
+    assert (
+        await w.service.policies(w.project, model=None, endpoint=None, generation=generation) == changed[:1]
+    )
+    assert await w.service.policies(w.other, model="small", endpoint="triage") == ()
+
+
+def test_a_stored_policy_that_no_longer_builds_cannot_decide(world: World) -> None:
+    w = world
+    w.add(name="closed", guardrail="test-short", config={}, action="flag")
+    w.add(name="open", guardrail="test-short", config={}, action="flag", on_error="open")
+    unregister(Short.name)  # its plugin uninstalled after the policies were stored
+    closed, opened = sorted(
+        w.service.policies_now(w.project, model=None, endpoint=None), key=lambda p: p.name
+    )
+    assert isinstance(closed.guardrail, Unbuildable)
+    assert (closed.fail_open, opened.fail_open) == (False, True)
+    with pytest.raises(GuardrailError, match="policy 'closed' cannot run: unknown guardrail 'test-short'"):
+        closed.guardrail.check("text", Context(Stage.input))
+    # Still listed, so an engineer sees it and can fix or remove it.
+    assert [v.name for v in w.service.list(w.project)] == ["closed", "open"]
+
+
+def test_attached_policy_shape() -> None:
+    policy = AttachedPolicy.model_validate({"name": "p", "guardrail": "g", "scope": "project", "target": "_"})
+    assert policy.target == ""
+    assert policy.spec().model_dump()["name"] == "p"
