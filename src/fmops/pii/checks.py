@@ -67,3 +67,67 @@ def entropy(token: str) -> float:
     counts = Counter(token)
     n = len(token)
     return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+# --- national identity numbers: the format rules and check characters their issuers publish -------
+
+_VERHOEFF_D = (
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 2, 3, 4, 0, 6, 7, 8, 9, 5), (2, 3, 4, 0, 1, 7, 8, 9, 5, 6),
+    (3, 4, 0, 1, 2, 8, 9, 5, 6, 7), (4, 0, 1, 2, 3, 9, 5, 6, 7, 8), (5, 9, 8, 7, 6, 0, 4, 3, 2, 1),
+    (6, 5, 9, 8, 7, 1, 0, 4, 3, 2), (7, 6, 5, 9, 8, 2, 1, 0, 4, 3), (8, 7, 6, 5, 9, 3, 2, 1, 0, 4),
+    (9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+)  # fmt: skip
+_VERHOEFF_P = (
+    (0, 1, 2, 3, 4, 5, 6, 7, 8, 9), (1, 5, 7, 6, 2, 8, 3, 0, 9, 4), (5, 8, 0, 3, 7, 9, 6, 1, 4, 2),
+    (8, 9, 1, 6, 0, 4, 3, 5, 2, 7), (9, 4, 5, 3, 1, 2, 6, 8, 7, 0), (4, 2, 8, 6, 5, 7, 3, 9, 0, 1),
+    (2, 7, 9, 3, 8, 0, 6, 4, 1, 5), (7, 0, 4, 6, 9, 1, 3, 2, 5, 8),
+)  # fmt: skip
+DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
+# UK National Insurance prefixes HMRC never issues.
+_NINO_BAD_PREFIX = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
+
+
+def verhoeff_valid(digits: str) -> bool:
+    c = 0
+    for i, ch in enumerate(reversed(digits)):
+        c = _VERHOEFF_D[c][_VERHOEFF_P[i % 8][ord(ch) - 48]]
+    return c == 0
+
+
+def us_ssn_valid(digits: str) -> bool:
+    """Area 001-665 or 667-899, group 01-99, serial 0001-9999 (SSA's rules since 2011)."""
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def uk_nino_valid(compact: str) -> bool:
+    """Two prefix letters HMRC issues, six digits, a suffix A-D."""
+    first, second = compact[0], compact[1]
+    return (
+        first not in "DFIQUV"
+        and second not in "DFIOQUV"
+        and compact[:2] not in _NINO_BAD_PREFIX
+        and compact[2:8].isdigit()
+        and compact[8] in "ABCD"
+    )
+
+
+def nl_bsn_valid(digits: str) -> bool:
+    """The "elfproef": weights 9..2 and -1 for the last digit, the sum a multiple of 11 (not 0)."""
+    if len(digits) != 9 or digits == "000000000":
+        return False
+    total = sum(int(d) * w for d, w in zip(digits[:8], range(9, 1, -1), strict=True)) - int(digits[8])
+    return total % 11 == 0
+
+
+def es_dni_valid(compact: str) -> bool:
+    """A DNI (8 digits and a letter) or NIE (X/Y/Z, 7 digits, a letter): the letter is the number mod 23."""
+    body, letter = compact[:-1], compact[-1]
+    if body[0] in "XYZ":
+        body = str("XYZ".index(body[0])) + body[1:]
+    return body.isdigit() and len(body) == 8 and DNI_LETTERS[int(body) % 23] == letter
+
+
+def in_aadhaar_valid(digits: str) -> bool:
+    """12 digits, never starting 0 or 1, with a Verhoeff check digit."""
+    return len(digits) == 12 and digits[0] not in "01" and verhoeff_valid(digits)

@@ -17,13 +17,25 @@ from enum import StrEnum
 import regex
 
 from fmops.pii import patterns as p
-from fmops.pii.checks import IBAN_LENGTHS, card_issuer_known, entropy, iban_valid, luhn_valid
+from fmops.pii.checks import (
+    IBAN_LENGTHS,
+    card_issuer_known,
+    entropy,
+    es_dni_valid,
+    iban_valid,
+    in_aadhaar_valid,
+    luhn_valid,
+    nl_bsn_valid,
+    uk_nino_valid,
+    us_ssn_valid,
+)
 
 
 class PiiType(StrEnum):
     secret = "secret"
     credit_card = "credit_card"
     iban = "iban"
+    national_id = "national_id"
     email = "email"
     ip_address = "ip_address"
     phone = "phone"
@@ -31,7 +43,15 @@ class PiiType(StrEnum):
 
 
 STRUCTURED = frozenset(
-    {PiiType.email, PiiType.phone, PiiType.credit_card, PiiType.iban, PiiType.ip_address, PiiType.secret}
+    {
+        PiiType.email,
+        PiiType.phone,
+        PiiType.credit_card,
+        PiiType.iban,
+        PiiType.national_id,
+        PiiType.ip_address,
+        PiiType.secret,
+    }
 )
 _PRIORITY = {t: i for i, t in enumerate(PiiType)}  # declaration order: the first wins an overlap
 
@@ -55,6 +75,41 @@ def _after_id_word(text: str, start: int) -> bool:
     return p.ID_CONTEXT.search(text, max(0, start - 40), start) is not None
 
 
+def _national_id_word(text: str, start: int) -> regex.Match[str] | None:
+    """The word naming a national ID right before `start` ("SSN:", "my BSN is"), if any."""
+    return p.NATIONAL_ID_CONTEXT.search(text, max(0, start - 40), start)
+
+
+def _national_ids(text: str) -> Iterator[Finding]:
+    """US SSN, UK NINO, Spanish DNI/NIE and Indian Aadhaar in their printed shapes; a bare run of 9 or 12
+    digits (or a dotted BSN) only right after a word naming it, then the same checks."""
+    if any(ch.isdigit() for ch in text):
+        for m in p.US_SSN.finditer(text):
+            if us_ssn_valid(_digits(m.group())) and not _after_id_word(text, m.start()):
+                yield Finding(PiiType.national_id, m.start(), m.end(), "us_ssn")
+        for m in p.IN_AADHAAR.finditer(text):
+            if in_aadhaar_valid(_digits(m.group())) and not _after_id_word(text, m.start()):
+                yield Finding(PiiType.national_id, m.start(), m.end(), "in_aadhaar")
+        for m in p.ES_DNI.finditer(text):
+            compact = m.group().replace("-", "").replace(" ", "")
+            if es_dni_valid(compact) and not _after_id_word(text, m.start()):
+                yield Finding(PiiType.national_id, m.start(), m.end(), "es_dni")
+        for m in p.BARE_ID.finditer(text):
+            named = _national_id_word(text, m.start())
+            digits = _digits(m.group())
+            if named is None:
+                continue
+            if named.group("ssn") and len(digits) == 9 and "." not in m.group() and us_ssn_valid(digits):
+                yield Finding(PiiType.national_id, m.start(), m.end(), "us_ssn")
+            elif named.group("bsn") and len(digits) == 9 and nl_bsn_valid(digits):
+                yield Finding(PiiType.national_id, m.start(), m.end(), "nl_bsn")
+            elif named.group("aadhaar") and len(digits) == 12 and in_aadhaar_valid(digits):
+                yield Finding(PiiType.national_id, m.start(), m.end(), "in_aadhaar")
+    for m in p.UK_NINO.finditer(text):
+        if uk_nino_valid(m.group().replace(" ", "")):
+            yield Finding(PiiType.national_id, m.start(), m.end(), "uk_nino")
+
+
 def _emails(text: str) -> Iterator[Finding]:
     if "@" in text:
         for m in p.EMAIL.finditer(text):
@@ -70,6 +125,8 @@ def _phones(text: str) -> Iterator[Finding]:
         # and a country code leave at least 7 for the number itself.
         low = 10 if s.startswith("00") else 8 if international else 9
         if not low <= n <= (15 if international else 12) or _after_id_word(text, m.start()):
+            continue
+        if _national_id_word(text, m.start()):  # an ID, valid or mistyped: not a phone
             continue
         if _IP_LIKE.fullmatch(s) or _IBAN_TAIL.search(text, max(0, m.start() - 40), m.start()):
             continue
@@ -176,6 +233,7 @@ SCANS: dict[PiiType, Scan] = {
     PiiType.secret: _secrets,
     PiiType.credit_card: _cards,
     PiiType.iban: _ibans,
+    PiiType.national_id: _national_ids,
     PiiType.email: _emails,
     PiiType.ip_address: _ips,
     PiiType.phone: _phones,

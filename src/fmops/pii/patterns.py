@@ -96,10 +96,31 @@ ADDRESS = regex.compile(
     _F,
 )
 
+# National identity numbers, each in the shapes its issuer prints; `detect` then checks the rules and
+# check characters (fmops.pii.checks). Bare digit runs (a BSN, an unformatted SSN or Aadhaar) count
+# only after a word naming them (NATIONAL_ID_CONTEXT): nine or twelve digits alone are anything.
+US_SSN = regex.compile(_DIGITS_BEFORE + r"\d{3}(?P<sep>[- ])\d{2}(?P=sep)\d{4}" + _DIGITS_AFTER, _F)
+UK_NINO = regex.compile(
+    r"(?<![\w-])[A-Z]{2}(?P<sep>[ ]?)\d{2}(?P=sep)\d{2}(?P=sep)\d{2}(?P=sep)[A-D](?![\w-])", _F
+)
+ES_DNI = regex.compile(r"(?<![\w-])(?:\d{8}|[XYZ]-?\d{7})[- ]?[A-Z](?![\w-])", _F)
+IN_AADHAAR = regex.compile(_DIGITS_BEFORE + r"[2-9]\d{3}(?P<sep>[ -])\d{4}(?P=sep)\d{4}" + _DIGITS_AFTER, _F)
+BARE_ID = regex.compile(_DIGITS_BEFORE + r"(?:\d{4}\.\d{2}\.\d{3}|\d{9}|\d{12})" + _DIGITS_AFTER, _F)
+# The words that name a national ID, right before the number ("SSN:", "my BSN is", "Aadhaar no."):
+# they make a bare digit run an ID, and make any number after them an ID rather than a phone.
+NATIONAL_ID_CONTEXT = regex.compile(
+    r"""(?i)\b(?:(?P<ssn>ssn|social\s+security(?:\s+number)?)
+        |(?P<bsn>bsn|burgerservicenummer|sofi(?:nummer)?)
+        |(?P<aadhaar>aadhaa?r|uidai|uid)
+        |(?P<other>nino|ni\s+number|national\s+insurance(?:\s+number)?|dni|nie|documento|passport|id\s+number))
+        (?:\s*(?:no\.?|number|num|\#))?\s*[:#]?\s*(?:is\s+)?$""",
+    _F,
+)
+
 # A number right after one of these words is an identifier, not a phone or a card ("Order #...").
 ID_CONTEXT = regex.compile(
     r"""(?i)\b(?:order|invoice|ref|reference|tracking|ticket|account|acct|sku|serial|case|confirmation
-        |booking|transaction|parcel|shipment|part|model|isbn|version|build|member|policy)
+        |booking|transaction|parcel|shipment|part|model|isbn|version|build|member|policy|batch|lot)
         (?:\s*(?:no\.?|number|num|id|code))?\s*[:#]?\s*$""",
     _F,
 )
