@@ -109,6 +109,14 @@ POLICY: dict[str, str | None] = {
     "GET /api/endpoints/{name}/events": E,
     "GET /api/endpoints/{name}/experiment": E,
     "POST /api/endpoints/{name}/promote": E,
+    # guardrails and policies: engineers (a policy's deny lists and topics are not for callers to dodge)
+    "GET /api/guardrails": E,
+    "GET /api/policies": E,
+    "POST /api/policies": E,
+    "POST /api/policies/apply": E,
+    "GET /api/policies/{scope}/{target}/{name}": E,
+    "PUT /api/policies/{scope}/{target}/{name}": E,
+    "DELETE /api/policies/{scope}/{target}/{name}": E,
     "POST /api/playground": E,
     # datasets hold production traffic and training data: engineers
     "GET /api/datasets": E,

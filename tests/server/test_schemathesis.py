@@ -75,6 +75,11 @@ SEMANTIC_FIELDS: dict[str, set[str]] = {
     "PATCH /api/endpoints/{name}": ENDPOINT_FIELDS,
     "PUT /api/endpoints/{name}/weights": {"weights"},  # names of the endpoint's variants
     "POST /api/endpoints/{name}/promote": {"variant"},  # one of the endpoint's variants
+    # a policy's guardrail is installed, its config fits it, its target model or endpoint exists, its
+    # action and stage suit the guardrail; a PUT body's name is the path's; a list names each once
+    "POST /api/policies": {"guardrail", "config", "target", "on", "action"},
+    "POST /api/policies/apply": {"guardrail", "config", "target", "on", "action", "policies"},
+    "PUT /api/policies/{scope}/{target}/{name}": {"guardrail", "config", "target", "on", "action", "name"},
     # role-dependent messages; each target's prompt, version, label and model exist; OpenAI
     # params; at most 50 cells (inputs x targets)
     "POST /api/playground": {"inputs", "targets"},

@@ -62,6 +62,11 @@ COMMANDS = {
         "Endpoints: a prompt label + model + guardrails + variants, called as `model=NAME` "
         "(create, list, show, update, set-weights, delete).",
     ),
+    "guardrails": Lazy(
+        "fmops.cli.guardrails:app",
+        "Guardrails: checks on input and output, run as policies on the project, a model or an endpoint "
+        "(list, policies, add, rm, apply).",
+    ),
     "data": Lazy(
         "fmops.cli.data:app",
         "Datasets: import files as versions, list, show, head, diff, export, delete, sweep.",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from fmops.errors import UserError
 from fmops.guardrails.policy import PolicySpec, Scope
@@ -31,6 +31,8 @@ from fmops.guardrails.policy import PolicySpec, Scope
 # A placeholder for the project's empty target in paths (/api/policies/project/_/NAME); no model
 # alias or endpoint name can be "_" (both start with a letter or digit).
 NO_TARGET = "_"
+# A model alias or an endpoint name (or nothing, or "_", for the project).
+TARGET_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._:/-]*|_)?$"
 Change = Literal["created", "updated", "unchanged"]
 
 
@@ -38,23 +40,29 @@ class AttachedPolicy(PolicySpec):
     """A policy and what it is attached to."""
 
     scope: Scope = Field(
-        Scope.project, description="project: every call; model or endpoint: calls to `target`"
+        Scope.project, description="project: every call; model or endpoint: the calls to `target`"
     )
     target: str = Field(
-        "", max_length=200, description="The model's alias or the endpoint's name; '' for the project"
+        "",
+        max_length=200,
+        pattern=TARGET_PATTERN,
+        validate_default=True,  # a model policy with no target is refused, not stored
+        description="The model's alias or the endpoint's name; '' (or _) for the project",
     )
 
-    @model_validator(mode="after")
-    def _target_fits_scope(self) -> AttachedPolicy:
-        if self.target == NO_TARGET:
-            self.target = ""
-        if self.scope is Scope.project and self.target:
+    @field_validator("target")
+    @classmethod
+    def _target_fits_scope(cls, target: str, info: ValidationInfo) -> str:
+        scope = info.data.get("scope")
+        target = "" if target == NO_TARGET else target
+        if scope is Scope.project and target:
             raise ValueError(
                 "a project policy has no target: leave `target` out, or set `scope` to model or endpoint"
             )
-        if self.scope is not Scope.project and not self.target:
-            raise ValueError(f"a {self.scope} policy needs a `target`: the {_noun(self.scope)} it applies to")
-        return self
+        if scope in (Scope.model, Scope.endpoint) and not target:
+            article = "an" if scope is Scope.endpoint else "a"
+            raise ValueError(f"{article} {scope} policy needs a `target`: the {_noun(scope)} it applies to")
+        return target
 
     def spec(self) -> PolicySpec:
         return PolicySpec.model_validate(self.model_dump(exclude={"scope", "target"}))

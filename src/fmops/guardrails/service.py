@@ -152,9 +152,7 @@ class GuardrailService:
 
     # --- reading --------------------------------------------------------------------------------
 
-    def list(
-        self, project_id: str, *, scope: Scope | None = None, target: str | None = None
-    ) -> Views:
+    def list(self, project_id: str, *, scope: Scope | None = None, target: str | None = None) -> Views:
         query = select(GuardrailPolicy).where(GuardrailPolicy.project_id == project_id)
         if scope is not None:
             query = query.where(GuardrailPolicy.scope == scope.value)
@@ -185,9 +183,7 @@ class GuardrailService:
             generation.bump(session, project_id)
             return _view(row)
 
-    def apply(
-        self, project_id: str, policies: Sequence[AttachedPolicy], *, actor: str | None
-    ) -> Done:
+    def apply(self, project_id: str, policies: Sequence[AttachedPolicy], *, actor: str | None) -> Done:
         """Create or replace each policy (none is removed): all of them or, when one is wrong, none.
         Applying the same list twice changes nothing the second time (each says "unchanged")."""
         seen: dict[tuple[Scope, str, str], int] = {}

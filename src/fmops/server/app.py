@@ -28,6 +28,7 @@ from fmops.server.routers import (
     experiments,
     feedback,
     finetunes,
+    guardrails,
     health,
     jobs,
     keys,
@@ -68,6 +69,7 @@ ROUTERS = [
     evaluators.router,
     prompts.router,
     endpoints.router,
+    guardrails.router,
     experiments.router,
     playground.router,
     dataset_traces.router,  # before any /api/datasets/{name} route: from-traces is not a dataset's name
