@@ -22,7 +22,18 @@ from fmops.guardrails.registry import (
     unregister,
 )
 
-BUILT_IN = {"pii", "secrets", "regex", "length", "json_schema", "system_prompt_leak", "scorer"}
+BUILT_IN = {
+    "pii",
+    "secrets",
+    "regex",
+    "length",
+    "json_schema",
+    "system_prompt_leak",
+    "scorer",
+    "injection",
+    "topic",
+    "judge",
+}
 
 
 class WordConfig(GuardrailConfig):
