@@ -109,6 +109,12 @@ def test_add_apply_and_delete_policies(server: RunningServer, engineer: Web) -> 
     assert "&lt;script&gt;" in applied.text
     assert {p["label"]: p["action"] for p in policies(server)}["no-pii"] == "mask"
 
+    # A policy outlives its endpoint (and applies again to one re-created under the name): marked gone.
+    with server.client() as admin:
+        assert admin.delete("/api/endpoints/triage").status_code == 200
+        assert 'data-testid="gone"' in engineer.http.get("/console/guardrails").text
+        assert admin.post("/api/endpoints", json={"name": "triage", "model": MODEL}).status_code == 201
+    assert 'data-testid="gone"' not in engineer.http.get("/console/guardrails").text
     deleted = engineer.post(
         "/console/guardrails/delete", {"scope": "endpoint", "target": "triage", "name": "keys"}
     )
