@@ -314,8 +314,17 @@ def test_a_stored_policy_that_no_longer_builds_cannot_decide(world: World) -> No
     assert (closed.fail_open, opened.fail_open) == (False, True)
     with pytest.raises(GuardrailError, match="policy 'closed' cannot run: unknown guardrail 'test-short'"):
         closed.guardrail.check("text", Context(Stage.input))
-    # Still listed, so an engineer sees it and can fix or remove it.
+    # Still listed, so an engineer sees it, and can turn it off (or fix or remove it).
     assert [v.name for v in w.service.list(w.project)] == ["closed", "open"]
+    before = w.generation()
+    off = w.service.set_enabled(w.project, Scope.project, "", "closed", False, actor="bob")
+    assert (off.spec.enabled, off.updated_by, w.generation()) == (False, "bob", before + 1)
+    assert (
+        w.service.set_enabled(w.project, Scope.project, "", "closed", False, actor="bob").spec.enabled
+        is False
+    )
+    assert w.generation() == before + 1  # already off: nothing changed
+    assert [p.name for p in w.service.policies_now(w.project, model=None, endpoint=None)] == ["open"]
 
 
 def test_attached_policy_shape() -> None:

@@ -213,6 +213,19 @@ class GuardrailService:
                 generation.bump(session, project_id)
         return done
 
+    def set_enabled(
+        self, project_id: str, scope: Scope, target: str, name: str, enabled: bool, *, actor: str | None
+    ) -> PolicyView:
+        """Switch a policy on or off, unchecked otherwise: a policy whose guardrail no longer builds
+        (its plugin uninstalled) can still be turned off."""
+        with self.store.write() as session:
+            row = self._row(session, project_id, scope, target, name)
+            if bool(row.spec.get("enabled", True)) != enabled:
+                row.spec = {**row.spec, "enabled": enabled}
+                row.updated_by, row.updated_at = actor, utcnow()
+                generation.bump(session, project_id)
+            return _view(row)
+
     def delete(
         self, project_id: str, scope: Scope, target: str, name: str, *, actor: str | None
     ) -> PolicyView:
