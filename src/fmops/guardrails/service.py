@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -77,6 +78,8 @@ class _Served:
     project: Policies = NONE
     models: dict[str, Policies] = field(default_factory=dict)
     endpoints: dict[str, Policies] = field(default_factory=dict)
+    # Each stored row (scope, target, spec as JSON) and what it built: the next generation reuses it.
+    built: dict[str, Policy | None] = field(default_factory=dict)
 
     def pick(self, model: str | None, endpoint: str | None) -> Policies:
         found_model = self.models.get(model, NONE) if model and self.models else NONE
@@ -92,6 +95,7 @@ class GuardrailService:
         self.catalog = catalog
         self.generations = GenerationReader(store)
         self._served: dict[str, _Served] = {}
+        self._building: dict[str, threading.Lock] = {}  # a project's one build at a time
         self._lock = threading.Lock()
 
     # --- serving --------------------------------------------------------------------------------
@@ -121,34 +125,47 @@ class GuardrailService:
 
     def _load(self, project_id: str, current: int) -> _Served:
         """Build what generation `current` serves (a read racing a change is fixed by the next call,
-        which sees the newer generation)."""
-        with self.store.session() as session:
-            rows = session.execute(
-                select(GuardrailPolicy.scope, GuardrailPolicy.target, GuardrailPolicy.spec)
-                .where(GuardrailPolicy.project_id == project_id)
-                .order_by(GuardrailPolicy.scope, GuardrailPolicy.target, GuardrailPolicy.name)
-            ).all()
-        project: list[Policy] = []
-        by_target: dict[Scope, dict[str, list[Policy]]] = {Scope.model: {}, Scope.endpoint: {}}
-        for scope_name, target, raw in rows:
-            policy = _served_policy(Scope(scope_name), target, raw)
-            if policy is None:
-                continue
-            if policy.scope is Scope.project:
-                project.append(policy)
-            else:
-                by_target[policy.scope].setdefault(target, []).append(policy)
-        served = _Served(
-            current,
-            tuple(project),
-            {k: tuple(v) for k, v in by_target[Scope.model].items()},
-            {k: tuple(v) for k, v in by_target[Scope.endpoint].items()},
-        )
+        which sees the newer generation). One build at a time per project, and a policy stored as it
+        was is not built again: a generation bumped by another change (an endpoint saved, a label
+        moved) costs a read of the rows, not a reload of a classifier."""
         with self._lock:
+            building = self._building.setdefault(project_id, threading.Lock())
+        with building:
             known = self._served.get(project_id)
-            if known is None or known.generation <= current:
+            if known is not None and known.generation >= current:
+                return known  # built meanwhile, by the call this one waited for
+            with self.store.session() as session:
+                rows = session.execute(
+                    select(GuardrailPolicy.scope, GuardrailPolicy.target, GuardrailPolicy.spec)
+                    .where(GuardrailPolicy.project_id == project_id)
+                    .order_by(GuardrailPolicy.scope, GuardrailPolicy.target, GuardrailPolicy.name)
+                ).all()
+            before = known.built if known is not None else {}
+            built: dict[str, Policy | None] = {}
+            project: list[Policy] = []
+            by_target: dict[Scope, dict[str, list[Policy]]] = {Scope.model: {}, Scope.endpoint: {}}
+            for scope_name, target, raw in rows:
+                key = orjson.dumps([scope_name, target, raw], option=orjson.OPT_SORT_KEYS).decode()
+                kept = before.get(key)
+                reuse = key in before and not (kept is not None and isinstance(kept.guardrail, Unbuildable))
+                policy = kept if reuse else _served_policy(Scope(scope_name), target, raw)
+                built[key] = policy
+                if policy is None:
+                    continue
+                if policy.scope is Scope.project:
+                    project.append(policy)
+                else:
+                    by_target[policy.scope].setdefault(target, []).append(policy)
+            served = _Served(
+                current,
+                tuple(project),
+                {k: tuple(v) for k, v in by_target[Scope.model].items()},
+                {k: tuple(v) for k, v in by_target[Scope.endpoint].items()},
+                built,
+            )
+            with self._lock:
                 self._served[project_id] = served
-        return served
+            return served
 
     # --- reading --------------------------------------------------------------------------------
 
