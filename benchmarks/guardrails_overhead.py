@@ -1,8 +1,9 @@
 """What the cheap guardrail policies add to a gateway call, measured in one process, side by side.
 
-Two models on the same mock upstream (tests/support/mock_upstream.py, served in this process's
-background thread) through `Gateway.chat`, the real OpenAI provider and HTTP, taking turns call by
-call so that each sees the same machine:
+Three models on the same mock upstream (tests/support/mock_upstream.py in a process of its own,
+pinned to core 1: a thread of this process would take the GIL from the gateway) through
+`Gateway.chat`, the real OpenAI provider and HTTP, taking turns call by call so that each sees the
+same machine:
 
     no policy          model="plain": the peer
     length only        model="light": one length policy on the input and the answer, a check that
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -33,9 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import load, save_result
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the mock upstream
+from _harness import free_port, load, pinned, process, save_result, wait_http
 
 from fmops.catalog import ModelSpec
 from fmops.gateway.schemas import ChatCompletionRequest
@@ -43,7 +43,6 @@ from fmops.guardrails.schemas import AttachedPolicy
 from fmops.platform import Platform
 from fmops.settings import load_settings
 from fmops.store import Store, upgrade
-from support.mock_upstream import run_mock_upstream
 
 SENTENCE = (
     "Our order arrived two days late and the box was damaged; the invoice number is 4471-2209 and "
@@ -88,8 +87,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
-async def run(platform: Platform, principal: Any, calls: int, rounds: int) -> dict[str, Any]:
+async def run(platform: Platform, principal: Any, calls: int, rounds: int, tracing: bool) -> dict[str, Any]:
     gateway = platform.gateway
+    gateway.tracing = tracing  # off: no spans at all (the calls' nor the decisions'), to see what they cost
     requests = {
         name: ChatCompletionRequest.model_validate(
             {"model": name, "messages": [{"role": "user", "content": MESSAGE}], "max_tokens": 64}
@@ -145,14 +145,24 @@ def main() -> None:
     )
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--no-tracing", action="store_true", help="write no spans (FMOPS_TRACING=false)")
     args = parser.parse_args()
     load_before = load()
-    with tempfile.TemporaryDirectory(prefix="fmops-bench-") as folder, run_mock_upstream() as mock:
-        mock.state.record = False  # the mock keeps no bodies: its memory stays flat
-        platform, principal = build(Path(folder), mock.url)
-        results = asyncio.run(run(platform, principal, args.calls, args.rounds))
+    root = Path(__file__).resolve().parent.parent
+    port = free_port()
+    mock = pinned(
+        1, [sys.executable, str(root / "tests" / "support" / "mock_upstream.py"), "--port", str(port)]
+    )
+    env = {**os.environ, "PYTHONPATH": str(root / "tests")}
+    with tempfile.TemporaryDirectory(prefix="fmops-bench-") as folder, process(mock, env=env):
+        wait_http(f"http://127.0.0.1:{port}/_control/stats")
+        platform, principal = build(Path(folder), f"http://127.0.0.1:{port}/v1")
+        results = asyncio.run(run(platform, principal, args.calls, args.rounds, not args.no_tracing))
+        results["tracing"] = not args.no_tracing
         platform.store.dispose()
-    save_result("guardrails_overhead", results, load_before=load_before)
+    save_result(
+        "guardrails_overhead" + ("_untraced" if args.no_tracing else ""), results, load_before=load_before
+    )
 
 
 if __name__ == "__main__":

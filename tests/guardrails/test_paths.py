@@ -38,6 +38,7 @@ from fmops.store import Store, upgrade
 from fmops.store.models import Span
 from support.databases import sqlite_url
 from support.endpoint_world import EndpointWorld, endpoint_world
+from support.guardrail_kit import Judge, JudgeConfig, StaticPolicies, policy
 from support.mock_upstream import MockUpstream
 from support.server import free_port
 
@@ -132,8 +133,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, mock: MockUpstream) -> Itera
     endpoints = endpoint_world(platform, mock)
     endpoints.create(name="triage", prompt="support")
     key = (settings.home / "admin.key").read_text().strip()
-    for policy in POLICIES:
-        platform.guardrails.create(endpoints.project, AttachedPolicy.model_validate(policy), actor="ann")
+    for spec in POLICIES:
+        platform.guardrails.create(endpoints.project, AttachedPolicy.model_validate(spec), actor="ann")
     with serving(create_app(settings, platform)) as base:
         yield World(endpoints, base, key)
     store.dispose()
@@ -325,3 +326,33 @@ def test_the_decisions_are_found_in_the_explorer_and_the_dashboards(world: World
     series = {s["label"]: sum(s["values"]) for s in charts["guardrails"]["series"]}
     assert series["model:small/deny blocked"] >= 1
     assert series["watch flagged"] >= 1
+
+
+def test_a_judge_calls_a_model_through_the_gateway_once_in_the_same_trace(world: World) -> None:
+    """A project-wide judge policy also covers the judge's own model: its call must not be judged."""
+    world.mock.reset()
+    gateway = world.platform.gateway
+    stored = gateway.guardrails
+    gateway.guardrails = StaticPolicies(
+        [policy(Judge(JudgeConfig(model="other")), "moderation", on="output")]
+    )
+    try:
+        world.mock.script({"reply": "an answer to judge"}, {"reply": "UNSAFE"})
+        refused = PATHS["api-model"](world, "hello")
+        world.mock.script({"reply": "a fine answer"}, {"reply": "SAFE"})
+        allowed = PATHS["api-model"](world, "hello")
+    finally:
+        gateway.guardrails = stored
+    assert refused.status == 422
+    assert refused.error is not None
+    assert "blocked by guardrail policy 'moderation': the judge found it unsafe" in refused.error
+    assert allowed.answer == "a fine answer"
+    bodies = [r["body"] for r in world.mock.state.requests]
+    assert [b["model"] for b in bodies] == ["up-small", "up-other", "up-small", "up-other"]  # no recursion
+    assert bodies[1]["messages"] == [{"role": "user", "content": "an answer to judge"}]
+    assert refused.trace_id is not None
+    spans = world.spans(refused.trace_id, 3)
+    (call,) = [s for s in spans if s.kind == "llm" and s.parent_span_id is None]
+    (judge,) = [s for s in spans if s.kind == "llm" and s.parent_span_id == call.span_id]
+    assert judge.model == "other"
+    assert _guardrail_spans(spans)["moderation"].attributes[OUTCOME] == "blocked"
