@@ -231,6 +231,15 @@ async def test_cheap_checks_run_inline_and_slow_ones_in_a_thread() -> None:
     assert slow != cheap
 
 
+async def test_a_huge_text_is_checked_off_the_event_loop() -> None:
+    Words.threads.clear()
+    run = GuardrailRun([policy(words("needle"), "cheap")], record())
+    with pytest.raises(GuardrailBlocked):
+        await run.check_input([{"role": "user", "content": "hay " * 250_000 + "needle"}])  # 1 MB
+    (where,) = Words.threads
+    assert where != threading.current_thread().name
+
+
 async def test_cheap_checks_go_first_and_a_block_skips_the_rest() -> None:
     asked: list[Any] = []
 

@@ -15,7 +15,8 @@ and in what the trace stores; `flag` lets it through, marked; `retry` (output) a
 the reason appended, then blocks.
 
 Cost: a cheap check runs inline on the event loop (no task, no thread), so a few regexes on a 2 KB
-message add microseconds; a `slow` guardrail runs in a worker thread; a `needs_model` one is awaited
+message add microseconds; a `slow` guardrail, or any check of a text over INLINE_CHARS (a 1 MB
+input), runs in a worker thread; a `needs_model` one is awaited
 under a time bound, its calls going through the gateway without guardrails of their own (a judge
 judged by itself would recurse). A check that cannot decide (GuardrailError, a timeout, a plugin's
 bug) is decided by the policy's `on_error`: closed blocks, open allows; the span says which.
@@ -51,6 +52,9 @@ OUTCOME = GUARDRAIL_OUTCOME  # the trace explorer's "blocked by" / "flagged by" 
 POLICY = "fmops.guardrail.policy"
 # A model-calling check without a timeout of its own is cut off after this long.
 MODEL_CHECK_SECONDS = 30.0
+# A cheap check on a text longer than this runs in a worker thread all the same: a 1 MB input takes
+# a pattern scan hundreds of milliseconds, which must not stall every other call on the event loop.
+INLINE_CHARS = 32_768
 # While streaming, a slow (local-model) check runs each time this many more characters have come;
 # cheap ones on every chunk; model-calling ones once, on the whole answer.
 STREAM_SLOW_EVERY = 512
@@ -212,7 +216,7 @@ class GuardrailRun:
                 limit = _timeout_of(guard.config)
                 async with asyncio.timeout(limit):
                     decision = await guard.acheck(text, context)
-            elif guard.slow:
+            elif guard.slow or len(text) > INLINE_CHARS:
                 decision = await asyncio.to_thread(guard.check, text, context)
             else:
                 decision = guard.check(text, context)  # inline: microseconds, no task
