@@ -199,6 +199,13 @@ def test_a_bad_policy_is_one_400_naming_each_field(world: World) -> None:
         w.add(name="x", scope="endpoint", target="nowhere")
     assert "endpoint 'nowhere' does not exist in this project; known: triage" in endpoint.value.message
 
+    # A judge's model is one of the project's models or endpoints.
+    with pytest.raises(UserError) as judge:
+        w.add(name="x", guardrail="judge", config={"model": "nope"}, action="flag")
+    assert "config.model: 'nope' is neither a model nor an endpoint of this project" in judge.value.message
+    assert w.add(name="judged", guardrail="judge", config={"model": "triage"}, action="flag").name == "judged"
+    w.service.delete(w.project, Scope.project, "", "judged", actor="ann")
+
     # The shape first: every field named at once, before anything is looked up.
     with pytest.raises(UserError) as shape:
         checked({"name": "bad name", "guardrail": "", "on": "sideways", "scope": "model"})

@@ -89,6 +89,26 @@ class _Served:
         return self.project + found_model + found_endpoint
 
 
+class _Names:
+    """The project's model aliases and endpoint names, each read once and only when a check needs it."""
+
+    def __init__(self, service: GuardrailService, project_id: str) -> None:
+        self.service, self.project_id = service, project_id
+        self._models: frozenset[str] | None = None
+        self._endpoints: frozenset[str] | None = None
+
+    def models(self) -> frozenset[str]:
+        if self._models is None:
+            self._models = frozenset(self.service.catalog.models(self.project_id))
+        return self._models
+
+    def endpoints(self) -> frozenset[str]:
+        if self._endpoints is None:
+            with self.service.store.session() as session:
+                self._endpoints = frozenset(endpoint_names(session, self.project_id))
+        return self._endpoints
+
+
 class GuardrailService:
     def __init__(self, store: Store, catalog: Catalog) -> None:
         self.store = store
@@ -259,23 +279,24 @@ class GuardrailService:
     def check(self, project_id: str, policies: Sequence[AttachedPolicy], *, numbered: bool = False) -> None:
         """Everything each policy names exists and fits; one 400 naming every bad field otherwise."""
         known = guardrails()
+        names = _Names(self, project_id)
         found: list[str] = []
         first: str | None = None
-        models: dict[str, Any] | None = None
-        endpoints: dict[str, bool] | None = None
         for i, policy in enumerate(policies):
             where = f"policies.{i}." if numbered else ""
-            if policy.scope is Scope.model:
-                models = self.catalog.models(project_id) if models is None else models
-                targets: Iterable[str] = models
-            elif policy.scope is Scope.endpoint:
-                if endpoints is None:
-                    with self.store.session() as session:
-                        endpoints = endpoint_names(session, project_id)
-                targets = endpoints
-            else:
-                targets = ()
-            for param, why in _policy_problems(policy, known, targets):
+            targets: Iterable[str] = (
+                names.models() if policy.scope is Scope.model
+                else names.endpoints() if policy.scope is Scope.endpoint
+                else ()
+            )  # fmt: skip
+            problems = _policy_problems(policy, known, targets)
+            cls = known.get(policy.guardrail)
+            judge = policy.config.get("model") if cls is not None and cls.needs_model else None
+            if isinstance(judge, str) and judge not in names.models() and judge not in names.endpoints():
+                listing = ", ".join(sorted({*names.models(), *names.endpoints()})) or "none yet"
+                why = f"{judge!r} is neither a model nor an endpoint of this project; known: {listing}"
+                problems.append(("config.model", why))
+            for param, why in problems:
                 found.append(f"{where}{param}: {why}")
                 first = first or f"{where}{param}"
         if found:
