@@ -79,6 +79,17 @@ def save_result(name: str, results: object, *, load_before: dict[str, object] | 
     return path
 
 
+def installed_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` as a user's install runs a command: fmops's byte-code compiled and used. pip compiles a
+    package's modules when it installs it; an editable install (this checkout) writes them on first
+    import, unless PYTHONDONTWRITEBYTECODE is set (as on the machine the benchmarks run on), when every
+    start would compile the modules it imports (an eval run: ~120 of fmops's 400) from source again."""
+    clean = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    compileall = [sys.executable, "-m", "compileall", "-q", str(ROOT / "src" / "fmops")]
+    subprocess.run(compileall, env=clean, check=True)
+    return clean
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

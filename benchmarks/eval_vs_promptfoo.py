@@ -4,7 +4,9 @@ The same 200 cases x 2 targets against the mock upstream (tests/support/mock_ups
 `slow-100`: every answer takes 100 ms), scored by exact match and a regex, with the same concurrency
 (fmops `concurrency:`, promptfoo `-j`). Both tools run pinned to core 0, the mock on core 1, each from a
 cold process (start-up included, as a CI job sees it), with their caches off or missed (promptfoo
-`--no-cache`; fmops a new seed per repetition, so no request repeats). fmops calls every target through
+`--no-cache`; fmops a new seed per repetition, so no request repeats), fmops with its byte-code
+compiled as an install has it (this machine sets PYTHONDONTWRITEBYTECODE, under which each start
+compiled fmops's modules from source: runs before 2026-12-07 paid that). fmops calls every target through
 its gateway in-process: limits, cost accounting and a traced span per call, written to SQLite.
 
 Reported per tool (median of --repeat runs): wall time, peak memory (the process tree's summed RSS,
@@ -40,7 +42,7 @@ from typing import Any
 
 import psutil
 import yaml
-from _harness import BIN, ROOT, free_port, load, pinned, process, save_result, wait_http
+from _harness import BIN, ROOT, free_port, installed_env, load, pinned, process, save_result, wait_http
 
 PROMPTFOO = "0.121"
 PROMPTFOO_DIR = ROOT / "benchmarks" / ".venvs" / "promptfoo"
@@ -167,7 +169,7 @@ def main() -> None:
     load_before = load()
     work = Path(tempfile.mkdtemp(prefix="eval-bench-"))
     home = work / "fmops-home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FMOPS_")}
+    env = installed_env({k: v for k, v in os.environ.items() if not k.startswith("FMOPS_")})
     env |= {"FMOPS_HOME": str(home), "FMOPS_LOG_LEVEL": "warning"}
     pf_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("FMOPS_")},

@@ -17,6 +17,7 @@ from fmops.errors import ConfigError
 log = logging.getLogger(__name__)
 _loaded: set[str] = set()
 _objects: dict[str, dict[str, Any]] = {}
+_one: dict[str, Any] = {}  # entry points loaded one by one (load_object), by "group:name"
 
 
 def load_group(group: str) -> None:
@@ -44,6 +45,31 @@ def load_objects(group: str) -> dict[str, Any]:
                 log.exception("plugin failed to load", extra={"plugin": f"{group}:{ep.name}"})
         _objects[group] = found
     return dict(_objects[group])
+
+
+def object_names(group: str) -> set[str]:
+    """The entry-point names of `group`, without importing anything (the package metadata only)."""
+    if group in _objects:
+        return set(_objects[group])
+    return {ep.name for ep in entry_points(group=group)}
+
+
+def load_object(group: str, name: str) -> Any | None:
+    """What the entry point `name` of `group` names, importing that plugin alone: a suite naming two
+    scorers loads two modules, not every scorer's (a judge's, an encoder's). None when there is no such
+    entry point or it fails to load (logged)."""
+    if group in _objects:
+        return _objects[group].get(name)
+    key = f"{group}:{name}"
+    if key not in _one:
+        _one[key] = None
+        for ep in entry_points(group=group, name=name):
+            try:
+                _one[key] = ep.load()
+            except Exception:
+                log.exception("plugin failed to load", extra={"plugin": key})
+            break
+    return _one[key]
 
 
 def load_modules(modules: list[str]) -> None:

@@ -23,6 +23,18 @@ def test_the_bootstrap_interval_matches_the_normal_approximation_and_is_seeded()
     assert bootstrap_ci([0.7, 0.7, 0.7]) == (0.7, 0.7)
 
 
+def test_few_distinct_values_are_resampled_as_counts_with_the_same_interval() -> None:
+    # Three levels take the multinomial path; the same values with a tiny jitter (all distinct) take
+    # the index path. Both estimate one distribution: their intervals agree within resampling noise.
+    levels = [0.0, 0.5, 1.0] * 60 + [1.0] * 20
+    jittered = [v + i * 1e-9 for i, v in enumerate(levels)]
+    counted, indexed = bootstrap_ci(levels, seed=1), bootstrap_ci(jittered, seed=1)
+    assert counted is not None
+    assert indexed is not None
+    assert counted == pytest.approx(indexed, abs=0.01)
+    assert counted[0] < sum(levels) / len(levels) < counted[1]
+
+
 def test_pass_fail_scores_get_the_exact_mcnemar_test() -> None:
     # 8 cases only b gets right, 1 only a gets right, 11 both: p = 2 * P(X >= 8 | n=9, 1/2) = 20/512
     a = [0] * 8 + [1] + [1] * 11

@@ -31,7 +31,6 @@ BUILT_IN = {
     "system_prompt_leak",
     "scorer",
     "injection",
-    "injection_semantic",
     "topic",
     "judge",
 }

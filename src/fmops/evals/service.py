@@ -26,7 +26,7 @@ from fmops.evals.summary import Aggregator, compare_runs, compare_targets, pairw
 from fmops.evals.targets import Target, TargetResolver
 from fmops.jobs import JobService
 from fmops.prompts.service import PromptService
-from fmops.scorers import Scorer, get_scorer, scorers
+from fmops.scorers import Scorer, find_scorer, get_scorer, scorer_names
 from fmops.store import Store, utcnow
 from fmops.store.models import EvalResult, EvalRun, EvalSuite, Job
 
@@ -120,14 +120,14 @@ class EvalService:
         return version
 
     def _check_scorers(self, project_id: str, suite: Suite, problems: list[str]) -> None:
-        known = scorers()
         models = None
         for i, spec in enumerate(suite.scorers):
             where = f"scorers.{i}"
-            if spec.name not in known:
-                problems.append(f"{where}.name: no scorer {spec.name!r}{did_you_mean(spec.name, known)}")
+            cls = find_scorer(spec.name)
+            if cls is None:
+                hint = did_you_mean(spec.name, scorer_names())
+                problems.append(f"{where}.name: no scorer {spec.name!r}{hint}")
                 continue
-            cls = known[spec.name]
             try:
                 config = cls.parse_config(spec.config)
             except UserError as exc:
@@ -144,11 +144,10 @@ class EvalService:
     def _check_pairwise(self, project_id: str, suite: Suite, problems: list[str]) -> None:
         if suite.pairwise is None:
             return
-        known = scorers()
-        if PAIRWISE not in known:
+        cls = find_scorer(PAIRWISE)
+        if cls is None:
             problems.append(f"pairwise: the {PAIRWISE} scorer is not installed")
             return
-        cls = known[PAIRWISE]
         try:
             config = cls.parse_config(suite.pairwise["config"])
         except UserError as exc:
@@ -417,10 +416,9 @@ class EvalService:
 
 def aggregators(definition: Mapping[str, Any]) -> dict[str, Aggregator]:
     """The run-level metric of each of the suite's scorers that has its own (`aggregates`)."""
-    known = scorers()
     found: dict[str, Aggregator] = {}
     for spec in definition["suite"]["scorers"]:
-        cls = known.get(spec["name"])
+        cls = find_scorer(spec["name"])
         if cls is not None and cls.aggregates:
             found[spec["name"]] = cls(cls.parse_config(spec.get("config"))).aggregate
     return found

@@ -36,6 +36,7 @@ import numpy as np
 
 RESAMPLES = 2000
 BOOTSTRAP_BLOCK = 2**17
+FEW_LEVELS = 16  # distinct values up to which a resample is drawn as counts (bootstrap_ci)
 LEVEL = 0.95
 ALPHA = 0.05
 
@@ -50,6 +51,14 @@ def bootstrap_ci(
     if data.size == 1 or np.all(data == data[0]):
         return float(data[0]), float(data[0])
     rng = np.random.default_rng(seed)
+    levels, counts = np.unique(data, return_counts=True)
+    if levels.size <= FEW_LEVELS:
+        # A resample's mean depends only on how often each distinct value was drawn: a multinomial
+        # draw of n over their frequencies has exactly the distribution of n drawn indices, at the cost
+        # of `levels` numbers per resample instead of n (pass/fail scores have two levels).
+        draws = rng.multinomial(data.size, counts / data.size, size=resamples)
+        means = draws @ levels / data.size
+        return _percentiles(means, level)
     # Resampled in blocks of about 128k draws (1 MB of indices) rather than one resamples x n matrix
     # (6 MB at 200 cases, with its gather): the generator yields the same stream either way, so the
     # means are the same.
@@ -58,6 +67,10 @@ def bootstrap_ci(
     for start in range(0, resamples, block):
         rows = min(block, resamples - start)
         means[start : start + rows] = data[rng.integers(0, data.size, size=(rows, data.size))].mean(axis=1)
+    return _percentiles(means, level)
+
+
+def _percentiles(means: Any, level: float) -> tuple[float, float]:
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)

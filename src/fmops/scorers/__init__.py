@@ -18,7 +18,16 @@ from fmops.scorers.base import (
     mean_aggregate,
 )
 from fmops.scorers.function import scorer_function
-from fmops.scorers.registry import build, describe, get_scorer, register, scorers, unregister
+from fmops.scorers.registry import (
+    build,
+    describe,
+    find_scorer,
+    get_scorer,
+    register,
+    scorer_names,
+    scorers,
+    unregister,
+)
 
 __all__ = [
     "Aggregate",
@@ -31,10 +40,12 @@ __all__ = [
     "ScorerUnavailable",
     "build",
     "describe",
+    "find_scorer",
     "get_scorer",
     "mean_aggregate",
     "register",
     "scorer_function",
+    "scorer_names",
     "scorers",
     "unregister",
 ]

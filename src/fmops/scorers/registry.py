@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fmops.errors import UserError
-from fmops.plugins import load_objects
+from fmops.plugins import load_object, load_objects, object_names
 from fmops.scorers.base import ChatFn, Scorer
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,29 @@ def scorers() -> dict[str, AnyScorer]:
     return found
 
 
+def scorer_names() -> set[str]:
+    """Every installed scorer's name, without importing any scorer's module."""
+    return object_names(ENTRY_POINT_GROUP) | set(_registered)
+
+
+def find_scorer(name: str) -> AnyScorer | None:
+    """The scorer registered as `name`, its module alone imported; None when there is none."""
+    if name in _registered:
+        return _registered[name]
+    obj = load_object(ENTRY_POINT_GROUP, name)
+    if isinstance(obj, type) and issubclass(obj, Scorer):
+        return obj
+    if obj is not None:
+        log.error("scorer plugin is not a Scorer class; ignored", extra={"scorer": name})
+    return None
+
+
 def get_scorer(name: str) -> AnyScorer:
-    known = scorers()
-    if name not in known:
-        listing = ", ".join(sorted(known)) or "none are installed"
+    cls = find_scorer(name)
+    if cls is None:
+        listing = ", ".join(sorted(scorer_names())) or "none are installed"
         raise UserError(f"unknown scorer {name!r}; known scorers: {listing}", param="scorer")
-    return known[name]
+    return cls
 
 
 def describe(name: str, cls: AnyScorer) -> dict[str, Any]:
