@@ -41,7 +41,10 @@ COMMANDS = {
     "projects": Lazy("fmops.cli.projects:app", "Projects: create, list, limits, trace retention."),
     "users": Lazy("fmops.cli.users:app", "Users: add to a project with a role."),
     "jobs": Lazy("fmops.cli.jobs:app", "Background jobs: list, show, cancel."),
-    "models": Lazy("fmops.cli.models:app", "Model catalog: list, show, add, remove, pull."),
+    "models": Lazy(
+        "fmops.cli.models:app",
+        "Model catalog: list, show, add, remove, pull; a model's loop (traces to promotion).",
+    ),
     "traces": Lazy("fmops.cli.traces:app", "Traces: search spans, tail new ones, show a trace."),
     "alerts": Lazy(
         "fmops.cli.alerts:app", "Alerts: rules that post to a webhook when a metric crosses a threshold."

@@ -20,7 +20,10 @@ from fmops.providers.generation import gguf_sampling, model_generation, recommen
 if TYPE_CHECKING:
     from fmops.finetune.loop import Loop
 
-app = typer.Typer(help="Model catalog: list, show, add, remove, pull.", no_args_is_help=True)
+app = typer.Typer(
+    help="Model catalog: list, show, add, remove, pull; a model's loop (traces to promotion).",
+    no_args_is_help=True,
+)
 
 
 @app.command("list")
