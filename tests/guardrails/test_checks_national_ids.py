@@ -64,9 +64,12 @@ def test_near_misses_do_not_count(text: str) -> None:
     assert ids(text) == []
 
 
-def test_a_mistyped_id_is_not_a_phone_either() -> None:
+def test_a_named_id_is_not_a_phone_or_a_card() -> None:
     assert detect("SSN 666-12-3456 was rejected") == []
     assert detect("Aadhaar 2341 2341 2345 is mistyped") == []
+    # Twelve digits starting 57 with a valid Luhn sum are also a Maestro card's shape.
+    assert detect("Aadhaar 5738 3450 3316 is mistyped") == []
+    assert ids("Aadhaar 6722 1893 3675") == [("in_aadhaar", "6722 1893 3675")]
 
 
 def test_the_checks() -> None:

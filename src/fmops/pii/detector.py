@@ -140,7 +140,9 @@ def _cards(text: str) -> Iterator[Finding]:
             continue  # mixed separators ("4111-1111 1111"): not how a card number is written
         if _IBAN_TAIL.search(text, max(0, m.start() - 40), m.start()):
             continue
-        if card_issuer_known(digits) and luhn_valid(digits) and not _after_id_word(text, m.start()):
+        if not (card_issuer_known(digits) and luhn_valid(digits)) or _after_id_word(text, m.start()):
+            continue
+        if not _national_id_word(text, m.start()):  # "Aadhaar 5738 3450 3316": an ID, not a card
             yield Finding(PiiType.credit_card, m.start(), m.end())
 
 
