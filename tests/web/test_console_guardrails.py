@@ -109,6 +109,22 @@ def test_add_apply_and_delete_policies(server: RunningServer, engineer: Web) -> 
     assert "&lt;script&gt;" in applied.text
     assert {p["label"]: p["action"] for p in policies(server)}["no-pii"] == "mask"
 
+    off = engineer.post(
+        "/console/guardrails/enabled", {"scope": "project", "name": "no-pii", "enabled": "false"}
+    )
+    assert "The policy no-pii is off: calls no longer run it." in off.text
+    assert 'value="true">' in off.text  # its button now turns it back on
+    assert {p["label"]: p["enabled"] for p in policies(server)}["no-pii"] is False
+    on = engineer.post(
+        "/console/guardrails/enabled", {"scope": "project", "name": "no-pii", "enabled": "true"}
+    )
+    assert "The policy no-pii runs again." in on.text
+    # A policy outlives its endpoint (and applies again to one re-created under the name): marked gone.
+    with server.client() as admin:
+        assert admin.delete("/api/endpoints/triage").status_code == 200
+        assert 'data-testid="gone"' in engineer.http.get("/console/guardrails").text
+        assert admin.post("/api/endpoints", json={"name": "triage", "model": MODEL}).status_code == 201
+    assert 'data-testid="gone"' not in engineer.http.get("/console/guardrails").text
     deleted = engineer.post(
         "/console/guardrails/delete", {"scope": "endpoint", "target": "triage", "name": "keys"}
     )

@@ -25,8 +25,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
+from fmops.endpoints.schemas import GuardrailSpec
 from fmops.errors import UserError
-from fmops.guardrails.policy import PolicySpec, Scope
+from fmops.guardrails.policy import Action, PolicySpec, Scope
 
 # A placeholder for the project's empty target in paths (/api/policies/project/_/NAME); no model
 # alias or endpoint name can be "_" (both start with a letter or digit).
@@ -179,3 +180,19 @@ def load_policies(text: str, source: str) -> list[AttachedPolicy]:
     if found:
         raise UserError(f"{source}: {joined(found)}")
     return policies
+
+
+def from_endpoint_guardrail(endpoint: str, spec: GuardrailSpec) -> AttachedPolicy:
+    """The policy an endpoint's `guardrails:` entry (a scorer that blocks) amounts to: the `scorer`
+    guardrail on that endpoint, `action: block`, named as the endpoint names it in its errors. The
+    entry itself keeps running where it is (endpoints.plan); this is its equivalent as a policy, for
+    an engineer who moves it (`fmops guardrails apply`) and for the docs."""
+    return AttachedPolicy(
+        name=spec.label,
+        scope=Scope.endpoint,
+        target=endpoint,
+        guardrail="scorer",
+        on=spec.on,
+        action=Action.block,
+        config={"scorer": spec.scorer, "config": spec.config, "expect": spec.expect},
+    )

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -77,6 +78,8 @@ class _Served:
     project: Policies = NONE
     models: dict[str, Policies] = field(default_factory=dict)
     endpoints: dict[str, Policies] = field(default_factory=dict)
+    # Each stored row (scope, target, spec as JSON) and what it built: the next generation reuses it.
+    built: dict[str, Policy | None] = field(default_factory=dict)
 
     def pick(self, model: str | None, endpoint: str | None) -> Policies:
         found_model = self.models.get(model, NONE) if model and self.models else NONE
@@ -86,12 +89,33 @@ class _Served:
         return self.project + found_model + found_endpoint
 
 
+class _Names:
+    """The project's model aliases and endpoint names, each read once and only when a check needs it."""
+
+    def __init__(self, service: GuardrailService, project_id: str) -> None:
+        self.service, self.project_id = service, project_id
+        self._models: frozenset[str] | None = None
+        self._endpoints: frozenset[str] | None = None
+
+    def models(self) -> frozenset[str]:
+        if self._models is None:
+            self._models = frozenset(self.service.catalog.models(self.project_id))
+        return self._models
+
+    def endpoints(self) -> frozenset[str]:
+        if self._endpoints is None:
+            with self.service.store.session() as session:
+                self._endpoints = frozenset(endpoint_names(session, self.project_id))
+        return self._endpoints
+
+
 class GuardrailService:
     def __init__(self, store: Store, catalog: Catalog) -> None:
         self.store = store
         self.catalog = catalog
         self.generations = GenerationReader(store)
         self._served: dict[str, _Served] = {}
+        self._building: dict[str, threading.Lock] = {}  # a project's one build at a time
         self._lock = threading.Lock()
 
     # --- serving --------------------------------------------------------------------------------
@@ -121,34 +145,47 @@ class GuardrailService:
 
     def _load(self, project_id: str, current: int) -> _Served:
         """Build what generation `current` serves (a read racing a change is fixed by the next call,
-        which sees the newer generation)."""
-        with self.store.session() as session:
-            rows = session.execute(
-                select(GuardrailPolicy.scope, GuardrailPolicy.target, GuardrailPolicy.spec)
-                .where(GuardrailPolicy.project_id == project_id)
-                .order_by(GuardrailPolicy.scope, GuardrailPolicy.target, GuardrailPolicy.name)
-            ).all()
-        project: list[Policy] = []
-        by_target: dict[Scope, dict[str, list[Policy]]] = {Scope.model: {}, Scope.endpoint: {}}
-        for scope_name, target, raw in rows:
-            policy = _served_policy(Scope(scope_name), target, raw)
-            if policy is None:
-                continue
-            if policy.scope is Scope.project:
-                project.append(policy)
-            else:
-                by_target[policy.scope].setdefault(target, []).append(policy)
-        served = _Served(
-            current,
-            tuple(project),
-            {k: tuple(v) for k, v in by_target[Scope.model].items()},
-            {k: tuple(v) for k, v in by_target[Scope.endpoint].items()},
-        )
+        which sees the newer generation). One build at a time per project, and a policy stored as it
+        was is not built again: a generation bumped by another change (an endpoint saved, a label
+        moved) costs a read of the rows, not a reload of a classifier."""
         with self._lock:
+            building = self._building.setdefault(project_id, threading.Lock())
+        with building:
             known = self._served.get(project_id)
-            if known is None or known.generation <= current:
+            if known is not None and known.generation >= current:
+                return known  # built meanwhile, by the call this one waited for
+            with self.store.session() as session:
+                rows = session.execute(
+                    select(GuardrailPolicy.scope, GuardrailPolicy.target, GuardrailPolicy.spec)
+                    .where(GuardrailPolicy.project_id == project_id)
+                    .order_by(GuardrailPolicy.scope, GuardrailPolicy.target, GuardrailPolicy.name)
+                ).all()
+            before = known.built if known is not None else {}
+            built: dict[str, Policy | None] = {}
+            project: list[Policy] = []
+            by_target: dict[Scope, dict[str, list[Policy]]] = {Scope.model: {}, Scope.endpoint: {}}
+            for scope_name, target, raw in rows:
+                key = orjson.dumps([scope_name, target, raw], option=orjson.OPT_SORT_KEYS).decode()
+                kept = before.get(key)
+                reuse = key in before and not (kept is not None and isinstance(kept.guardrail, Unbuildable))
+                policy = kept if reuse else _served_policy(Scope(scope_name), target, raw)
+                built[key] = policy
+                if policy is None:
+                    continue
+                if policy.scope is Scope.project:
+                    project.append(policy)
+                else:
+                    by_target[policy.scope].setdefault(target, []).append(policy)
+            served = _Served(
+                current,
+                tuple(project),
+                {k: tuple(v) for k, v in by_target[Scope.model].items()},
+                {k: tuple(v) for k, v in by_target[Scope.endpoint].items()},
+                built,
+            )
+            with self._lock:
                 self._served[project_id] = served
-        return served
+            return served
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -213,6 +250,19 @@ class GuardrailService:
                 generation.bump(session, project_id)
         return done
 
+    def set_enabled(
+        self, project_id: str, scope: Scope, target: str, name: str, enabled: bool, *, actor: str | None
+    ) -> PolicyView:
+        """Switch a policy on or off, unchecked otherwise: a policy whose guardrail no longer builds
+        (its plugin uninstalled) can still be turned off."""
+        with self.store.write() as session:
+            row = self._row(session, project_id, scope, target, name)
+            if bool(row.spec.get("enabled", True)) != enabled:
+                row.spec = {**row.spec, "enabled": enabled}
+                row.updated_by, row.updated_at = actor, utcnow()
+                generation.bump(session, project_id)
+            return _view(row)
+
     def delete(
         self, project_id: str, scope: Scope, target: str, name: str, *, actor: str | None
     ) -> PolicyView:
@@ -229,23 +279,24 @@ class GuardrailService:
     def check(self, project_id: str, policies: Sequence[AttachedPolicy], *, numbered: bool = False) -> None:
         """Everything each policy names exists and fits; one 400 naming every bad field otherwise."""
         known = guardrails()
+        names = _Names(self, project_id)
         found: list[str] = []
         first: str | None = None
-        models: dict[str, Any] | None = None
-        endpoints: dict[str, bool] | None = None
         for i, policy in enumerate(policies):
             where = f"policies.{i}." if numbered else ""
-            if policy.scope is Scope.model:
-                models = self.catalog.models(project_id) if models is None else models
-                targets: Iterable[str] = models
-            elif policy.scope is Scope.endpoint:
-                if endpoints is None:
-                    with self.store.session() as session:
-                        endpoints = endpoint_names(session, project_id)
-                targets = endpoints
-            else:
-                targets = ()
-            for param, why in _policy_problems(policy, known, targets):
+            targets: Iterable[str] = (
+                names.models() if policy.scope is Scope.model
+                else names.endpoints() if policy.scope is Scope.endpoint
+                else ()
+            )  # fmt: skip
+            problems = _policy_problems(policy, known, targets)
+            cls = known.get(policy.guardrail)
+            judge = policy.config.get("model") if cls is not None and cls.needs_model else None
+            if isinstance(judge, str) and judge not in names.models() and judge not in names.endpoints():
+                listing = ", ".join(sorted({*names.models(), *names.endpoints()})) or "none yet"
+                why = f"{judge!r} is neither a model nor an endpoint of this project; known: {listing}"
+                problems.append(("config.model", why))
+            for param, why in problems:
                 found.append(f"{where}{param}: {why}")
                 first = first or f"{where}{param}"
         if found:

@@ -75,10 +75,12 @@ class Platform:
     @cached_property
     def guardrails(self) -> GuardrailService:
         """Guardrail policies: managed by the API, the CLI and the console, served to calls from one
-        cache per registry generation. Built on first use (it loads the guardrail plugins)."""
+        cache per registry generation: the gateway's, so a process keeps one cache and one set of
+        generation reads (built on first use otherwise: it loads the guardrail plugins)."""
         from fmops.guardrails.service import GuardrailService
 
-        return GuardrailService(self.store, self.catalog)
+        served = getattr(self.gateway, "guardrails", None)
+        return served if isinstance(served, GuardrailService) else GuardrailService(self.store, self.catalog)
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None, *, serving: bool = True) -> Platform:

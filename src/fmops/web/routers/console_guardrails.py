@@ -1,5 +1,5 @@
 """`/console/guardrails`: the installed guardrails, and the project's policies that run them (add, apply
-a YAML list, delete).
+a YAML list, switch on or off, delete).
 
 Every change goes through `GuardrailService`, as the REST routes and the CLI do, so the same checks
 refuse the same mistakes (one message naming each bad field). A change made with HTMX answers with
@@ -138,3 +138,22 @@ async def delete_policy(
         lambda: service.delete(principal.project_id, scope, target, name, actor=principal.user_name)
     )
     return await _answer(request, principal, f"Deleted the policy {view.label}.")
+
+
+@router.post("/enabled")
+async def set_enabled(
+    request: Request,
+    principal: WebPrincipal,
+    scope: Annotated[Scope, Form()],
+    name: Annotated[str, Form(max_length=100)],
+    enabled: Annotated[bool, Form()],
+    target: Short = "",
+) -> Response:
+    service = _platform(request).guardrails
+    view = await run_in_threadpool(
+        lambda: service.set_enabled(
+            principal.project_id, scope, target, name, enabled, actor=principal.user_name
+        )
+    )
+    state = "runs again" if enabled else "is off: calls no longer run it"
+    return await _answer(request, principal, f"The policy {view.label} {state}.")
