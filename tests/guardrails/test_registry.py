@@ -31,6 +31,7 @@ BUILT_IN = {
     "system_prompt_leak",
     "scorer",
     "injection",
+    "injection_semantic",
     "topic",
     "judge",
 }

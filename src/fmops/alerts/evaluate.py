@@ -21,6 +21,7 @@ from fmops.alerts.rules import OPERATORS, AlertMetric, Reading, read
 from fmops.alerts.schemas import RuleFilters
 from fmops.alerts.service import AlertService, webhook_trusted
 from fmops.stats import StatsFilters, StatsService
+from fmops.stats.guardrails import blocked_calls
 from fmops.store import Store, utcnow
 from fmops.store.models import AlertEvent, AlertRule
 
@@ -84,9 +85,11 @@ class AlertEvaluator:
             start=now - timedelta(seconds=rule.window_seconds), end=now, **filters.dimensions()
         )
         metrics = self.stats.totals(rule.project_id, window)
-        return read(
-            AlertMetric(rule.metric), metrics, window_seconds=rule.window_seconds, score=filters.score
-        )
+        metric = AlertMetric(rule.metric)
+        blocked = 0
+        if metric == AlertMetric.guardrail_block_rate:
+            blocked = blocked_calls(self.store, rule.project_id, window, filters.policy)
+        return read(metric, metrics, window_seconds=rule.window_seconds, score=filters.score, blocked=blocked)
 
     def decide(self, rule: AlertRule, now: datetime | None = None) -> Evaluation:
         """Measure the rule and record the outcome; fire or resolve if this evaluation wins the change."""

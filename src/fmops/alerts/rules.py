@@ -26,13 +26,21 @@ class AlertMetric(StrEnum):
     feedback_rate = "feedback_rate"
     feedback_positive_share = "feedback_positive_share"
     score_mean = "score_mean"  # of the score named by the rule's filters: {"score": "judge"}
+    # The share of calls a guardrail policy blocked (any policy, or the one in the rule's filters:
+    # {"policy": "no-pii"}); read from the decision spans (fmops.stats.guardrails).
+    guardrail_block_rate = "guardrail_block_rate"
 
     @property
     def is_fraction(self) -> bool:
         return self in _FRACTIONS
 
 
-_FRACTIONS = {AlertMetric.error_rate, AlertMetric.feedback_rate, AlertMetric.feedback_positive_share}
+_FRACTIONS = {
+    AlertMetric.error_rate,
+    AlertMetric.feedback_rate,
+    AlertMetric.feedback_positive_share,
+    AlertMetric.guardrail_block_rate,
+}
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -50,8 +58,12 @@ class Reading:
     count: int
 
 
-def read(metric: AlertMetric, metrics: Metrics, *, window_seconds: int, score: str | None) -> Reading:
-    """The rule's metric from the window's totals."""
+def read(
+    metric: AlertMetric, metrics: Metrics, *, window_seconds: int, score: str | None, blocked: int = 0
+) -> Reading:
+    """The rule's metric from the window's totals (`blocked`: the calls guardrails blocked in it)."""
+    if metric == AlertMetric.guardrail_block_rate:
+        return Reading(blocked / metrics.volume if metrics.volume else None, metrics.volume)
     if metric == AlertMetric.score_mean:
         stat = metrics.scores.get(score or "")
         return Reading(None, 0) if stat is None else Reading(stat.mean, stat.count)

@@ -43,9 +43,13 @@ class RuleFilters(BaseModel):
         None, description="The score name whose mean `score_mean` watches"
     )
 
+    policy: Annotated[str, StringConstraints(min_length=1, max_length=300)] | None = Field(
+        None, description="The guardrail policy (its label) whose block rate `guardrail_block_rate` watches"
+    )
+
     def dimensions(self) -> dict[str, Any]:
-        """The span filters, for the stats query (the score name is not one)."""
-        return self.model_dump(exclude_none=True, exclude={"score"})
+        """The span filters, for the stats query (the score and policy names are not ones)."""
+        return self.model_dump(exclude_none=True, exclude={"score", "policy"})
 
 
 class AlertRuleCreate(BaseModel):

@@ -37,6 +37,8 @@ def check_rule(metric: AlertMetric, threshold: float, filters: RuleFilters) -> N
         )
     if metric != AlertMetric.score_mean and filters.score is not None:
         raise UserError("filters.score is only used by the score_mean metric", param="filters")
+    if metric != AlertMetric.guardrail_block_rate and filters.policy is not None:
+        raise UserError("filters.policy is only used by the guardrail_block_rate metric", param="filters")
     if metric.is_fraction and not 0 <= threshold <= 1:
         raise UserError(
             f"{metric.value} is a fraction between 0 and 1 (write 5% as 0.05), not {threshold:g}",

@@ -24,6 +24,7 @@ from fmops.endpoints.resolver import Guardrail, Resolved, ServedVariant
 from fmops.errors import UserError
 from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.gateway.spans import CallRecord
+from fmops.guardrails.engine import GuardrailBlocked  # one error for both kinds of guardrail
 from fmops.providers.base import JSON
 from fmops.scorers.base import Case, ScoreResult, text_of
 from fmops.scorers.json_schema import errors as schema_errors
@@ -38,12 +39,6 @@ def schema_format(schema: JSON) -> JSON:
 
 
 _FENCE = "```"
-
-
-class GuardrailBlocked(UserError):
-    """A guardrail refused the call: 400 for the input, 422 for the output."""
-
-    code = "guardrail_blocked"
 
 
 class OutputSchemaMismatch(UserError):

@@ -22,7 +22,7 @@ import base64
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,17 @@ from fmops.gateway.errors import internal_error, record_failure, traced
 from fmops.gateway.routing import CircuitBreaker, call_with_fallbacks
 from fmops.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from fmops.gateway.spans import CallRecord
-from fmops.gateway.streaming import StreamAccumulator, close_upstream, next_chunk, replay, stream_error
+from fmops.gateway.streaming import (
+    StreamAccumulator,
+    close_upstream,
+    delta_text,
+    guardrail_error,
+    next_chunk,
+    replay,
+    stream_error,
+)
+from fmops.guardrails.engine import GuardrailRun, PolicySource, system_prompt_of, whole_stream
+from fmops.guardrails.policy import Policy
 from fmops.providers.base import JSON, Capabilities, Provider, ProviderError
 from fmops.providers.registry import get_provider_class
 from fmops.providers.sse import DONE, encode
@@ -106,9 +116,11 @@ class Gateway:
         strict: bool = False,
         tracing: bool = True,
         endpoints: EndpointResolver | None = None,
+        guardrails: PolicySource | None = None,
     ) -> None:
         self.catalog = catalog
         self.endpoints = endpoints  # `model` may name an endpoint (fmops.endpoints) as well as a model
+        self.guardrails = guardrails  # the policies (fmops.guardrails) each call runs under
         self.tracer = tracer
         self.limits = limits
         self.cache = cache
@@ -253,6 +265,9 @@ class Gateway:
             task.add_done_callback(self._background.discard)
         if not self.tracing:
             return
+        # The guardrails' decisions: summary attributes on the call's span (so before its row),
+        # and child spans, written as buffered spans whatever the durability mode.
+        decisions = record.guardrails.finish() if record.guardrails is not None else ()
         row = record.row()
         # Strict: a 2xx, or a call whose upstream answered (settled: it has spend), is committed
         # before the answer leaves; the caller awaits `_make_durable`.
@@ -260,6 +275,8 @@ class Gateway:
             record.durable_row = row
         else:
             self.tracer.record(row)
+        for child in decisions:
+            self.tracer.record(child)
 
     async def _make_durable(self, record: CallRecord, timeout: float | None = None) -> None:
         """Strict: commit the call's span within what is left of its `timeout`; 503 past it (the span
@@ -298,11 +315,41 @@ class Gateway:
         annotate: Callable[[CallRecord], None] | None = None,
         *,
         tags: tuple[str, ...] = (),
+        guardrails: bool = True,
     ) -> ChatResult:
         """`annotate` may add to the call's span before it runs (the playground marks its calls);
-        `tags` are the caller's besides `metadata.tags` (the X-Fmops-Tags header's, checked)."""
+        `tags` are the caller's besides `metadata.tags` (the X-Fmops-Tags header's, checked);
+        `guardrails=False` only for a guardrail's own model call (a judge), which its policies would
+        otherwise judge again, without end."""
         entry, call = await self._route(principal, req, session_id)
-        return await self._chat(principal, req, session_id, traceparent, entry, call, annotate, tags)
+        policies = await self._policies(principal, req, call) if guardrails else ()
+        return await self._chat(
+            principal, req, session_id, traceparent, entry, call, annotate, tags, policies
+        )
+
+    async def _policies(
+        self, principal: Principal, req: ChatCompletionRequest, call: EndpointCall | None
+    ) -> tuple[Policy, ...]:
+        """The guardrail policies this call runs under: the project's, its model's, its endpoint's."""
+        if self.guardrails is None:
+            return ()
+        if call is not None:
+            return await self.guardrails.policies(
+                principal.project_id, model=call.request.model, endpoint=call.name
+            )
+        return await self.guardrails.policies(principal.project_id, model=req.model, endpoint=None)
+
+    def _judge_chat(self, record: CallRecord) -> Callable[[JSON], Awaitable[JSON]]:
+        """A model-calling guardrail's way to a model: a gateway call as the caller's project, in the
+        call's trace, with no guardrails of its own."""
+
+        async def chat(body: JSON) -> JSON:
+            req = ChatCompletionRequest.model_validate({**body, "stream": False})
+            parent = f"00-{record.trace_id}-{record.span_id}-01"
+            result = await self.chat(record.principal, req, traceparent=parent, guardrails=False)
+            return result.body
+
+        return chat
 
     async def _route(
         self, principal: Principal, req: ChatCompletionRequest, session_id: str | None
@@ -355,6 +402,7 @@ class Gateway:
         call: EndpointCall | None,
         annotate: Callable[[CallRecord], None] | None = None,
         tags: tuple[str, ...] = (),
+        policies: tuple[Policy, ...] = (),
     ) -> tuple[ChatCompletionRequest, JSON, CallRecord]:
         """The request to send (an endpoint's, when one was planned), its upstream body and its span:
         what chat and stream both set up before anything can fail."""
@@ -366,6 +414,13 @@ class Gateway:
             annotate(record)
         if call is not None:
             call.annotate(record)
+        if policies:  # sets record.guardrails
+            GuardrailRun(
+                policies,
+                record,
+                chat=self._judge_chat(record),
+                system_prompt=system_prompt_of(body["messages"]),
+            )
         return req, body, record
 
     async def _prepare(
@@ -377,7 +432,20 @@ class Gateway:
         call: EndpointCall | None,
     ) -> tuple[ModelEntry, str | None, int | None, JSON | None]:
         """Before the upstream, inside the call's error handling (so a refusal is traced): the
-        endpoint's input checks, admission under limits, and the cache (key, ttl, cached answer)."""
+        input guardrails (a redaction rewrites `body`, so the model, the cache key and the trace see
+        the redacted text only), admission under limits, and the cache (key, ttl, cached answer)."""
+        run: GuardrailRun | None = record.guardrails
+        if run is not None and run.input:
+            if call is None:
+                await run.check_input(body["messages"])
+            else:
+                recorded = record.input.get("variables") if isinstance(record.input, dict) else None
+                await run.check_input(
+                    body["messages"],
+                    caller=call.consumer_messages,
+                    variables=dict(call.variables),
+                    recorded_variables=recorded,
+                )
         if call is not None:
             call.check_input()
         entry = await self._admit(record, req, entry)
@@ -396,11 +464,17 @@ class Gateway:
         call: EndpointCall | None = None,
         annotate: Callable[[CallRecord], None] | None = None,
         tags: tuple[str, ...] = (),
+        policies: tuple[Policy, ...] = (),
     ) -> ChatResult:
-        req, body, record = self._open(principal, req, session_id, traceparent, call, annotate, tags)
+        req, body, record = self._open(
+            principal, req, session_id, traceparent, call, annotate, tags, policies
+        )
+        run: GuardrailRun | None = record.guardrails
         try:
             entry, cache_key, ttl, cached = await self._prepare(record, req, body, entry, call)
             if cached is not None:
+                if run is not None:
+                    await run.check_output(cached)
                 return ChatResult(cached, record)
             timeout = req.timeout or self.default_timeout
             deadline = time.monotonic() + timeout
@@ -411,6 +485,10 @@ class Gateway:
                 response = await provider.chat(body, timeout=limit)
                 if call is not None:  # one repair retry when the answer misses the output schema
                     response = await call.conform(
+                        body, response, lambda b, t: provider.chat(b, timeout=t), deadline
+                    )
+                if run is not None and run.retries:  # one more try when a `retry` policy refuses it
+                    response = await run.retry(
                         body, response, lambda b, t: provider.chat(b, timeout=t), deadline
                     )
                 return response
@@ -431,6 +509,8 @@ class Gateway:
             if attempts:
                 record.attributes["fmops.attempts"] = [a.__dict__ for a in attempts]
             await self._settle(record, answered, response)
+            if run is not None:  # a redaction rewrites the answer in place: the caller's and the trace's
+                await run.check_output(response)
             if call is not None:
                 call.check_output(record, response)
             if cache_key is not None and self.cache is not None and ttl:
@@ -465,14 +545,25 @@ class Gateway:
         ends with an error event and `[DONE]`, and the span is marked as an error.
         """
         entry, call = await self._route(principal, req, session_id)
-        if call is not None and call.whole:
-            # Its output is checked (schema, guardrails) before a word is sent: run whole, replay.
-            done = await self._chat(principal, req, session_id, traceparent, entry, call, tags=tags)
-            return StreamResult(replay(done.body, req.include_usage), done.record)
-        req, body, record = self._open(principal, req, session_id, traceparent, call, tags=tags)
+        policies = await self._policies(principal, req, call)
+        if (call is not None and call.whole) or whole_stream(policies):
+            # Its output is checked (schema, guardrails that rewrite or retry) before a word is
+            # sent: run whole, replay.
+            include_usage = req.include_usage
+            if call is None:
+                req = req.model_copy(update={"stream": False, "stream_options": None})
+            done = await self._chat(
+                principal, req, session_id, traceparent, entry, call, tags=tags, policies=policies
+            )
+            return StreamResult(replay(done.body, include_usage), done.record)
+        req, body, record = self._open(
+            principal, req, session_id, traceparent, call, tags=tags, policies=policies
+        )
         try:
             entry, cache_key, ttl, cached = await self._prepare(record, req, body, entry, call)
             if cached is not None:
+                if record.guardrails is not None:
+                    await record.guardrails.check_output(cached)
                 self._finish(record, durable=True)
                 await self._make_durable(record, req.timeout)
                 return StreamResult(replay(cached, req.include_usage), record)
@@ -538,6 +629,12 @@ class Gateway:
         acc = StreamAccumulator()
         usage: JSON | None = None
         finished = gone = False
+        # Output guardrails (block, flag) judge the text so far before each chunk is sent; a block
+        # cuts the stream there: an error event, then `[DONE]`; the span keeps what was sent.
+        run: GuardrailRun | None = (
+            record.guardrails if record.guardrails and record.guardrails.output else None
+        )
+        cut: FmopsError | None = None
         try:
             chunk: JSON | None = first
             while chunk is not None:
@@ -547,12 +644,22 @@ class Gateway:
                 if chunk.get("usage"):
                     usage = chunk["usage"]
                 chunk.pop("usage", None)
+                if run is not None and (added := delta_text(chunk)):
+                    cut = await run.check_stream(acc.text() + added)
+                    if cut is not None:
+                        break
                 acc.add(chunk)
                 if chunk.get("choices"):
                     yield encode(chunk)
                 chunk = await next_chunk(iterator)
-            finished = True
-            if include_usage and usage:
+            if run is not None and cut is None:
+                cut = await run.check_stream(acc.text(), final=True)
+            if cut is not None:
+                record.fail(cut.message)
+                yield guardrail_error(cut)
+            else:
+                finished = True
+            if finished and include_usage and usage:
                 yield encode(
                     {
                         "id": acc.id,
@@ -667,6 +774,9 @@ class Gateway:
     async def close(self) -> None:
         if self.endpoints is not None:
             self.endpoints.close()
+        close = getattr(self.guardrails, "close", None)
+        if close is not None:
+            close()
         for provider in list(self._providers.values()):
             try:
                 await provider.close()

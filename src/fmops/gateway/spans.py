@@ -81,6 +81,9 @@ class CallRecord:
     settled: bool = False
     # Strict durability: the row the caller must see committed before answering 2xx.
     durable_row: dict[str, Any] | None = None
+    # The call's guardrail policies at work (fmops.guardrails.engine.GuardrailRun), when it has any:
+    # their decisions become child spans and summary attributes when the call's span is written.
+    guardrails: Any = None
 
     def follow(self, traceparent: str | bytes | None) -> None:
         """Join the caller's trace when it sent a valid W3C traceparent."""

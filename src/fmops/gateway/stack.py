@@ -14,6 +14,7 @@ from fmops.gateway.limits import Limits
 from fmops.gateway.routing import CircuitBreaker
 from fmops.gateway.service import Gateway
 from fmops.gateway.spend import record_spend
+from fmops.guardrails.service import GuardrailService
 from fmops.prompts.service import PromptService
 from fmops.settings import Settings
 from fmops.stats.rollup import mark_dirty
@@ -55,4 +56,7 @@ def build_gateway(
         strict=settings.trace_durability == "strict",
         tracing=settings.tracing,
         endpoints=EndpointResolver(store, PromptService(store, catalog)),
+        # Every call's guardrail policies, in every process that calls models (server, eval jobs,
+        # judge workers): one behaviour on every path. Closed with the gateway.
+        guardrails=GuardrailService(store, catalog),
     )

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
+from fmops.errors import FmopsError
 from fmops.providers.base import JSON
 from fmops.providers.sse import DONE, encode
 
@@ -34,6 +35,20 @@ async def close_upstream(iterator: AsyncIterator[JSON]) -> None:
 def stream_error(message: str, error_type: str) -> bytes:
     """An error event: once a stream has begun, its status line can no longer say what went wrong."""
     return encode({"error": {"message": message, "type": error_type, "param": None, "code": "stream_error"}})
+
+
+def guardrail_error(exc: FmopsError) -> bytes:
+    """The event that cuts a stream a guardrail blocked: the error body a non-streamed call gets."""
+    error = {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.code}
+    return encode({"error": error})
+
+
+def delta_text(chunk: JSON) -> str:
+    """The answer text a chunk adds (its first choice's)."""
+    choices = chunk.get("choices") or ()
+    if not choices:
+        return ""
+    return str((choices[0].get("delta") or {}).get("content") or "")
 
 
 class StreamAccumulator:
@@ -64,6 +79,9 @@ class StreamAccumulator:
                 slot["function"]["arguments"] += fn.get("arguments") or ""
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
+
+    def text(self) -> str:
+        return "".join(self.content)
 
     def message(self) -> JSON:
         msg: JSON = {"role": "assistant", "content": "".join(self.content) or None}

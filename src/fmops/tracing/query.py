@@ -40,6 +40,11 @@ from fmops.tracing.search_index import pending_condition
 from fmops.tracing.tags import MAX_FILTER_TAGS, parse_tags
 
 MAX_LIMIT = 500
+# Guardrail decisions are child spans of the call (fmops.guardrails.engine writes them): their kind,
+# the attribute holding what the policy did, and the filter value meaning "any policy".
+GUARDRAIL_KIND = "guardrail"
+GUARDRAIL_OUTCOME = "fmops.guardrail.outcome"
+ANY_POLICY = "*"
 FEEDBACK_FILTERS = ("any", "none", "positive", "negative")
 _IO_COLUMNS = (Span.input, Span.output)
 # Trigram indexes (migration 0012) serve terms of 3 characters or more; shorter ones scan.
@@ -79,6 +84,10 @@ class TraceFilters:
     max_score: float | None = None
     q: str | None = None  # case-insensitive substring of the input or output JSON
     tags: tuple[str, ...] = ()  # spans carrying every one of these tags
+    # Calls a guardrail policy blocked or flagged: its label as errors name it (`no-pii`,
+    # `endpoint:triage/no-pii`), or ANY_POLICY for any policy.
+    blocked_by: str | None = None
+    flagged_by: str | None = None
 
     def __post_init__(self) -> None:
         """Naive times are UTC; contradictory filters are a mistake worth naming, not an empty page."""
@@ -225,6 +234,9 @@ class TraceQuery:
             where.append(exists().where(*score))
         if f.q is not None:
             where.append(self._text_match(f.q))
+        for label, outcome in ((f.blocked_by, "blocked"), (f.flagged_by, "flagged")):
+            if label is not None:
+                where.append(_guardrail_condition(label, outcome))
         # The first tag drives the search (see `search`); every further one is a key look-up.
         for tag in f.tags[1:]:
             other = aliased(SpanTag)  # not the driving span_tags of the outer query
@@ -321,6 +333,22 @@ class TraceQuery:
             nodes[lost.parent_span_id or ""].children.remove(node)
             roots.append(node)
         return roots
+
+
+def _guardrail_condition(label: str, outcome: str) -> ColumnElement[bool]:
+    """The span has a child guardrail span (fmops.guardrails.engine) of policy `label` (any policy
+    for ANY_POLICY) whose outcome was `outcome`: a read of the trace index per candidate span."""
+    child = aliased(Span)
+    match = [
+        child.trace_id == Span.trace_id,
+        child.project_id == Span.project_id,
+        child.parent_span_id == Span.span_id,
+        child.kind == GUARDRAIL_KIND,
+        child.attributes[GUARDRAIL_OUTCOME].as_string() == outcome,
+    ]
+    if label != ANY_POLICY:
+        match.append(child.name == f"{GUARDRAIL_KIND} {label}")
+    return exists().where(*match)
 
 
 def _feedback_condition(kind: str) -> ColumnElement[bool]:

@@ -347,7 +347,9 @@ class Injection(Guardrail[InjectionConfig]):
     stages: ClassVar[frozenset[Stage]] = frozenset({Stage.input})
 
     def check(self, text: str, context: Context) -> Decision:
-        signals = score(text)
+        return self.decide(score(text))
+
+    def decide(self, signals: Signals) -> Decision:
         data = {"families": list(signals.families), "about_injection": signals.about}
         if signals.score < self.config.threshold:
             return Decision(Verdict.allow, score=signals.score, data=data)

@@ -81,6 +81,8 @@ def search_traces(
     max_score: float | None = Query(None, allow_inf_nan=False, description="Highest value of score_name"),
     q: str | None = text_query(500, "Text in the input or output"),
     tags: str | None = TagsQuery,
+    blocked_by: str | None = text_query(300, "Calls blocked by this guardrail policy (its label; * for any)"),
+    flagged_by: str | None = text_query(300, "Calls flagged by this guardrail policy (its label; * for any)"),
     include_io: bool = Query(False, description="Include each span's full input and output"),
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     cursor: str | None = Query(
@@ -117,6 +119,8 @@ def search_traces(
         max_score=max_score,
         q=q,
         tags=parse_tags(tags or "", limit=MAX_FILTER_TAGS),
+        blocked_by=blocked_by,
+        flagged_by=flagged_by,
     )
     query = TraceQuery(platform.store)
     page = query.search(principal.project_id, filters, limit=limit, cursor=cursor, include_io=include_io)

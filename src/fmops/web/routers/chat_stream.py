@@ -170,7 +170,11 @@ async def _answer(
                     if data is None:
                         continue
                     if isinstance(data.get("error"), dict):
-                        error, status = str(data["error"].get("message") or "the model failed"), 502
+                        # A guardrail that cut the answer says why in its message (never what it
+                        # matched): shown as the answer's error, as a refusal before the stream is.
+                        failure = data["error"]
+                        error = str(failure.get("message") or "the model failed")
+                        status = 422 if failure.get("code") == "guardrail_blocked" else 502
                         continue
                     model = data.get("model") or model
                     for choice in data.get("choices") or []:

@@ -44,8 +44,9 @@ METRICS = {
     AlertMetric.feedback_rate: "feedback rate (0–1)",
     AlertMetric.feedback_positive_share: "thumbs up share (0–1)",
     AlertMetric.score_mean: "score mean (name the score)",
+    AlertMetric.guardrail_block_rate: "guardrail block rate (0–1)",
 }
-FILTER_FIELDS = ("model", "endpoint", "variant", "score")
+FILTER_FIELDS = ("model", "endpoint", "variant", "score", "policy")
 
 
 def _service(platform: Platform) -> AlertService:

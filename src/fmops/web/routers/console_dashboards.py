@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from fmops.auth import Role
 from fmops.platform import PlatformDep
 from fmops.stats import Dimension, Metrics, StatsFilters, StatsService
+from fmops.stats.guardrails import decision_series
 from fmops.store import utcnow
 from fmops.web.deps import WebPrincipal, web_gate
 from fmops.web.pages import console_page
@@ -109,6 +110,10 @@ async def series_data(stats: StatsService, project_id: str, span: RangeKey) -> d
     """Every chart's points over the range, and its totals."""
     filters = range_filters(span)
     body = await run_in_threadpool(_series, stats, project_id, filters)
+    # Blocks and flags per guardrail policy, in the same buckets as every other chart.
+    body["guardrails"] = await run_in_threadpool(
+        decision_series, stats.store, project_id, filters.start, filters.end, body["times"]
+    )
     return body | {"range": span, "start": filters.start.isoformat(), "end": filters.end.isoformat()}
 
 

@@ -35,6 +35,8 @@ TEXT_FILTERS = {
     "variant": 100,
     "q": 500,
     "tags": 700,  # comma-separated, all must match
+    "blocked_by": 300,  # a guardrail policy's label, or * for any
+    "flagged_by": 300,
 }
 CHOICES = {"status": ("ok", "error"), "feedback": FEEDBACK_FILTERS, "range": tuple(RANGES), "spans": ("all",)}
 PAGE_SIZE = 50
@@ -97,6 +99,8 @@ def read_query(params: Mapping[str, str], now: datetime | None = None) -> ListQu
         feedback=values.get("feedback"),
         root_only=values.get("spans") != "all",
         tags=parse_tags(values.get("tags", ""), limit=MAX_FILTER_TAGS),
+        blocked_by=values.get("blocked_by"),
+        flagged_by=values.get("flagged_by"),
     )
     return ListQuery(values=values, filters=filters, limit=limit or PAGE_SIZE, cursor=cursor)
 

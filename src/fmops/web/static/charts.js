@@ -178,6 +178,10 @@
     charts.scores = Object.keys(body.scores).map(function (name, i) {
       return { label: name, values: body.scores[name], unit: "score", color: COLORS[i % COLORS.length] };
     });
+    // Blocks and flags per guardrail policy (the busiest pairs; the page's /data sends them).
+    charts.guardrails = ((body.guardrails && body.guardrails.series) || []).map(function (g, i) {
+      return { label: g.label, values: g.values, unit: "count", color: COLORS[i % COLORS.length] };
+    });
     this.bucketSeconds = body.bucket_seconds;
     this.drawAll(charts, body.times);
     if (window.performance && performance.mark) performance.mark("fmops:charts-drawn"); // read by benchmarks
