@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from fmops.providers import cpu_share
 from fmops.providers.base import Capabilities, ProviderConfig, ProviderError
 from fmops.providers.chat_format import (
     CHATML_TEMPLATE,
@@ -95,13 +96,16 @@ class _Loaded:
     llama: Llama
     formatter: Jinja2ChatFormatter
     is_end: Callable[[int], bool]
+    set_threads: Callable[[int], None] | None = None  # None: the model's options fix n_threads
+    threads: int = 0  # what the last generation decoded with
 
 
 class LlamaCppProvider(LocalChatProvider[_Loaded]):
     """GGUF chat models through llama.cpp.
 
     `config.model`: a path to a .gguf file, or "default" for the packaged SmolLM2-135M-Instruct.
-    `config.options`: n_ctx (4096), n_threads (llama.cpp's default: half the cores), n_batch (512),
+    `config.options`: n_ctx (4096), n_threads (default: decided per generation by `cpu_share`, the
+    cores no other process is using, shared among this process's running generations), n_batch (512),
     n_gpu_layers (0), chat_template (a Jinja template replacing the file's own), lora_path (a GGUF
     LoRA adapter applied over the model, as fine-tunes are served), and sampling
     defaults used where a request sets nothing (temperature, top_p, top_k, min_p, repeat_penalty,
@@ -174,7 +178,17 @@ class LlamaCppProvider(LocalChatProvider[_Loaded]):
         )
         vocab = llama._model.vocab
         log.info("loaded %s in %.2f s", path.name, time.perf_counter() - started)
-        return _Loaded(llama, formatter, lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)))
+        set_threads = None
+        if not options.get("n_threads"):
+            batch_threads = llama.n_threads_batch
+
+            def set_threads(n: int) -> None:
+                llama_cpp.llama_set_n_threads(llama.ctx, n, batch_threads)
+
+        def is_end(token: int) -> bool:
+            return bool(llama_cpp.llama_vocab_is_eog(vocab, token))
+
+        return _Loaded(llama, formatter, is_end, set_threads, llama.n_threads)
 
     # -- generation, on the engine thread -------------------------------------------------------
 
@@ -182,7 +196,13 @@ class LlamaCppProvider(LocalChatProvider[_Loaded]):
         self, loaded: _Loaded, request: ChatRequest, cancelled: threading.Event, emit: Callable[[str], None]
     ) -> Outcome:
         try:
-            return self._generate_tokens(loaded, request, cancelled, emit)
+            with cpu_share.generating():
+                if loaded.set_threads is not None:
+                    threads = cpu_share.threads()
+                    if threads is not None and threads != loaded.threads:
+                        loaded.set_threads(threads)
+                        loaded.threads = threads
+                return self._generate_tokens(loaded, request, cancelled, emit)
         except (ProviderError, EngineGone):
             raise
         except Exception as exc:  # an engine failure becomes an upstream error, never a crash
