@@ -30,18 +30,25 @@ import httpx
 import orjson
 from _harness import BIN, free_port, load, process, save_result, wait_http
 
+from fmops.providers import cpu_share
 from fmops.providers.llamacpp import default_chat_model_path
 
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]
 N_CTX = 2048  # what the built-in catalog entry uses
-LLAMA_THREADS = max(1, (os.cpu_count() or 2) // 2)  # llama-cpp-python's default n_threads
+LLAMA_THREADS = max(1, (os.cpu_count() or 2) // 2)  # llama-cpp-python's default n_threads (transformers')
 
 
 def raw_llamacpp(path: Path, tokens: int) -> tuple[float, float]:
+    import llama_cpp
     from llama_cpp import Llama
 
     llama = Llama(model_path=str(path), n_ctx=N_CTX, n_batch=512, verbose=False)
     llama.create_chat_completion(messages=PROMPT, max_tokens=4)  # warm-up
+    # The gateway's engine picks its generation threads per call (fmops.providers.cpu_share): the raw
+    # run decodes on the same count, decided the same way at the same moment.
+    with cpu_share.generating():
+        threads = cpu_share.threads() or LLAMA_THREADS
+    llama_cpp.llama_set_n_threads(llama.ctx, threads, llama.n_threads_batch)
     start = time.perf_counter()
     first = None
     count = 0
