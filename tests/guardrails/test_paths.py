@@ -269,7 +269,7 @@ def test_the_same_inputs_are_redacted_and_blocked_on_every_path(world: World, pa
     assert _guardrail_spans(spans)["model:small/deny"].attributes[OUTCOME] == "blocked"
 
 
-@pytest.mark.parametrize("path", ["api-model-stream", "web-chat"])
+@pytest.mark.parametrize("path", ["api-model-stream", "api-endpoint-stream", "web-chat"])
 def test_a_blocked_answer_cuts_the_stream_and_the_trace_keeps_what_was_sent(world: World, path: str) -> None:
     world.mock.reset()
     world.mock.script({"reply": "the password is swordfish and more words follow"})
