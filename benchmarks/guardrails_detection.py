@@ -22,10 +22,12 @@ and benign prompts in the same registers, including hard negatives: people askin
 injection, security reports quoting attacks, support tickets, a user correcting their own earlier
 request, recipes and READMEs with "### Instructions" headings, harmless role-play. The detector was
 tuned on seed 1 (`--tune`) and is reported on seed 2; seeds share the templates, so that split only
-holds out the fill-ins. A second set (HELDOUT_*: other phrasings, other languages, hidden-text and
-JSON-escape wrappers) was written after the tuning and never tuned on: its rates are the ones to
-believe. Both sets were written by the same hand as the detector, so neither says how it does on
-attacks in the wild.
+holds out the fill-ins. Two more sets were written after that tuning, in other phrasings, languages
+and wrappers (hidden HTML, JSON escapes, typos). Held-out 1 (HELDOUT_*) was scored once (seed 2,
+injection: TPR 0.150, FPR 0.143) and then looked at: its misses led to injection_semantic's
+exemplars, never to a pattern change. Held-out 2 (HELDOUT2_*) was written before those exemplars and
+never tuned on: its rates are the ones to believe. All sets were written by the same hand as the
+detector, so none says how it does on attacks in the wild.
 
     .venv/bin/python benchmarks/guardrails_detection.py [--docs 10000] [--prompts 600] [--seed 2]
 
