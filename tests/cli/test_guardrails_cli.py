@@ -1,6 +1,6 @@
 """`fmops guardrails` through the console script's `main()`: the installed checks, policies added to the
 project, a model and an endpoint, a policies file applied twice (the second time changes nothing),
-removal, and mistakes that print one `error:` line.
+removal, a policy switched off and on, and mistakes that print one `error:` line.
 
 One fresh process runs the whole session, calling `main()` once per command as the `fmops` script does.
 """
@@ -55,6 +55,11 @@ COMMANDS = {
     "endpoint-only": ["guardrails", "policies", "--scope", "endpoint", "--json"],
     "rm": ["guardrails", "rm", "keys", "--endpoint", "triage"],
     "after-rm": ["guardrails", "policies", "--json"],
+    "disable": ["guardrails", "disable", "short", "--model", MODEL],
+    "disable-again": ["guardrails", "disable", "short", "--model", MODEL],
+    "after-disable": ["guardrails", "policies", "--json"],
+    "enable": ["guardrails", "enable", "short", "--model", MODEL],
+    "after-enable": ["guardrails", "policies", "--scope", "model", "--json"],
     # Mistakes
     "unknown": ["guardrails", "add", "x", "--guardrail", "nope"],
     "bad-config": ["guardrails", "add", "x", "--guardrail", "pii", "--config", '{"types": [], "extra": 1}'],
@@ -74,6 +79,8 @@ COMMANDS = {
     "no-spans": ["guardrails", "add", "x", "--guardrail", "length", "--action", "redact"],
     "duplicate": ["guardrails", "add", "no-pii", "--guardrail", "pii"],
     "rm-missing": ["guardrails", "rm", "nope"],
+    "enable-missing": ["guardrails", "enable", "nope", "--endpoint", "triage"],
+    "disable-both-targets": ["guardrails", "disable", "x", "--model", MODEL, "--endpoint", "triage"],
     "bad-file": ["guardrails", "apply", "-f", "{bad}"],
 }
 
@@ -131,6 +138,16 @@ def test_add_apply_list_and_remove_policies(results: dict[str, Outcome]) -> None
     assert [p["name"] for p in json.loads(results["after-rm"].ok())] == ["no-pii", "short"]
 
 
+def test_disable_and_enable_a_policy(results: dict[str, Outcome]) -> None:
+    assert results["disable"].ok() == f"disabled policy model:{MODEL}/short\n"
+    assert results["disable-again"].ok() == f"already disabled policy model:{MODEL}/short\n"
+    stored = json.loads(results["after-disable"].ok())
+    assert [(p["name"], p["enabled"]) for p in stored] == [("no-pii", True), ("short", False)]
+    assert stored[1]["config"] == {"max_chars": 4000}  # kept as it was: only switched off
+    assert results["enable"].ok() == f"enabled policy model:{MODEL}/short\n"
+    assert [(p["name"], p["enabled"]) for p in json.loads(results["after-enable"].ok())] == [("short", True)]
+
+
 @pytest.mark.parametrize(
     ("case", "fragments"),
     [
@@ -142,6 +159,8 @@ def test_add_apply_list_and_remove_policies(results: dict[str, Outcome]) -> None
         ("no-spans", ["redact needs the spans", "use block or flag"]),
         ("duplicate", ["policy 'no-pii' already exists"]),
         ("rm-missing", ["no policy named 'nope' on the project", "fmops guardrails policies"]),
+        ("enable-missing", ["no policy named 'nope' on endpoint 'triage'"]),
+        ("disable-both-targets", ["give --model or --endpoint, not both"]),
         ("bad-file", ["bad.yaml: invalid policy: policies.0.on: ", "policies.1.name: Field required"]),
     ],
 )

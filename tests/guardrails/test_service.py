@@ -1,5 +1,6 @@
 """Guardrail policies on both backends: stored, checked (one 400 naming each bad field), applied
-idempotently, and served from a cache that another replica's change invalidates on the next call."""
+idempotently, and served from a cache: a change applies at once on the replica that made it, on the
+next endpoint call anywhere, and within `RECHECK_SECONDS` on another replica's plain model calls."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from fmops.endpoints.generation import current
 from fmops.endpoints.schemas import EndpointSpec, GuardrailSpec
 from fmops.endpoints.service import EndpointService
 from fmops.errors import Conflict, NotFound, UserError
+from fmops.guardrails import service as service_module
 from fmops.guardrails.base import (
     Context,
     Decision,
@@ -29,9 +31,10 @@ from fmops.guardrails.base import (
 from fmops.guardrails.policy import Action, Scope
 from fmops.guardrails.registry import register, unregister
 from fmops.guardrails.schemas import AttachedPolicy, checked, from_endpoint_guardrail, load_policies
-from fmops.guardrails.service import GuardrailService, Unbuildable
+from fmops.guardrails.service import RECHECK_SECONDS, GuardrailService, Unbuildable
 from fmops.platform import Platform
 from fmops.prompts.service import PromptService
+from fmops.store import Store
 
 
 class WordsConfig(GuardrailConfig):
@@ -96,6 +99,23 @@ class World:
     def generation(self) -> int:
         with self.platform.store.session() as session:
             return current(session, self.project)
+
+
+class Clock:
+    """The service's `time.monotonic`, moved by hand: the recheck window is tested without waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    found = Clock()
+    monkeypatch.setattr(service_module, "monotonic", found)
+    return found
 
 
 @pytest.fixture
@@ -271,7 +291,7 @@ policies:
 
 
 @pytest.mark.anyio
-async def test_serving_order_cache_and_another_replicas_change(world: World) -> None:
+async def test_serving_order_cache_and_another_replicas_change(world: World, clock: Clock) -> None:
     w = world
     assert await w.service.policies(w.project, model="small", endpoint="triage") == ()
     w.add(name="b-project", action="redact")
@@ -315,12 +335,14 @@ async def test_serving_order_cache_and_another_replicas_change(world: World) -> 
     assert w.service.policies_now(w.project, model="small", endpoint=None)[2] is on_model
     assert loads == 0
 
-    # A change through another replica (another service on the same database): seen on the next call.
+    # A change through another replica (another service on the same database): seen once the window
+    # has passed (the next endpoint call, which passes the generation, sees it at once: below).
     replica = GuardrailService(w.platform.store, w.platform.catalog)
     try:
         replica.delete(w.project, Scope.project, "", "a-project", actor="bob")
     finally:
         replica.close()
+    clock.now += RECHECK_SECONDS
     changed = await w.service.policies(w.project, model="small", endpoint=None)
     assert [p.name for p in changed] == ["b-project", "on-model"]
     assert loads == 1
@@ -332,6 +354,114 @@ async def test_serving_order_cache_and_another_replicas_change(world: World) -> 
         await w.service.policies(w.project, model=None, endpoint=None, generation=generation) == changed[:1]
     )
     assert await w.service.policies(w.other, model="small", endpoint="triage") == ()
+
+
+def names(policies: Any) -> list[str]:
+    return [p.name for p in policies]
+
+
+def count_reads(service: GuardrailService) -> list[str]:
+    """Each registry generation read `service` makes from now on (the query itself, either way in)."""
+    reads: list[str] = []
+    reader = service.generations
+    query = reader._query
+
+    def counted(project_id: str) -> int:
+        reads.append(project_id)
+        return query(project_id)
+
+    reader._query = counted  # type: ignore[method-assign]
+    return reads
+
+
+@pytest.mark.anyio
+async def test_another_replicas_change_is_served_within_the_window(world: World, clock: Clock) -> None:
+    w = world
+    w.add(name="guard", action="flag")
+    assert names(await w.service.policies(w.project, model="small", endpoint=None)) == ["guard"]
+    reads = count_reads(w.service)
+    # Another replica: a service on a store of its own (its own connections) on the same database.
+    store = Store(w.platform.store.url)
+    replica = GuardrailService(store, w.platform.catalog)
+    try:
+        replica.set_enabled(w.project, Scope.project, "", "guard", False, actor="bob")
+        # Within the window, plain model calls serve what was checked last, reading nothing.
+        clock.now += RECHECK_SECONDS * 0.9
+        for _ in range(3):
+            assert names(await w.service.policies(w.project, model="small", endpoint=None)) == ["guard"]
+            assert names(w.service.policies_now(w.project, model=None, endpoint=None)) == ["guard"]
+        assert reads == []
+        # Once it has passed, the next call reads the generation (once) and serves the change.
+        clock.now += RECHECK_SECONDS * 0.1
+        assert await w.service.policies(w.project, model="small", endpoint=None) == ()
+        assert await w.service.policies(w.project, model="other", endpoint=None) == ()
+        assert reads == [w.project]
+        # The replica sees this replica's changes the same way; its first call reads the generation.
+        assert await replica.policies(w.project, model="small", endpoint=None) == ()
+        w.service.set_enabled(w.project, Scope.project, "", "guard", True, actor="ann")
+        assert names(await w.service.policies(w.project, model="small", endpoint=None)) == ["guard"]
+        assert await replica.policies(w.project, model="small", endpoint=None) == ()
+        # An endpoint call passes the generation its resolver has just read: the change, at once.
+        served = await replica.policies(
+            w.project, model="small", endpoint="triage", generation=w.generation()
+        )
+        assert names(served) == ["guard"]
+        clock.now += RECHECK_SECONDS
+        assert names(await replica.policies(w.project, model="small", endpoint=None)) == ["guard"]
+    finally:
+        replica.close()
+        store.dispose()
+
+
+@pytest.mark.anyio
+async def test_this_replicas_own_changes_are_served_at_once(world: World, clock: Clock) -> None:
+    w = world  # the clock never moves: no window passes in this test
+
+    async def served() -> list[str]:
+        now = names(w.service.policies_now(w.project, model="small", endpoint=None))
+        assert names(await w.service.policies(w.project, model="small", endpoint=None)) == now
+        return now
+
+    assert await served() == []
+    w.add(name="guard", action="flag")
+    assert await served() == ["guard"]
+    w.service.set_enabled(w.project, Scope.project, "", "guard", False, actor="ann")
+    assert await served() == []
+    w.service.set_enabled(w.project, Scope.project, "", "guard", True, actor="ann")
+    assert await served() == ["guard"]
+    w.add(name="more", action="flag", scope="model", target="small")
+    assert await served() == ["guard", "more"]
+    more = {"name": "more", "guardrail": "test-words", "config": {"words": ["x"]}, "scope": "model"}
+    w.service.apply(w.project, [checked({**more, "target": "small", "enabled": False})], actor="ann")
+    assert await served() == ["guard"]
+    w.service.delete(w.project, Scope.project, "", "guard", actor="ann")
+    assert await served() == []
+    # Between changes, nothing is read.
+    reads = count_reads(w.service)
+    for _ in range(3):
+        assert await served() == []
+    assert reads == []
+
+
+@pytest.mark.anyio
+async def test_a_check_that_raced_an_own_change_is_not_trusted(world: World, clock: Clock) -> None:
+    w = world
+    w.add(name="guard", action="flag")
+    assert names(await w.service.policies(w.project, model=None, endpoint=None)) == ["guard"]
+    clock.now += RECHECK_SECONDS
+    reader = w.service.generations
+    read = reader.read
+
+    async def racing(project_id: str) -> int:
+        found = await read(project_id)  # the generation before the change below...
+        reader.read = read  # type: ignore[method-assign]
+        w.service.set_enabled(w.project, Scope.project, "", "guard", False, actor="ann")  # ...committed now
+        return found
+
+    reader.read = racing  # type: ignore[method-assign]
+    assert names(await w.service.policies(w.project, model=None, endpoint=None)) == ["guard"]
+    # That check predates the change: not trusted for the window; the next call reads again.
+    assert await w.service.policies(w.project, model=None, endpoint=None) == ()
 
 
 def test_a_stored_policy_that_no_longer_builds_cannot_decide(world: World) -> None:

@@ -68,7 +68,7 @@ COMMANDS = {
     "guardrails": Lazy(
         "fmops.cli.guardrails:app",
         "Guardrails: checks on input and output, run as policies on the project, a model or an endpoint "
-        "(list, policies, add, rm, apply).",
+        "(list, policies, add, rm, enable, disable, apply).",
     ),
     "data": Lazy(
         "fmops.cli.data:app",

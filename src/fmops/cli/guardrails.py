@@ -1,7 +1,8 @@
 """`fmops guardrails`: the installed checks and the policies that run them, managed locally by the operator.
 
-A change made here runs on the next call of every server on the same database: each one checks the
-project's registry generation on every call.
+A change made here runs on the next endpoint call of every server on the same database, and on their
+plain model calls within a second (each server checks the project's registry generation at most once
+a second for those: see `fmops.guardrails.service.RECHECK_SECONDS`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from fmops.guardrails.schemas import Applied, PolicyView, checked, load_policies
 
 app = typer.Typer(
     help="Guardrails: checks on input and output, run as policies on the project, a model or an endpoint "
-    "(list, policies, add, rm, apply).",
+    "(list, policies, add, rm, enable, disable, apply).",
     no_args_is_help=True,
 )
 JSON = typer.Option(False, "--json", help="Print JSON")
@@ -154,6 +155,40 @@ def remove(
     scope, target = _where(model, endpoint)
     view = local_platform().guardrails.delete(project_id_of(project), scope, target, name, actor=actor())
     console.print(f"removed policy {escape(view.label)}", highlight=False)
+
+
+@app.command("enable")
+def enable(
+    name: str = typer.Argument(..., help="The policy's name"),
+    model: str | None = MODEL,
+    endpoint: str | None = ENDPOINT,
+    project: str = _project_option(),
+) -> None:
+    """Turn a policy on again (of the project, or of --model / --endpoint)."""
+    _switch(name, model, endpoint, project, enabled=True)
+
+
+@app.command("disable")
+def disable(
+    name: str = typer.Argument(..., help="The policy's name"),
+    model: str | None = MODEL,
+    endpoint: str | None = ENDPOINT,
+    project: str = _project_option(),
+) -> None:
+    """Stop running a policy, keeping it stored (of the project, or of --model / --endpoint). Works on
+    a policy whose guardrail no longer builds, too."""
+    _switch(name, model, endpoint, project, enabled=False)
+
+
+def _switch(name: str, model: str | None, endpoint: str | None, project: str, *, enabled: bool) -> None:
+    scope, target = _where(model, endpoint)
+    guardrails = local_platform().guardrails
+    project_id = project_id_of(project)
+    was = guardrails.get(project_id, scope, target, name).spec.enabled
+    view = guardrails.set_enabled(project_id, scope, target, name, enabled, actor=actor())
+    state = "enabled" if enabled else "disabled"
+    said = state if was != enabled else f"already {state}"
+    console.print(f"{said} policy {escape(view.label)}", highlight=False)
 
 
 @app.command("apply")
