@@ -3,9 +3,12 @@
 `GuardrailService.policies` runs once per gateway call. For each backend (a throw-away database,
 migrated; PostgreSQL when reachable) with one project-wide policy stored, it times, in one process:
 
-- a plain model call: `policies(project, model=..., endpoint=None)`, as the gateway asks it;
-- an endpoint call: the same with the `generation=` the endpoint resolver has just read;
-- the registry generation read alone (what a call paid when every call read it).
+- a plain model call: `policies(project, model=..., endpoint=None)`, as the gateway asks it (the
+  registry generation read at most once every RECHECK_SECONDS);
+- the same call made to check the generation every time, as every call did before RECHECK_SECONDS
+  (the peer: the project's last check forgotten before each call);
+- an endpoint call: `policies` with the `generation=` the endpoint resolver has just read;
+- the registry generation read alone.
 
 Prints microseconds per call (mean, p50, p99).
 
@@ -78,6 +81,11 @@ async def timed(calls: int, call: Callable[[], Awaitable[object]]) -> dict[str, 
     }
 
 
+async def checking(service: GuardrailService, project: str) -> object:
+    service._fresh_until.clear()  # as if the last check were a window ago: this call reads
+    return await service.policies(project, model="small", endpoint=None)
+
+
 async def measure(url: str, home: Path, calls: int) -> dict[str, dict[str, float]]:
     store = Store(url)
     upgrade(store)
@@ -94,6 +102,7 @@ async def measure(url: str, home: Path, calls: int) -> dict[str, dict[str, float
         assert len(await service.policies(project, model="small", endpoint=None)) == 1
         return {
             "model_call": await timed(calls, lambda: service.policies(project, model="small", endpoint=None)),
+            "model_call_checking_every_call": await timed(calls, lambda: checking(service, project)),
             "endpoint_call_generation_passed": await timed(
                 calls,
                 lambda: service.policies(project, model="small", endpoint="triage", generation=generation),
