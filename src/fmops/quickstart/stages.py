@@ -180,11 +180,24 @@ class Loop:
         """Spans are written in the background: wait until the calls just made are searchable."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            page = self.api.get("/api/traces", endpoint=ENDPOINT, start=since, root_only="true", limit=count)
-            if len(page["data"]) >= count:
+            if self._count_traces(since, count) >= count:
                 return
             time.sleep(0.5)
         raise TimeoutError(f"the gateway's {count} spans were not searchable within 60 s")
+
+    def _count_traces(self, since: str, at_most: int) -> int:
+        """The endpoint's root spans since `since`, counted page by page (a page holds 500 at most)."""
+        seen, cursor = 0, None
+        while seen < at_most:
+            limit = min(500, at_most - seen)
+            page = self.api.get(
+                "/api/traces", endpoint=ENDPOINT, start=since, root_only="true", limit=limit, cursor=cursor
+            )
+            seen += len(page["data"])
+            cursor = page.get("next_cursor")
+            if not cursor or not page["data"]:
+                break
+        return seen
 
     def _thumbs(self, calls: list[Call]) -> int:
         for call in calls:
