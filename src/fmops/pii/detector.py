@@ -9,7 +9,9 @@ two findings overlap, the more specific type wins (a card number is not also a p
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
+import re
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -80,31 +82,69 @@ def _national_id_word(text: str, start: int) -> regex.Match[str] | None:
     return p.NATIONAL_ID_CONTEXT.search(text, max(0, start - 40), start)
 
 
+# --- pre-filters: each says when a pattern cannot match, so that its scan (tens of microseconds on a
+# 2 KB message, the regex engine trying every position) is skipped. Each is a necessary condition
+# read off the pattern it guards, never a heuristic: a text that passes is scanned exactly as before.
+
+# An ASCII text's shape: digits 0, letters a, the separators number patterns allow kept, the rest x.
+_SHAPE = str.maketrans(
+    {i: "0" if chr(i).isdigit() else chr(i) if chr(i) in " .-()+" else "a" if chr(i).isalpha() else "x"
+     for i in range(128)}
+)  # fmt: skip
+# Phones: every separator alike; cards: only a space or a dash between digits.
+_PHONE_SEPS = str.maketrans({c: "-" for c in " .()+"})
+_CARD_SEPS = str.maketrans({" ": "-", ".": "x", "(": "x", ")": "x", "+": "x"})
+
+
+@functools.lru_cache(maxsize=4)
+def _shape(text: str) -> str | None:
+    """`text`'s shape (see _SHAPE), or None where it is not ASCII (a Unicode digit or separator would
+    not map: no pre-filter applies). Cached: the scans of one `detect` call share it."""
+    return text.translate(_SHAPE) if text.isascii() else None
+
+
+def _has_digit(text: str) -> bool:
+    if text.isascii():  # O(1): CPython knows; ten substring searches beat a regex scan
+        return any(d in text for d in "0123456789")
+    return _ANY_DIGIT.search(text) is not None
+
+
+def _joined_run(shape: str, gap: str, run: int) -> bool:
+    """Whether `shape` (separators already mapped to "-") holds `run` digits in a row once separator
+    gaps shorter than `gap` are closed up: a longer gap is broken with x before the rest are removed."""
+    return "0" * run in shape.replace(gap, "x" * len(gap)).replace("-", "")
+
+
 def _national_ids(text: str) -> Iterator[Finding]:
     """US SSN, UK NINO, Spanish DNI/NIE and Indian Aadhaar in their printed shapes; a bare run of 9 or 12
     digits (or a dotted BSN) only right after a word naming it, then the same checks."""
-    if any(ch.isdigit() for ch in text):
-        for m in p.US_SSN.finditer(text):
-            if us_ssn_valid(_digits(m.group())) and not _after_id_word(text, m.start()):
-                yield Finding(PiiType.national_id, m.start(), m.end(), "us_ssn")
-        for m in p.IN_AADHAAR.finditer(text):
-            if in_aadhaar_valid(_digits(m.group())) and not _after_id_word(text, m.start()):
-                yield Finding(PiiType.national_id, m.start(), m.end(), "in_aadhaar")
-        for m in p.ES_DNI.finditer(text):
-            compact = m.group().replace("-", "").replace(" ", "")
-            if es_dni_valid(compact) and not _after_id_word(text, m.start()):
-                yield Finding(PiiType.national_id, m.start(), m.end(), "es_dni")
-        for m in p.BARE_ID.finditer(text):
-            named = _national_id_word(text, m.start())
-            digits = _digits(m.group())
-            if named is None:
-                continue
-            if named.group("ssn") and len(digits) == 9 and "." not in m.group() and us_ssn_valid(digits):
-                yield Finding(PiiType.national_id, m.start(), m.end(), "us_ssn")
-            elif named.group("bsn") and len(digits) == 9 and nl_bsn_valid(digits):
-                yield Finding(PiiType.national_id, m.start(), m.end(), "nl_bsn")
-            elif named.group("aadhaar") and len(digits) == 12 and in_aadhaar_valid(digits):
-                yield Finding(PiiType.national_id, m.start(), m.end(), "in_aadhaar")
+    if _has_digit(text):
+        shape = _shape(text)
+        if shape is None or "000-00-0000" in shape or "000 00 0000" in shape:
+            for m in p.US_SSN.finditer(text):
+                if us_ssn_valid(_digits(m.group())) and not _after_id_word(text, m.start()):
+                    yield Finding(PiiType.national_id, m.start(), m.end(), "us_ssn")
+        if shape is None or "0000 0000 0000" in shape or "0000-0000-0000" in shape:
+            for m in p.IN_AADHAAR.finditer(text):
+                if in_aadhaar_valid(_digits(m.group())) and not _after_id_word(text, m.start()):
+                    yield Finding(PiiType.national_id, m.start(), m.end(), "in_aadhaar")
+        if shape is None or "0000000" in shape:
+            for m in p.ES_DNI.finditer(text):
+                compact = m.group().replace("-", "").replace(" ", "")
+                if es_dni_valid(compact) and not _after_id_word(text, m.start()):
+                    yield Finding(PiiType.national_id, m.start(), m.end(), "es_dni")
+        if shape is None or "000000000" in shape or "0000.00.000" in shape:
+            for m in p.BARE_ID.finditer(text):
+                named = _national_id_word(text, m.start())
+                digits = _digits(m.group())
+                if named is None:
+                    continue
+                if named.group("ssn") and len(digits) == 9 and "." not in m.group() and us_ssn_valid(digits):
+                    yield Finding(PiiType.national_id, m.start(), m.end(), "us_ssn")
+                elif named.group("bsn") and len(digits) == 9 and nl_bsn_valid(digits):
+                    yield Finding(PiiType.national_id, m.start(), m.end(), "nl_bsn")
+                elif named.group("aadhaar") and len(digits) == 12 and in_aadhaar_valid(digits):
+                    yield Finding(PiiType.national_id, m.start(), m.end(), "in_aadhaar")
     for m in p.UK_NINO.finditer(text):
         if uk_nino_valid(m.group().replace(" ", "")):
             yield Finding(PiiType.national_id, m.start(), m.end(), "uk_nino")
@@ -117,6 +157,11 @@ def _emails(text: str) -> Iterator[Finding]:
 
 
 def _phones(text: str) -> Iterator[Finding]:
+    # A candidate is digit groups with at most two separators between them ("(555) 123", "44 (20)"),
+    # and counts with 8 digits or more after a "+", 9 or more otherwise.
+    shape = _shape(text)
+    if shape is not None and not _joined_run(shape.translate(_PHONE_SEPS), "---", 8 if "+" in text else 9):
+        return
     for m in p.PHONE.finditer(text):
         s = m.group()
         n = len(_digits(s))
@@ -134,6 +179,9 @@ def _phones(text: str) -> Iterator[Finding]:
 
 
 def _cards(text: str) -> Iterator[Finding]:
+    shape = _shape(text)  # 12 digits or more, a single space or dash at most between two
+    if shape is not None and not _joined_run(shape.translate(_CARD_SEPS), "--", 12):
+        return
     for m in p.CARD.finditer(text):
         digits = _digits(m.group())
         if len(set(m.group()) - set("0123456789")) > 1:
@@ -167,7 +215,8 @@ def _ips(text: str) -> Iterator[Finding]:
         for m in p.IPV4.finditer(text):
             if not _after_id_word(text, m.start()):
                 yield Finding(PiiType.ip_address, m.start(), m.end(), "ipv4")
-    if "::" in text or text.count(":") >= 7:
+    # The pattern's look-ahead wants two colons with at most four hex digits between them.
+    if ("::" in text or text.count(":") >= 7) and _IPV6_COLONS.search(text):
         for m in p.IPV6.finditer(text):
             s = m.group()
             groups = [g for g in s.split(":") if g]
@@ -201,6 +250,24 @@ _SECRET_NAMES = [
 ]
 
 
+# A literal every alternative of p.SECRET starts with (case-sensitive, as the pattern is).
+_SECRET_PREFIXES = (
+    "sk-", "sk_", "rk_", "pk_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "AKIA",
+    "ASIA", "ABIA", "ACCA", "xox", "AIza", "hf_", "npm_", "SG.", "eyJ",
+)  # fmt: skip
+# Runs of the characters keys are made of, for a pre-filter on their length: t where p.TOKEN and
+# p.SECRET both allow one (letters, digits, _ and -), s only SECRET (the dots of a JWT), T only TOKEN
+# (base64's + and /). Anything else (white space, non-ASCII) breaks a run. A vendor key is 15
+# characters or more (xox?- and ten), a high-entropy token 32 or more.
+_SECRET_RUNS = str.maketrans(
+    {i: "t" if c.isalnum() or c in "_-" else "s" if c == "." else "T" if c in "+/" else " "
+     for i, c in enumerate(map(chr, range(128)))}
+)  # fmt: skip
+_LONG_RUN = "t" * 32
+# A word every alternative of p.ASSIGNED_SECRET's key holds, case-folded ("api_key", "PassWD").
+_ASSIGNED_WORDS = ("key", "secret", "token", "bearer", "passw", "pwd")
+
+
 def _secret_name(token: str) -> str:
     return next((name for prefix, name in _SECRET_NAMES if token.startswith(prefix)), "token")
 
@@ -215,15 +282,41 @@ def _secrets(text: str) -> Iterator[Finding]:
     if "-----BEGIN" in text:
         for m in p.PRIVATE_KEY.finditer(text):
             yield Finding(PiiType.secret, m.start(), m.end(), "private_key")
-    for m in p.SECRET.finditer(text):
-        yield Finding(PiiType.secret, m.start(), m.end(), _secret_name(m.group()))
-    for m in p.ASSIGNED_SECRET.finditer(text):
-        value = m.group("value")
-        if any(not c.isalpha() for c in value) or entropy(value) >= 3.0:
-            yield Finding(PiiType.secret, m.start("value"), m.end("value"), "assigned")
-    for m in p.TOKEN.finditer(text):
+    runs = text.translate(_SECRET_RUNS)
+    if "s" * 15 in runs.replace("t", "s") and any(prefix in text for prefix in _SECRET_PREFIXES):
+        for m in p.SECRET.finditer(text):
+            yield Finding(PiiType.secret, m.start(), m.end(), _secret_name(m.group()))
+    # ASSIGNED_SECRET matches with full case folding: casefold() folds the same way ("PaßWORD").
+    folded = text.casefold()
+    if any(word in folded for word in _ASSIGNED_WORDS):
+        for m in p.ASSIGNED_SECRET.finditer(text):
+            value = m.group("value")
+            if any(not c.isalpha() for c in value) or entropy(value) >= 3.0:
+                yield Finding(PiiType.secret, m.start("value"), m.end("value"), "assigned")
+    for m in _tokens(text, runs):
         if _random_looking(m.group()):
             yield Finding(PiiType.secret, m.start(), m.end(), "high_entropy")
+
+
+def _tokens(text: str, runs: str) -> Iterator[regex.Match[str]]:
+    """p.TOKEN's matches. Each lies in a run of 32 token characters or more and starts where the run
+    does (its look-behind refuses a token character before it): in ASCII text only those starts are
+    tried, instead of a scan of every position."""
+    tokens = runs.replace("s", " ").replace("T", "t")
+    at = tokens.find(_LONG_RUN)
+    if at == -1:
+        return
+    if not text.isascii():  # a run may end at a non-ASCII character: scan as the pattern does
+        yield from p.TOKEN.finditer(text)
+        return
+    while at != -1:
+        m = p.TOKEN.match(text, at)
+        if m is not None:
+            yield m
+        end = tokens.find(" ", at)
+        if end == -1:
+            return
+        at = tokens.find(_LONG_RUN, end)
 
 
 def _addresses(text: str) -> Iterator[Finding]:
@@ -242,6 +335,7 @@ SCANS: dict[PiiType, Scan] = {
     PiiType.address: _addresses,
 }
 _ANY_DIGIT = regex.compile(r"\d")
+_IPV6_COLONS = re.compile(r":[0-9A-Fa-f]{0,4}:")  # ASCII only: `re` finds it faster
 _IP_LIKE = regex.compile(r"\d{1,3}(?:\.\d{1,3}){3}")  # 674.156.87.230: a mistyped address, not a phone
 _IBAN_TAIL = regex.compile(r"\b[A-Z]{2}\d{2}(?: [A-Z0-9]{4})+ $")  # the rest of an IBAN (failed mod 97)
 _NEED_DIGITS = frozenset({PiiType.credit_card, PiiType.iban, PiiType.phone, PiiType.address})
@@ -262,7 +356,7 @@ def parse_types(names: Collection[str] | None) -> frozenset[PiiType]:
 def detect(text: str, types: Collection[PiiType] | None = None) -> list[Finding]:
     """Findings in text order, none overlapping another (the more specific type wins)."""
     wanted = PiiType if types is None else types
-    has_digit = _ANY_DIGIT.search(text) is not None
+    has_digit = _has_digit(text)
     found: list[Finding] = []
     for kind in PiiType:  # priority order
         if kind not in wanted or (kind in _NEED_DIGITS and not has_digit):
