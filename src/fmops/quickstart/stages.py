@@ -43,7 +43,7 @@ class Sizes:
     concurrency: int = 2
 
 
-FULL = Sizes(traffic=320, eval_cases=150, ab_calls=100)
+FULL = Sizes(traffic=380, eval_cases=120, ab_calls=80)
 # For the test suite: every stage runs end to end, small; the fine-tune is a few steps.
 FAST = Sizes(
     traffic=16,
