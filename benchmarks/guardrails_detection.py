@@ -26,7 +26,10 @@ holds out the fill-ins. Two more sets were written after that tuning, in other p
 and wrappers (hidden HTML, JSON escapes, typos). Held-out 1 (HELDOUT_*) was scored once (seed 2,
 injection: TPR 0.150, FPR 0.143) and then looked at: its misses led to injection_semantic's
 exemplars, never to a pattern change. Held-out 2 (HELDOUT2_*) was written before those exemplars and
-never tuned on: its rates are the ones to believe. All sets were written by the same hand as the
+never tuned on. Held-out 3 (benchmarks/injection_heldout3.py: every distinct prompt its seed draws,
+over 200 of each) was written and committed before the heuristics were reworked for issue 17's
+misses, which were tuned on the tuning templates and held-out 1 only: sets 2 and 3 are the rates to
+believe. All sets were written by the same hand as the
 detector, so none says how it does on attacks in the wild.
 
     .venv/bin/python benchmarks/guardrails_detection.py [--docs 10000] [--prompts 600] [--seed 2]
@@ -48,6 +51,7 @@ from collections import Counter
 from pathlib import Path
 
 from _harness import load, save_result
+from injection_heldout3 import generate_heldout3
 from pii_vs_presidio import (
     FILLER,
     MAKERS,
@@ -926,11 +930,13 @@ def main() -> None:
         "tuning": generate_prompts(args.prompts, args.seed),
         "heldout1": generate_heldout(args.prompts, args.seed),
         "heldout2": generate_heldout(args.prompts, args.seed, second=True),
+        "heldout3": generate_heldout3(args.seed),
     }
     labels = {
         "tuning": "tuning templates",
         "heldout1": "held-out 1 (looked at)",
         "heldout2": "held-out 2 (never tuned)",
+        "heldout3": "held-out 3 (never tuned)",
     }
     injection: dict[str, object] = {}
     for guard in ("injection", "injection_semantic") if args.semantic else ("injection",):
