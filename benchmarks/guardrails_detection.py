@@ -25,11 +25,12 @@ tuned on seed 1 (`--tune`) and is reported on seed 2; seeds share the templates,
 holds out the fill-ins. Two more sets were written after that tuning, in other phrasings, languages
 and wrappers (hidden HTML, JSON escapes, typos). Held-out 1 (HELDOUT_*) was scored once (seed 2,
 injection: TPR 0.150, FPR 0.143) and then looked at: its misses led to injection_semantic's
-exemplars, never to a pattern change. Held-out 2 (HELDOUT2_*) was written before those exemplars and
-never tuned on. Held-out 3 (benchmarks/injection_heldout3.py: every distinct prompt its seed draws,
-over 200 of each) was written and committed before the heuristics were reworked for issue 17's
-misses, which were tuned on the tuning templates and held-out 1 only: sets 2 and 3 are the rates to
-believe. All sets were written by the same hand as the
+exemplars and, later, to the heuristics' rework (broader families, tuned on the tuning templates and
+held-out 1): it is now a tuning set too. Held-out 2 (HELDOUT2_*) was written before those exemplars
+and never tuned on (its templates were in this file while the heuristics were reworked, its
+per-prompt results were not read). Held-out 3 (benchmarks/injection_heldout3.py: every distinct
+prompt its seed draws, over 200 of each) was written and committed before the rework and never
+tuned on: sets 2 and 3 are the rates to believe. All sets were written by the same hand as the
 detector, so none says how it does on attacks in the wild.
 
     .venv/bin/python benchmarks/guardrails_detection.py [--docs 10000] [--prompts 600] [--seed 2]
