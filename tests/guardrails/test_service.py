@@ -13,11 +13,14 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import Field
 
+from fmops.auth import Principal, Role
 from fmops.catalog import ModelSpec
 from fmops.endpoints.generation import current
+from fmops.endpoints.resolver import EndpointResolver
 from fmops.endpoints.schemas import EndpointSpec, GuardrailSpec
 from fmops.endpoints.service import EndpointService
 from fmops.errors import Conflict, NotFound, UserError
+from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.guardrails import service as service_module
 from fmops.guardrails.base import (
     Context,
@@ -462,6 +465,62 @@ async def test_a_check_that_raced_an_own_change_is_not_trusted(world: World, clo
     assert names(await w.service.policies(w.project, model=None, endpoint=None)) == ["guard"]
     # That check predates the change: not trusted for the window; the next call reads again.
     assert await w.service.policies(w.project, model=None, endpoint=None) == ()
+
+
+@pytest.mark.anyio
+async def test_an_endpoint_call_passes_on_the_generation_its_resolver_read(
+    world: World, clock: Clock
+) -> None:
+    w = world  # the clock never moves: what an endpoint call sees owes nothing to the window
+    resolver = EndpointResolver(w.platform.store, PromptService(w.platform.store, w.platform.catalog))
+    store = Store(w.platform.store.url)
+    replica = GuardrailService(store, w.platform.catalog)  # another replica makes the changes
+    try:
+        assert await w.service.policies(w.project, model="small", endpoint=None) == ()
+        reads = count_reads(w.service)
+        for enabled, expected in ((None, ["guard"]), (False, []), (True, ["guard"])):
+            if enabled is None:
+                replica.create(w.project, checked({"name": "guard", "guardrail": "test-short"}), actor="bob")
+            else:
+                replica.set_enabled(w.project, Scope.project, "", "guard", enabled, actor="bob")
+            resolved = await resolver.resolve(w.project, "triage")
+            assert resolved is not None
+            assert resolved.generation == w.generation()
+            served = await w.service.policies(
+                w.project, model="small", endpoint="triage", generation=resolved.generation
+            )
+            assert names(served) == expected
+        assert reads == []  # the resolver read the generation; the guardrails did not read it again
+    finally:
+        resolver.close()
+        replica.close()
+        store.dispose()
+
+
+@pytest.mark.anyio
+async def test_the_gateway_hands_an_endpoint_calls_generation_to_its_guardrails(
+    world: World, clock: Clock
+) -> None:
+    w = world  # the clock never moves
+    gateway = w.platform.gateway
+    served = w.platform.guardrails  # the gateway's; w.service is another replica to it
+    principal = Principal("key-1", "u1", "ann", w.project, "default", Role.consumer)
+
+    async def policies_for(model: str) -> list[str]:
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+        req = ChatCompletionRequest.model_validate(body)
+        _, call = await gateway._route(principal, req, None)
+        assert (call is not None) == (model == "triage")
+        return names(await gateway._policies(principal, req, call))
+
+    assert await policies_for("small") == []
+    assert await policies_for("triage") == []
+    reads = count_reads(served)
+    w.add(name="guard", action="flag")
+    assert await policies_for("triage") == ["guard"]  # at once, with the generation its resolver read
+    w.service.set_enabled(w.project, Scope.project, "", "guard", False, actor="bob")
+    assert await policies_for("triage") == []
+    assert reads == []
 
 
 def test_a_stored_policy_that_no_longer_builds_cannot_decide(world: World) -> None:

@@ -130,7 +130,7 @@ class StaticPolicies:
     asked: list[tuple[str, str, str | None]] = field(default_factory=list)
 
     async def policies(
-        self, project_id: str, *, model: str | None, endpoint: str | None
+        self, project_id: str, *, model: str | None, endpoint: str | None, generation: int | None = None
     ) -> tuple[Policy, ...]:
         self.asked.append((project_id, model, endpoint))
         return tuple(

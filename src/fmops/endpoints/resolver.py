@@ -68,6 +68,9 @@ class Resolved:
     fallbacks: tuple[str, ...]
     has_variants: bool
     _bounds: tuple[float, ...] = field(default=(), repr=False)
+    # The registry generation it was resolved at: what the call's guardrail lookup is then told, so it
+    # reads nothing more (fmops.guardrails.service.GuardrailService.policies).
+    generation: int = 0
 
     @property
     def input_guardrails(self) -> tuple[Guardrail, ...]:
@@ -171,13 +174,13 @@ class EndpointResolver:
             return None
         found = cache.resolved.get(name)
         if found is None and cache.names[name]:
-            found = cache.resolved[name] = self._load(project_id, name)
+            found = cache.resolved[name] = self._load(project_id, name, current)
         return _served(name, cache.names[name], found)
 
     def close(self) -> None:
         self.generations.close()
 
-    def _load(self, project_id: str, name: str) -> Resolved | str:
+    def _load(self, project_id: str, name: str, current: int) -> Resolved | str:
         with self.store.session() as session:
             row = session.scalars(
                 select(Endpoint).where(Endpoint.project_id == project_id, Endpoint.name == name)
@@ -185,7 +188,7 @@ class EndpointResolver:
         if row is None:
             return f"endpoint {name!r} was deleted while it was being read; retry"
         try:
-            return self._build(project_id, name, EndpointConfig.model_validate(row.config))
+            return self._build(project_id, name, EndpointConfig.model_validate(row.config), current)
         except FmopsError as exc:
             # Something it names is gone (a label removed, a prompt deleted): say what, every call,
             # until an engineer fixes the endpoint (which bumps the generation and clears this).
@@ -193,7 +196,7 @@ class EndpointResolver:
                 f"endpoint {name!r} cannot serve: {exc.message}; fix it with `fmops endpoints update {name}`"
             )
 
-    def _build(self, project_id: str, name: str, config: EndpointConfig) -> Resolved:
+    def _build(self, project_id: str, name: str, config: EndpointConfig, current: int) -> Resolved:
         versions: dict[tuple[int | None, str | None], PromptVersionView] = {}
 
         def version(number: int | None, label: str | None) -> PromptVersionView | None:
@@ -238,6 +241,7 @@ class EndpointResolver:
             fallbacks=tuple(config.fallbacks),
             has_variants=bool(config.variants),
             _bounds=bounds([v.weight for v in variants]),
+            generation=current,
         )
 
 

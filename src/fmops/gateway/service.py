@@ -334,8 +334,11 @@ class Gateway:
         if self.guardrails is None:
             return ()
         if call is not None:
-            return await self.guardrails.policies(
-                principal.project_id, model=call.request.model, endpoint=call.name
+            return await self.guardrails.policies(  # the generation its resolver read: not read again
+                principal.project_id,
+                model=call.request.model,
+                endpoint=call.name,
+                generation=call.endpoint.generation,
             )
         return await self.guardrails.policies(principal.project_id, model=req.model, endpoint=None)
 

@@ -69,7 +69,7 @@ class PolicySource(Protocol):
     answers from memory while the project's policies have not changed."""
 
     async def policies(
-        self, project_id: str, *, model: str | None, endpoint: str | None
+        self, project_id: str, *, model: str | None, endpoint: str | None, generation: int | None = None
     ) -> tuple[Policy, ...]: ...
 
 
