@@ -935,7 +935,7 @@ def main() -> None:
     }
     labels = {
         "tuning": "tuning templates",
-        "heldout1": "held-out 1 (looked at)",
+        "heldout1": "held-out 1 (tuned on)",
         "heldout2": "held-out 2 (never tuned)",
         "heldout3": "held-out 3 (never tuned)",
     }
