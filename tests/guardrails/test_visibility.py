@@ -80,10 +80,12 @@ async def test_the_dashboards_count_blocks_and_flags_per_policy(
     store: Store, traffic: dict[str, list[dict[str, Any]]]
 ) -> None:
     now = utcnow()
-    hour = int((now - timedelta(hours=1)).timestamp())
-    times = [hour, hour + 1800, hour + 3600]  # three buckets: the spans fall in the last
+    # Three half-hour buckets, the last starting half an hour ago: the spans, made moments before
+    # `now`, fall in it even when a second boundary passed between them and `now`.
+    last = int((now - timedelta(minutes=30)).timestamp())
+    times = [last - 3600, last - 1800, last]
     found = decision_series(
-        store, PRINCIPAL.project_id, now - timedelta(hours=1), now + timedelta(minutes=1), times
+        store, PRINCIPAL.project_id, now - timedelta(hours=2), now + timedelta(minutes=1), times
     )
     series = {s["label"]: s["values"] for s in found["series"]}
     assert series == {"deny blocked": [0, 0, 2], "watch flagged": [0, 0, 1]}
