@@ -4,6 +4,7 @@ next endpoint call anywhere, and within `RECHECK_SECONDS` on another replica's p
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from fmops.endpoints.generation import current
 from fmops.endpoints.resolver import EndpointResolver
 from fmops.endpoints.schemas import EndpointSpec, GuardrailSpec
 from fmops.endpoints.service import EndpointService
-from fmops.errors import Conflict, NotFound, UserError
+from fmops.errors import Conflict, NotFound, Unavailable, UserError
 from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.guardrails import service as service_module
 from fmops.guardrails.base import (
@@ -587,3 +588,30 @@ def test_concurrent_calls_after_a_change_build_each_policy_once(world: World) ->
     w.add(name="other", action="flag")
     assert w.service.policies_now(w.project, model=None, endpoint=None)[0].guardrail is found[0][0].guardrail
     assert Counted.builds == 1
+
+
+@pytest.mark.anyio
+async def test_a_database_outage_serves_the_known_policies(world: World, clock: Clock) -> None:
+    """Plain model calls answer from their caches through an outage: a generation read that hangs or
+    fails serves the policies known, one read at a time, and never becomes the call's error."""
+    w = world
+    w.add(name="guard", action="flag")
+    assert names(await w.service.policies(w.project, model="small", endpoint=None)) == ["guard"]
+    reader = w.service.generations
+    started: list[str] = []
+    release = asyncio.Event()
+
+    async def hanging(project_id: str) -> int:
+        started.append(project_id)
+        await release.wait()
+        raise Unavailable("the metadata database is unavailable; retry shortly")
+
+    reader.read = hanging  # type: ignore[method-assign]
+    clock.now += RECHECK_SECONDS
+    calls = [w.service.policies(w.project, model="small", endpoint=None) for _ in range(5)]
+    served = await asyncio.wait_for(asyncio.gather(*calls), timeout=5)
+    assert [names(s) for s in served] == [["guard"]] * 5
+    assert started == [w.project]  # one read in flight, however many calls came
+    release.set()
+    await asyncio.sleep(0)
+    assert names(await w.service.policies(w.project, model="small", endpoint=None)) == ["guard"]

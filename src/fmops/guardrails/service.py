@@ -23,6 +23,7 @@ serves as a check that cannot decide: its `on_error` says whether calls it cover
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -66,6 +67,9 @@ SPAN_ACTIONS = frozenset({Action.redact, Action.mask})
 # a change made on another replica (or by the CLI) applies up to this long later; the replica that
 # made it applies it at once. Shorter costs more reads, longer delays other replicas' changes.
 RECHECK_SECONDS = 1.0
+# How long a plain model call waits for that read when policies are already known; past it (the
+# database is down or unreachable) the known ones are served and the read finishes on its own.
+READ_SECONDS = 0.25
 # Aliases: inside GuardrailService, `list` is the method's name.
 Views = list[PolicyView]
 Done = list[Applied]
@@ -134,6 +138,7 @@ class GuardrailService:
         # Until when (time.monotonic) a project's served policies stand without reading its generation.
         self._fresh_until: dict[str, float] = {}
         self._changes = 0  # this service's own changes: a check that raced one is not trusted
+        self._reading: dict[str, asyncio.Future[int]] = {}  # each project's generation read in flight
         self._lock = threading.Lock()
 
     # --- serving --------------------------------------------------------------------------------
@@ -149,10 +154,40 @@ class GuardrailService:
             return (await self._at(project_id, generation)).pick(model, endpoint)
         served = self._recent(project_id)
         if served is None:
-            since, changes = monotonic(), self._changes
-            served = await self._at(project_id, await self.generations.read(project_id))
-            self._checked(project_id, since, changes)
+            served = await self._check(project_id)
         return served.pick(model, endpoint)
+
+    async def _check(self, project_id: str) -> _Served:
+        """Read the project's generation and serve it. One read at a time per project: calls that come
+        while it is in flight serve the policies known. A read that fails or outlasts `READ_SECONDS`
+        (the database is down or cut off) serves them too, and the next check waits a window: plain
+        model calls answer from their caches through an outage, as they did before guardrails. With
+        nothing known yet (a fresh process), the call waits for the read and its error is the call's."""
+        known = self._served.get(project_id)
+        inflight = self._reading.get(project_id)
+        if inflight is not None and known is not None:
+            return known
+        since, changes = monotonic(), self._changes
+        if inflight is None:
+            inflight = self._reading[project_id] = asyncio.ensure_future(self.generations.read(project_id))
+            inflight.add_done_callback(lambda done: self._read_done(project_id, done))
+        if known is None:
+            current = await asyncio.shield(inflight)
+        else:
+            try:
+                current = await asyncio.wait_for(asyncio.shield(inflight), READ_SECONDS)
+            except Exception as exc:  # TimeoutError, Unavailable: the last known policies stand
+                log.warning(
+                    "guardrail policies of project %s served as last known: %s",
+                    project_id,
+                    type(exc).__name__,
+                )
+                with self._lock:
+                    self._fresh_until[project_id] = monotonic() + RECHECK_SECONDS
+                return known
+        served = await self._at(project_id, current)
+        self._checked(project_id, since, changes)
+        return served
 
     def policies_now(self, project_id: str, *, model: str | None, endpoint: str | None) -> Policies:
         """`policies` without a generation, blocking (for jobs and tests)."""
@@ -189,11 +224,19 @@ class GuardrailService:
             if self._changes == changes:
                 self._fresh_until[project_id] = since + RECHECK_SECONDS
 
+    def _read_done(self, project_id: str, done: asyncio.Future[int]) -> None:
+        if self._reading.get(project_id) is done:
+            del self._reading[project_id]
+        if not done.cancelled():
+            done.exception()  # retrieved: a read nobody awaited any more is not an unhandled error
+
     def _forget(self, project_id: str) -> None:
-        """After this service's own change committed: the next call reads the generation again."""
+        """After this service's own change committed: the next call reads the generation again (a
+        read already in flight may predate the change: it is not waited for)."""
         with self._lock:
             self._changes += 1
             self._fresh_until.pop(project_id, None)
+            self._reading.pop(project_id, None)
 
     @contextmanager
     def _change(self, project_id: str) -> Iterator[Session]:
