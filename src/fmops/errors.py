@@ -13,6 +13,11 @@ FmopsError                  base; carries an HTTP status and an OpenAI-style err
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class FmopsError(Exception):
     status_code: int = 500
@@ -35,6 +40,19 @@ class ConfigError(FmopsError):
 class UserError(FmopsError):
     status_code = 400
     error_type = "invalid_request_error"
+
+
+def invalid_config(exc: ValidationError, what: str) -> UserError:
+    """One 400 for a plugin's config that did not validate, naming each bad field
+    (`invalid config for <what>: config.<field>: why; ...`); `param` is the first of them."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"config.{where}: {message}" if where else f"config: {message}")
+    first = exc.errors()[0]["loc"]
+    param = "config." + ".".join(str(p) for p in first) if first else "config"
+    return UserError(f"invalid config for {what}: " + "; ".join(problems), param=param)
 
 
 class NotFound(UserError):

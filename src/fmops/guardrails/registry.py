@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fmops.errors import UserError
+from fmops.errors import UserError, invalid_config
 from fmops.guardrails.base import Guardrail, GuardrailConfig
 from fmops.plugins import load_objects
 
@@ -58,16 +58,7 @@ def parse_config(name: str, cls: AnyGuardrail, raw: Mapping[str, Any] | None) ->
     try:
         return cls.Config.model_validate(dict(raw or {}))
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"])
-            message = str(error["msg"]).removeprefix("Value error, ")
-            problems.append(f"config.{where}: {message}" if where else f"config: {message}")
-        first = exc.errors()[0]["loc"]
-        param = "config." + ".".join(str(p) for p in first) if first else "config"
-        raise UserError(
-            f"invalid config for guardrail {name!r}: " + "; ".join(problems), param=param
-        ) from None
+        raise invalid_config(exc, f"guardrail {name!r}") from None
 
 
 def build(name: str, config: Mapping[str, Any] | None = None) -> Guardrail[Any]:

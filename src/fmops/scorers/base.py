@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fmops.errors import UserError
+from fmops.errors import invalid_config
 
 JSON = dict[str, Any]
 # Sends an OpenAI chat-completions body through the gateway and returns the response body.
@@ -203,16 +203,7 @@ class Scorer(ABC, Generic[C]):
         try:
             return cls.config_model.model_validate(dict(raw or {}))
         except ValidationError as exc:
-            problems = []
-            for error in exc.errors():
-                where = ".".join(str(p) for p in error["loc"])
-                message = str(error["msg"]).removeprefix("Value error, ")
-                problems.append(f"config.{where}: {message}" if where else f"config: {message}")
-            first = exc.errors()[0]["loc"]
-            param = "config." + ".".join(str(p) for p in first) if first else "config"
-            raise UserError(
-                f"invalid config for scorer {cls.name!r}: " + "; ".join(problems), param=param
-            ) from None
+            raise invalid_config(exc, f"scorer {cls.name!r}") from None
 
     @classmethod
     def config_schema(cls) -> JSON:

@@ -11,20 +11,16 @@ these exemplars).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from functools import cached_property
 from typing import ClassVar
 
 from pydantic import Field
 
-from fmops.guardrails.base import Context, Decision, GuardrailError
+from fmops.guardrails.base import Context, Decision
 from fmops.guardrails.checks import run_sync
+from fmops.guardrails.checks.encoder import Encoder
 from fmops.guardrails.checks.injection import Injection, InjectionConfig, Signals, score
-from fmops.providers.base import ProviderConfig, ProviderError
-from fmops.providers.embeddings import LocalEmbeddingsProvider
+from fmops.scorers.embedding import cosine
 
-EMBED_TIMEOUT_S = 120.0  # the first call loads the model
 MAX_CHARS = 2000  # the encoder reads 256 tokens; the start of a long text is what it sees
 SEMANTIC_WEIGHT = 0.6
 
@@ -79,12 +75,6 @@ BENIGN = (
 )
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
-    return dot / norm if norm else 0.0
-
-
 class InjectionSemanticConfig(InjectionConfig):
     similarity: float = Field(0.45, ge=0, le=1, description="Cosine to an attack exemplar that counts")
     margin: float = Field(
@@ -102,27 +92,18 @@ class InjectionSemantic(Injection):
 
     def __init__(self, config: InjectionSemanticConfig) -> None:
         super().__init__(config)
+        self._encoder = Encoder()
         self._semantic = config
         self._exemplars: tuple[list[list[float]], list[list[float]]] | None = None
-
-    @cached_property
-    def _provider(self) -> LocalEmbeddingsProvider:
-        return LocalEmbeddingsProvider(ProviderConfig(model="default"))
-
-    async def _embed(self, texts: list[str]) -> list[list[float]]:
-        try:
-            return (await self._provider.embed(texts, timeout=EMBED_TIMEOUT_S)).vectors
-        except ProviderError as exc:
-            raise GuardrailError(f"the embedding model failed: {exc}") from exc
 
     async def acheck(self, text: str, context: Context) -> Decision:
         signals = score(text)
         if self._exemplars is None:
-            vectors = await self._embed([*ATTACKS, *BENIGN])
+            vectors = await self._encoder.embed([*ATTACKS, *BENIGN])
             self._exemplars = (vectors[: len(ATTACKS)], vectors[len(ATTACKS) :])
-        (vector,) = await self._embed([text[:MAX_CHARS]])
-        attack = max(_cosine(vector, v) for v in self._exemplars[0])
-        benign = max(_cosine(vector, v) for v in self._exemplars[1])
+        (vector,) = await self._encoder.embed([text[:MAX_CHARS]])
+        attack = max(cosine(vector, v) for v in self._exemplars[0])
+        benign = max(cosine(vector, v) for v in self._exemplars[1])
         cfg = self._semantic
         if attack >= cfg.similarity and attack - benign >= cfg.margin:
             combined = 1.0 - (1.0 - signals.score) * (1.0 - SEMANTIC_WEIGHT)

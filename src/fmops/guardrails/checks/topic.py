@@ -16,30 +16,20 @@ guardrail; the text once per check (its first `MAX_CHARS` characters: the encode
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from functools import cached_property
 from typing import Annotated, ClassVar
 
 import regex
 from pydantic import Field, model_validator
 
-from fmops.guardrails.base import Context, Decision, Guardrail, GuardrailConfig, GuardrailError, Verdict
+from fmops.guardrails.base import Context, Decision, Guardrail, GuardrailConfig, Verdict
 from fmops.guardrails.checks import run_sync
-from fmops.providers.base import ProviderConfig, ProviderError
-from fmops.providers.embeddings import LocalEmbeddingsProvider
+from fmops.guardrails.checks.encoder import Encoder
+from fmops.scorers.embedding import cosine
 
-EMBED_TIMEOUT_S = 120.0  # the first call loads the model
 MAX_CHARS = 2000
 
 Phrase = Annotated[str, Field(min_length=1, max_length=200)]
 Example = Annotated[str, Field(min_length=1, max_length=1000)]
-
-
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = math.fsum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(math.fsum(x * x for x in a)) * math.sqrt(math.fsum(y * y for y in b))
-    return dot / norm if norm else 0.0
 
 
 class TopicConfig(GuardrailConfig):
@@ -77,19 +67,10 @@ class Topic(Guardrail[TopicConfig]):
 
     def __init__(self, config: TopicConfig) -> None:
         super().__init__(config)
+        self._encoder = Encoder()
         self._allow = _keywords(config.allow_keywords)
         self._deny = _keywords(config.deny_keywords)
         self._examples: list[list[float]] | None = None
-
-    @cached_property
-    def _provider(self) -> LocalEmbeddingsProvider:
-        return LocalEmbeddingsProvider(ProviderConfig(model="default"))
-
-    async def _embed(self, texts: list[str]) -> list[list[float]]:
-        try:
-            return (await self._provider.embed(texts, timeout=EMBED_TIMEOUT_S)).vectors
-        except ProviderError as exc:
-            raise GuardrailError(f"the embedding model failed: {exc}") from exc
 
     async def acheck(self, text: str, context: Context) -> Decision:
         if self._deny is not None and self._deny.search(text) is not None:
@@ -104,9 +85,9 @@ class Topic(Guardrail[TopicConfig]):
             return Decision.allow()
         examples = cfg.deny_examples + cfg.allow_examples
         if self._examples is None:
-            self._examples = await self._embed(examples)
-        (vector,) = await self._embed([text[:MAX_CHARS]])
-        sims = [_cosine(vector, e) for e in self._examples]
+            self._examples = await self._encoder.embed(examples)
+        (vector,) = await self._encoder.embed([text[:MAX_CHARS]])
+        sims = [cosine(vector, e) for e in self._examples]
         deny = max(sims[: len(cfg.deny_examples)], default=-1.0)
         allow = max(sims[len(cfg.deny_examples) :], default=-1.0)
         data = {"deny_similarity": round(deny, 4), "allow_similarity": round(allow, 4)}
