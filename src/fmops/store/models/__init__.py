@@ -15,6 +15,7 @@ from fmops.store.models.guardrails import GuardrailPolicy
 from fmops.store.models.jobs import Job, JobLog
 from fmops.store.models.prompts import Prompt, PromptLabel, PromptVersion
 from fmops.store.models.rollups import StatsRollup, StatsRollupHour  # hourly stats roll-ups
+from fmops.store.models.tailoring import ConversationTailoring, CustomInstructions, SavedPrompt
 from fmops.store.models.traces import Span, SpanTag
 from fmops.store.models.usage import Spend
 from fmops.store.models.web import Conversation, ConversationMessage, WebSession
@@ -30,6 +31,8 @@ __all__ = [
     "CatalogModel",
     "Conversation",
     "ConversationMessage",
+    "ConversationTailoring",
+    "CustomInstructions",
     "Dataset",
     "DatasetVersion",
     "Endpoint",
@@ -49,6 +52,7 @@ __all__ = [
     "PromptLabel",
     "PromptVersion",
     "RegistryGeneration",
+    "SavedPrompt",
     "Score",
     "Span",
     "SpanTag",
