@@ -2,6 +2,7 @@
 
 from fmops.store.models.alerts import AlertEvent, AlertRule
 from fmops.store.models.annotation import AnnotationDecision, AnnotationItem, AnnotationQueue
+from fmops.store.models.assistants import Assistant, AssistantConversation
 from fmops.store.models.auth import ApiKey, Membership, Project, User
 from fmops.store.models.base import Base
 from fmops.store.models.catalog import CatalogModel
@@ -27,6 +28,8 @@ __all__ = [
     "AnnotationItem",
     "AnnotationQueue",
     "ApiKey",
+    "Assistant",
+    "AssistantConversation",
     "Base",
     "CatalogModel",
     "Conversation",
