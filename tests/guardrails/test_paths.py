@@ -35,7 +35,7 @@ from fmops.platform import Platform
 from fmops.server.app import create_app
 from fmops.settings import load_settings
 from fmops.store import Store, upgrade
-from fmops.store.models import Span
+from fmops.store.models import Conversation, ConversationMessage, Span
 from support.databases import sqlite_url
 from support.endpoint_world import EndpointWorld, endpoint_world
 from support.guardrail_kit import Judge, JudgeConfig, StaticPolicies, policy
@@ -356,3 +356,79 @@ def test_a_judge_calls_a_model_through_the_gateway_once_in_the_same_trace(world:
     (judge,) = [s for s in spans if s.kind == "llm" and s.parent_span_id == call.span_id]
     assert judge.model == "other"
     assert _guardrail_spans(spans)["moderation"].attributes[OUTCOME] == "blocked"
+
+
+def _chat_conversation(world: World, *texts: str) -> tuple[str, list[dict[str, Any]], str]:
+    """Messages sent in one new chat conversation: its id, each message's events, the reloaded page."""
+    sent: list[dict[str, Any]] = []
+    with httpx.Client(base_url=world.url, timeout=30) as client:
+        assert client.post("/login", data={"api_key": world.key}).status_code == 303
+        found = re.search(r'data-csrf="([^"]+)"', client.get("/").text)
+        assert found is not None
+        headers = {"accept": "application/json", "x-csrf-token": found.group(1)}
+        made = client.post("/chat/conversations", json={"endpoint": "small"}, headers=headers)
+        assert made.status_code == 201, made.text
+        conversation = made.json()["id"]
+        for text in texts:
+            answer = client.post(
+                f"/chat/conversations/{conversation}/messages", json={"content": text}, headers=headers
+            )
+            assert answer.status_code == 200, answer.text
+            events = [
+                orjson.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: ")
+            ]
+            sent.append({"start": events[0], "done": events[-1]})
+        page = client.get("/", params={"c": conversation}).text
+    return conversation, sent, page
+
+
+def test_the_chat_stores_the_redacted_message_only(world: World) -> None:
+    """The chat saves the person's message before the model is called: it saves the redacted form
+    (the page, the title, the history sent later and the store hold [EMAIL]), and the call's trace
+    still says which policy redacted it."""
+    world.mock.reset()
+    world.mock.script({"reply": "noted"}, {"status": 500}, {"reply": "again"})
+    conversation, sent, page = _chat_conversation(world, REDACTED, f"and cc {EMAIL} too", "thanks")
+    first, failed, _ = sent
+    assert EMAIL not in first["start"]["user_html"]
+    assert "Please write to [EMAIL] about my order" in first["start"]["user_html"]
+    assert failed["done"]["error"] is not None  # the model failed: the message is kept, redacted
+    with world.platform.store.session() as session:
+        rows = list(
+            session.scalars(
+                select(ConversationMessage)
+                .where(ConversationMessage.conversation_id == conversation)
+                .order_by(ConversationMessage.seq)
+            )
+        )
+        title = session.get(Conversation, conversation).title  # type: ignore[union-attr]
+    asked = [r.content for r in rows if r.role == "user"]
+    assert asked == ["Please write to [EMAIL] about my order", "and cc [EMAIL] too", "thanks"]
+    assert EMAIL not in title
+    assert EMAIL not in page
+    assert "and cc [EMAIL] too" in page
+    upstream = orjson.dumps([r["body"]["messages"] for r in world.mock.state.requests]).decode()
+    assert EMAIL not in upstream
+    assert "and cc [EMAIL] too" in upstream
+    trace_id = first["done"]["trace_id"]
+    (call,) = [s for s in world.spans(trace_id, 3) if s.kind == "llm"]
+    assert call.attributes[REDACTED_BY] == ["no-pii"]
+    assert EMAIL not in orjson.dumps(call.input).decode()
+    (again,) = [s for s in world.spans(sent[2]["done"]["trace_id"], 2) if s.kind == "llm"]
+    assert REDACTED_BY not in again.attributes  # the history it was sent was stored redacted
+
+
+def test_a_message_no_policy_rewrites_is_stored_as_typed(world: World) -> None:
+    world.mock.reset()
+    text = "Nothing personal here: order 12345, version 2.0 \u2014 and a tab\tstays"
+    conversation, sent, _ = _chat_conversation(world, text)
+    assert sent[0]["done"]["error"] is None
+    with world.platform.store.session() as session:
+        (asked,) = session.scalars(
+            select(ConversationMessage.content).where(
+                ConversationMessage.conversation_id == conversation, ConversationMessage.role == "user"
+            )
+        )
+    assert asked == text
+    (received,) = world.mock.state.requests
+    assert received["body"]["messages"][-1]["content"] == text

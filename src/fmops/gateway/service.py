@@ -47,6 +47,7 @@ from fmops.gateway.streaming import (
 )
 from fmops.guardrails.engine import GuardrailRun, PolicySource, system_prompt_of, whole_stream
 from fmops.guardrails.policy import Policy
+from fmops.guardrails.rewrite import rewritten_input
 from fmops.providers.base import JSON, Capabilities, Provider, ProviderError
 from fmops.providers.registry import get_provider_class
 from fmops.providers.sse import DONE, encode
@@ -341,6 +342,25 @@ class Gateway:
                 generation=call.endpoint.generation,
             )
         return await self.guardrails.policies(principal.project_id, model=req.model, endpoint=None)
+
+    async def rewritten_input(
+        self, principal: Principal, req: ChatCompletionRequest, session_id: str | None = None
+    ) -> list[JSON]:
+        """`req`'s messages as the call's input policies that redact or mask would leave them (the
+        project's, the model's, the endpoint's), with nothing called and no span written: the form a
+        caller that keeps its own copy before the call (the consumer chat) stores. Unchanged when no
+        such policy applies, or when `req` names nothing callable (the call will say why)."""
+        messages = [m.model_dump(exclude_none=True) for m in req.messages]
+        if self.guardrails is None:
+            return messages
+        try:
+            _, call = await self._route(principal, req, session_id)
+            policies = await self._policies(principal, req, call)
+        except FmopsError:
+            return messages
+        model = call.request.model if call is not None else req.model
+        record = CallRecord(principal=principal, model=model, endpoint=call.name if call else None)
+        return await rewritten_input(policies, record, messages)
 
     def _judge_chat(self, record: CallRecord) -> Callable[[JSON], Awaitable[JSON]]:
         """A model-calling guardrail's way to a model: a gateway call as the caller's project, in the

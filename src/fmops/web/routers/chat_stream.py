@@ -35,6 +35,7 @@ from fmops.conversations.service import MESSAGE_MAX_CHARS
 from fmops.errors import FmopsError
 from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.platform import PlatformDep
+from fmops.web.chat_redaction import as_sent, stored_form
 from fmops.web.chat_views import message_context
 from fmops.web.deps import SignedInDep
 from fmops.web.templating import environment
@@ -82,15 +83,22 @@ async def send_message(
     principal = found.principal
     service = ConversationService(platform.store)
 
-    def prepare() -> tuple[ConversationView, MessageView, list[dict[str, str]]]:
+    def target() -> ConversationView:
         conversation = service.get(principal, conversation_id)
         if body.endpoint and body.endpoint != conversation.endpoint:
             conversation = service.set_endpoint(principal, conversation_id, body.endpoint)
-        asked = service.append(principal, conversation_id, "user", body.content)
+        return conversation
+
+    # Saved as the model gets it: redacted where a guardrail policy redacts (web.chat_redaction).
+    content = await stored_form(platform, principal, await run_in_threadpool(target), body.content)
+
+    def prepare() -> tuple[ConversationView, MessageView, list[dict[str, str]]]:
+        asked = service.append(principal, conversation_id, "user", content)
         history = service.history(
             principal, conversation_id, max_messages=HISTORY_MESSAGES, max_chars=HISTORY_CHARS
         )
-        return service.get(principal, conversation_id), asked, history  # titled by its first message
+        sent = as_sent(history, asked, body.content)
+        return service.get(principal, conversation_id), asked, sent  # titled by its first message
 
     conversation, asked, history = await run_in_threadpool(prepare)
     request_body = ChatCompletionRequest.model_validate(
