@@ -57,3 +57,14 @@ def test_a_pattern_that_keeps_timing_out_is_a_guardrail_error(monkeypatch: pytes
     monkeypatch.setattr(safe_regex, "MATCH_TIMEOUT_S", 0.0)
     with pytest.raises(GuardrailError, match="could not decide"):
         guard.check("xy" * 200_000, IN)
+
+
+def test_a_stream_still_arriving_is_judged_only_for_what_must_not_appear() -> None:
+    """While a stream arrives (`final=False`) a scorer the answer must pass waits for the whole
+    answer (its beginning would fail it); one that finds what must not appear blocks at once."""
+    arriving = Context(Stage.output, final=False)
+    must = build("scorer", {"scorer": "contains", "config": {"strings": ["thanks"]}})
+    assert must.check("Hello", arriving).allowed
+    assert must.check("Hello", Context(Stage.output)).verdict is Verdict.block
+    deny = build("scorer", {"scorer": "regex", "config": {"pattern": "kraken"}, "expect": "fail"})
+    assert deny.check("a kraken", arriving).verdict is Verdict.block

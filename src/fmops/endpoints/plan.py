@@ -1,9 +1,10 @@
-"""One call to an endpoint, planned: which variant serves it, the request it becomes, and the checks
-around it (guardrails, the output schema with one repair retry).
+"""One call to an endpoint, planned: which variant serves it, the request it becomes, and the check
+of its answer against the output schema (with one repair retry).
 
 The gateway runs the planned request exactly as it runs a call to a model (limits, cache,
-retries, fallbacks, one span); this module only decides what that request is and whether its
-input and output may pass.
+retries, fallbacks, guardrail policies, one span); this module only decides what that request is
+and whether its answer matches the schema. The endpoint's `guardrails:` entries run in the
+guardrail engine with its stored policies (fmops.guardrails.schemas.endpoint_policy).
 
     consumer: model="support-bot", messages=[...], variables={...}
       -> variant (sticky hash) -> prompt version rendered with the variables, consumer messages after
@@ -20,13 +21,13 @@ from typing import Any
 import orjson
 
 from fmops.auth import Principal
-from fmops.endpoints.resolver import Guardrail, Resolved, ServedVariant
+from fmops.endpoints.resolver import Resolved, ServedVariant
 from fmops.errors import UserError
 from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.gateway.spans import CallRecord
-from fmops.guardrails.engine import GuardrailBlocked  # one error for both kinds of guardrail
+from fmops.guardrails.engine import GuardrailBlocked as GuardrailBlocked  # what its guardrails raise
 from fmops.providers.base import JSON
-from fmops.scorers.base import Case, ScoreResult, text_of
+from fmops.scorers.base import text_of
 from fmops.scorers.json_schema import errors as schema_errors
 
 # What the consumer sends that is not a model parameter of theirs to merge.
@@ -74,8 +75,9 @@ class EndpointCall:
 
     @property
     def whole(self) -> bool:
-        """A stream that must be checked before it is sent is run whole and replayed."""
-        return self.variant.checker is not None or bool(self.endpoint.output_guardrails)
+        """A stream whose answer must match an output schema, or pass an output guardrail entry, is
+        run whole and replayed; entries that find what must not appear cut the stream there."""
+        return self.variant.checker is not None or self.endpoint.whole_output
 
     @classmethod
     def plan(
@@ -126,36 +128,12 @@ class EndpointCall:
         if self.variables and isinstance(record.input, dict):
             record.input["variables"] = dict(self.variables)
 
-    # --- guardrails -----------------------------------------------------------------------------
-
-    def check_input(self) -> None:
-        """Input guardrails judge what the consumer sent: their variables and messages."""
-        guards = self.endpoint.input_guardrails
-        if not guards:
-            return
-        parts = [
-            text_of(v) if isinstance(v, str) else orjson.dumps(v).decode() for v in self.variables.values()
-        ]
-        parts += [text_of(m.get("content")) for m in self.consumer_messages]
-        text = "\n".join(p for p in parts if p)
-        case = Case(
-            input={"messages": self.consumer_messages, "variables": dict(self.variables)},
-            output=text,
-            input_text=text,
-            output_text=text,  # scorers judge `output_text`; here that is the input
-        )
-        for guard in guards:
-            reason = _blocks(guard, case)
-            if reason is not None:
-                raise GuardrailBlocked(
-                    f"input blocked by guardrail {guard.name!r} of endpoint {self.name!r}: {reason}",
-                    param="messages",
-                )
+    # --- the output schema ----------------------------------------------------------------------
 
     def check_output(self, record: CallRecord, response: JSON) -> None:
-        """After the call: the schema (already repaired once if it could be), then output guardrails.
-
-        A failure keeps the answer in the span, which says why it was not delivered."""
+        """After the call: the schema (already repaired once if it could be). A failure keeps the
+        answer in the span, which says why it was not delivered. (The endpoint's `guardrails:` run
+        in the guardrail engine with the stored policies: `Resolved.guardrails`.)"""
         message = _message(response)
         if self.variant.checker is not None:
             problems = self._problems(message)
@@ -165,21 +143,6 @@ class EndpointCall:
                     f"the answer of endpoint {self.name!r} does not match its prompt's output schema "
                     f"after one repair attempt: {'; '.join(problems)} (trace {record.trace_id})"
                 )
-        guards = self.endpoint.output_guardrails
-        if not guards:
-            return
-        case = Case.of({"messages": self.request.upstream_body()["messages"]}, message)
-        for guard in guards:
-            reason = _blocks(guard, case)
-            if reason is not None:
-                error = GuardrailBlocked(
-                    f"output blocked by guardrail {guard.name!r} of endpoint {self.name!r}: {reason} "
-                    f"(trace {record.trace_id})"
-                )
-                error.status_code = 422
-                raise error
-
-    # --- output schema --------------------------------------------------------------------------
 
     def _problems(self, message: Any) -> list[str]:
         assert self.variant.checker is not None
@@ -227,24 +190,6 @@ class EndpointCall:
         self.repaired = True
         second["usage"] = _added(response.get("usage"), second.get("usage"))
         return second
-
-
-def _blocks(guard: Guardrail, case: Case) -> str | None:
-    """Why the guardrail blocks this case, or None when it lets it pass."""
-    try:
-        result: ScoreResult = guard.scorer.score(case)
-        if result.value is None and result.label == "timeout":
-            # A pattern's time limit is wall-clock: a busy process can trip it on a short text.
-            # A second try tells a stall from a pattern that really runs away.
-            result = guard.scorer.score(case)
-    except Exception as exc:  # a guardrail that cannot decide does not let the call through
-        return f"the check failed ({type(exc).__name__})"
-    if result.value is None:
-        return f"the check could not decide ({result.comment or result.label})"
-    passed = result.value >= 0.5
-    if guard.expect == "fail":
-        return "the check matched" if passed else None
-    return None if passed else (result.comment or "the check failed")
 
 
 def _message(response: JSON) -> Any:

@@ -4,7 +4,7 @@ The cache of a project is valid for one registry generation. Each call reads tha
 primary-key lookup); every change to an endpoint or a prompt label bumps it in the same
 transaction, so a label moved through the API, the CLI or another replica is served on the very
 next call, with no restart and no time-to-live to wait out. Between changes a call costs that
-lookup and nothing else: prompt versions, models and guardrail scorers are resolved once.
+lookup and nothing else: prompt versions, models and guardrails are resolved once.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from fmops.endpoints.reader import GenerationReader
-from fmops.endpoints.schemas import EndpointConfig, GuardrailSpec, VariantSpec
+from fmops.endpoints.schemas import EndpointConfig, VariantSpec
 from fmops.endpoints.service import endpoint_names
 from fmops.errors import Conflict, FmopsError, NotFound
 from fmops.gateway.schemas import CacheOption
-from fmops.scorers import Scorer, build
+from fmops.guardrails.policy import Policy
+from fmops.guardrails.schemas import endpoint_policy
 from fmops.scorers.json_schema import validator
 from fmops.store import Store
 from fmops.store.models import Endpoint
@@ -35,14 +36,6 @@ if TYPE_CHECKING:
 
     from fmops.prompts.schemas import PromptVersionView
     from fmops.prompts.service import PromptService
-
-
-@dataclass(frozen=True)
-class Guardrail:
-    name: str
-    on: str
-    expect: str  # "pass": block when the scorer fails; "fail": block when it passes
-    scorer: Scorer[Any]
 
 
 @dataclass(frozen=True)
@@ -63,7 +56,8 @@ class Resolved:
     name: str
     variants: tuple[ServedVariant, ...]
     sticky: str
-    guardrails: tuple[Guardrail, ...]
+    # Its `guardrails:` entries as the guardrail engine runs them (after the stored policies).
+    guardrails: tuple[Policy, ...]
     cache: CacheOption | None
     fallbacks: tuple[str, ...]
     has_variants: bool
@@ -71,14 +65,10 @@ class Resolved:
     # The registry generation it was resolved at: what the call's guardrail lookup is then told, so it
     # reads nothing more (fmops.guardrails.service.GuardrailService.policies).
     generation: int = 0
-
-    @property
-    def input_guardrails(self) -> tuple[Guardrail, ...]:
-        return tuple(g for g in self.guardrails if g.on == "input")
-
-    @property
-    def output_guardrails(self) -> tuple[Guardrail, ...]:
-        return tuple(g for g in self.guardrails if g.on == "output")
+    # An output entry the answer must pass (`expect: pass`: contains, json, a minimum length) judges
+    # the whole answer, which a stream's beginning would fail: such a stream is run whole and
+    # replayed, as before. Entries that find what must not appear cut a stream where it appears.
+    whole_output: bool = False
 
     def choose(self, subject: str) -> ServedVariant:
         """The variant for `subject`: a stable hash of (endpoint, subject) placed over the weights,
@@ -236,14 +226,11 @@ class EndpointResolver:
             name=name,
             variants=tuple(variants),
             sticky=config.sticky,
-            guardrails=tuple(_guardrail(g) for g in config.guardrails),
+            guardrails=tuple(endpoint_policy(name, g) for g in config.guardrails),
             cache=config.cache,
             fallbacks=tuple(config.fallbacks),
             has_variants=bool(config.variants),
             _bounds=bounds([v.weight for v in variants]),
             generation=current,
+            whole_output=any(g.on == "output" and g.expect == "pass" for g in config.guardrails),
         )
-
-
-def _guardrail(spec: GuardrailSpec) -> Guardrail:
-    return Guardrail(name=spec.label, on=spec.on, expect=spec.expect, scorer=build(spec.scorer, spec.config))

@@ -331,16 +331,18 @@ class Gateway:
     async def _policies(
         self, principal: Principal, req: ChatCompletionRequest, call: EndpointCall | None
     ) -> tuple[Policy, ...]:
-        """The guardrail policies this call runs under: the project's, its model's, its endpoint's."""
+        """The guardrail policies this call runs under: the project's, its model's, its endpoint's
+        (stored, then the endpoint's own `guardrails:` entries)."""
         if self.guardrails is None:
-            return ()
+            return call.endpoint.guardrails if call is not None else ()
         if call is not None:
-            return await self.guardrails.policies(  # the generation its resolver read: not read again
+            stored = await self.guardrails.policies(  # the generation its resolver read: not read again
                 principal.project_id,
                 model=call.request.model,
                 endpoint=call.name,
                 generation=call.endpoint.generation,
             )
+            return stored + call.endpoint.guardrails if call.endpoint.guardrails else stored
         return await self.guardrails.policies(principal.project_id, model=req.model, endpoint=None)
 
     async def rewritten_input(
@@ -469,8 +471,6 @@ class Gateway:
                     variables=dict(call.variables),
                     recorded_variables=recorded,
                 )
-        if call is not None:
-            call.check_input()
         entry = await self._admit(record, req, entry)
         cache_key, ttl, cached = await self._from_cache(record, entry, req, body)
         if cached is not None and call is not None:

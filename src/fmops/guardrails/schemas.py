@@ -27,7 +27,8 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from fmops.endpoints.schemas import GuardrailSpec
 from fmops.errors import UserError
-from fmops.guardrails.policy import Action, PolicySpec, Scope
+from fmops.guardrails.base import Stage
+from fmops.guardrails.policy import Action, Policy, PolicySpec, Scope
 
 # A placeholder for the project's empty target in paths (/api/policies/project/_/NAME); no model
 # alias or endpoint name can be "_" (both start with a letter or digit).
@@ -185,8 +186,8 @@ def load_policies(text: str, source: str) -> list[AttachedPolicy]:
 def from_endpoint_guardrail(endpoint: str, spec: GuardrailSpec) -> AttachedPolicy:
     """The policy an endpoint's `guardrails:` entry (a scorer that blocks) amounts to: the `scorer`
     guardrail on that endpoint, `action: block`, named as the endpoint names it in its errors. The
-    entry itself keeps running where it is (endpoints.plan); this is its equivalent as a policy, for
-    an engineer who moves it (`fmops guardrails apply`) and for the docs."""
+    entry runs as exactly this (`endpoint_policy`); written out, for an engineer who moves it into
+    the stored policies (`fmops guardrails apply`) and for the docs."""
     return AttachedPolicy(
         name=spec.label,
         scope=Scope.endpoint,
@@ -195,4 +196,25 @@ def from_endpoint_guardrail(endpoint: str, spec: GuardrailSpec) -> AttachedPolic
         on=spec.on,
         action=Action.block,
         config={"scorer": spec.scorer, "config": spec.config, "expect": spec.expect},
+    )
+
+
+def endpoint_policy(endpoint: str, spec: GuardrailSpec) -> Policy:
+    """An endpoint's `guardrails:` entry ready to run in the engine (fmops.guardrails.engine), as the
+    endpoint's stored policies run: the `scorer` guardrail, `action: block`, failing closed, labelled
+    `endpoint:<endpoint>/<entry's name>`. Built once per registry generation by the endpoint resolver;
+    a scorer that cannot be used raises UserError (the endpoint then cannot serve, and says why)."""
+    from fmops.guardrails.checks.scorer import ScorerCheck, ScorerCheckConfig
+
+    try:
+        config = ScorerCheckConfig(scorer=spec.scorer, config=spec.config, expect=spec.expect)
+    except ValidationError as exc:
+        raise UserError(f"guardrail {spec.label!r}: {'; '.join(problems(exc))}", param="guardrails") from None
+    return Policy(
+        name=spec.label,
+        scope=Scope.endpoint,
+        target=endpoint,
+        stages=frozenset({Stage(spec.on)}),
+        action=Action.block,
+        guardrail=ScorerCheck(config),
     )
