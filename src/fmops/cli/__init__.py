@@ -40,6 +40,10 @@ COMMANDS = {
     "keys": Lazy("fmops.cli.keys:app", "API keys: create, list, revoke, set limits."),
     "projects": Lazy("fmops.cli.projects:app", "Projects: create, list, limits, trace retention."),
     "users": Lazy("fmops.cli.users:app", "Users: add to a project with a role."),
+    "me": Lazy(
+        "fmops.cli.me:app",
+        "Your own tailoring of the chat: custom instructions and saved prompts (as your key's user).",
+    ),
     "jobs": Lazy("fmops.cli.jobs:app", "Background jobs: list, show, cancel."),
     "models": Lazy(
         "fmops.cli.models:app",

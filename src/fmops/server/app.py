@@ -39,6 +39,7 @@ from fmops.server.routers import (
     projects,
     prompts,
     stats,
+    tailoring,
     traces,
     users,
     v1_chat,
@@ -52,6 +53,7 @@ from fmops.web.app import install_web
 ROUTERS = [
     health.router,
     me.router,
+    tailoring.router,  # /api/me/instructions, /api/me/prompts, /api/shared-prompts
     projects.router,
     users.router,
     keys.router,

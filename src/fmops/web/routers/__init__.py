@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from fmops.web.routers import (
     chat,
+    chat_tailoring,
     console_admin_keys,
     console_admin_project,
     console_admin_users,
@@ -52,5 +53,6 @@ WEB_ROUTERS: list[APIRouter] = [
     console_admin_users.router,
     console_admin_keys.router,
     console_admin_project.router,
+    chat_tailoring.router,
     chat.router,
 ]

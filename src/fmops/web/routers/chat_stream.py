@@ -35,6 +35,7 @@ from fmops.conversations.service import MESSAGE_MAX_CHARS
 from fmops.errors import FmopsError
 from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.platform import PlatformDep
+from fmops.tailoring import TailoringService
 from fmops.web.chat_redaction import as_sent, stored_form
 from fmops.web.chat_views import message_context
 from fmops.web.deps import SignedInDep
@@ -152,6 +153,9 @@ async def _answer(
     request: ChatCompletionRequest,
 ) -> AsyncIterator[bytes]:
     principal = found.principal
+    # The person's custom instructions first, as a marked system message, unless switched off here.
+    tailoring = TailoringService(platform.store)
+    request = await run_in_threadpool(tailoring.tailor, principal, conversation.id, request)
     yield _event(
         {
             "type": "start",

@@ -101,6 +101,7 @@
     var created = await response.json();
     form.setAttribute("data-conversation", created.id);
     history.replaceState(null, "", created.url);
+    if (window.fmopsChat && window.fmopsChat.created) await window.fmopsChat.created(created.id); // chat_tailoring.js
     return created.id;
   }
 
