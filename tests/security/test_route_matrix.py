@@ -122,6 +122,12 @@ POLICY: dict[str, str | None] = {
     "GET /api/endpoints/{name}/events": E,
     "GET /api/endpoints/{name}/experiment": E,
     "POST /api/endpoints/{name}/promote": E,
+    # assistants: everyone reads those they may use; engineers publish them and read their usage
+    "GET /api/assistants": C,
+    "GET /api/assistants/{name}": C,
+    "PUT /api/assistants/{name}": E,
+    "DELETE /api/assistants/{name}": E,
+    "GET /api/assistants/{name}/usage": E,
     # guardrails and policies: engineers (a policy's deny lists and topics are not for callers to dodge)
     "GET /api/guardrails": E,
     "GET /api/policies": E,

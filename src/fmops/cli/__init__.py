@@ -69,6 +69,11 @@ COMMANDS = {
         "Endpoints: a prompt label + model + guardrails + variants, called as `model=NAME` "
         "(create, list, show, update, set-weights, delete).",
     ),
+    "assistants": Lazy(
+        "fmops.cli.assistants:app",
+        "Assistants: endpoints published to the chat with a description, starters and who may use them "
+        "(list, publish, rm).",
+    ),
     "guardrails": Lazy(
         "fmops.cli.guardrails:app",
         "Guardrails: checks on input and output, run as policies on the project, a model or an endpoint "

@@ -19,6 +19,7 @@ from fmops.server.middleware import BodyLimitMiddleware
 from fmops.server.routers import (
     alerts,
     annotation,
+    assistants,
     curation,
     dataset_traces,
     datasets,
@@ -71,6 +72,7 @@ ROUTERS = [
     evaluators.router,
     prompts.router,
     endpoints.router,
+    assistants.router,
     guardrails.router,
     experiments.router,
     playground.router,

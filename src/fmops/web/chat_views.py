@@ -15,6 +15,7 @@ from fmops.conversations.usage import usage
 from fmops.endpoints.service import served_endpoints
 from fmops.errors import FmopsError
 from fmops.providers.registry import get_provider_class
+from fmops.web.chat_assistants import with_assistants
 from fmops.web.markdown import render_markdown
 
 if TYPE_CHECKING:  # the platform imports the web app, which imports this
@@ -60,8 +61,11 @@ def thread_context(
     if conversation is not None:
         messages = service.messages(principal, conversation.id)
     feedback = service.feedback(principal, [m.trace_id for m in messages if m.trace_id])
-    choices = chat_models(platform, principal.project_id)
-    selected = conversation.endpoint if conversation is not None else _default_choice(choices)
+    # Assistants first (web.chat_assistants); the conversation's, or the first, is selected.
+    choices, chosen, assistants = with_assistants(
+        platform, principal, conversation, chat_models(platform, principal.project_id)
+    )
+    selected = chosen or (conversation.endpoint if conversation is not None else _default_choice(choices))
     if selected and selected not in {name for name, _ in choices}:
         choices.insert(0, (selected, "unavailable"))  # keep what the conversation used, visibly
     return {
@@ -69,6 +73,7 @@ def thread_context(
         "messages": messages,
         "feedback": feedback,
         "choices": choices,
+        **assistants,
         "selected": selected,
         "md": render_markdown,
         "message_max": MESSAGE_MAX_CHARS,

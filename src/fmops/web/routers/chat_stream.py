@@ -36,6 +36,7 @@ from fmops.errors import FmopsError
 from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.platform import PlatformDep
 from fmops.tailoring import TailoringService
+from fmops.web import chat_assistants
 from fmops.web.chat_redaction import as_sent, stored_form
 from fmops.web.chat_views import message_context
 from fmops.web.deps import SignedInDep
@@ -73,7 +74,10 @@ class NewMessage(BaseModel):
 @router.post("/chat/conversations")
 async def start_conversation(body: NewConversation, platform: PlatformDep, found: SignedInDep) -> Response:
     service = ConversationService(platform.store)
-    conversation = await run_in_threadpool(service.create, found.principal, body.endpoint)
+    # An assistant calls its endpoint (a 404 for one the person may not use): web.chat_assistants.
+    conversation = await run_in_threadpool(
+        chat_assistants.start, platform, found.principal, body.endpoint, service
+    )
     return JSONResponse({"id": conversation.id, "url": f"/?c={conversation.id}"}, status_code=201)
 
 
@@ -86,8 +90,8 @@ async def send_message(
 
     def target() -> ConversationView:
         conversation = service.get(principal, conversation_id)
-        if body.endpoint and body.endpoint != conversation.endpoint:
-            conversation = service.set_endpoint(principal, conversation_id, body.endpoint)
+        if body.endpoint:
+            conversation = chat_assistants.switch(platform, principal, conversation, body.endpoint, service)
         return conversation
 
     # Saved as the model gets it: redacted where a guardrail policy redacts (web.chat_redaction).
