@@ -154,6 +154,8 @@
             title.textContent = event.title;
             title.id = "thread-title-" + event.conversation_id; // a rename from the list updates it
           }
+          // The server has made (or moved up) the conversation: the list shows it now, not at the end.
+          document.body.dispatchEvent(new CustomEvent("fmops:conversations"));
         } else if (event.type === "delta") {
           text.appendChild(document.createTextNode(event.text));
           scrollDown(messages);
