@@ -228,4 +228,20 @@ def test_the_chat_pages_prompt_routes(tailor_server: RunningServer, keys: dict[s
     assert [p["name"] for p in bob.call("GET", "/chat/tailoring").json()["prompts"]] == []
     no_csrf = alice.client.post("/chat/tailoring/prompts", json={"name": "y", "template": "y"})
     assert no_csrf.status_code == 403
+
+    # Shared, an engineer promotes it from the chat (a consumer may not), its author kept.
+    prompt_id = made.json()["id"]
+    assert alice.call("GET", "/chat/tailoring").json()["can_promote"] is False
+    assert bob.call("POST", f"/chat/tailoring/shared/{prompt_id}/promote").status_code == 403
+    erin = Browser(tailor_server, keys["erin"])
+    assert erin.call("GET", "/chat/tailoring").json()["can_promote"] is True
+    assert erin.call("POST", f"/chat/tailoring/shared/{prompt_id}/promote").status_code == 404  # not shared
+    alice.call(
+        "POST",
+        "/chat/tailoring/prompts",
+        {"name": "poem", "template": "A poem about {{ topic }}", "shared": True},
+    )
+    promoted = erin.call("POST", f"/chat/tailoring/shared/{prompt_id}/promote")
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json() == {"prompt": "poem", "version": 1, "created": True, "author": "alice"}
     assert alice.call("DELETE", "/chat/tailoring/prompts/poem").status_code == 204

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from fmops.auth import Role
 from fmops.platform import PlatformDep
 from fmops.tailoring import TailoringService
 from fmops.tailoring.schemas import (
@@ -63,6 +64,7 @@ async def tailoring(platform: PlatformDep, found: SignedInDep) -> Response:
                 "prompt": PROMPT_MAX,
                 "description": DESCRIPTION_MAX,
             },
+            "can_promote": found.principal.role.covers(Role.engineer),
         }
 
     return _json(await run_in_threadpool(load))
@@ -96,6 +98,20 @@ async def fill_prompt(name: Name, body: PromptFill, platform: PlatformDep, found
     service = TailoringService(platform.store)
     text = await run_in_threadpool(service.fill, found.principal, name, body.variables)
     return _json({"name": name, "text": text})
+
+
+@router.post("/chat/tailoring/shared/{prompt_id}/promote")
+async def promote_shared(
+    prompt_id: Annotated[str, Path(max_length=32)], platform: PlatformDep, found: SignedInDep
+) -> Response:
+    """An engineer pushes a prompt shared in the project into the prompt registry, its author kept."""
+    principal = found.principal
+    principal.require(Role.engineer, "promote a shared prompt into the prompt registry")
+    service = TailoringService(platform.store)
+    promoted = await run_in_threadpool(
+        lambda: service.promote(principal.project_id, prompt_id, platform.catalog, actor=principal.user_name)
+    )
+    return _json(promoted)
 
 
 @router.get("/chat/conversations/{conversation_id}/tailoring")

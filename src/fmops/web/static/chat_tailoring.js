@@ -127,6 +127,16 @@
         remove.addEventListener("click", function () { deletePrompt(p); });
         li.append(edit, remove);
       }
+      if (p.shared && state.can_promote) {
+        var promote = document.createElement("button");
+        promote.type = "button";
+        promote.className = "link";
+        promote.textContent = p.promoted_to ? "Promote again" : "Promote";
+        promote.title = "Push it into the prompt registry as a new prompt or version (its author kept)";
+        promote.setAttribute("data-testid", "promote-prompt");
+        promote.addEventListener("click", function () { promotePrompt(p); });
+        li.appendChild(promote);
+      }
       list.appendChild(li);
     });
   }
@@ -145,6 +155,17 @@
     try {
       await call("DELETE", "/chat/tailoring/prompts/" + encodeURIComponent(p.name));
       await load();
+    } catch (error) {
+      flash(error.message);
+    }
+  }
+
+  async function promotePrompt(p) {
+    try {
+      var done = await call("POST", "/chat/tailoring/shared/" + encodeURIComponent(p.id) + "/promote");
+      await load();
+      var what = done.created ? "version " + done.version : "unchanged, version " + done.version;
+      flash("/" + p.name + " is in the prompt registry as " + done.prompt + " (" + what + ", author " + done.author + ").", true);
     } catch (error) {
       flash(error.message);
     }
