@@ -150,6 +150,30 @@ def test_ingested_spans_are_not_spend(store: Store) -> None:
     assert project_spend(store) == pytest.approx(0.5)
 
 
+def test_a_calls_parts_are_stored_but_neither_counted_nor_billed(store: Store) -> None:
+    """A guardrail's decisions are spans of the call, not calls: no `on_record` (the call metrics),
+    no request in `spend`."""
+    observed: list[str] = []
+
+    async def main() -> None:
+        writer = TraceWriter(store, on_batch=record_spend, on_record=lambda row: observed.append(row["kind"]))
+        writer.start()
+        writer.record(span())
+        part = {"kind": "guardrail", "cost": None, "input_tokens": None, "output_tokens": None}
+        writer.record_parts([span(**part), span(**part)])
+        await writer.close()
+
+    asyncio.run(main())
+    assert count(store) == 3
+    assert observed == ["llm"]
+    with store.session() as session:
+        requests = session.scalar(
+            select(Spend.requests).where(Spend.scope == "project:p1", Spend.period == "total")
+        )
+    assert requests == 1
+    assert project_spend(store) == pytest.approx(0.5)
+
+
 def test_a_refused_span_does_not_block_its_batch(store: Store) -> None:
     async def main() -> TraceWriter:
         writer = TraceWriter(store)

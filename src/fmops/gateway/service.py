@@ -276,8 +276,8 @@ class Gateway:
             record.durable_row = row
         else:
             self.tracer.record(row)
-        for child in decisions:
-            self.tracer.record(child)
+        if decisions:  # parts of the call, not calls: not counted in the metrics nor in spend
+            self.tracer.record_parts(decisions)
 
     async def _make_durable(self, record: CallRecord, timeout: float | None = None) -> None:
         """Strict: commit the call's span within what is left of its `timeout`; 503 past it (the span

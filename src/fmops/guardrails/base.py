@@ -28,6 +28,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 JSON = dict[str, Any]
+# A cheap check of a text up to this long runs inline on the event loop (fmops.guardrails.engine); a
+# longer one (a 1 MB input takes a pattern scan hundreds of milliseconds) in a worker thread, so that
+# it does not stall every other call on the loop.
+INLINE_CHARS = 32_768
 # Sends an OpenAI chat-completions body through the gateway (as the policy's principal) and returns
 # the response body; a judge guardrail's only way to a model.
 AsyncChatFn = Callable[[JSON], Awaitable[JSON]]

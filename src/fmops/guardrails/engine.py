@@ -29,12 +29,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import timedelta
 from typing import Any, Protocol
 
 from fmops.errors import UserError
 from fmops.gateway.spans import CallRecord, new_span_id
-from fmops.guardrails.base import AsyncChatFn, Context, Decision, Stage, TextSpan
+from fmops.guardrails.base import INLINE_CHARS, AsyncChatFn, Context, Decision, Stage, TextSpan
 from fmops.guardrails.policy import Action, Policy
 from fmops.store import utcnow
 from fmops.tracing.query import GUARDRAIL_KIND, GUARDRAIL_OUTCOME
@@ -52,9 +52,6 @@ OUTCOME = GUARDRAIL_OUTCOME  # the trace explorer's "blocked by" / "flagged by" 
 POLICY = "fmops.guardrail.policy"
 # A model-calling check without a timeout of its own is cut off after this long.
 MODEL_CHECK_SECONDS = 30.0
-# A cheap check on a text longer than this runs in a worker thread all the same: a 1 MB input takes
-# a pattern scan hundreds of milliseconds, which must not stall every other call on the event loop.
-INLINE_CHARS = 32_768
 # While streaming, a slow (local-model) check runs each time this many more characters have come;
 # cheap ones on every chunk; model-calling ones once, on the whole answer.
 STREAM_SLOW_EVERY = 512
@@ -93,7 +90,7 @@ class _Tally:
 
     policy: Policy
     stage: Stage
-    start: datetime
+    start: float  # time.perf_counter() at its first check: its span's start, made a datetime at finish
     outcome: str = "allowed"
     verdict: str = "allow"
     reason: str = ""
@@ -181,6 +178,9 @@ class GuardrailRun:
             p for p in enabled if Stage.output in p.stages and Stage.output in p.guardrail.stages
         )
         self.tallies: dict[tuple[str, Stage], _Tally] = {}
+        # One wall-clock reading per call: the decisions' start and end times are this plus
+        # perf_counter offsets (a datetime per decision was a measurable part of a cheap check).
+        self._clock = (utcnow(), time.perf_counter())
         self._checked_chars = 0  # streaming: the text length at the last slow check
         record.guardrails = self
 
@@ -206,11 +206,11 @@ class GuardrailRun:
         """The guardrail's decision, its time and failures on the policy's tally; a check that cannot
         decide becomes an allow (fail open) or a block (fail closed)."""
         key = (policy.label, context.stage)
+        started = time.perf_counter()
         tally = self.tallies.get(key)
         if tally is None:
-            tally = self.tallies[key] = _Tally(policy, context.stage, utcnow())
+            tally = self.tallies[key] = _Tally(policy, context.stage, started)
         guard = policy.guardrail
-        started = time.perf_counter()
         try:
             if guard.needs_model:
                 limit = _timeout_of(guard.config)
@@ -421,6 +421,24 @@ class GuardrailRun:
         """Summary attributes on the call's span and one child span per policy and stage."""
         record = self.record
         rows: list[JSON] = []
+        if not self.tallies:
+            return rows
+        at, clock = self._clock
+        end = at + timedelta(seconds=time.perf_counter() - clock)
+        # What every decision span of the call shares; the call's own columns stay on the call: a
+        # decision holds no text, no spend.
+        common: JSON = {
+            "trace_id": record.trace_id,
+            "parent_span_id": record.span_id,
+            "project_id": record.principal.project_id,
+            "kind": SPAN_KIND,
+            "end_time": end,
+            "key_id": record.principal.key_id,
+            "user": record.user or record.principal.user_name,
+            "session_id": record.session_id,
+            "endpoint": record.endpoint,
+            **_EMPTY_COLUMNS,
+        }
         for tally in self.tallies.values():
             label = tally.policy.label
             if tally.outcome == "blocked":
@@ -447,24 +465,14 @@ class GuardrailRun:
             attributes.update({k: v for k, v in optional.items() if v is not None})
             rows.append(
                 {
+                    **common,
                     "span_id": new_span_id(),
-                    "trace_id": record.trace_id,
-                    "parent_span_id": record.span_id,
-                    "project_id": record.principal.project_id,
                     "name": f"guardrail {label}"[:200],
-                    "kind": SPAN_KIND,
-                    "start_time": tally.start,
-                    "end_time": utcnow(),
+                    "start_time": at + timedelta(seconds=tally.start - clock),
                     "status": "error" if tally.error else "ok",
                     "status_message": tally.error,
-                    "key_id": record.principal.key_id,
-                    "user": record.user or record.principal.user_name,
-                    "session_id": record.session_id,
-                    "endpoint": record.endpoint,
                     "latency_ms": tally.latency_ms,
                     "attributes": attributes,
-                    # The call's own columns stay on the call: a decision holds no text, no spend.
-                    **_EMPTY_COLUMNS,
                 }
             )
         return rows

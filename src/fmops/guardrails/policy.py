@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -82,7 +83,7 @@ class Policy:
     guardrail: Guardrail[Any]
     fail_open: bool = False
 
-    @property
+    @cached_property  # read several times per check on every call: made once per policy
     def label(self) -> str:
         """How errors and spans name it: `no-pii` for the project's, `endpoint:triage/no-pii` otherwise."""
         return self.name if self.scope is Scope.project else f"{self.scope}:{self.target}/{self.name}"

@@ -214,6 +214,14 @@ class TraceWriter:
                 log.exception("on_record hook failed")
         self._enqueue(span)
 
+    def record_parts(self, spans: Iterable[dict[str, Any]]) -> None:
+        """Queue spans that are parts of a gateway call, not calls (a guardrail's decisions): stored
+        with it, but neither counted in the call metrics nor billed (a decision has no spend, and it
+        counted as one more request in `spend` and in `fmops_requests{model="other"}`)."""
+        for span in spans:
+            span[INGESTED] = True  # INGESTED: never spend; kept through the spool
+            self._enqueue(span)
+
     def _enqueue(self, span: dict[str, Any]) -> None:
         if len(self._queue) >= self.max_memory:
             self._overflow(span)

@@ -12,7 +12,15 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from fmops.guardrails.base import Context, Decision, Guardrail, GuardrailConfig, GuardrailError, TextSpan
+from fmops.guardrails.base import (
+    INLINE_CHARS,
+    Context,
+    Decision,
+    Guardrail,
+    GuardrailConfig,
+    GuardrailError,
+    TextSpan,
+)
 from fmops.scorers.safe_regex import MATCH_TIMEOUT_S, check_pattern, compile_pattern
 
 # The whole scan of one text, every pattern together: a sane deny list over 1 MB takes milliseconds.
@@ -68,6 +76,12 @@ class Regex(Guardrail[RegexConfig]):
 
     def check(self, text: str, context: Context) -> Decision:
         deadline = time.monotonic() + SCAN_BUDGET_S
+        # A text the engine checks inline is matched holding the GIL: the event loop waits for this
+        # check either way, and letting go of the GIL at each search only handed it to another thread
+        # (the trace writer) for up to the switch interval (5 ms) before the loop got it back
+        # (benchmarks/guardrails_overhead.py: the regex check's p99). A long text is checked in a
+        # worker thread: there, releasing the GIL is what lets the loop go on meanwhile.
+        concurrent = len(text) > INLINE_CHARS
         spans: list[TextSpan] = []
         hits: list[int] = []
         for i, compiled in enumerate(self._compiled):
@@ -78,7 +92,7 @@ class Regex(Guardrail[RegexConfig]):
                 try:
                     if left <= 0:
                         raise TimeoutError
-                    m = compiled.search(text, pos, timeout=left, concurrent=True)
+                    m = compiled.search(text, pos, timeout=left, concurrent=concurrent)
                 except TimeoutError:
                     raise GuardrailError(
                         f"deny pattern #{i + 1} ran out of time ({SCAN_BUDGET_S:.0f} s) on a"
