@@ -91,6 +91,20 @@ def test_instructions_are_kept_per_user_and_project_and_sent_marked(world: World
     assert tailored.messages[0].content == system
     assert tailored.messages[1].content == "hi"
 
+    # Within a budget, the instructions take their room from the oldest messages (never the newest).
+    turns = [
+        {"role": "user", "content": "a" * 100},
+        {"role": "assistant", "content": "b" * 100},
+        {"role": "user", "content": "c" * 100},
+    ]
+    request = ChatCompletionRequest.model_validate({"model": "m", "messages": turns})
+    budget = len(system) + 250
+    kept = [m.content for m in s.tailor(world.alice, chat.id, request, budget).messages]
+    assert kept == [system, "c" * 100]  # the answer left alone at the start goes too
+    kept = [m.content for m in s.tailor(world.alice, chat.id, request, 10).messages]
+    assert kept == [system, "c" * 100]
+    assert len(s.tailor(world.alice, chat.id, request, 10_000).messages) == 4
+
     # Both parts empty clears them.
     s.set_instructions(world.alice, "  ", "")
     assert s.instructions(world.alice).updated_at is None

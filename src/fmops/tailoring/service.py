@@ -164,13 +164,30 @@ class TailoringService:
         return messages if first is None else [first, *messages]
 
     def tailor(
-        self, principal: Principal, conversation_id: str, request: ChatCompletionRequest
+        self,
+        principal: Principal,
+        conversation_id: str,
+        request: ChatCompletionRequest,
+        max_chars: int | None = None,
     ) -> ChatCompletionRequest:
-        """The chat's request to the gateway, tailored (the chat's one hook: routers/chat_stream.py)."""
+        """The chat's request to the gateway, tailored (the chat's one hook: routers/chat_stream.py).
+
+        With `max_chars` (the chat's history budget) the instructions take their room from the
+        oldest messages rather than push the whole over it: a small local model's context is short.
+        The newest message is always kept.
+        """
         first = self.preamble(principal, conversation_id)
         if first is None:
             return request
-        return request.model_copy(update={"messages": [Message.model_validate(first), *request.messages]})
+        history = list(request.messages)
+        if max_chars is not None:
+            used = len(first["content"]) + sum(len(str(m.content or "")) for m in history)
+            while len(history) > 1 and used > max_chars:
+                used -= len(str(history.pop(0).content or ""))
+            # A model expects the conversation to start with the person, not a cut-off answer.
+            while len(history) > 1 and history[0].role == "assistant":
+                history.pop(0)
+        return request.model_copy(update={"messages": [Message.model_validate(first), *history]})
 
     def conversation_instructions(self, principal: Principal, conversation_id: str) -> bool:
         """Whether this conversation of the caller's sends their instructions (404: not theirs)."""

@@ -159,7 +159,7 @@ async def _answer(
     principal = found.principal
     # The person's custom instructions first, as a marked system message, unless switched off here.
     tailoring = TailoringService(platform.store)
-    request = await run_in_threadpool(tailoring.tailor, principal, conversation.id, request)
+    request = await run_in_threadpool(tailoring.tailor, principal, conversation.id, request, HISTORY_CHARS)
     yield _event(
         {
             "type": "start",
