@@ -189,6 +189,20 @@ def test_apply_creates_replaces_and_is_idempotent(admin: httpx.Client) -> None:
         ),
         ({"name": "x", "guardrail": "pii", "target": "triage"}, "target", ["a project policy has no target"]),
         ({"name": "x", "guardrail": "pii", "on": "sideways", "action": "explode"}, "on", ["on", "action"]),
+        (
+            {
+                "name": "x",
+                "guardrail": "judge",
+                "on": "output",
+                "config": {"model": "gone", "prompt": "no-such-judge@production"},
+            },
+            "config.model",  # the first of the two
+            [
+                "config.model: 'gone' is neither a model nor an endpoint",
+                "config.prompt: judge prompt 'no-such-judge@production': ",
+                "no prompt 'no-such-judge' in this project",
+            ],
+        ),
     ],
 )
 def test_a_bad_policy_is_one_400_naming_each_field(

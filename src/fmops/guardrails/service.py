@@ -44,6 +44,7 @@ from fmops.endpoints.reader import GenerationReader
 from fmops.endpoints.service import endpoint_names
 from fmops.errors import Conflict, FmopsError, NotFound, UserError
 from fmops.guardrails.base import Context, Decision, Guardrail, GuardrailConfig, GuardrailError, Stage
+from fmops.guardrails.checks.judge import Judge, RegistryRef, prompt_problem
 from fmops.guardrails.policy import Action, Policy, PolicySpec, Scope
 from fmops.guardrails.registry import AnyGuardrail, build, guardrails
 from fmops.guardrails.schemas import (
@@ -54,6 +55,8 @@ from fmops.guardrails.schemas import (
     fields,
     joined,
 )
+from fmops.prompts.schemas import PromptVersionView
+from fmops.prompts.service import PromptService
 from fmops.store import Store, utcnow
 from fmops.store.models import GuardrailPolicy
 
@@ -277,6 +280,10 @@ class GuardrailService:
                 built[key] = policy
                 if policy is None:
                     continue
+                if isinstance(policy.guardrail, Judge) and policy.guardrail.registry_ref is not None:
+                    # Resolved again for each generation: a label moved (which bumps it) applies.
+                    ref = policy.guardrail.registry_ref
+                    policy.guardrail.bind_prompt(self._judge_prompt(project_id, ref))
                 if policy.scope is Scope.project:
                     project.append(policy)
                 else:
@@ -401,11 +408,27 @@ class GuardrailService:
                 listing = ", ".join(sorted({*names.models(), *names.endpoints()})) or "none yet"
                 why = f"{judge!r} is neither a model nor an endpoint of this project; known: {listing}"
                 problems.append(("config.model", why))
+            prompt = policy.config.get("prompt") if cls is not None and cls.needs_model else None
+            ref = RegistryRef.parse(prompt) if isinstance(prompt, str) else None
+            if ref is not None and not any(param in ("config", "config.prompt") for param, _ in problems):
+                resolved = self._judge_prompt(project_id, ref)
+                unusable = resolved if isinstance(resolved, str) else prompt_problem(resolved)
+                if unusable is not None:
+                    problems.append(("config.prompt", unusable))
             for param, why in problems:
                 found.append(f"{where}{param}: {why}")
                 first = first or f"{where}{param}"
         if found:
             raise UserError(joined(found), param=first)
+
+    def _judge_prompt(self, project_id: str, ref: RegistryRef) -> PromptVersionView | str:
+        """The registry's version a judge's prompt reference names now, or why there is none."""
+        try:
+            return PromptService(self.store, self.catalog).get(
+                project_id, ref.name, version=ref.version, label=ref.label
+            )
+        except FmopsError as exc:
+            return f"judge prompt {str(ref)!r}: {exc.message}"
 
     # --- rows -----------------------------------------------------------------------------------
 
