@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fmops.assistants import AssistantService, Choice
-from fmops.assistants.service import PREFIX
+from fmops.assistants.service import PREFIX, may_use
 from fmops.auth import Principal
 from fmops.conversations import ConversationService, ConversationView
 
@@ -29,8 +29,9 @@ def with_assistants(
     the assistant to select (the conversation's, or the first for a new one; None: no assistant),
     and the template's context (`assistants`: each usable one by its choice)."""
     service = AssistantService(platform.store)
-    usable = service.usable(principal)
-    published = {view.endpoint for view in service.list(principal.project_id)}
+    views = service.list(principal.project_id)
+    usable = [view for view in views if may_use(principal, view)]
+    published = {view.endpoint for view in views}
     picks = [(PREFIX + view.name, "assistant") for view in usable]
     rest = [(name, kind) for name, kind in choices if not (kind == "endpoint" and name in published)]
     selected = None
