@@ -59,6 +59,10 @@ POLICY: dict[str, str | None] = {
     "GET /api/traces/{trace_id}": E,
     "GET /api/traces/{trace_id}/feedback": E,
     "POST /api/feedback": C,
+    # chat conversations: each user's own (another's is a 404, whatever the role)
+    "GET /api/conversations": C,
+    "GET /api/conversations/{conversation_id}/messages": C,
+    "GET /api/conversations/{conversation_id}/export": C,
     # models: consumers see what they may call (never credentials); engineers register them
     "GET /api/models": C,
     "POST /api/models": E,

@@ -19,6 +19,7 @@ from fmops.server.middleware import BodyLimitMiddleware
 from fmops.server.routers import (
     alerts,
     annotation,
+    conversations,
     assistants,
     curation,
     dataset_traces,
@@ -66,6 +67,7 @@ ROUTERS = [
     v1_models.router,
     v1_traces.router,
     feedback.router,
+    conversations.router,  # the caller's own chat conversations: search, read, export
     metrics.router,
     stats.router,
     alerts.router,

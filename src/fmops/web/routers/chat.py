@@ -1,4 +1,5 @@
-"""The consumers' chat at `/`: conversations, the endpoint picker, feedback on replies, usage.
+"""The consumers' chat at `/`: conversations, the endpoint picker, feedback on replies, usage, and the
+conversation tools that need no model: switching a message's version, search, export.
 
 Every signed-in role may chat. Conversations are private to their user (another user's is a 404).
 The message route, which streams the model's answer, lives in `chat_stream.py`.
@@ -13,7 +14,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from fmops.conversations import ConversationService
-from fmops.conversations.service import TITLE_MAX
+from fmops.conversations.export import Format, exported
+from fmops.conversations.service import SEARCH_MAX_CHARS, TITLE_MAX
 from fmops.errors import NotFound, UserError
 from fmops.feedback import FeedbackService, parse_feedback
 from fmops.platform import PlatformDep
@@ -99,6 +101,73 @@ async def delete_conversation(
     if f"c={conversation_id}" in request.headers.get("hx-current-url", ""):
         response.headers["hx-redirect"] = "/"  # the open conversation is gone: start a new one
     return response
+
+
+@router.get("/chat/conversations/{conversation_id}/messages")
+async def conversation_messages(
+    conversation_id: str, request: Request, platform: PlatformDep, found: SignedInDep
+) -> Response:
+    """The branch shown (after a regenerate or an edit, the page reloads it: versions and arrows)."""
+
+    def load() -> dict[str, Any]:
+        conversation = ConversationService(platform.store).get(found.principal, conversation_id)
+        return thread_context(platform, found, conversation)
+
+    return render(request, "chat/_messages.html", await run_in_threadpool(load))
+
+
+@router.post("/chat/conversations/{conversation_id}/messages/{message_id}/show")
+async def show_version(
+    conversation_id: str, message_id: str, request: Request, platform: PlatformDep, found: SignedInDep
+) -> Response:
+    """Show another version of a turn (the arrows): the branch through it is shown and continued."""
+
+    def switch() -> dict[str, Any]:
+        conversation = ConversationService(platform.store).show(found.principal, conversation_id, message_id)
+        return thread_context(platform, found, conversation)
+
+    return render(request, "chat/_messages.html", await run_in_threadpool(switch))
+
+
+@router.get("/chat/search")
+async def search_conversations(
+    request: Request,
+    platform: PlatformDep,
+    found: SignedInDep,
+    q: Annotated[str, Query(max_length=4 * SEARCH_MAX_CHARS)] = "",
+) -> Response:
+    """The list, narrowed to the conversations whose title or messages hold `q` (empty: all of them)."""
+    service = ConversationService(platform.store)
+    if not q.strip():
+        page = await run_in_threadpool(service.listing, found.principal)
+        listed = {"conversations": page.items, "next_offset": page.next_offset, "conversation": None}
+        return render(request, "chat/_list.html", listed)
+    matches = await run_in_threadpool(service.search, found.principal, q)
+    context: dict[str, Any] = {
+        "conversations": [m.conversation for m in matches],
+        "snippets": {m.conversation.id: m.snippet for m in matches if m.snippet},
+        "next_offset": None,
+        "conversation": None,
+        "searched": q,
+    }
+    return render(request, "chat/_list.html", context)
+
+
+@router.get("/chat/conversations/{conversation_id}/export")
+async def export_conversation(
+    conversation_id: str,
+    platform: PlatformDep,
+    found: SignedInDep,
+    format: Annotated[Format, Query()] = "md",
+) -> Response:
+    """A download: Markdown (the branch shown) or JSON (every branch)."""
+    service = ConversationService(platform.store)
+    body, media_type, name = await run_in_threadpool(
+        exported, service, found.principal, conversation_id, format
+    )
+    return Response(
+        body, media_type=media_type, headers={"content-disposition": f'attachment; filename="{name}"'}
+    )
 
 
 @router.get("/chat/usage")

@@ -1,4 +1,6 @@
-"""Starting a conversation, and sending a message: the answer streams back as server-sent events.
+"""Starting a conversation, sending a message, regenerating an answer and editing a message: each
+answer streams back as server-sent events.
+
 
 The page reads the stream with fetch() (an EventSource cannot POST) and shows text as it comes.
 Events are `data: <json>` lines, each with a `type`:
@@ -7,6 +9,11 @@ Events are `data: <json>` lines, each with a `type`:
   delta  {text}                                        the next piece of the answer
   done   {html, message_id, trace_id, error, status}   the saved answer, rendered (Markdown): it
                                                        replaces the text
+
+A regenerated answer is a new version (sibling) of the answer it replaces, an edited message a new
+version of the message; both are answered from the branch that leads to them (the history sent is
+the branch, never the other versions). Temperature and max tokens a request names are remembered on
+the conversation and apply to its answers from then on.
 
 The person's message is saved before the model is called and the answer (or as much of it as came,
 with the reason it stopped) after: nothing typed is lost when the model fails. Errors before the
@@ -31,8 +38,8 @@ from starlette.concurrency import run_in_threadpool
 from fmops.auth import Principal
 from fmops.auth.sessions import SignedIn
 from fmops.conversations import ConversationService, ConversationView, MessageView
-from fmops.conversations.service import MESSAGE_MAX_CHARS
-from fmops.errors import FmopsError
+from fmops.conversations.service import MESSAGE_MAX_CHARS, PARAMS
+from fmops.errors import FmopsError, NotFound
 from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.platform import PlatformDep
 from fmops.tailoring import TailoringService
@@ -53,6 +60,10 @@ router = APIRouter(include_in_schema=False)
 HISTORY_MESSAGES = 20
 HISTORY_CHARS = 6_000
 STOPPED = "the answer stopped: the page was closed or Stop was pressed"
+GONE = (
+    "this conversation no longer exists (deleted, perhaps in another tab): "
+    "your text is kept in the box, copy it before you leave"
+)
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -62,13 +73,21 @@ class NewConversation(BaseModel):
     endpoint: Name
 
 
-class NewMessage(BaseModel):
+class Params(BaseModel):
+    """The answers' parameters: named ones are remembered on the conversation (null: the model's default)."""
+
     model_config = ConfigDict(extra="forbid")
-    # One more than the service's limit, so an over-long message gets its readable message.
-    content: str = Field(max_length=MESSAGE_MAX_CHARS + 1)
-    endpoint: Name | None = None
     max_tokens: int | None = Field(None, ge=1, le=8192)
     temperature: float | None = Field(None, ge=0, le=2)
+
+
+class Edited(Params):
+    # One more than the service's limit, so an over-long message gets its readable message.
+    content: str = Field(max_length=MESSAGE_MAX_CHARS + 1)
+
+
+class NewMessage(Edited):
+    endpoint: Name | None = None
 
 
 @router.post("/chat/conversations")
@@ -99,28 +118,114 @@ async def send_message(
 
     def prepare() -> tuple[ConversationView, MessageView, list[dict[str, str]]]:
         asked = service.append(principal, conversation_id, "user", content)
+        _remember(service, principal, conversation_id, body)  # once the message was taken
         history = service.history(
-            principal, conversation_id, max_messages=HISTORY_MESSAGES, max_chars=HISTORY_CHARS
+            principal,
+            conversation_id,
+            max_messages=HISTORY_MESSAGES,
+            max_chars=HISTORY_CHARS,
+            until=asked.id,
         )
         sent = as_sent(history, asked, body.content)
         return service.get(principal, conversation_id), asked, sent  # titled by its first message
 
     conversation, asked, history = await run_in_threadpool(prepare)
+    return _streamed(platform, found, conversation, asked, history)
+
+
+@router.post("/chat/conversations/{conversation_id}/messages/{message_id}/regenerate")
+async def regenerate(
+    conversation_id: str, message_id: str, body: Params, platform: PlatformDep, found: SignedInDep
+) -> Response:
+    """A new answer to the question `message_id` answered: its sibling, shown from now on (both kept)."""
+    principal = found.principal
+    service = ConversationService(platform.store)
+
+    def prepare() -> tuple[ConversationView, MessageView, list[dict[str, str]]]:
+        conversation = _remember(service, principal, conversation_id, body)
+        asked = service.question(principal, conversation_id, message_id)
+        history = service.history(
+            principal,
+            conversation_id,
+            max_messages=HISTORY_MESSAGES,
+            max_chars=HISTORY_CHARS,
+            until=asked.id,
+        )
+        return conversation, asked, history
+
+    conversation, asked, history = await run_in_threadpool(prepare)
+    return _streamed(platform, found, conversation, asked, history)
+
+
+@router.post("/chat/conversations/{conversation_id}/messages/{message_id}/edit")
+async def edit_message(
+    conversation_id: str, message_id: str, body: Edited, platform: PlatformDep, found: SignedInDep
+) -> Response:
+    """A new version of one of the person's messages (a sibling of it; the old branch is kept), answered."""
+    principal = found.principal
+    service = ConversationService(platform.store)
+    try:
+        conversation = await run_in_threadpool(_remember, service, principal, conversation_id, body)
+        content = await stored_form(platform, principal, conversation, body.content)
+
+        def prepare() -> tuple[MessageView, list[dict[str, str]]]:
+            asked = service.edit(principal, conversation_id, message_id, content)
+            history = service.history(
+                principal,
+                conversation_id,
+                max_messages=HISTORY_MESSAGES,
+                max_chars=HISTORY_CHARS,
+                until=asked.id,
+            )
+            return asked, as_sent(history, asked, body.content)
+
+        asked, history = await run_in_threadpool(prepare)
+    except NotFound as exc:
+        # Deleted meanwhile (another tab): say so, and hand back what was typed.
+        gone = "no such conversation" in exc.message
+        message = GONE if gone else exc.message + ": your text is kept in the box"
+        return JSONResponse(
+            {
+                "error": {"message": message, "type": exc.error_type, "code": "not_found"},
+                "content": body.content,
+            },
+            status_code=404,
+        )
+    return _streamed(platform, found, conversation, asked, history)
+
+
+def _remember(
+    service: ConversationService, principal: Principal, conversation_id: str, body: Params
+) -> ConversationView:
+    """Keep the parameters the request named (null forgets one) for this conversation's answers."""
+    named = {k: getattr(body, k) for k in PARAMS if k in body.model_fields_set}
+    if named:
+        return service.set_params(principal, conversation_id, named)
+    return service.get(principal, conversation_id)
+
+
+def _streamed(
+    platform: Platform,
+    found: SignedIn,
+    conversation: ConversationView,
+    asked: MessageView,
+    history: list[dict[str, str]],
+) -> StreamingResponse:
+    """The answer to `asked`, streamed, given the history that ends with it."""
     request_body = ChatCompletionRequest.model_validate(
         {
             "model": conversation.endpoint,
             "messages": history,
             "stream": True,
             # Unset: the model's recommended settings apply (`fmops models show`), as for `fmops chat`.
-            "max_tokens": body.max_tokens,
-            "temperature": body.temperature,
+            "max_tokens": conversation.params.get("max_tokens"),
+            "temperature": conversation.params.get("temperature"),
             # Recorded on the trace, so the person may give feedback on it (and engineers filter by it).
-            "user": principal.user_name,
+            "user": found.principal.user_name,
         }
     )
-    events = _answer(platform, found, conversation, asked, request_body)
     return StreamingResponse(
-        events,
+        _answer(platform, found, conversation, asked, request_body),
         media_type="text/event-stream",
         headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
     )
@@ -172,6 +277,7 @@ async def _answer(
     trace_id: str | None = None
     model: str | None = None
     error: str | None = None
+    served: dict[str, Any] = {}
     status = 200
     try:
         try:
@@ -180,6 +286,7 @@ async def _answer(
             error, status, trace_id = exc.message, exc.status_code, exc.trace_id
         else:
             trace_id = result.record.trace_id
+            served = _served(result.record)
             async with aclosing(result.events) as events:  # type: ignore[type-var]
                 async for raw in events:
                     data = _gateway_event(raw)
@@ -201,9 +308,11 @@ async def _answer(
     except BaseException:
         # Disconnected (or failed) midway: keep what came, and why it stopped, even while cancelled.
         with anyio.CancelScope(shield=True):
-            await _save(platform, principal, conversation, parts, trace_id, model, error or STOPPED)
+            await _save(
+                platform, principal, conversation, asked, parts, trace_id, model, error or STOPPED, served
+            )
         raise
-    saved = await _save(platform, principal, conversation, parts, trace_id, model, error)
+    saved = await _save(platform, principal, conversation, asked, parts, trace_id, model, error, served)
     context = await run_in_threadpool(message_context, platform, found, saved)
     yield _event(
         {
@@ -217,14 +326,25 @@ async def _answer(
     )
 
 
+def _served(record: Any) -> dict[str, Any]:
+    """What the gateway's span says answered: the model an endpoint routed to, its prompt version."""
+    return {
+        "model": record.model if record.endpoint else None,
+        "prompt_name": record.prompt_name,
+        "prompt_version": record.prompt_version,
+    }
+
+
 async def _save(
     platform: Platform,
     principal: Principal,
     conversation: ConversationView,
+    asked: MessageView,
     parts: list[str],
     trace_id: str | None,
     model: str | None,
     error: str | None,
+    served: dict[str, Any],
 ) -> MessageView:
     service = ConversationService(platform.store)
     try:
@@ -234,9 +354,13 @@ async def _save(
             conversation.id,
             "assistant",
             "".join(parts),
+            parent_id=asked.id,  # its question, whatever was added meanwhile
             trace_id=trace_id,
-            model=model or conversation.endpoint,
+            model=served.get("model") or model or conversation.endpoint,
             error=error,
+            endpoint=conversation.endpoint,
+            prompt_name=served.get("prompt_name"),
+            prompt_version=served.get("prompt_version"),
         )
     except Exception:
         log.exception("could not save a chat answer", extra={"trace": trace_id})
