@@ -1,7 +1,6 @@
 """Starting a conversation, sending a message, regenerating an answer and editing a message: each
 answer streams back as server-sent events.
 
-
 The page reads the stream with fetch() (an EventSource cannot POST) and shows text as it comes.
 Events are `data: <json>` lines, each with a `type`:
 
