@@ -19,8 +19,8 @@ from fmops.server.middleware import BodyLimitMiddleware
 from fmops.server.routers import (
     alerts,
     annotation,
-    conversations,
     assistants,
+    conversations,
     curation,
     dataset_traces,
     datasets,
