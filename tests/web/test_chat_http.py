@@ -78,7 +78,8 @@ def bob(chat_server: RunningServer) -> Browser:
 
 
 def test_signed_out_people_are_sent_to_sign_in(chat_server: RunningServer) -> None:
-    with httpx.Client(base_url=chat_server.url, follow_redirects=False) as anonymous:
+    # The first page of a fresh server imports the web app (seconds on a loaded machine).
+    with httpx.Client(base_url=chat_server.url, follow_redirects=False, timeout=30) as anonymous:
         page = anonymous.get("/")
         assert page.status_code == 303
         assert page.headers["location"] == "/login?next=%2F"
