@@ -22,6 +22,11 @@ CALLS = [
     ("Why was I charged twice?", "b", ("env:prod",)),
     ("Can I pay by invoice?", "a", ()),
 ]
+# The guardrail decisions on each call (by its index in CALLS): (policy label, outcome).
+DECISIONS = {
+    0: [("model:small/deny", "blocked")],
+    1: [("watch", "flagged"), ("model:small/deny", "allowed")],
+}
 FILTER_FLAGS = {
     "--model",
     "--provider",
@@ -35,6 +40,8 @@ FILTER_FLAGS = {
     "--score",
     "--q",
     "--tag",
+    "--blocked-by",
+    "--flagged-by",
     "--since",
     "--start",
     "--end",
@@ -69,6 +76,21 @@ def _home(home: Path) -> list[str]:
                     SpanTag(project_id=project, span_id=row.span_id, tag=t, start_time=row.start_time)
                     for t in tags
                 )
+                for policy, outcome in DECISIONS.get(len(traces) - 1, ()):
+                    session.add(  # a decision of the guardrail engine, as a child span of the call
+                        Span(
+                            span_id=new_span_id(),
+                            trace_id=row.trace_id,
+                            parent_span_id=row.span_id,
+                            project_id=project,
+                            name=f"guardrail {policy}",
+                            kind="guardrail",
+                            start_time=row.start_time,
+                            input={},
+                            output={},
+                            attributes={"fmops.guardrail.policy": policy, "fmops.guardrail.outcome": outcome},
+                        )
+                    )
     finally:
         store.dispose()
     return traces
@@ -91,6 +113,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], list[Outc
             ["queues", "create", "nothing", "--tag", "team-b"],
             ["traces", "search", "--since", "1h", "--start", "2026-01-01"],
             ["traces", "search"],
+            ["traces", "search", "--blocked-by", "model:small/deny", "--json"],
+            ["traces", "search", "--blocked-by", "*", "--json"],
+            ["traces", "search", "--flagged-by", "watch", "--json"],
+            ["traces", "search", "--flagged-by", "model:small/deny", "--json"],
+            ["data", "from-traces", "blocked", "--blocked-by", "*"],
         ],
     )
     return traces, outcomes
@@ -126,3 +153,15 @@ def test_tag_filters_search_show_datasets_and_queues(runs: tuple[list[str], list
     assert "give --since or --start, not both" in out[8].error_line()
     plain = out[9].ok()
     assert "#env:prod #team-a" in plain  # tags shown on the span's line
+
+
+def test_guardrail_filters_find_the_calls_a_policy_blocked_or_flagged(
+    runs: tuple[list[str], list[Outcome]],
+) -> None:
+    traces, out = runs
+    assert [r["trace_id"] for r in json.loads(out[10].ok())] == [traces[0]]
+    assert [r["trace_id"] for r in json.loads(out[11].ok())] == [traces[0]]
+    assert [r["trace_id"] for r in json.loads(out[12].ok())] == [traces[1]]
+    assert json.loads(out[13].ok()) == []  # an allowed decision is neither
+    assert "1 traces with a chat example" in out[14].ok()
+    assert '"blocked_by":"*"' in out[14].ok().replace(" ", "")  # the filter, in the lineage

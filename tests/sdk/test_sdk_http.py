@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import openai
 import pytest
 
 import fmops
@@ -314,3 +315,48 @@ def test_spans_are_flushed_when_the_process_exits(client: fmops.Client, server: 
     trace = wait_trace(client, trace_id, spans=2)
     assert trace.find("nightly-job").output == {"answer": 42}
     assert names(trace.find("nightly-job").children) == ["step"]
+
+
+def test_traces_filter_on_guardrail_decisions(client: fmops.Client, mock: MockUpstream) -> None:
+    """`blocked_by` / `flagged_by`: the calls a guardrail policy blocked or flagged (its label, or *)."""
+    alias = f"sdk-guarded-{uuid.uuid4().hex[:8]}"
+    client.request(
+        "POST",
+        "/api/models",
+        json={"alias": alias, "provider": "openai", "model": "m1", "base_url": mock.url},
+    )
+    for policy in (
+        {"name": "deny", "guardrail": "regex", "config": {"patterns": ["forbidden"]}},
+        {
+            "name": "watch",
+            "guardrail": "regex",
+            "config": {"patterns": ["mock"]},
+            "on": "output",
+            "action": "flag",
+        },
+    ):
+        client.request("POST", "/api/policies", json={**policy, "scope": "model", "target": alias})
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.openai.chat.completions.create(
+            model=alias, messages=[{"role": "user", "content": "something forbidden"}]
+        )
+    blocked = refused.value.response.headers["x-fmops-trace-id"]
+    answered = client.openai.chat.completions.with_raw_response.create(
+        model=alias, messages=[{"role": "user", "content": "hello"}]
+    )
+    flagged = answered.headers["x-fmops-trace-id"]
+
+    deadline = time.monotonic() + 15  # both calls' spans and their decisions' spans stored
+    while len(client.traces.search(model=alias, limit=10).data) < 2 or (
+        len(client.traces.search(kind="guardrail", limit=500).data) < 3
+    ):
+        assert time.monotonic() < deadline, "the calls' spans were not stored in time"
+        time.sleep(0.1)
+
+    def found(**filters: Any) -> set[str]:
+        return {s.trace_id for s in client.traces.iter(**filters)} & {blocked, flagged}
+
+    assert found(blocked_by=f"model:{alias}/deny") == {blocked}
+    assert found(flagged_by=f"model:{alias}/watch") == {flagged}
+    assert found(flagged_by="*", model=alias) == {flagged}
+    assert found(blocked_by=f"model:{alias}/watch") == set()

@@ -2,10 +2,11 @@
 from-traces` and `fmops queues create` take the same options, parsed by one builder.
 
 The options are the parameters of `trace_filters(...)`, which parses `--prompt NAME:VERSION`,
-`--score NAME>=X`, `--since 1h` and `--tag T` (repeatable) into `TraceFilters`. A command takes
-them all by declaring a `filters: TraceFilters` parameter and wearing `@with_trace_filters`: the
-options appear in its `--help` where that parameter stands, and it receives them parsed. A new
-filter is one more parameter of `trace_filters`.
+`--score NAME>=X`, `--since 1h` and `--tag T` (repeatable) into `TraceFilters` (`--blocked-by` and
+`--flagged-by` take a guardrail policy's label, or `*`). A command takes them all by declaring a
+`filters: TraceFilters` parameter and wearing `@with_trace_filters`: the options appear in its
+`--help` where that parameter stands, and it receives them parsed. A new filter is one more
+parameter of `trace_filters`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ Feedback = Annotated[str | None, typer.Option("--feedback", help="any, none, pos
 Score = Annotated[
     str | None,
     typer.Option("--score", help="NAME, NAME>=X, NAME<=X or NAME=X..Y: traces with that evaluator score"),
+]
+BlockedBy = Annotated[
+    str | None,
+    typer.Option("--blocked-by", help="Calls blocked by this guardrail policy (its label; * for any)"),
+]
+FlaggedBy = Annotated[
+    str | None,
+    typer.Option("--flagged-by", help="Calls flagged by this guardrail policy (its label; * for any)"),
 ]
 Q = Annotated[str | None, typer.Option("--q", help="Text in the input or output (case-insensitive)")]
 Tag = Annotated[
@@ -103,6 +112,8 @@ def trace_filters(
     variant: Variant = None,
     feedback: Feedback = None,
     score: Score = None,
+    blocked_by: BlockedBy = None,
+    flagged_by: FlaggedBy = None,
     q: Q = None,
     tag: Tag = None,
     since: Since = None,
@@ -130,6 +141,8 @@ def trace_filters(
         score_name=score_name,
         min_score=low,
         max_score=high,
+        blocked_by=blocked_by,
+        flagged_by=flagged_by,
         q=q,
         tags=parse_tags(",".join(tag or ()), param="--tag", limit=MAX_FILTER_TAGS),
     )

@@ -38,6 +38,8 @@ class TraceFilters(TypedDict, total=False):
     score_name: str
     min_score: float
     max_score: float
+    blocked_by: str  # calls a guardrail policy blocked: its label (e.g. "model:small/deny"), or "*"
+    flagged_by: str  # calls a guardrail policy flagged: its label, or "*"
     q: str  # text in the input or output
     tags: list[str]  # spans carrying every one of these tags
     include_io: bool  # include each span's input and output
