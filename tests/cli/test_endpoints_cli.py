@@ -43,6 +43,7 @@ FILES = {
     "bad-label.yaml": "name: broken\nprompt: support\nlabel: prod\n",
     "bad-weights.yaml": "name: broken\nmodel: small\nvariants: [{name: a, weight: 0}]\n",
     "rename.yaml": "name: other-name\n",
+    "no-one.yaml": "access: {roles: [], users: []}\n",
 }
 COMMANDS: dict[str, list[str]] = {
     "model-small": [
@@ -73,8 +74,11 @@ COMMANDS: dict[str, list[str]] = {
     "show": ["endpoints", "show", "support-bot"],
     "update": ["endpoints", "update", "support-bot", "--file", "change.yaml"],
     "weights": ["endpoints", "set-weights", "support-bot", "a=1", "b=3"],
+    "access": ["endpoints", "update", "support-bot", "--access", "role:annotator", "--access", "user:alice"],
     "disable": ["endpoints", "update", "support-bot", "--disable"],
     "list-json": ["endpoints", "list", "--json"],
+    "everyone": ["endpoints", "update", "support-bot", "--access", "everyone"],
+    "show-everyone": ["endpoints", "show", "support-bot", "--json"],
     # Mistakes
     "duplicate": ["endpoints", "create", "endpoint.yaml"],
     "unknown-label": ["endpoints", "create", "bad-label.yaml"],
@@ -83,6 +87,9 @@ COMMANDS: dict[str, list[str]] = {
     "unknown-variant": ["endpoints", "set-weights", "support-bot", "c=1"],
     "rename": ["endpoints", "update", "support-bot", "--file", "rename.yaml"],
     "nothing-to-change": ["endpoints", "update", "support-bot"],
+    "bad-access": ["endpoints", "update", "support-bot", "--access", "guest:x"],
+    "no-one": ["endpoints", "update", "support-bot", "--file", "no-one.yaml"],
+    "unknown-role": ["endpoints", "update", "support-bot", "--access", "role:guest"],
     "model-clash": ["models", "add", "support-bot", "--provider", "openai", "--model", "m"],
     "unknown": ["endpoints", "show", "nope"],
     # Last: delete
@@ -114,6 +121,8 @@ def test_create_list_show_update_weigh_delete(results: dict[str, Outcome]) -> No
     assert "session" in updated
     assert "other" in updated
     assert results["weights"].ok() == "endpoint support-bot: weights a=1, b=3\n"
+    assert "role annotator, user alice (and engineers, admins)" in results["access"].ok()
+    assert "everyone" in results["show"].ok()  # no access: every role may call it
     results["disable"].ok()
     [listed] = json.loads(results["list-json"].ok())
     assert (listed["name"], listed["enabled"], listed["sticky"], listed["fallbacks"]) == (
@@ -126,6 +135,9 @@ def test_create_list_show_update_weigh_delete(results: dict[str, Outcome]) -> No
     assert listed["guardrails"][0]["on"] == "input"  # the YAML `on:` key read as the word
     assert listed["guardrails"][1]["config"] == {"min": None, "max": 2000, "unit": "characters"}
     assert listed["experiment_started_at"] is not None
+    assert listed["access"] == {"roles": ["annotator"], "users": ["alice"]}
+    results["everyone"].ok()
+    assert json.loads(results["show-everyone"].ok())["access"] is None
     assert results["delete"].ok() == "deleted endpoint support-bot\n"
     assert json.loads(results["list-after-delete"].ok()) == []
 
@@ -140,6 +152,9 @@ def test_create_list_show_update_weigh_delete(results: dict[str, Outcome]) -> No
         ("unknown-variant", ["no variant 'c'", "a, b"]),
         ("rename", ["cannot be renamed"]),
         ("nothing-to-change", ["nothing to change"]),
+        ("bad-access", ["'guest:x' is not role:ROLE, user:NAME or everyone"]),
+        ("no-one", ["no-one.yaml", "access: say who may call it"]),
+        ("unknown-role", ["access.roles.0"]),
         ("model-clash", ["'support-bot' is the name of an endpoint"]),
         ("unknown", ["no endpoint named 'nope'", "fmops endpoints list"]),
     ],

@@ -8,8 +8,9 @@ name; engineers and admins, who publish assistants, may use every one. An assist
 not use is invisible to them: reading or choosing it answers 404, as if it did not exist.
 
 Publishing checks that everyone named can call the endpoint: it exists and serves (a disabled
-endpoint answers no one), and each user named is an enabled member of the project. A refusal is a
-400 saying who cannot call it and why.
+endpoint answers no one), its `access:` (if any) lets each role and user named call it, and each
+user named is an enabled member of the project. A refusal is a 400 saying who cannot call it and
+why.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fmops.assistants.schemas import AssistantSpec, AssistantView, Change
-from fmops.auth import Principal, Role
+from fmops.auth import Principal, Role, admits
+from fmops.auth.audience import admitted
+from fmops.endpoints.schemas import AccessSpec
 from fmops.errors import NotFound, UserError
 from fmops.store import Store, utcnow
 from fmops.store.models import Assistant, AssistantConversation, Endpoint, Membership, User
@@ -54,10 +57,21 @@ def _view(row: Assistant) -> AssistantView:
 
 
 def may_use(principal: Principal, view: AssistantView) -> bool:
-    """Whether the caller may see and use the assistant."""
-    if principal.role.covers(Role.engineer):
-        return True  # they publish assistants: they may try every one
-    return principal.user_name in view.users or any(principal.role.covers(role) for role in view.roles)
+    """Whether the caller may see and use the assistant (engineers and admins, who publish
+    assistants, may try every one): the rule of an endpoint's `access:` too (fmops.auth.audience)."""
+    return admits(principal, view.roles, view.users)
+
+
+def _allowed(access: AccessSpec) -> str:
+    """Who an endpoint's `access:` lets call it, in words."""
+    who = [f"role {r.value}" for r in access.roles] + [f"user {u}" for u in access.users]
+    return "its access allows " + ", ".join(who) + ", engineers and admins"
+
+
+def _command(endpoint: str, access: AccessSpec, more: str) -> str:
+    """The command that lets `more` call the endpoint too (`--access` replaces the whole list)."""
+    now = [f"role:{r.value}" for r in access.roles] + [f"user:{u}" for u in access.users]
+    return f"`fmops endpoints update {endpoint} " + " ".join(f"--access {a}" for a in [*now, more]) + "`"
 
 
 # An alias: inside AssistantService, `list` is the method's name.
@@ -159,6 +173,18 @@ class AssistantService:
                 f"enable it first with `fmops endpoints update {spec.endpoint} --enable`",
                 param="endpoint",
             )
+        stored = (endpoint.config or {}).get("access")
+        access = AccessSpec.model_validate(stored) if stored else None
+        if access is not None:
+            for i, named in enumerate(spec.roles):
+                if not admitted(named, "", access.roles, ()):
+                    fix = _command(spec.endpoint, access, f"role:{named.value}")
+                    raise UserError(
+                        f"roles.{i}: role {named.value} cannot call endpoint {spec.endpoint!r} "
+                        f"({_allowed(access)}); let it with {fix}"
+                        ", or publish to roles it allows",
+                        param=f"roles.{i}",
+                    )
         if not spec.users:
             return
         found = {
@@ -182,6 +208,14 @@ class AssistantService:
             if disabled:
                 raise UserError(
                     f"users.{i}: {name!r} is disabled, so they cannot call endpoint {spec.endpoint!r}",
+                    param=f"users.{i}",
+                )
+            if access is not None and not admitted(Role(role), name, access.roles, access.users):
+                fix = _command(spec.endpoint, access, f"user:{name}")
+                raise UserError(
+                    f"users.{i}: {name!r} ({role}) cannot call endpoint {spec.endpoint!r} "
+                    f"({_allowed(access)}); let them with {fix}"
+                    ", or publish to users it allows",
                     param=f"users.{i}",
                 )
 

@@ -17,7 +17,7 @@ from rich.markup import escape
 from fmops.auth import DEFAULT_PROJECT
 from fmops.cli import endpoints_experiments
 from fmops.cli.common import actor, console, fmt, local_platform, print_rows, project_id_of
-from fmops.endpoints.schemas import EndpointSpec, EndpointUpdate, M, validated
+from fmops.endpoints.schemas import AccessSpec, EndpointSpec, EndpointUpdate, M, validated
 from fmops.endpoints.service import EndpointService, EndpointView
 from fmops.errors import UserError
 from fmops.prompts.files import parse_documents
@@ -76,6 +76,7 @@ def _describe(view: EndpointView, as_json: bool) -> None:
         ("sticky", config.sticky),
         ("cache", f"{config.cache.ttl} s" if config.cache else "off"),
         ("fallbacks", ", ".join(config.fallbacks) or None),
+        ("access", access_text(config.access)),
         ("experiment", view.experiment_started_at and f"since {fmt(view.experiment_started_at)}"),
     ]
     for label, value in lines:
@@ -103,6 +104,30 @@ def _describe(view: EndpointView, as_json: bool) -> None:
             for v in config.variants
         ]
         print_rows("Variants", ["name", "weight", "prompt", "model", "params"], variant_rows, as_json=False)
+
+
+def access_text(access: AccessSpec | None) -> str:
+    """Who may call an endpoint, in words."""
+    if access is None:
+        return "everyone"
+    who = [f"role {r.value}" for r in access.roles] + [f"user {u}" for u in access.users]
+    return ", ".join(who) + " (and engineers, admins)"
+
+
+def _access(values: list[str]) -> dict[str, list[str]] | None:
+    """`--access role:consumer --access user:alice` as the endpoint's `access:`; `everyone`: None."""
+    if values == ["everyone"]:
+        return None
+    found: dict[str, list[str]] = {"roles": [], "users": []}
+    for value in values:
+        kind, sep, name = value.partition(":")
+        if not sep or not name or kind not in ("role", "user"):
+            raise typer.BadParameter(
+                f"{value!r} is not role:ROLE, user:NAME or everyone (alone), e.g. role:consumer",
+                param_hint="--access",
+            )
+        found[kind + "s"].append(name)
+    return found
 
 
 def _expectations(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -163,6 +188,11 @@ def update(
     ),
     enabled: bool | None = typer.Option(None, "--enable/--disable", help="Serve it, or stop serving it"),
     description: str | None = typer.Option(None, "--description"),
+    access: list[str] | None = typer.Option(
+        None,
+        "--access",
+        help="Who may call it: role:ROLE or user:NAME (repeat; replaces the list), or everyone",
+    ),
     project: str = _project_option(),
 ) -> None:
     """Change an endpoint; changing its variants starts a new experiment."""
@@ -175,8 +205,10 @@ def update(
         fields["enabled"] = enabled
     if description is not None:
         fields["description"] = description
+    if access:
+        fields["access"] = _access(access)
     if not fields:
-        raise UserError("nothing to change: give --file, --enable/--disable or --description")
+        raise UserError("nothing to change: give --file, --enable/--disable, --description or --access")
     changes = _parsed(EndpointUpdate, fields, source)
     _describe(_service().update(project_id_of(project), name, changes, actor=actor()), as_json=False)
 

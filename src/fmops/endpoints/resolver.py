@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from fmops.auth import Audience, Principal
 from fmops.endpoints.reader import GenerationReader
 from fmops.endpoints.schemas import EndpointConfig, VariantSpec
 from fmops.endpoints.service import endpoint_names
@@ -69,6 +70,12 @@ class Resolved:
     # the whole answer, which a stream's beginning would fail: such a stream is run whole and
     # replayed, as before. Entries that find what must not appear cut a stream where it appears.
     whole_output: bool = False
+    # Who may call it (`access:`); None: every role. Someone else is answered as if it did not exist.
+    access: Audience | None = None
+
+    def admits(self, principal: Principal) -> bool:
+        """Whether `principal` may call it: a rank comparison and a set lookup, nothing read."""
+        return self.access is None or self.access.admits(principal)
 
     def choose(self, subject: str) -> ServedVariant:
         """The variant for `subject`: a stable hash of (endpoint, subject) placed over the weights,
@@ -233,4 +240,5 @@ class EndpointResolver:
             _bounds=bounds([v.weight for v in variants]),
             generation=current,
             whole_output=any(g.on == "output" and g.expect == "pass" for g in config.guardrails),
+            access=Audience.of(config.access.roles, config.access.users) if config.access else None,
         )

@@ -13,6 +13,7 @@ sticky: user             # user | session | key
 variants:
   - {name: a, weight: 1, label: production}
   - {name: b, weight: 1, version: 4, model: other-model}
+access: {roles: [annotator], users: [alice]}   # optional: who may call it (absent: everyone)
 ```
 
 The schema checks the shape; `EndpointService` checks what needs the database (the prompt, its
@@ -37,6 +38,7 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
+from fmops.auth import Role
 from fmops.errors import UserError
 from fmops.gateway.schemas import CacheOption, ChatCompletionRequest
 from fmops.numbers import NumbersOnly
@@ -156,6 +158,42 @@ class VariantSpec(_Strict):
         return check_params(value)
 
 
+UserName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class AccessSpec(_Strict):
+    """Who may call the endpoint: roles (each covers those above it) and/or users by name.
+    Engineers and admins always may (fmops.auth.audience, the rule assistants use too)."""
+
+    roles: list[Role] = Field(
+        default_factory=list,
+        max_length=len(Role),
+        description="Roles that may call it; a role covers those above it (consumer: everyone)",
+    )
+    users: list[UserName] = Field(
+        default_factory=list, max_length=1000, description="People (by user name) who may call it"
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, value: list[Role]) -> list[Role]:
+        return sorted(set(value), key=lambda r: r.rank)
+
+    @field_validator("users")
+    @classmethod
+    def _unique_users(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _someone(self) -> AccessSpec:
+        if not self.roles and not self.users:
+            raise ValueError(
+                "say who may call it: roles (engineer: engineers and admins only) and/or users by "
+                "name; leave access out (or send null) to let every role call it"
+            )
+        return self
+
+
 class EndpointConfig(_Strict):
     """The deployment an endpoint serves: stored as JSON in `Endpoint.config`."""
 
@@ -171,6 +209,9 @@ class EndpointConfig(_Strict):
         "user", description="What variant assignment sticks to (the API key when absent)"
     )
     variants: list[VariantSpec] = Field(default_factory=list, max_length=20)
+    access: AccessSpec | None = Field(
+        None, description="Who may call it (roles and/or users); absent: every role"
+    )
 
     # Field validators (not one model validator), so each error names its field. Fields are
     # validated in the order declared: `prompt` is known when `label` is checked, and so on.
@@ -253,6 +294,7 @@ class EndpointUpdate(_Strict):
     fallbacks: Annotated[list[ModelAlias], Field(max_length=10)] | SkipJsonSchema[None] = None
     sticky: Literal["user", "session", "key"] | SkipJsonSchema[None] = None
     variants: Annotated[list[VariantSpec], Field(max_length=20)] | SkipJsonSchema[None] = None
+    access: AccessSpec | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> EndpointUpdate:

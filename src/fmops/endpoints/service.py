@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fmops.auth import Principal, Role, admits
 from fmops.catalog import Catalog
 from fmops.endpoints import generation
 from fmops.endpoints.schemas import EndpointConfig, EndpointSpec, EndpointUpdate, validated
@@ -87,15 +88,30 @@ Views = list[EndpointView]
 Events = list[EventView]
 
 
-def served_endpoints(store: Store, project_id: str) -> list[tuple[str, datetime]]:
-    """(name, created_at) of each enabled endpoint: what `/v1/models` lists beside the models."""
+def served_endpoints(
+    store: Store, project_id: str, principal: Principal | None = None
+) -> list[tuple[str, datetime]]:
+    """(name, created_at) of each enabled endpoint (that `principal` may call, when given): what
+    `/v1/models` lists beside the models, and the chat's picker offers."""
     with store.session() as session:
         rows = session.execute(
-            select(Endpoint.name, Endpoint.created_at)
+            select(Endpoint.name, Endpoint.created_at, Endpoint.config)
             .where(Endpoint.project_id == project_id, Endpoint.enabled.is_(True))
             .order_by(Endpoint.name)
         ).all()
-    return [(name, created) for name, created in rows]
+    return [
+        (name, created)
+        for name, created, config in rows
+        if principal is None or may_call(principal, config or {})
+    ]
+
+
+def may_call(principal: Principal, config: dict[str, Any]) -> bool:
+    """Whether `principal` may call the endpoint of this stored config (its `access:`, if any)."""
+    access = config.get("access")
+    if not access:
+        return True
+    return admits(principal, [Role(r) for r in access.get("roles", ())], access.get("users", ()))
 
 
 def endpoints_using_prompt(session: Session, project_id: str, prompt: str) -> list[str]:

@@ -389,7 +389,8 @@ class Gateway:
             entry = models.get(req.model)
             if entry is None:
                 resolved = await self.endpoints.resolve(principal.project_id, req.model)
-                if resolved is not None:
+                # One the caller may not call (its `access:`) is answered as an unknown model.
+                if resolved is not None and resolved.admits(principal):
                     return await self._plan(principal, req, session_id, resolved)
         if req.variables is not None:
             if entry is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from fmops.auth import Principal
 from fmops.auth.sessions import SignedIn
 from fmops.catalog import DEFAULT_CHAT_MODEL
 from fmops.conversations import ConversationService, ConversationView, MessageView
@@ -24,10 +25,11 @@ if TYPE_CHECKING:  # the platform imports the web app, which imports this
 # --- what the person may talk to ---------------------------------------------------------------
 
 
-def chat_models(platform: Platform, project_id: str) -> list[tuple[str, str]]:
+def chat_models(platform: Platform, principal: Principal) -> list[tuple[str, str]]:
     """(name, "endpoint" | "model") the caller may chat with, as /v1/models lists them minus the
-    embedding models: the default model first, then endpoints (what engineers deploy for people),
-    then the other models."""
+    embedding models: the default model first, then endpoints (what engineers deploy for people;
+    those whose `access:` leaves the caller out are not offered), then the other models."""
+    project_id = principal.project_id
     models = []
     for entry in platform.catalog.models(project_id).values():
         try:
@@ -38,7 +40,8 @@ def chat_models(platform: Platform, project_id: str) -> list[tuple[str, str]]:
             models.append(entry.alias)
     models.sort()
     first = [(DEFAULT_CHAT_MODEL, "model")] if DEFAULT_CHAT_MODEL in models else []
-    endpoints = [name for name, _ in served_endpoints(platform.store, project_id) if name not in models]
+    served = served_endpoints(platform.store, project_id, principal)
+    endpoints = [name for name, _ in served if name not in models]
     rest = [(name, "model") for name in models if name != DEFAULT_CHAT_MODEL]
     return first + [(name, "endpoint") for name in endpoints] + rest
 
@@ -63,7 +66,7 @@ def thread_context(
     feedback = service.feedback(principal, [m.trace_id for m in messages if m.trace_id])
     # Assistants first (web.chat_assistants); the conversation's, or the first, is selected.
     choices, chosen, assistants = with_assistants(
-        platform, principal, conversation, chat_models(platform, principal.project_id)
+        platform, principal, conversation, chat_models(platform, principal)
     )
     selected = chosen or (conversation.endpoint if conversation is not None else _default_choice(choices))
     if selected and selected not in {name for name, _ in choices}:
