@@ -85,6 +85,22 @@
     }
   });
 
+  // A list refresh (a conversation started, an answer done) that lands while a conversation's menu
+  // is open would close it under the person renaming: it waits until the menu closes.
+  var refreshWaiting = false;
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    var list = event.detail.target;
+    if (!list || list.id !== "conversation-list" || !list.querySelector("details.menu[open]")) return;
+    event.detail.shouldSwap = false;
+    refreshWaiting = true;
+  });
+  document.addEventListener("toggle", function (event) {
+    var menu = event.target;
+    if (!refreshWaiting || menu.open || !menu.matches || !menu.matches("#conversation-list details.menu")) return;
+    refreshWaiting = false;
+    document.body.dispatchEvent(new CustomEvent("fmops:conversations"));
+  }, true); // toggle does not bubble
+
   // Back to a wide screen: no drawer (and nothing left inert).
   NARROW.addEventListener("change", function (event) {
     if (!event.matches) closeDrawer(null);
