@@ -69,7 +69,6 @@ def test_an_engineer_publishes_replaces_and_unpublishes(erin: httpx.Client) -> N
             "endpoint 'retired' is disabled, so no one can call it (role consumer included)",
         ),
         ({**HELPER, "users": ["nobody"]}, "users.0: 'nobody' is not a member of this project"),
-        ({**HELPER, "endpoint": "nowhere"}, "endpoint 'nowhere' does not exist in this project"),
         ({**HELPER, "roles": ["guest"]}, "roles.0"),
         ({**HELPER, "roles": [], "users": []}, "say who may use it"),
         ({**HELPER, "starters": ["x"] * 7}, "starters"),
@@ -81,6 +80,13 @@ def test_publishing_what_cannot_work_is_a_400_saying_why(
     refused = erin.put("/api/assistants/broken", json=body)
     assert refused.status_code == 400, refused.text
     assert message in refused.json()["error"]["message"]
+    assert erin.get("/api/assistants/broken").status_code == 404
+
+
+def test_publishing_a_missing_endpoint_is_a_404_naming_it(erin: httpx.Client) -> None:
+    refused = erin.put("/api/assistants/broken", json={**HELPER, "endpoint": "nowhere"})
+    assert refused.status_code == 404, refused.text
+    assert "endpoint 'nowhere' does not exist in this project" in refused.json()["error"]["message"]
     assert erin.get("/api/assistants/broken").status_code == 404
 
 

@@ -36,7 +36,16 @@ UserName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 class AssistantFields(BaseModel):
     """What an assistant is, its name aside: the endpoint it calls, how it reads, who may use it."""
 
-    model_config = ConfigDict(extra="forbid")
+    # At least one role or user: the schema says it too (the validator below words the 400).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["roles"], "properties": {"roles": {"minItems": 1}}},
+                {"required": ["users"], "properties": {"users": {"minItems": 1}}},
+            ]
+        },
+    )
 
     endpoint: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
         description="The endpoint it calls: its conversations are that endpoint's traces"

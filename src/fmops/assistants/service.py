@@ -160,8 +160,8 @@ class AssistantService:
         endpoint = session.scalars(
             select(Endpoint).where(Endpoint.project_id == project_id, Endpoint.name == spec.endpoint)
         ).first()
-        if endpoint is None:
-            raise UserError(
+        if endpoint is None:  # a 404, as for any missing resource a request names
+            raise NotFound(
                 f"endpoint {spec.endpoint!r} does not exist in this project; an assistant publishes an "
                 "endpoint (see `fmops endpoints list`)",
                 param="endpoint",

@@ -165,6 +165,16 @@ class AccessSpec(_Strict):
     """Who may call the endpoint: roles (each covers those above it) and/or users by name.
     Engineers and admins always may (fmops.auth.audience, the rule assistants use too)."""
 
+    # At least one role or user: the schema says it too (the validator below words the 400).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["roles"], "properties": {"roles": {"minItems": 1}}},
+                {"required": ["users"], "properties": {"users": {"minItems": 1}}},
+            ]
+        }
+    )
+
     roles: list[Role] = Field(
         default_factory=list,
         max_length=len(Role),

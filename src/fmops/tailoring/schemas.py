@@ -40,7 +40,9 @@ class SavedPromptSet(BaseModel):
 
     name: PromptName = Field(description="Called as /name in the chat: lower-case letters, digits, '_', '-'")
     template: str = Field(
-        max_length=2 * PROMPT_MAX, description="A Jinja template, e.g. 'Summarise {{ text }}'"
+        max_length=2 * PROMPT_MAX,
+        pattern=r"\S",  # some text, not only spaces (the schema says what the service refuses)
+        description="A Jinja template, e.g. 'Summarise {{ text }}'",
     )
     description: str | None = Field(None, max_length=2 * DESCRIPTION_MAX)
     shared: bool = Field(False, description="Others in the project may see and use it (read-only)")

@@ -82,7 +82,10 @@ def assistant_usage(
     principal: PrincipalDep,
     name: str = Name,
     window_name: str = Query(
-        DEFAULT_WINDOW, alias="window", max_length=10, description=f"One of {', '.join(WINDOWS)}"
+        DEFAULT_WINDOW,
+        alias="window",
+        pattern=f"^({'|'.join(WINDOWS)})$",  # in the schema too; window() words the 400
+        description=f"One of {', '.join(WINDOWS)}",
     ),
 ) -> AssistantUsagePublic:
     span = window(window_name)

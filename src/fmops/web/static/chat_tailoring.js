@@ -43,10 +43,17 @@
     el.hidden = !message;
   }
 
+  // Only the newest read counts: the page's first read, slow on a busy server, must not land after
+  // the read that follows saving a prompt and hide it.
+  var reads = 0;
   async function load() {
+    var mine = ++reads;
     try {
-      state = await call("GET", "/chat/tailoring");
+      var fresh = await call("GET", "/chat/tailoring");
+      if (mine !== reads) return;
+      state = fresh;
     } catch (e) { /* signed out or offline: nothing to tailor with */ }
+    if (mine !== reads) return;
     renderPrompts();
     syncSwitch();
   }
