@@ -428,7 +428,8 @@
 
   document.addEventListener("focusout", function (event) {
     if (event.target.matches && event.target.matches("[data-chat-composer] textarea[name=content]")) {
-      setTimeout(closeMenu, 150);
+      var box = event.target;  // a blur that the box gets back from at once keeps the suggestions
+      setTimeout(function () { if (document.activeElement !== box) closeMenu(); }, 150);
     }
   });
 
