@@ -12,7 +12,6 @@ An assistant's spec, in a YAML or JSON file or in flags:
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,9 @@ from rich.markup import escape
 from fmops.assistants import AssistantService, AssistantSpec
 from fmops.assistants.usage import DEFAULT_WINDOW, usage, window
 from fmops.auth import DEFAULT_PROJECT
-from fmops.cli.common import actor, console, local_platform, print_rows, project_id_of
+from fmops.cli.common import actor, console, local_platform, print_rows, project_id_of, spec_mapping
 from fmops.endpoints.schemas import validated
 from fmops.errors import UserError
-from fmops.prompts.files import parse_documents
 
 app = typer.Typer(
     help="Assistants: endpoints published to the chat with a description, starters and who may use them "
@@ -45,16 +43,7 @@ def _service() -> AssistantService:
 
 
 def _document(path: Path) -> dict[str, Any]:
-    """The one YAML or JSON mapping of a spec file (`-` reads stdin)."""
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    documents = parse_documents(text, str(path))
-    if len(documents) != 1 or not isinstance(documents[0], dict):
-        raise UserError(f"{path}: an assistant file holds one mapping (name, endpoint, description, ...)")
-    document: dict[str, Any] = documents[0]
-    return document
+    return spec_mapping(path, "an assistant file holds one mapping (name, endpoint, description, ...)")
 
 
 @app.command("list")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -105,3 +107,19 @@ def print_rows(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     for row in rows:
         table.add_row(*(Text(fmt(v)) for v in row))  # names and messages are text, never markup
     console.print(table)
+
+
+def spec_mapping(path: Path, holds: str) -> dict[str, Any]:
+    """The one YAML or JSON mapping of a spec file (`-` reads stdin); `holds` says what it should hold
+    (e.g. "an endpoint file holds one mapping (name, prompt, model, ...)") when it is not one."""
+    from fmops.prompts.files import parse_documents  # not for `--help`
+
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    documents = parse_documents(text, str(path))
+    if len(documents) != 1 or not isinstance(documents[0], dict):
+        raise UserError(f"{path}: {holds}")
+    document: dict[str, Any] = documents[0]
+    return document

@@ -6,7 +6,6 @@ checks the project's registry generation on every endpoint call.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,10 @@ from rich.markup import escape
 
 from fmops.auth import DEFAULT_PROJECT
 from fmops.cli import endpoints_experiments
-from fmops.cli.common import actor, console, fmt, local_platform, print_rows, project_id_of
+from fmops.cli.common import actor, console, fmt, local_platform, print_rows, project_id_of, spec_mapping
 from fmops.endpoints.schemas import AccessSpec, EndpointSpec, EndpointUpdate, M, validated
 from fmops.endpoints.service import EndpointService, EndpointView
 from fmops.errors import UserError
-from fmops.prompts.files import parse_documents
 from fmops.prompts.service import PromptService
 
 app = typer.Typer(
@@ -41,16 +39,7 @@ def _service() -> EndpointService:
 
 
 def _document(path: Path) -> dict[str, Any]:
-    """The one YAML or JSON document of a spec file (`-` reads stdin)."""
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    documents = parse_documents(text, str(path))
-    if len(documents) != 1 or not isinstance(documents[0], dict):
-        raise UserError(f"{path}: an endpoint file holds one mapping (name, prompt, model, ...)")
-    document: dict[str, Any] = documents[0]
-    return document
+    return spec_mapping(path, "an endpoint file holds one mapping (name, prompt, model, ...)")
 
 
 def _parsed(model: type[M], data: dict[str, Any], source: str) -> M:

@@ -18,13 +18,11 @@ answered are traced as in buffered mode.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 
@@ -32,6 +30,7 @@ from fmops.auth import Principal
 from fmops.catalog import Catalog, ModelEntry
 from fmops.endpoints.plan import EndpointCall, sticky_subject
 from fmops.errors import Conflict, FmopsError, NotFound, UserError
+from fmops.gateway.bodies import encode_vector, estimate_tokens, output_of, usage_of
 from fmops.gateway.errors import internal_error, record_failure, traced
 from fmops.gateway.routing import CircuitBreaker, call_with_fallbacks
 from fmops.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
@@ -75,16 +74,6 @@ class StreamResult:
     record: CallRecord
 
 
-def _estimate_tokens(req: ChatCompletionRequest) -> int:
-    chars = 0
-    for message in req.messages:
-        if isinstance(message.content, str):
-            chars += len(message.content)
-        elif isinstance(message.content, list):
-            chars += sum(len(str(part.get("text", ""))) for part in message.content)
-    return chars // 4 + (req.output_limit or 256)
-
-
 def capabilities(entry: ModelEntry) -> Capabilities:
     """What the model can do: its provider's capabilities, with the catalog entry's overrides."""
     base = get_provider_class(entry.provider).capabilities
@@ -97,11 +86,6 @@ def capabilities(entry: ModelEntry) -> Capabilities:
         embeddings=override.get("embeddings", base.embeddings),
         local=base.local,
     )
-
-
-def _usage(body: JSON) -> tuple[int, int]:
-    usage = body.get("usage") or {}
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
 
 
 class Gateway:
@@ -233,14 +217,14 @@ class Gateway:
         if cached is not None:
             record.cache_hit = True
             record.response_model = cached.get("model")
-            record.output = _output(cached)
+            record.output = output_of(cached)
             await self._settle(record, entry, cached)
             record.cost = 0.0  # nothing was spent upstream
         return key, ttl, cached
 
     async def _settle(self, record: CallRecord, entry: ModelEntry, body: JSON | None) -> None:
         if body is not None:
-            record.input_tokens, record.output_tokens = _usage(body)
+            record.input_tokens, record.output_tokens = usage_of(body)
         record.cost = entry.cost(record.input_tokens or 0, record.output_tokens or 0)
         record.provider = entry.provider
         if self.limits is not None and not record.settled:
@@ -304,7 +288,7 @@ class Gateway:
         entry = entry or await self.resolve(record.principal, req.model)
         self._check(entry, req)
         if self.limits is not None:
-            record.admission = await self.limits.admit(record.principal, _estimate_tokens(req))
+            record.admission = await self.limits.admit(record.principal, estimate_tokens(req))
         return entry
 
     async def chat(
@@ -529,7 +513,7 @@ class Gateway:
             else:
                 response["model"] = req.model if answered is entry else answered.alias
             record.response_model = answered.alias
-            record.output = _output(response)
+            record.output = output_of(response)
             if attempts:
                 record.attributes["fmops.attempts"] = [a.__dict__ for a in attempts]
             await self._settle(record, answered, response)
@@ -768,7 +752,7 @@ class Gateway:
             result = await self.provider(entry).embed(texts, timeout=entry.timeout_seconds)
             vectors = [v[: req.dimensions] if req.dimensions else v for v in result.vectors]
             data = [
-                {"object": "embedding", "index": i, "embedding": _encode_vector(v, req.encoding_format)}
+                {"object": "embedding", "index": i, "embedding": encode_vector(v, req.encoding_format)}
                 for i, v in enumerate(vectors)
             ]
             body = {
@@ -807,14 +791,3 @@ class Gateway:
             except Exception:
                 log.exception("provider did not close cleanly")
         self._providers.clear()
-
-
-def _output(response: JSON) -> Any:
-    choices = response.get("choices") or []
-    return [c.get("message") for c in choices] if len(choices) != 1 else choices[0].get("message")
-
-
-def _encode_vector(vector: list[float], fmt: str) -> list[float] | str:
-    if fmt == "base64":
-        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-    return vector

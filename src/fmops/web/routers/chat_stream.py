@@ -118,13 +118,7 @@ async def send_message(
     def prepare() -> tuple[ConversationView, MessageView, list[dict[str, str]]]:
         asked = service.append(principal, conversation_id, "user", content)
         _remember(service, principal, conversation_id, body)  # once the message was taken
-        history = service.history(
-            principal,
-            conversation_id,
-            max_messages=HISTORY_MESSAGES,
-            max_chars=HISTORY_CHARS,
-            until=asked.id,
-        )
+        history = _branch(service, principal, conversation_id, asked)
         sent = as_sent(history, asked, body.content)
         return service.get(principal, conversation_id), asked, sent  # titled by its first message
 
@@ -143,13 +137,7 @@ async def regenerate(
     def prepare() -> tuple[ConversationView, MessageView, list[dict[str, str]]]:
         conversation = _remember(service, principal, conversation_id, body)
         asked = service.question(principal, conversation_id, message_id)
-        history = service.history(
-            principal,
-            conversation_id,
-            max_messages=HISTORY_MESSAGES,
-            max_chars=HISTORY_CHARS,
-            until=asked.id,
-        )
+        history = _branch(service, principal, conversation_id, asked)
         return conversation, asked, history
 
     conversation, asked, history = await run_in_threadpool(prepare)
@@ -169,13 +157,7 @@ async def edit_message(
 
         def prepare() -> tuple[MessageView, list[dict[str, str]]]:
             asked = service.edit(principal, conversation_id, message_id, content)
-            history = service.history(
-                principal,
-                conversation_id,
-                max_messages=HISTORY_MESSAGES,
-                max_chars=HISTORY_CHARS,
-                until=asked.id,
-            )
+            history = _branch(service, principal, conversation_id, asked)
             return asked, as_sent(history, asked, body.content)
 
         asked, history = await run_in_threadpool(prepare)
@@ -191,6 +173,15 @@ async def edit_message(
             status_code=404,
         )
     return _streamed(platform, found, conversation, asked, history)
+
+
+def _branch(
+    service: ConversationService, principal: Principal, conversation_id: str, asked: MessageView
+) -> list[dict[str, str]]:
+    """The history sent with `asked`: the branch that leads to it, within the history bounds."""
+    return service.history(
+        principal, conversation_id, max_messages=HISTORY_MESSAGES, max_chars=HISTORY_CHARS, until=asked.id
+    )
 
 
 def _remember(
