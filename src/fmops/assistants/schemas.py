@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from fmops.auth import Role
+from fmops.auth.audience import SOMEONE_SCHEMA
 from fmops.endpoints.schemas import validated
 
 NAME_PATTERN = r"^[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,98}[A-Za-z0-9._-])?$"
@@ -37,15 +38,7 @@ class AssistantFields(BaseModel):
     """What an assistant is, its name aside: the endpoint it calls, how it reads, who may use it."""
 
     # At least one role or user: the schema says it too (the validator below words the 400).
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "anyOf": [
-                {"required": ["roles"], "properties": {"roles": {"minItems": 1}}},
-                {"required": ["users"], "properties": {"users": {"minItems": 1}}},
-            ]
-        },
-    )
+    model_config = ConfigDict(extra="forbid", json_schema_extra=SOMEONE_SCHEMA)
 
     endpoint: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
         description="The endpoint it calls: its conversations are that endpoint's traces"

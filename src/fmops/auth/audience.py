@@ -9,8 +9,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pydantic.config import JsonDict
+
 from fmops.auth.principal import Principal
 from fmops.auth.roles import Role
+
+# An audience names someone: at least one role or one user. In the JSON schema too (a model's
+# `json_schema_extra`), so clients and schemathesis know what the validators refuse with a 400.
+SOMEONE_SCHEMA: JsonDict = {
+    "anyOf": [
+        {"required": ["roles"], "properties": {"roles": {"minItems": 1}}},
+        {"required": ["users"], "properties": {"users": {"minItems": 1}}},
+    ]
+}
 
 
 def admits(principal: Principal, roles: Iterable[Role], users: Iterable[str]) -> bool:

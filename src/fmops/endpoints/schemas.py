@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from fmops.auth import Role
+from fmops.auth.audience import SOMEONE_SCHEMA
 from fmops.errors import UserError
 from fmops.gateway.schemas import CacheOption, ChatCompletionRequest
 from fmops.numbers import NumbersOnly
@@ -166,14 +167,7 @@ class AccessSpec(_Strict):
     Engineers and admins always may (fmops.auth.audience, the rule assistants use too)."""
 
     # At least one role or user: the schema says it too (the validator below words the 400).
-    model_config = ConfigDict(
-        json_schema_extra={
-            "anyOf": [
-                {"required": ["roles"], "properties": {"roles": {"minItems": 1}}},
-                {"required": ["users"], "properties": {"users": {"minItems": 1}}},
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=SOMEONE_SCHEMA)
 
     roles: list[Role] = Field(
         default_factory=list,
