@@ -10,7 +10,7 @@ PIP    := $(BIN)/python -m pip install --disable-pip-version-check $(FIND_LINKS)
 # kernels, which segfault at the first multi-token decode (ggml-org/llama.cpp#20824, unfixed). Built
 # without the wheel cache, since pip's cache ignores CMAKE_ARGS and would hand back a native build.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
-EXTRAS ?= dev,postgres,redis,local
+EXTRAS ?= dev,postgres,redis,local,ray
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
