@@ -14,6 +14,7 @@ from fmops.store.models.feedback import Score
 from fmops.store.models.finetunes import Finetune
 from fmops.store.models.guardrails import GuardrailPolicy
 from fmops.store.models.jobs import Job, JobLog
+from fmops.store.models.optimizers import PromptCandidate, PromptOptimization
 from fmops.store.models.prompts import Prompt, PromptLabel, PromptVersion
 from fmops.store.models.rollups import StatsRollup, StatsRollupHour  # hourly stats roll-ups
 from fmops.store.models.tailoring import ConversationTailoring, CustomInstructions, SavedPrompt
@@ -52,7 +53,9 @@ __all__ = [
     "Membership",
     "Project",
     "Prompt",
+    "PromptCandidate",
     "PromptLabel",
+    "PromptOptimization",
     "PromptVersion",
     "RegistryGeneration",
     "SavedPrompt",
