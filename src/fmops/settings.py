@@ -73,6 +73,15 @@ class Settings(BaseSettings):
         15.0, gt=0, description="A running job silent this long is presumed dead"
     )
     job_max_attempts: int = Field(3, ge=1, le=100)
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="Where curation, eval and fine-tune jobs do their work: this host, or a Ray cluster",
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join (ray://head:10001, host:6379, auto); unset: start one here"
+    )
+    ray_tasks: int = Field(4, ge=1, le=10_000, description="Ray tasks an eval run's cases are shared among")
+    ray_train_gpu: bool = Field(False, description="Each Ray Train worker of a fine-tune takes one GPU")
     key_cache_seconds: float = Field(
         2.0, ge=0, le=60, description="How long a verified key is trusted before it is checked again"
     )
