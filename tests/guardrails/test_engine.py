@@ -12,6 +12,7 @@ from fmops.auth import Principal
 from fmops.auth.roles import Role
 from fmops.gateway.spans import CallRecord
 from fmops.guardrails.base import GuardrailConfig, TextSpan
+from fmops.guardrails.checks.scorer import ScorerCheck, ScorerCheckConfig
 from fmops.guardrails.engine import (
     BLOCKED_BY,
     CUT_OFF,
@@ -259,6 +260,12 @@ def test_stages_and_whole_streams() -> None:
     redact_out = policy(emails(), "b", Action.redact, on="output")
     assert not whole_stream([flag_out, policy(emails(), "c", Action.redact)])
     assert whole_stream([flag_out, redact_out])
+    # A check of the whole answer (a scorer it must pass) has a stream run whole when it blocks.
+    must_hold = ScorerCheck(ScorerCheckConfig(scorer="contains", config={"strings": ["ok"]}))
+    must_lack = ScorerCheck(ScorerCheckConfig(scorer="regex", config={"pattern": "x"}, expect="fail"))
+    assert whole_stream([policy(must_hold, "d", on="output")])
+    assert not whole_stream([policy(must_hold, "d", Action.flag, on="output")])
+    assert not whole_stream([policy(must_lack, "e", on="output"), policy(must_hold, "d")])
     run = GuardrailRun([flag_out, policy(emails(), "c", Action.redact, on="both")], record())
     assert [p.name for p in run.input] == ["c"]
     assert [p.name for p in run.output] == ["a", "c"]

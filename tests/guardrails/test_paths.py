@@ -538,3 +538,29 @@ def test_a_yaml_output_entry_the_answer_must_pass_runs_a_stream_whole(world: Wor
     world.mock.script({"reply": "only gulls"})
     fine = _endpoint_call(world, "yaml-whole", "what did you see?", stream=True)
     assert (fine.answer, fine.error) == ("only gulls", None)
+
+
+def test_a_stored_output_policy_the_answer_must_pass_runs_a_stream_whole(world: World) -> None:
+    """A stored `scorer` policy with `expect: pass` on the output (the answer must not contain
+    "kraken") blocks on the whole answer: a stream under it is run whole, so the caller gets the 422
+    and not a word of the refused answer (as the endpoint's own `guardrails:` entry does above)."""
+    world.endpoints.create(name="stored-whole", prompt="support")
+    stored = {
+        "name": "no-kraken-whole",
+        "scope": "endpoint",
+        "target": "stored-whole",
+        "guardrail": "scorer",
+        "on": "output",
+        "config": {"scorer": "contains", "config": {"strings": ["kraken"], "mode": "none"}},
+    }
+    world.platform.guardrails.create(
+        world.endpoints.project, AttachedPolicy.model_validate(stored), actor="ann"
+    )
+    world.mock.reset()
+    world.mock.script({"reply": "we saw a kraken"}, {"reply": "only gulls"})
+    refused = _endpoint_call(world, "stored-whole", "what did you see?", stream=True)
+    assert (refused.status, refused.answer) == (422, "")
+    assert refused.error is not None
+    assert "output blocked by guardrail policy 'endpoint:stored-whole/no-kraken-whole'" in refused.error
+    fine = _endpoint_call(world, "stored-whole", "what did you see?", stream=True)
+    assert (fine.answer, fine.error) == ("only gulls", None)

@@ -9,6 +9,7 @@ stages       where it can run: "input" (what the caller sent), "output" (the mod
 spans        it returns the spans of text it found, so a policy may `redact` or `mask` them
 slow         it computes for milliseconds or more (a local encoder): run in a worker thread
 needs_model  it calls a model through the gateway (a judge): `acheck` awaits `context.chat`
+whole        (a property, as it may follow the config) it judges only a whole answer
 
 `check(text, context)` is called with the text under check: the caller's message contents joined
 (input) or the answer so far (output; while streaming, the accumulated text). It returns a `Decision`:
@@ -126,6 +127,14 @@ class Guardrail(ABC, Generic[C]):
 
     def __init__(self, config: C) -> None:
         self.config = config
+
+    @property
+    def whole(self) -> bool:
+        """It judges only a whole answer (what the answer must be or hold: JSON, a phrase, a minimum
+        length), so it allows a stream still arriving (`context.final` False); a stream under an
+        output policy that blocks on it is run whole and replayed, so nothing is sent before it has
+        judged (fmops.guardrails.engine.whole_stream)."""
+        return False
 
     @abstractmethod
     def check(self, text: str, context: Context) -> Decision:

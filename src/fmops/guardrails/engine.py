@@ -71,10 +71,16 @@ class PolicySource(Protocol):
 
 
 def whole_stream(policies: Iterable[Policy]) -> bool:
-    """Output policies that rewrite or ask again cannot act on words already sent: such a stream is
-    run whole and replayed."""
+    """Output policies that rewrite or ask again cannot act on words already sent, nor can one that
+    blocks on a check of the whole answer (`Guardrail.whole`: JSON, a phrase it must hold): such a
+    stream is run whole and replayed. A flag can come after the words; other blocks cut the stream."""
     return any(
-        Stage.output in p.stages and p.action in (Action.redact, Action.mask, Action.retry) for p in policies
+        Stage.output in p.stages
+        and (
+            p.action in (Action.redact, Action.mask, Action.retry)
+            or (p.action is Action.block and p.guardrail.whole)
+        )
+        for p in policies
     )
 
 

@@ -1,6 +1,7 @@
 """`json_schema`: the answer must be JSON satisfying a JSON Schema (users' `pattern`s run under a
 time limit, see fmops.scorers.json_schema). While a stream is still arriving (`context.final` False)
-a partial answer is not yet JSON, so it is allowed until the last chunk."""
+a partial answer is not yet JSON, so it is allowed until the last chunk (`whole`); a stream under a
+policy that blocks on it is run whole, so nothing is sent before the answer is judged."""
 
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ class JsonSchema(Guardrail[JsonSchemaConfig]):
     def __init__(self, config: JsonSchemaConfig) -> None:
         super().__init__(config)
         self._validator = json_schema.validator(config.schema_, check_formats=config.check_formats)
+
+    @property
+    def whole(self) -> bool:
+        return True
 
     def check(self, text: str, context: Context) -> Decision:
         if not context.final:

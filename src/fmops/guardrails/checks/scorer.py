@@ -67,10 +67,14 @@ class ScorerCheck(Guardrail[ScorerCheckConfig]):
         cls = get_scorer(config.scorer)
         self._scorer = cls(cls.parse_config(config.config))
 
+    @property
+    def whole(self) -> bool:
+        # What the text must pass (contains, json, a minimum length) is judged on the whole answer:
+        # a stream's beginning would fail it. What must not appear (`expect: fail`) is found at once.
+        return self.config.expect == "pass"
+
     def check(self, text: str, context: Context) -> Decision:
-        if not context.final and self.config.expect == "pass":
-            # What the text must pass (contains, json, a minimum length) is judged on the whole
-            # answer: a stream's beginning would fail it. What must not appear is found at once.
+        if not context.final and self.whole:
             return Decision.allow()
         # Scorers judge `output_text`; on the input stage that is the caller's text.
         case = Case(input=text, output=text, input_text=text, output_text=text)
