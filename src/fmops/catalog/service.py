@@ -163,6 +163,14 @@ class Catalog:
                 base_url, allow_private=trusted or self.settings.upstream_allow_private
             )
         model, options = spec.model, dict(spec.options)
+        cls.check_options(model, options)
+        operator_only = sorted(cls.operator_options & options.keys())
+        if operator_only and not trusted:
+            raise UserError(
+                f"options {', '.join(operator_only)} of the {spec.provider} provider may be set only by "
+                "the operator, with `fmops models add` on the server's host",
+                param=f"options.{operator_only[0]}",
+            )
         if cls.capabilities.local and not trusted:
             model = self._local_file(spec.model, "model")
             for name in sorted(cls.path_options & options.keys()):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +15,7 @@ from rich.tree import Tree
 
 from fmops.auth import DEFAULT_PROJECT
 from fmops.catalog import ModelSpec, public_view
-from fmops.cli.common import console, fmt, local_platform, print_rows, project_id_of
+from fmops.cli.common import console, fmt, local_platform, print_rows, project_id_of, settings
 from fmops.errors import UserError
 from fmops.providers.generation import gguf_sampling, model_generation, recommended
 
@@ -65,7 +67,11 @@ def show(alias: str = typer.Argument(...), project: str = typer.Option(DEFAULT_P
 def add(
     alias: str = typer.Argument(..., help="The name callers use as `model`"),
     provider: str = typer.Option(..., "--provider", help="openai, anthropic, llamacpp, transformers, …"),
-    model: str = typer.Option(..., "--model", help="Provider-side model id (or file for local engines)"),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Provider-side model id (or file for local engines); vllm: default the served one",
+    ),
     base_url: str | None = typer.Option(None, "--base-url"),
     api_key: str | None = typer.Option(
         None, "--api-key", help="Stored encrypted", envvar="FMOPS_UPSTREAM_API_KEY"
@@ -79,14 +85,47 @@ def add(
     timeout: float = typer.Option(60.0, "--timeout"),
     retries: int = typer.Option(2, "--retries"),
     cache_ttl: int | None = typer.Option(None, "--cache-ttl", help="Cache identical requests for N seconds"),
+    launch: bool = typer.Option(False, "--launch", help="vllm: launch and supervise `vllm serve --model`"),
+    tensor_parallel_size: int = typer.Option(
+        1, "--tensor-parallel-size", help="vllm --launch: GPUs per model"
+    ),
+    max_loras: int = typer.Option(4, "--max-loras", help="vllm: LoRA adapters loaded at once"),
+    max_lora_rank: int = typer.Option(16, "--max-lora-rank", help="vllm --launch: largest adapter rank"),
+    port: int = typer.Option(8000, "--port", help="vllm --launch: the port vLLM listens on"),
+    vllm_command: str = typer.Option("vllm", "--vllm-command", help="vllm --launch: the vllm executable"),
+    vllm_args: str = typer.Option("", "--vllm-args", help="vllm --launch: more `vllm serve` arguments"),
     project: str = typer.Option(DEFAULT_PROJECT, "--project"),
 ) -> None:
     """Add a model: e.g. `fmops models add gpt --provider openai --base-url URL --model gpt-4o-mini`.
 
     A local model (a .gguf file, a Hugging Face folder) brings its recommended generation settings
     (GGUF `general.sampling.*`, generation_config.json) and a chat cap on max_tokens.
+
+    vLLM: `--provider vllm --base-url http://HOST:8000/v1` attaches to a running server (checked now);
+    `--provider vllm --launch --model HF_ID --tensor-parallel-size N --max-loras K` lets the server
+    launch and supervise `vllm serve` on this host (on the first call; logs in $FMOPS_HOME/vllm).
     """
     local = provider in ("llamacpp", "transformers")
+    options: dict[str, str | int | float | bool] = {}
+    if provider == "vllm":
+        model, base_url, options = _vllm(
+            model,
+            base_url,
+            api_key,
+            launch=launch,
+            tensor_parallel_size=tensor_parallel_size,
+            max_loras=max_loras,
+            max_lora_rank=max_lora_rank,
+            port=port,
+            command=vllm_command,
+            extra_args=vllm_args,
+        )
+    elif launch:
+        raise UserError("--launch is for --provider vllm only", param="launch")
+    if model is None:
+        raise UserError("--model is required: the provider-side model id or file", param="model")
+    if local:
+        options = recommended(model_generation(provider, model))
     try:
         spec = ModelSpec(
             alias=alias,
@@ -101,13 +140,58 @@ def add(
             timeout_seconds=timeout,
             max_retries=retries,
             cache_ttl_seconds=cache_ttl,
-            options=recommended(model_generation(provider, model)) if local else {},
+            options=options,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
         raise UserError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     entry = local_platform().catalog.add(project_id_of(project), spec, trusted=True)
     console.print(f"added {entry.alias} ({entry.provider}: {entry.provider_model})")
+
+
+def _vllm(
+    model: str | None,
+    base_url: str | None,
+    api_key: str | None,
+    *,
+    launch: bool,
+    **launch_options: str | int,
+) -> tuple[str, str | None, dict[str, str | int | float | bool]]:
+    """A vllm model's id, base URL and options: a launched server's settings checked, or the running
+    server at `base_url` asked what it serves (so a wrong URL or model fails now, not on a call)."""
+    from fmops.providers.vllm import VLLMProvider, probe_server
+
+    if launch:
+        if base_url:
+            raise UserError("--launch starts a server; --base-url attaches to one: give one of them")
+        if not model:
+            raise UserError(
+                "--launch needs --model: the Hugging Face id or folder vLLM serves", param="model"
+            )
+        if int(launch_options["tensor_parallel_size"]) < 1:
+            raise UserError("--tensor-parallel-size must be 1 or more: the GPUs one copy of the model spans")
+        if not shutil.which(shlex.split(str(launch_options["command"]) or "vllm")[0]):
+            console.print(
+                f"warning: {launch_options['command']!r} is not on PATH; install vllm before the first call"
+            )
+        log_dir = str(settings().home / "vllm")
+        options: dict[str, str | int | float | bool] = {"launch": True, "log_dir": log_dir, **launch_options}
+        VLLMProvider.check_options(model, options)
+        return model, None, options
+    if not base_url:
+        raise UserError(
+            "--provider vllm needs --base-url (a running server) or --launch --model HF_ID", param="base_url"
+        )
+    options = {"max_loras": launch_options["max_loras"]}
+    VLLMProvider.check_options(model or "", options)
+    served = probe_server(base_url, api_key)
+    if model is None:
+        if len(served) != 1:
+            raise UserError(f"the server serves {', '.join(served) or 'no model'}; choose one with --model")
+        model = served[0]
+    elif model not in served:
+        raise UserError(f"the vLLM server serves {', '.join(served)}, not {model!r}", param="model")
+    return model, base_url, options
 
 
 @app.command("remove")

@@ -51,9 +51,11 @@ def base_from_entry(entry: ModelEntry) -> BaseSource:
     if entry.provider == "transformers":
         gguf = entry.options.get("gguf_file")
         return BaseSource(entry.alias, entry.provider_model, str(gguf) if gguf else None)
+    if entry.provider == "vllm":  # vLLM serves a Hugging Face id or folder: the same weights train
+        return BaseSource(entry.alias, entry.provider_model)
     raise UserError(
         f"model {entry.alias!r} is served by the {entry.provider} provider and has no weights fmops can"
-        " train; choose a llamacpp or transformers model, a Hugging Face model id or a model folder",
+        " train; choose a llamacpp, transformers or vllm model, a Hugging Face model id or a model folder",
         param="base",
     )
 

@@ -30,6 +30,7 @@ from fmops.finetune.base_model import BaseSource, base_from_entry, base_from_nam
 from fmops.finetune.config import FinetuneConfig, Method
 from fmops.finetune.data import split_records
 from fmops.finetune.events import ProgressEvent, TrainingInterrupted
+from fmops.finetune.serving import vllm_adapter_spec, vllm_base
 from fmops.jobs import JobContext, RetryableJobError, job_kind
 from fmops.secrets import SecretBox
 from fmops.settings import Settings
@@ -176,7 +177,10 @@ def _run(ctx: JobContext, params: FinetuneParams, store: Store, settings: Settin
     ctx.progress(0.92, "converting the adapter for llama.cpp")
     artifacts: dict[str, Any] = {"run_dir": str(folder), "adapter": str(result.adapter_dir)}
     serving = source.serving_gguf
-    if serving is not None:
+    on_vllm = vllm_base(catalog, ctx.project_id, params.base)
+    if on_vllm is not None:  # the base's vLLM server loads the adapter by name (multi-LoRA), unmerged
+        spec = vllm_adapter_spec(alias, on_vllm, result.adapter_dir)
+    elif serving is not None:
         lora = adapter_to_gguf(result.adapter_dir, serving, folder / "adapter.gguf")
         artifacts |= {"gguf_lora": str(lora), "base_gguf": str(serving)}
         options: dict[str, Any] = {"n_ctx": 2048}

@@ -77,9 +77,16 @@ class Provider(ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
     # Options that name files (besides `model`): over the API they must lie under $FMOPS_HOME/models.
     path_options: ClassVar[frozenset[str]] = frozenset()
+    # Options only the operator's CLI may set (they launch a process, or name a file another host
+    # reads): the API refuses them.
+    operator_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
+
+    @classmethod  # noqa: B027 - an optional hook: most providers check nothing more
+    def check_options(cls, model: str, options: dict[str, Any]) -> None:
+        """Refuse options that would fail later (raise a UserError naming the option)."""
 
     @abstractmethod
     async def chat(self, body: JSON, *, timeout: float) -> JSON:
