@@ -96,7 +96,13 @@ def test_the_job_runs_in_a_worker_and_reports(store: Store, tmp_path: Path) -> N
     worker.execute(claimed)
     finished = jobs.get(job.id, home)
     assert finished.status == JobStatus.succeeded, finished.error
-    assert finished.result == {"spans_deleted": 2, "scores_deleted": 0, "projects": 1}
+    assert finished.result is not None
+    # days_dropped: on PostgreSQL, empty past days of the template database may go too.
+    assert {k: v for k, v in finished.result.items() if k != "days_dropped"} == {
+        "spans_deleted": 2,
+        "scores_deleted": 0,
+        "projects": 1,
+    }
     assert finished.progress == 1.0
     assert len(span_ids(store)) == 1
 

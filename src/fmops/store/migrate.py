@@ -18,6 +18,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from fmops.store.engine import Store
+from fmops.store.partitions import PARTITION_NAME
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -31,8 +32,10 @@ SEARCH_INDEX = ("spans_fts", "ix_spans_input_trgm", "ix_spans_output_trgm")
 
 def modelled(name: str | None, type_: str, parent_names: object) -> bool:
     """Alembic's `include_name` when comparing the models with a database: False for what the
-    models leave out on purpose (the search index and FTS5's shadow tables)."""
-    return not (name or "").startswith(SEARCH_INDEX)
+    models leave out on purpose (the search index and FTS5's shadow tables, the trace tables' day
+    partitions on PostgreSQL: parts of `spans` and `span_tags`, see fmops.store.partitions)."""
+    name = name or ""
+    return not (name.startswith(SEARCH_INDEX) or (type_ == "table" and PARTITION_NAME.match(name)))
 
 
 def _config(conn: Connection) -> Config:

@@ -8,6 +8,14 @@ holds the write lock for some tens of milliseconds and then pauses as long, so t
 the API keep writing while it runs. `RetentionScheduler`, a background service of the server,
 queues that job every `retention_interval_seconds` unless one is already queued or running.
 
+On PostgreSQL the trace tables are partitioned by day (fmops.store.partitions): a day whose every
+span is past its project's retention is dropped whole, with no row deleted; only where projects
+with fewer days share a day with projects keeping it are that day's rows deleted one chunk at a
+time, as on SQLite. So that a uniform retention never deletes rows, a span there goes when its
+whole UTC day is past its project's days (up to a day later than the exact cutoff). Each round
+also creates the partitions of the next days (`ensure_ahead`), so inserts land in a day, not in
+the default partition.
+
 Nothing else may point into spans for good: datasets (still to come) must copy what they take from
 traces, so that retention never breaks one.
 """
@@ -30,6 +38,7 @@ from fmops.jobs import JobContext, JobStatus, job_kind
 from fmops.periodic import Periodic
 from fmops.stats.rollup import delete_before
 from fmops.store import Store, utcnow
+from fmops.store import partitions as parts
 from fmops.store.models import Job, Project, Score, Span, SpanTag
 
 log = logging.getLogger(__name__)
@@ -55,6 +64,7 @@ class RetentionResult:
     spans_deleted: int = 0
     scores_deleted: int = 0
     projects: int = 0  # projects whose traces expire (days > 0)
+    days_dropped: int = 0  # PostgreSQL: day partitions dropped whole (their spans are counted above)
 
 
 def policies(store: Store, default_days: int) -> list[ProjectRetention]:
@@ -76,7 +86,10 @@ def _delete_chunk(store: Store, policy: ProjectRetention, cutoff: datetime, chun
     """Delete up to `chunk` expired spans, and the scores of traces left without spans."""
     with store.write() as session:
         some = select(Span.span_id).where(_expired(policy, cutoff)).limit(chunk)
-        mine = delete(Span).where(Span.project_id == policy.project_id, Span.span_id.in_(some))
+        # The time bound again on the outer delete, so PostgreSQL reads only the expired day partitions.
+        mine = delete(Span).where(
+            Span.project_id == policy.project_id, Span.start_time < cutoff, Span.span_id.in_(some)
+        )
         deleted_rows = session.execute(mine.returning(Span.trace_id, Span.span_id)).all()
         if not deleted_rows:
             return 0, 0
@@ -109,8 +122,13 @@ def enforce(
     """Delete every project's expired spans (and their scores), chunk by chunk."""
     now = now or utcnow()
     result = RetentionResult()
-    expiring = [(p, c) for p in policies(store, default_days) if (c := p.cutoff(now)) is not None]
+    every = policies(store, default_days)
+    expiring = [(p, c) for p in every if (c := p.cutoff(now)) is not None]
     result.projects = len(expiring)
+    if ensure_partitions(store, now) is not None:
+        # Whole days first; the rows left are deleted up to the start of each cutoff's day.
+        _drop_expired_days(store, every, now, result)
+        expiring = [(p, parts.day_start(c)) for p, c in expiring]
     with store.session() as session:
         todo = {
             p.project_id: int(session.scalar(select(func.count()).where(_expired(p, c))) or 0)
@@ -137,6 +155,66 @@ def enforce(
                     f" ({result.spans_deleted:,} of {total:,})",
                 )
     return result
+
+
+def ensure_partitions(store: Store, now: datetime | None = None) -> list[parts.DayPartition] | None:
+    """Create the day partitions of today and the next days that are missing (the ones created);
+    None where the trace tables are not partitioned (SQLite)."""
+    if store.dialect != "postgresql":
+        return None
+    with store.write() as session:
+        conn = session.connection()
+        if not parts.is_partitioned(conn):
+            return None
+        return parts.ensure_ahead(conn, now or utcnow())
+
+
+def _drop_expired_days(
+    store: Store, every: list[ProjectRetention], now: datetime, result: RetentionResult
+) -> None:
+    """Drop each day partition that holds no span of a project still keeping that day.
+
+    A project keeps a day unless the day ended before its cutoff; rows of projects no longer
+    listed keep nothing. Scores go with the last span of their trace, roll-ups with their hours."""
+    with store.session() as session:
+        days = parts.day_partitions(session.connection())
+    for day in days:
+        keepers = [p.project_id for p in every if (c := p.cutoff(now)) is None or c < day.end]
+        expired = [p.project_id for p in every if p.project_id not in keepers]
+        if not expired:
+            break  # later days are kept by the same projects, or more
+        try:
+            with store.write() as session:
+                conn = session.connection()
+                if parts.has_rows_of(conn, day, keepers):
+                    continue
+                spans = parts.count_rows(conn, day)
+                orphaned = text(_ORPHANED_SCORES.format(day=day.name()))
+                scores: Any = session.execute(orphaned, {"start": day.start, "end": day.end})
+                for project_id in expired:
+                    delete_before(session, project_id, day.end - timedelta(microseconds=1))
+                if not parts.drop_day(conn, day):
+                    raise _Busy  # undo the scores and roll-ups too: the next round retries it all
+        except _Busy:
+            log.warning("retention: day partition busy, not dropped", extra={"day": str(day.day)})
+            continue
+        result.spans_deleted += spans
+        result.scores_deleted += int(scores.rowcount or 0)
+        result.days_dropped += 1
+
+
+class _Busy(Exception):
+    """Queries held the trace tables past the lock timeout: the day is dropped next round."""
+
+
+# The scores of traces with a span in the day and none outside it (the day's table name is ours).
+_ORPHANED_SCORES = """
+DELETE FROM scores s
+WHERE EXISTS (SELECT 1 FROM {day} d WHERE d.project_id = s.project_id AND d.trace_id = s.trace_id)
+AND NOT EXISTS (
+    SELECT 1 FROM spans o WHERE o.project_id = s.project_id AND o.trace_id = s.trace_id
+    AND (o.start_time < :start OR o.start_time >= :end)
+)"""
 
 
 class RetentionParams(BaseModel):
@@ -166,6 +244,7 @@ def run_retention(ctx: JobContext, params: RetentionParams) -> dict[str, Any]:
         "spans_deleted": done.spans_deleted,
         "scores_deleted": done.scores_deleted,
         "projects": done.projects,
+        "days_dropped": done.days_dropped,
     }
 
 
@@ -220,6 +299,10 @@ class RetentionScheduler(Periodic):
         self.default_days = default_days
 
     async def run_round(self) -> None:
+        # Partitions ahead every round (a catalog read when they exist), not only hourly with the job.
+        created = await asyncio.to_thread(ensure_partitions, self.store)
+        if created:
+            log.info("trace partitions created", extra={"days": [str(p.day) for p in created]})
         job = await asyncio.to_thread(
             enqueue_if_due, self.store, interval=self.schedule, default_days=self.default_days
         )

@@ -563,10 +563,12 @@ def _sqlite_bool(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
 
-# PostgreSQL's insert (SQLite has _SqliteInsert): RETURNING tells which spans are new, so a replay
-# is neither billed nor evaluated twice.
+# PostgreSQL's insert (SQLite has _SqliteInsert): one multi-row INSERT per batch (SQLAlchemy's
+# insertmanyvalues, with psycopg), whose RETURNING tells which spans are new, so a replay is neither
+# billed nor evaluated twice. The key holds start_time, the partition key of the day partitions
+# (migration 0022): a replay carries its span's start time, so it still conflicts.
 _POSTGRES_INSERT: Any = (
     postgresql.insert(_TABLE)  # type: ignore[arg-type]  # a Table; mypy sees FromClause
-    .on_conflict_do_nothing(index_elements=["project_id", "span_id"])
+    .on_conflict_do_nothing(index_elements=["project_id", "span_id", "start_time"])
     .returning(_TABLE.c.project_id, _TABLE.c.span_id)
 )
