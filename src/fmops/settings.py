@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Largest request body accepted")
     workers: int = Field(1, ge=0, le=64, description="Local job worker processes started by `fmops up`")
+    gateway_workers: int = Field(
+        1, ge=1, le=64, description="Server processes on one port (more than 1 needs FMOPS_REDIS_URL)"
+    )
     job_poll_seconds: float = Field(0.5, gt=0, le=60)
     job_heartbeat_seconds: float = Field(2.0, gt=0, le=300)
     job_stale_seconds: float = Field(
