@@ -18,7 +18,7 @@ from fmops.auth import Principal, Role
 from fmops.catalog import ModelSpec
 from fmops.endpoints.generation import current
 from fmops.endpoints.resolver import EndpointResolver
-from fmops.endpoints.schemas import EndpointSpec, GuardrailSpec
+from fmops.endpoints.schemas import EndpointSpec, EndpointUpdate, GuardrailSpec
 from fmops.endpoints.service import EndpointService
 from fmops.errors import Conflict, NotFound, Unavailable, UserError
 from fmops.gateway.schemas import ChatCompletionRequest
@@ -615,3 +615,44 @@ async def test_a_database_outage_serves_the_known_policies(world: World, clock: 
     release.set()
     await asyncio.sleep(0)
     assert names(await w.service.policies(w.project, model="small", endpoint=None)) == ["guard"]
+
+
+def test_an_endpoint_entry_and_a_stored_policy_may_not_share_a_label(world: World) -> None:
+    """An endpoint's `guardrails:` entry runs as `endpoint:<endpoint>/<entry>`: a stored policy of that
+    endpoint may not take its name, nor an entry a stored policy's (a 409 naming both), whichever
+    comes second; the same name on the project or a model is another label, and is fine."""
+    w = world
+    endpoints = EndpointService(
+        w.platform.store, w.platform.catalog, PromptService(w.platform.store, w.platform.catalog)
+    )
+    entry = {"on": "input", "scorer": "regex", "config": {"pattern": "x"}, "expect": "fail", "name": "no-x"}
+    endpoints.update(w.project, "triage", EndpointUpdate.model_validate({"guardrails": [entry]}), actor="ann")
+    with pytest.raises(Conflict) as clash:
+        w.add(name="no-x", scope="endpoint", target="triage")
+    assert clash.value.status_code == 409
+    assert clash.value.param == "name"
+    assert "policy 'endpoint:triage/no-x' would share its label with guardrails.0 of endpoint 'triage'" in (
+        clash.value.message
+    )
+    many = [
+        checked({"name": n, "scope": "endpoint", "target": "triage", "guardrail": "test-short"})
+        for n in ("ok", "no-x")
+    ]
+    with pytest.raises(Conflict) as clash:
+        w.service.apply(w.project, many, actor="ann")
+    assert clash.value.param == "policies.1.name"
+    assert w.service.list(w.project, scope=Scope.endpoint) == []  # all or none
+    assert w.add(name="no-x").label == "no-x"  # the project's: another label
+
+    w.add(name="stored", scope="endpoint", target="triage")
+    renamed = {**entry, "name": "stored"}
+    with pytest.raises(Conflict) as clash:
+        endpoints.update(
+            w.project, "triage", EndpointUpdate.model_validate({"guardrails": [renamed]}), actor="ann"
+        )
+    assert clash.value.param == "guardrails.0.name"
+    assert "entry 'stored' would run as 'endpoint:triage/stored', the label of a stored guardrail policy" in (
+        clash.value.message
+    )
+    assert "fmops guardrails rm stored --endpoint triage" in clash.value.message
+    assert [g.label for g in endpoints.get(w.project, "triage").config.guardrails] == ["no-x"]  # unchanged

@@ -23,7 +23,7 @@ from fmops.endpoints.schemas import EndpointConfig, EndpointSpec, EndpointUpdate
 from fmops.errors import Conflict, NotFound, UserError
 from fmops.scorers import get_scorer
 from fmops.store import Store, utcnow
-from fmops.store.models import Endpoint, EndpointEvent
+from fmops.store.models import Endpoint, EndpointEvent, GuardrailPolicy
 
 if TYPE_CHECKING:
     from fmops.prompts.schemas import PromptVersionView
@@ -114,6 +114,42 @@ def may_call(principal: Principal, config: dict[str, Any]) -> bool:
     return admits(principal, [Role(r) for r in access.get("roles", ())], access.get("users", ()))
 
 
+def guardrail_entry_labels(session: Session, project_id: str, endpoint: str) -> list[str]:
+    """The labels of an endpoint's `guardrails:` entries, in order (each runs as the guardrail policy
+    `endpoint:<endpoint>/<label>`); none when it does not exist."""
+    config = session.scalars(
+        select(Endpoint.config).where(Endpoint.project_id == project_id, Endpoint.name == endpoint)
+    ).first()
+    if not config:
+        return []
+    return [guard.label for guard in EndpointConfig.model_validate(config).guardrails]
+
+
+def _no_label_clash(session: Session, project_id: str, name: str, config: EndpointConfig) -> None:
+    """A `guardrails:` entry runs as the policy `endpoint:<name>/<label>`: one label may not name both
+    an entry and a stored policy of the endpoint (a trace, an error and the "blocked by" filter
+    could not tell them apart). A 409 naming both."""
+    if not config.guardrails:
+        return
+    stored = set(
+        session.scalars(
+            select(GuardrailPolicy.name).where(
+                GuardrailPolicy.project_id == project_id,
+                GuardrailPolicy.scope == "endpoint",
+                GuardrailPolicy.target == name,
+            )
+        )
+    )
+    for i, guard in enumerate(config.guardrails):
+        if guard.label in stored:
+            raise Conflict(
+                f"guardrails.{i}: entry {guard.label!r} would run as 'endpoint:{name}/{guard.label}', the "
+                f"label of a stored guardrail policy of endpoint {name!r}; give the entry another `name:`, "
+                f"or remove that policy first (`fmops guardrails rm {guard.label} --endpoint {name}`)",
+                param=f"guardrails.{i}.name",
+            )
+
+
 def endpoints_using_prompt(session: Session, project_id: str, prompt: str) -> list[str]:
     """Names of the endpoints that render `prompt` (a prompt in use cannot be deleted)."""
     rows = session.execute(
@@ -169,6 +205,7 @@ class EndpointService:
                     f"`fmops endpoints update {spec.name}` or PATCH /api/endpoints/{spec.name}",
                     param="name",
                 )
+            _no_label_clash(session, project_id, spec.name, config)
             row = Endpoint(
                 project_id=project_id,
                 name=spec.name,
@@ -203,6 +240,8 @@ class EndpointService:
         with self.store.write() as session:
             row = self._row(session, project_id, name)
             before = EndpointConfig.model_validate(row.config)
+            if config.guardrails != before.guardrails:
+                _no_label_clash(session, project_id, name, config)
             changed = sorted(
                 field
                 for field in EndpointConfig.model_fields

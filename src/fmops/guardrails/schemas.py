@@ -187,7 +187,8 @@ def from_endpoint_guardrail(endpoint: str, spec: GuardrailSpec) -> AttachedPolic
     """The policy an endpoint's `guardrails:` entry (a scorer that blocks) amounts to: the `scorer`
     guardrail on that endpoint, `action: block`, named as the endpoint names it in its errors. The
     entry runs as exactly this (`endpoint_policy`); written out, for an engineer who moves it into
-    the stored policies (`fmops guardrails apply`) and for the docs."""
+    the stored policies (`fmops guardrails apply`, once the entry is removed from the endpoint: one
+    label may not name both, see fmops.guardrails.service) and for the docs."""
     return AttachedPolicy(
         name=spec.label,
         scope=Scope.endpoint,

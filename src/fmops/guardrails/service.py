@@ -41,7 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from fmops.catalog import Catalog
 from fmops.endpoints import generation
 from fmops.endpoints.reader import GenerationReader
-from fmops.endpoints.service import endpoint_names
+from fmops.endpoints.service import endpoint_names, guardrail_entry_labels
 from fmops.errors import Conflict, FmopsError, NotFound, UserError
 from fmops.guardrails.base import Context, Decision, Guardrail, GuardrailConfig, GuardrailError, Stage
 from fmops.guardrails.checks.judge import Judge, RegistryRef, prompt_problem
@@ -328,6 +328,7 @@ class GuardrailService:
                     "`fmops guardrails apply`, or pick another name",
                     param="name",
                 )
+            _no_entry_clash(session, project_id, [policy])
             row = self._insert(session, project_id, policy, actor)
             generation.bump(session, project_id)
             return _view(row)
@@ -347,6 +348,7 @@ class GuardrailService:
         self.check(project_id, policies, numbered=len(policies) > 1)
         done: Done = []
         with self._change(project_id) as session:
+            _no_entry_clash(session, project_id, policies, numbered=len(policies) > 1)
             for policy in policies:
                 row = self._find(session, project_id, *policy.key)
                 change: Change
@@ -518,6 +520,30 @@ def _policy_problems(
             ("config", exc.message.removeprefix(f"invalid config for guardrail {policy.guardrail!r}: "))
         )
     return found
+
+
+def _no_entry_clash(
+    session: Session, project_id: str, policies: Sequence[AttachedPolicy], *, numbered: bool = False
+) -> None:
+    """An endpoint's `guardrails:` entry runs as the policy `endpoint:<endpoint>/<label>`: a stored
+    policy of that endpoint may not take the same name (a trace, an error and the "blocked by"
+    filter could not tell them apart). A 409 naming both."""
+    entries: dict[str, list[str]] = {}
+    for i, policy in enumerate(policies):
+        if policy.scope is not Scope.endpoint:
+            continue
+        if policy.target not in entries:
+            entries[policy.target] = guardrail_entry_labels(session, project_id, policy.target)
+        labels = entries[policy.target]
+        if policy.name in labels:
+            where = f"policies.{i}." if numbered else ""
+            raise Conflict(
+                f"{where}name: policy {_label(policy)!r} would share its label with guardrails."
+                f"{labels.index(policy.name)} of endpoint {policy.target!r} (its entry {policy.name!r}, "
+                "which runs under that label); pick another name, or remove the entry from the "
+                f"endpoint first (`fmops endpoints update {policy.target} --file ...` without it)",
+                param=f"{where}name",
+            )
 
 
 def _served_policy(scope: Scope, target: str, raw: dict[str, Any]) -> Policy | None:
