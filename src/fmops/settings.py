@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         "fmops:", max_length=100, description="Prefix of every Redis key, so deployments can share one Redis"
     )
     artifact_url: str = Field("", description="fsspec URL of the artifact store; default a folder under home")
+    artifact_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='fsspec options of the artifact store (JSON), e.g. {"endpoint_url": "http://minio:9000"};'
+        " credentials come from the store's own variables (AWS_ACCESS_KEY_ID...), never from here",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: readable lines when stderr is a terminal, JSON otherwise"
@@ -165,6 +170,23 @@ class Settings(BaseSettings):
     def _check_db_url(cls, value: str) -> str:
         if value and not value.startswith(("sqlite", "postgresql")):
             raise ValueError("must start with sqlite:// or postgresql:// (e.g. postgresql+psycopg://u@h/db)")
+        return value
+
+    @field_validator("artifact_options", mode="after")
+    @classmethod
+    def _no_credentials_in_artifact_options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Settings are shown and passed around whole; credentials stay in the store's own variables.
+        def names(options: Any) -> list[str]:
+            if not isinstance(options, dict):
+                return []
+            return [str(k) for k in options] + [n for v in options.values() for n in names(v)]
+
+        found = [n for n in names(value) if re.search(r"key|secret|token|password|credential", n, re.I)]
+        if found:
+            raise ValueError(
+                f"{', '.join(found)}: give credentials through the store's own variables (AWS_ACCESS_KEY_ID,"
+                " AWS_SECRET_ACCESS_KEY...) or the machine's role, not in artifact_options"
+            )
         return value
 
     @field_validator("redis_url", mode="after")

@@ -5,6 +5,7 @@ the folder `artifacts/` under `FMOPS_HOME`. Keys are relative paths that fmops m
 (`datasets/<project id>/<version id>.parquet`), never user input.
 """
 
+from fmops.artifacts.cache import Manifest, local_folder, upload_folder
 from fmops.artifacts.store import ArtifactStore, check_key
 
-__all__ = ["ArtifactStore", "check_key"]
+__all__ = ["ArtifactStore", "Manifest", "check_key", "local_folder", "upload_folder"]

@@ -2,12 +2,17 @@
 
 A write goes to `<key>.<random>.partial` and is moved to `<key>` when the writer closes without an
 error, so a reader never sees half a file: on a local disk the move is a rename (atomic); on object
-stores an object appears only once its upload completes. A crash leaves at most a `.partial` file,
-which `sweep_partials` removes.
+stores an object appears only once its upload completes (and the move is a server-side copy). A
+crash leaves at most a `.partial` file, which `sweep_partials` removes.
+
+Object stores take their options from `FMOPS_ARTIFACT_OPTIONS` (e.g. an S3-compatible server's
+`endpoint_url`) and their credentials from their own variables (AWS_ACCESS_KEY_ID...), so no secret
+passes through fmops' settings, logs or spans.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import time
@@ -36,9 +41,9 @@ def check_key(key: str) -> str:
 
 
 class ArtifactStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, options: dict[str, Any] | None = None) -> None:
         self.url = url
-        fs, root = fsspec.core.url_to_fs(url)
+        fs, root = fsspec.core.url_to_fs(url, **(options or {}))
         self.fs: fsspec.AbstractFileSystem = fs
         self.root = str(root).rstrip("/")
         if self.is_local:
@@ -46,7 +51,7 @@ class ArtifactStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ArtifactStore:
-        return cls(settings.artifact_url or (settings.home / "artifacts").as_uri())
+        return cls(settings.artifact_url or (settings.home / "artifacts").as_uri(), settings.artifact_options)
 
     @property
     def is_local(self) -> bool:
@@ -83,7 +88,26 @@ class ArtifactStore:
         with self.fs.open(self.full_path(key), "rb") as handle:
             yield handle
 
+    def put(self, source: Path, key: str) -> str:
+        """Upload a local file to `key` (atomically, as `open_write`); its SHA-256."""
+        digest = hashlib.sha256()
+        with source.open("rb") as src, self.open_write(key) as sink:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                sink.write(chunk)
+        return digest.hexdigest()
+
+    def get(self, key: str, target: Path) -> str:
+        """Download `key` to a local file; its SHA-256."""
+        digest = hashlib.sha256()
+        with self.open_read(key) as src, target.open("wb") as sink:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                sink.write(chunk)
+        return digest.hexdigest()
+
     def exists(self, key: str) -> bool:
+        self._forget_listings()
         return bool(self.fs.exists(self.full_path(key)))
 
     def size(self, key: str) -> int:
@@ -95,6 +119,7 @@ class ArtifactStore:
     def keys(self, prefix: str) -> list[str]:
         """Keys under a folder key (recursively), relative to the root."""
         base = self.full_path(prefix)
+        self._forget_listings()
         if not self.fs.exists(base):
             return []
         found: list[str] = self.fs.find(base)
@@ -120,6 +145,12 @@ class ArtifactStore:
                 self.delete(key)
                 removed.append(key)
         return removed
+
+    def _forget_listings(self) -> None:
+        # Object stores cache folder listings per process; another process (a worker) may have
+        # written since, and a stale listing would hide its files.
+        if not self.is_local:
+            self.fs.invalidate_cache()
 
     def _remove(self, path: str) -> None:
         with suppress(FileNotFoundError):

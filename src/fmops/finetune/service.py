@@ -24,6 +24,7 @@ from fmops.finetune.checkpoints import last_checkpoint
 from fmops.finetune.config import FinetuneConfig
 from fmops.finetune.data import KIND_FOR_METHOD, wrong_kind
 from fmops.finetune.job import KIND, FinetuneParams, bases_dir, model_alias, resolve_base, run_dir
+from fmops.finetune.stored import local_output
 from fmops.jobs import JobService, JobStatus
 from fmops.settings import Settings
 from fmops.store import Store
@@ -181,7 +182,8 @@ class FinetuneService:
         if row is None:
             raise Conflict(f"fine-tune {job_id} made no model (it has not succeeded); nothing to export")
         artifacts = row.artifacts or {}
-        adapter = Path(artifacts["adapter"])
+        # The run's files where they are, else copies from the artifact store (another machine trained).
+        adapter = self._local(artifacts, "adapter") or Path(artifacts["adapter"])
         if what == "adapter":
             return exports.export_adapter(adapter, out)
         if what == "merged":
@@ -192,9 +194,8 @@ class FinetuneService:
             raise Conflict(f"the base of fine-tune {job_id} has no GGUF, so neither has the fine-tune")
         base_gguf = Path(artifacts["base_gguf"])
         if what == "gguf-lora":
-            return exports.export_gguf(adapter, base_gguf, out, _path(artifacts, "gguf_lora"))
-        return exports.export_merged_gguf(adapter, base_gguf, out, _path(artifacts, "gguf"))
+            return exports.export_gguf(adapter, base_gguf, out, self._local(artifacts, "gguf_lora"))
+        return exports.export_merged_gguf(adapter, base_gguf, out, self._local(artifacts, "gguf"))
 
-
-def _path(artifacts: dict[str, Any], key: str) -> Path | None:
-    return Path(artifacts[key]) if key in artifacts else None
+    def _local(self, artifacts: dict[str, Any], name: str) -> Path | None:
+        return local_output(self.settings, self.datasets.artifacts, artifacts, name)
