@@ -27,6 +27,8 @@ class Span(Base):
         Index("ix_spans_project_model_start", "project_id", "model", "start_time"),
         Index("ix_spans_project_status_start", "project_id", "status", "start_time"),
         Index("ix_spans_project_user_start", "project_id", "user", "start_time"),
+        # A session's calls (the chat's conversations): few spans, found without reading the project.
+        Index("ix_spans_project_session_start", "project_id", "session_id", "start_time"),
         Index("ix_spans_project_endpoint_start", "project_id", "endpoint", "start_time"),
         Index("ix_spans_project_prompt_start", "project_id", "prompt_name", "prompt_version", "start_time"),
     )

@@ -9,6 +9,9 @@ span_id, start_time), `span_tags` by (project_id, span_id, tag, start_time). A r
 OTLP retry, the spool) carries the same start time, so it is still stored once. No other table has
 a foreign key into these (scores, annotation items and datasets refer to traces by id, or copy).
 
+Both backends also get an index on (project_id, session_id, start_time): the trace list's session
+filter read every span of the project without it (benchmarks/trace_store_pg.py).
+
 Existing rows are kept: the table is renamed, the new one created with the same columns, a
 partition made for every day that has spans (and for today and the next days), the rows copied,
 and the indexes (read from the old table, the trigram ones of 0012 included) built on the new one.
@@ -92,9 +95,14 @@ def _days_with_spans(conn: Connection) -> list[date]:
     return sorted(set(rows) | ahead)
 
 
+SESSION_INDEX = ("ix_spans_project_session_start", "spans", ["project_id", "session_id", "start_time"])
+
+
 def upgrade() -> None:
     conn = op.get_bind()
     if conn.dialect.name != "postgresql":
+        # A session's spans by index (the trace list's session filter read the whole project).
+        op.create_index(*SESSION_INDEX)
         return
     days = _days_with_spans(conn)
     indexes = {table: _replace(conn, table, partitioned=True) for table in KEYS}
@@ -102,9 +110,11 @@ def upgrade() -> None:
         create_day(conn, DayPartition(day))
     for table in KEYS:
         _fill(conn, table, indexes[table], partitioned=True)
+    op.create_index(*SESSION_INDEX)  # on the new table: built once, per partition
 
 
 def downgrade() -> None:
+    op.drop_index(SESSION_INDEX[0], table_name="spans")
     conn = op.get_bind()
     if conn.dialect.name != "postgresql":
         return
