@@ -191,3 +191,54 @@ def test_publishing_an_assistant_to_someone_the_access_leaves_out_is_a_400(
             assert fragment in published.json()["error"]["message"]
         else:
             assert erin.delete("/api/assistants/helper").status_code == 200
+
+
+def test_an_assistant_is_hidden_from_those_its_endpoints_access_no_longer_lets_call_it(
+    access_server: RunningServer, keys: dict[str, str]
+) -> None:
+    """Published to everyone, then its endpoint's `access:` narrowed: a consumer left out no longer
+    sees the assistant in /api/assistants or the chat's picker, and choosing it is a 404."""
+    with access_server.client(keys["erin"]) as erin:
+        made = erin.post("/api/endpoints", json={"name": "narrowed", "model": "mock-model"})
+        assert made.status_code == 201, made.text
+        published = erin.put("/api/assistants/narrow", json={"endpoint": "narrowed", "roles": ["consumer"]})
+        assert published.status_code == 200, published.text
+        assert erin.patch("/api/endpoints/narrowed", json={"access": ACCESS}).status_code == 200
+    try:
+        with access_server.client(keys["carol"]) as carol:
+            assert "narrow" not in {a["name"] for a in carol.get("/api/assistants").json()}
+            assert carol.get("/api/assistants/narrow").status_code == 404
+        with access_server.client(keys["dan"]) as dan:  # named in the access: still offered
+            assert "narrow" in {a["name"] for a in dan.get("/api/assistants").json()}
+        carol_page, csrf = web_session(access_server, keys["carol"])
+        try:
+            assert 'value="assistant:narrow"' not in carol_page.get("/").text
+            headers = {"accept": "application/json", "x-csrf-token": csrf}
+            chosen = carol_page.post(
+                "/chat/conversations", json={"endpoint": "assistant:narrow"}, headers=headers
+            )
+            assert chosen.status_code == 404, chosen.text
+        finally:
+            carol_page.close()
+        dan_page, _ = web_session(access_server, keys["dan"])
+        try:
+            assert 'value="assistant:narrow"' in dan_page.get("/").text
+        finally:
+            dan_page.close()
+    finally:
+        with access_server.client(keys["erin"]) as erin:
+            assert erin.delete("/api/assistants/narrow").status_code == 200
+
+
+def test_a_disabled_endpoints_404_reads_like_an_unknown_models(
+    access_server: RunningServer, keys: dict[str, str]
+) -> None:
+    with access_server.client(keys["erin"]) as erin:
+        made = erin.post("/api/endpoints", json={"name": "paused", "model": "mock-model", "enabled": False})
+        assert made.status_code == 201, made.text
+    for who in ("carol", "erin"):  # an engineer too: the answer is the same for everyone
+        for stream in (False, True):
+            unknown = _call(access_server, keys[who], "no-such-thing", stream=stream)
+            refused = _call(access_server, keys[who], "paused", stream=stream)
+            assert (unknown.status_code, refused.status_code) == (404, 404)
+            assert refused.json() == orjson.loads(unknown.content.replace(b"no-such-thing", b"paused"))

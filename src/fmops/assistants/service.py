@@ -5,7 +5,8 @@ An assistant is the chat's face of an endpoint: its conversations call that endp
 traces, feedback and scores are the endpoint's (`fmops.assistants.usage` reads them back per
 assistant). Who may use it is a list of roles (each covering the roles above it) and of users by
 name; engineers and admins, who publish assistants, may use every one. An assistant a person may
-not use is invisible to them: reading or choosing it answers 404, as if it did not exist.
+not use is invisible to them: reading or choosing it answers 404, as if it did not exist. So is one
+whose endpoint no longer answers them (disabled, or its `access:` narrowed after publishing).
 
 Publishing checks that everyone named can call the endpoint: it exists and serves (a disabled
 endpoint answers no one), its `access:` (if any) lets each role and user named call it, and each
@@ -15,7 +16,7 @@ why.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -25,6 +26,7 @@ from fmops.assistants.schemas import AssistantSpec, AssistantView, Change
 from fmops.auth import Principal, Role, admits
 from fmops.auth.audience import admitted
 from fmops.endpoints.schemas import AccessSpec
+from fmops.endpoints.service import served_endpoints
 from fmops.errors import NotFound, UserError
 from fmops.store import Store, utcnow
 from fmops.store.models import Assistant, AssistantConversation, Endpoint, Membership, User
@@ -62,6 +64,14 @@ def may_use(principal: Principal, view: AssistantView) -> bool:
     return admits(principal, view.roles, view.users)
 
 
+def usable_among(principal: Principal, views: Sequence[AssistantView], reachable: Collection[str]) -> Views:
+    """Those of `views` the caller may use: its audience names them, and its endpoint answers them
+    (`reachable`: the endpoints they may call, `served_endpoints`). An endpoint disabled, or whose
+    `access:` was narrowed after the assistant was published, hides the assistant from those it no
+    longer answers: offered, it could only answer them with a 404."""
+    return [v for v in views if v.endpoint in reachable and may_use(principal, v)]
+
+
 def _allowed(access: AccessSpec) -> str:
     """Who an endpoint's `access:` lets call it, in words."""
     who = [f"role {r.value}" for r in access.roles] + [f"user {u}" for u in access.users]
@@ -97,7 +107,7 @@ class AssistantService:
 
     def usable(self, principal: Principal) -> Views:
         """The assistants the caller may use, by name."""
-        return [v for v in self.list(principal.project_id) if may_use(principal, v)]
+        return usable_among(principal, self.list(principal.project_id), self._reachable(principal))
 
     def get_usable(self, principal: Principal, name: str) -> AssistantView:
         """One assistant the caller may use; a 404 for one they may not (it is invisible to them)."""
@@ -105,9 +115,12 @@ class AssistantService:
             view = self.get(principal.project_id, name)
         except NotFound:
             view = None
-        if view is None or not may_use(principal, view):
+        if view is None or not usable_among(principal, [view], self._reachable(principal)):
             raise NotFound(f"no assistant named {name!r} is available to you", param="name")
         return view
+
+    def _reachable(self, principal: Principal) -> set[str]:
+        return {name for name, _ in served_endpoints(self.store, principal.project_id, principal)}
 
     # --- publishing -----------------------------------------------------------------------------
 

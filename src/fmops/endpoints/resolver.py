@@ -24,7 +24,7 @@ from fmops.auth import Audience, Principal
 from fmops.endpoints.reader import GenerationReader
 from fmops.endpoints.schemas import EndpointConfig, VariantSpec
 from fmops.endpoints.service import endpoint_names
-from fmops.errors import Conflict, FmopsError, NotFound
+from fmops.errors import Conflict, FmopsError
 from fmops.gateway.schemas import CacheOption
 from fmops.guardrails.policy import Policy
 from fmops.guardrails.schemas import endpoint_policy
@@ -105,13 +105,7 @@ class _Miss:
 _MISS = _Miss()
 
 
-def _served(name: str, enabled: bool, found: Resolved | str | None) -> Resolved:
-    if not enabled:
-        raise NotFound(
-            f"endpoint {name!r} is disabled; enable it with `fmops endpoints update {name} --enable`",
-            param="model",
-            code="model_not_found",
-        )
+def _served(found: Resolved | str | None) -> Resolved:
     if not isinstance(found, Resolved):
         raise Conflict(str(found), param="model", code="endpoint_misconfigured")
     return found
@@ -133,7 +127,9 @@ class EndpointResolver:
         self._lock = threading.Lock()
 
     async def resolve(self, project_id: str, name: str) -> Resolved | None:
-        """The endpoint `name` as served now; None when no endpoint has that name (a model, then).
+        """The endpoint `name` as served now; None when no endpoint of that name serves (a model,
+        then). A disabled endpoint is None too: its caller gets the unknown model's 404, word for
+        word, so that the answer does not tell that it exists.
 
         Between changes this costs the generation read alone; the rest comes from the cache."""
         current = await self.generations.read(project_id)
@@ -153,10 +149,10 @@ class EndpointResolver:
             cache = self._projects.get(project_id)
         if cache is None or cache.generation != current:
             return _MISS
-        if name not in cache.names:
+        if not cache.names.get(name):  # none of that name, or disabled: not there (see resolve)
             return None
         found = cache.resolved.get(name)
-        return _MISS if found is None and cache.names[name] else _served(name, cache.names[name], found)
+        return _MISS if found is None else _served(found)
 
     def _load_at(self, project_id: str, name: str, current: int) -> Resolved | None:
         """Load what generation `current` serves (a read racing a change is fixed by the next one)."""
@@ -167,12 +163,12 @@ class EndpointResolver:
                 cache = _ProjectCache(current, endpoint_names(session, project_id))
             with self._lock:
                 self._projects[project_id] = cache
-        if name not in cache.names:
+        if not cache.names.get(name):
             return None
         found = cache.resolved.get(name)
-        if found is None and cache.names[name]:
+        if found is None:
             found = cache.resolved[name] = self._load(project_id, name, current)
-        return _served(name, cache.names[name], found)
+        return _served(found)
 
     def close(self) -> None:
         self.generations.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fmops.assistants import AssistantService, Choice
-from fmops.assistants.service import PREFIX, may_use
+from fmops.assistants.service import PREFIX, usable_among
 from fmops.auth import Principal
 from fmops.conversations import ConversationService, ConversationView
 
@@ -30,7 +30,10 @@ def with_assistants(
     and the template's context (`assistants`: each usable one by its choice)."""
     service = AssistantService(platform.store)
     views = service.list(principal.project_id)
-    usable = [view for view in views if may_use(principal, view)]
+    # The endpoints offered are those the person may call (enabled, their `access:` lets them): an
+    # assistant whose endpoint is not among them could only answer with a 404.
+    offered = {name for name, kind in choices if kind == "endpoint"}
+    usable = usable_among(principal, views, offered)
     published = {view.endpoint for view in views}
     picks = [(PREFIX + view.name, "assistant") for view in usable]
     rest = [(name, kind) for name, kind in choices if not (kind == "endpoint" and name in published)]
