@@ -18,7 +18,7 @@ PORT   ?= 8000
 CHROMIUM := /usr/bin/chromium
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install up test test-long check lint typecheck pytest browser screenshots fmt clean
+.PHONY: install up test test-long check lint typecheck pytest browser deploy-tools screenshots fmt clean
 
 install: $(STAMP)
 
@@ -50,10 +50,16 @@ browser:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver || \
 	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }; }
 
+# tests/deploy checks deploy/compose.yaml with `docker-compose config` (Debian's; no Docker engine needed).
+deploy-tools:
+	@command -v docker-compose >/dev/null || { echo "installing Debian's docker-compose for tests/deploy"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose || \
+	  { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker-compose; }; }
+
 # Two workers, each taking whole test files: most tests wait on servers and databases, not the CPU.
 PYTEST_WORKERS ?= 2
 
-pytest: install browser
+pytest: install browser deploy-tools
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test: check pytest
@@ -61,7 +67,7 @@ test: check pytest
 # The whole suite with the long variants on (FMOPS_TEST_LONG=1): schemathesis' coverage phase and
 # three times the examples, a 60 s database outage, 1,000 disconnects, ten SIGKILLs per backend,
 # 30 s of SQLite writers. Tens of minutes: run it on a quiet machine before a release.
-test-long: install browser
+test-long: install browser deploy-tools
 	FMOPS_TEST_LONG=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Rewrite docs/screenshots/*.png from the browser tests (they are taken on every run, kept only here).
