@@ -39,7 +39,17 @@ from support.server import RunningServer
 # default keeps `make test` in time; FMOPS_TEST_LONG=1 sends three times as many.
 MAX_EXAMPLES = 36 if os.environ.get("FMOPS_TEST_LONG") == "1" else 12
 
-ENDPOINT_FIELDS = {"prompt", "label", "version", "model", "params", "guardrails", "fallbacks", "variants"}
+ENDPOINT_FIELDS = {
+    "prompt",
+    "label",
+    "version",
+    "model",
+    "params",
+    "guardrails",
+    "fallbacks",
+    "variants",
+    "fewshot",
+}
 # Operation -> body fields whose rules go beyond the schema (see the module docstring).
 SEMANTIC_FIELDS: dict[str, set[str]] = {
     "POST /api/keys": {"expires_at", "name"},  # in the future; printable, not only spaces

@@ -19,6 +19,7 @@ from fmops.cli.common import actor, console, fmt, local_platform, print_rows, pr
 from fmops.endpoints.schemas import AccessSpec, EndpointSpec, EndpointUpdate, M, validated
 from fmops.endpoints.service import EndpointService, EndpointView
 from fmops.errors import UserError
+from fmops.fewshot.schemas import FewshotSpec
 from fmops.prompts.service import PromptService
 
 app = typer.Typer(
@@ -66,6 +67,7 @@ def _describe(view: EndpointView, as_json: bool) -> None:
         ("cache", f"{config.cache.ttl} s" if config.cache else "off"),
         ("fallbacks", ", ".join(config.fallbacks) or None),
         ("access", access_text(config.access)),
+        ("fewshot", fewshot_text(config.fewshot)),
         ("experiment", view.experiment_started_at and f"since {fmt(view.experiment_started_at)}"),
     ]
     for label, value in lines:
@@ -117,6 +119,31 @@ def _access(values: list[str]) -> dict[str, list[str]] | None:
             )
         found[kind + "s"].append(name)
     return found
+
+
+def _fewshot(
+    current: FewshotSpec | None, dataset: str | None, k: int | None, min_similarity: float | None
+) -> dict[str, Any] | None:
+    """The endpoint's new `fewshot:` from the options (`--fewshot off`: none); others keep theirs."""
+    if dataset == "off":
+        if k is not None or min_similarity is not None:
+            raise UserError("--fewshot off takes no --fewshot-k or --fewshot-min-similarity")
+        return None
+    if dataset is None and current is None:
+        raise UserError("the endpoint has no few-shot examples yet: give --fewshot DATASET@VERSION too")
+    found: dict[str, Any] = current.model_dump() if current is not None else {}
+    for key, value in (("dataset", dataset), ("k", k), ("min_similarity", min_similarity)):
+        if value is not None:
+            found[key] = value
+    return found
+
+
+def fewshot_text(spec: FewshotSpec | None) -> str | None:
+    """An endpoint's few-shot option, in words."""
+    if spec is None:
+        return None
+    floor = f", similarity at least {spec.min_similarity:g}" if spec.min_similarity > -1 else ""
+    return f"{spec.k} most similar examples of {spec.dataset}{floor}"
 
 
 def _expectations(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -182,6 +209,15 @@ def update(
         "--access",
         help="Who may call it: role:ROLE or user:NAME (repeat; replaces the list), or everyone",
     ),
+    fewshot: str | None = typer.Option(
+        None,
+        "--fewshot",
+        help="Insert the most similar examples of DATASET@VERSION into each call; off: stop",
+    ),
+    fewshot_k: int | None = typer.Option(None, "--fewshot-k", min=1, max=20, help="Examples per call (3)"),
+    fewshot_min: float | None = typer.Option(
+        None, "--fewshot-min-similarity", min=-1, max=1, help="Leave out examples less similar than this (0)"
+    ),
     project: str = _project_option(),
 ) -> None:
     """Change an endpoint; changing its variants starts a new experiment."""
@@ -196,8 +232,13 @@ def update(
         fields["description"] = description
     if access:
         fields["access"] = _access(access)
+    if fewshot is not None or fewshot_k is not None or fewshot_min is not None:
+        current = _service().get(project_id_of(project), name).config.fewshot
+        fields["fewshot"] = _fewshot(current, fewshot, fewshot_k, fewshot_min)
     if not fields:
-        raise UserError("nothing to change: give --file, --enable/--disable, --description or --access")
+        raise UserError(
+            "nothing to change: give --file, --enable/--disable, --description, --access or --fewshot"
+        )
     changes = _parsed(EndpointUpdate, fields, source)
     _describe(_service().update(project_id_of(project), name, changes, actor=actor()), as_json=False)
 

@@ -23,6 +23,8 @@ import orjson
 from fmops.auth import Principal
 from fmops.endpoints.resolver import Resolved, ServedVariant
 from fmops.errors import UserError
+from fmops.fewshot.examples import last_user, with_examples
+from fmops.fewshot.retrieval import Retrieval
 from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.gateway.spans import CallRecord
 from fmops.guardrails.engine import GuardrailBlocked as GuardrailBlocked  # what its guardrails raise
@@ -68,6 +70,7 @@ class EndpointCall:
     consumer_messages: list[JSON]
     variables: Mapping[str, Any]
     repaired: bool = False
+    retrieval: Retrieval | None = None  # the few-shot examples inserted, when the endpoint has some
 
     @property
     def name(self) -> str:
@@ -118,6 +121,24 @@ class EndpointCall:
         call.request = ChatCompletionRequest.model_validate(data)
         return call
 
+    async def add_examples(self, project_id: str) -> None:
+        """The endpoint's few-shot examples for this call's last user message, inserted before it;
+        nothing when it has no `fewshot:` option."""
+        spec, retriever = self.endpoint.fewshot, self.endpoint.retriever
+        if spec is None or retriever is None:
+            return
+        messages = [m.model_dump(exclude_none=True) for m in self.request.messages]
+        at = last_user(messages)
+        if at is None or not (query := text_of(messages[at])).strip():
+            return
+        self.retrieval = await retriever.retrieve(
+            project_id, spec, query, generation=self.endpoint.generation
+        )
+        if self.retrieval.examples:
+            data = self.request.model_dump(exclude_unset=True)
+            data["messages"] = with_examples(messages, self.retrieval.examples)
+            self.request = ChatCompletionRequest.model_validate(data)
+
     def annotate(self, record: CallRecord) -> None:
         """What the span says about the endpoint: its name, the prompt version and the variant."""
         record.endpoint = self.endpoint.name
@@ -127,6 +148,9 @@ class EndpointCall:
             record.prompt_version = self.variant.prompt.version
         if self.variables and isinstance(record.input, dict):
             record.input["variables"] = dict(self.variables)
+        if self.retrieval is not None:  # a child span of the call's
+            record.parts.append(self.retrieval.span(record))
+            record.attributes["fmops.fewshot.returned"] = len(self.retrieval.examples)
 
     # --- the output schema ----------------------------------------------------------------------
 

@@ -25,6 +25,8 @@ from fmops.endpoints.reader import GenerationReader
 from fmops.endpoints.schemas import EndpointConfig, VariantSpec
 from fmops.endpoints.service import endpoint_names
 from fmops.errors import Conflict, FmopsError
+from fmops.fewshot.retrieval import Retriever
+from fmops.fewshot.schemas import FewshotSpec
 from fmops.gateway.schemas import CacheOption
 from fmops.guardrails.policy import Policy
 from fmops.guardrails.schemas import endpoint_policy
@@ -72,6 +74,9 @@ class Resolved:
     whole_output: bool = False
     # Who may call it (`access:`); None: every role. Someone else is answered as if it did not exist.
     access: Audience | None = None
+    # Examples of a dataset version to insert into each call, and who finds them (fmops.fewshot).
+    fewshot: FewshotSpec | None = None
+    retriever: Retriever | None = field(default=None, repr=False)
 
     def admits(self, principal: Principal) -> bool:
         """Whether `principal` may call it: a rank comparison and a set lookup, nothing read."""
@@ -119,9 +124,10 @@ class _ProjectCache:
 
 
 class EndpointResolver:
-    def __init__(self, store: Store, prompts: PromptService) -> None:
+    def __init__(self, store: Store, prompts: PromptService, *, fewshot: Retriever | None = None) -> None:
         self.store = store
         self.prompts = prompts
+        self.fewshot = fewshot  # None: endpoints' `fewshot:` options are not served (no examples)
         self.generations = GenerationReader(store)
         self._projects: dict[str, _ProjectCache] = {}
         self._lock = threading.Lock()
@@ -237,4 +243,6 @@ class EndpointResolver:
             generation=current,
             whole_output=any(g.on == "output" and g.expect == "pass" for g in config.guardrails),
             access=Audience.of(config.access.roles, config.access.users) if config.access else None,
+            fewshot=config.fewshot,
+            retriever=self.fewshot if config.fewshot else None,
         )

@@ -14,6 +14,7 @@ variants:
   - {name: a, weight: 1, label: production}
   - {name: b, weight: 1, version: 4, model: other-model}
 access: {roles: [annotator], users: [alice]}   # optional: who may call it (absent: everyone)
+fewshot: {dataset: tickets@3, k: 3}            # optional: similar examples in each call (fmops.fewshot)
 ```
 
 The schema checks the shape; `EndpointService` checks what needs the database (the prompt, its
@@ -41,6 +42,7 @@ from pydantic.json_schema import SkipJsonSchema
 from fmops.auth import Role
 from fmops.auth.audience import SOMEONE_SCHEMA
 from fmops.errors import UserError
+from fmops.fewshot.schemas import FewshotSpec
 from fmops.gateway.schemas import CacheOption, ChatCompletionRequest
 from fmops.numbers import NumbersOnly
 
@@ -216,6 +218,9 @@ class EndpointConfig(_Strict):
     access: AccessSpec | None = Field(
         None, description="Who may call it (roles and/or users); absent: every role"
     )
+    fewshot: FewshotSpec | None = Field(
+        None, description="Insert the k most similar examples of a dataset version into each call"
+    )
 
     # Field validators (not one model validator), so each error names its field. Fields are
     # validated in the order declared: `prompt` is known when `label` is checked, and so on.
@@ -299,6 +304,7 @@ class EndpointUpdate(_Strict):
     sticky: Literal["user", "session", "key"] | SkipJsonSchema[None] = None
     variants: Annotated[list[VariantSpec], Field(max_length=20)] | SkipJsonSchema[None] = None
     access: AccessSpec | None = None
+    fewshot: FewshotSpec | None = None
 
     @model_validator(mode="after")
     def _no_nulls(self) -> EndpointUpdate:

@@ -21,6 +21,7 @@ from fmops.catalog import Catalog
 from fmops.endpoints import generation
 from fmops.endpoints.schemas import EndpointConfig, EndpointSpec, EndpointUpdate, validated
 from fmops.errors import Conflict, NotFound, UserError
+from fmops.fewshot.checks import datasets_of, prepared
 from fmops.scorers import get_scorer
 from fmops.store import Store, utcnow
 from fmops.store.models import Endpoint, EndpointEvent, GuardrailPolicy
@@ -373,6 +374,8 @@ class EndpointService:
                     f"guardrails.{i}: {exc.message}", param=f"guardrails.{i}.{exc.param}"
                 ) from None
             guard.config = parsed.model_dump(mode="json", by_alias=True)
+        if config.fewshot is not None:  # the dataset version exists and demonstrates: index it now
+            prepared(datasets_of(self.store, self.catalog.settings), project_id, config.fewshot)
         return config
 
     def _version(

@@ -252,7 +252,7 @@ class Gateway:
             return
         # The guardrails' decisions: summary attributes on the call's span (so before its row),
         # and child spans, written as buffered spans whatever the durability mode.
-        decisions = record.guardrails.finish() if record.guardrails is not None else ()
+        decisions = [*(record.guardrails.finish() if record.guardrails else ()), *record.parts]
         row = record.row()
         # Strict: a 2xx, or a call whose upstream answered (settled: it has spend), is committed
         # before the answer leaves; the caller awaits `_make_durable`.
@@ -400,8 +400,9 @@ class Gateway:
                 param="model",
                 code="endpoint_misconfigured",
             ) from None
-        json_schema = capabilities(entry).json_schema
-        return entry, EndpointCall.plan(resolved, variant, req, json_schema=json_schema)
+        call = EndpointCall.plan(resolved, variant, req, json_schema=capabilities(entry).json_schema)
+        await call.add_examples(principal.project_id)  # the endpoint's few-shot examples, if any
+        return entry, call
 
     def _open(
         self,

@@ -84,6 +84,8 @@ class CallRecord:
     # The call's guardrail policies at work (fmops.guardrails.engine.GuardrailRun), when it has any:
     # their decisions become child spans and summary attributes when the call's span is written.
     guardrails: Any = None
+    # Child spans of other steps, written with the call's (an endpoint's few-shot retrieval).
+    parts: list[dict[str, Any]] = field(default_factory=list)
 
     def follow(self, traceparent: str | bytes | None) -> None:
         """Join the caller's trace when it sent a valid W3C traceparent."""

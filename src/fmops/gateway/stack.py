@@ -6,9 +6,11 @@ worker's judge runtime (`fmops.evaluators.judge_runtime`) build them the same wa
 
 from __future__ import annotations
 
+from fmops.artifacts import ArtifactStore
 from fmops.catalog import Catalog
 from fmops.counters import Counters
 from fmops.endpoints.resolver import EndpointResolver
+from fmops.fewshot.retrieval import Retriever
 from fmops.gateway.cache import ResponseCache
 from fmops.gateway.limits import Limits
 from fmops.gateway.routing import CircuitBreaker
@@ -55,7 +57,12 @@ def build_gateway(
         breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds),
         strict=settings.trace_durability == "strict",
         tracing=settings.tracing,
-        endpoints=EndpointResolver(store, PromptService(store, catalog)),
+        # An endpoint's few-shot examples (fmops.fewshot): indexes held in this process's memory.
+        endpoints=EndpointResolver(
+            store,
+            PromptService(store, catalog),
+            fewshot=Retriever(store, ArtifactStore.from_settings(settings)),
+        ),
         # Every call's guardrail policies, in every process that calls models (server, eval jobs,
         # judge workers): one behaviour on every path. Closed with the gateway.
         guardrails=GuardrailService(store, catalog),
