@@ -22,6 +22,10 @@ COMMANDS = {
         "fmops.cli.up:up",
         "Migrate the database, create the first admin key if needed, start job workers and serve the API.",
     ),
+    "worker": Lazy(
+        "fmops.cli.worker:worker",
+        "Run job workers only (no API): they take queued jobs from the shared database until stopped.",
+    ),
     "stats": Lazy(
         "fmops.cli.stats:stats",
         "Requests, errors, latency, tokens, cost, feedback and scores: over time, and by model (or --by).",
