@@ -24,6 +24,7 @@ from fmops.errors import UserError
 from fmops.finetune.serving import vllm_adapter_spec
 from fmops.providers.base import ProviderConfig
 from fmops.providers.vllm import VLLMProvider
+from fmops.providers.vllm_server import VLLMServer
 from support.gateway import cli_in_process, gateway_server, sdk
 from support.mock_upstream import MockUpstream
 from support.mock_vllm import VLLMState, run_mock_vllm
@@ -197,6 +198,14 @@ async def test_launched_server_restarts_after_a_crash_and_stops_on_close(tmp_pat
             True,
         )
         assert (await ft.chat({"messages": HELLO}, timeout=10))["model"] == "ft"  # runtime LoRA enabled
+        # Another gateway process on this host finds the port's lock held: it uses the server, owns nothing.
+        assert base.launch is not None
+        other = VLLMServer(base.launch)
+        await other.ensure_running()
+        assert other.proc is None
+        assert not other.owner
+        await other.stop()
+        assert httpx.get(root + "/health").status_code == 200
 
         async with httpx.AsyncClient(base_url=root, timeout=2) as http:
             await http.post("/_control/crash")
