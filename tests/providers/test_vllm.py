@@ -33,6 +33,7 @@ from support.server import RunningServer, free_port
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 MOCK_COMMAND = f"{sys.executable} {Path(__file__).parents[1] / 'support' / 'mock_vllm.py'}"
 HELLO = [{"role": "user", "content": "hello"}]
+MANAGED_PORT = free_port()
 
 
 def adapter(folder: Path) -> Path:
@@ -75,7 +76,22 @@ def server(vllm: tuple[str, VLLMState], tmp_path_factory: pytest.TempPathFactory
             base = catalog.get(project, "base")
             spec = vllm_adapter_spec("ft", base, adapter(home / "finetunes" / "job1" / "adapter"))
             catalog.add(project, spec, trusted=True)
+        launched = ["--provider", "vllm", "--launch", "--model", BASE, "--vllm-command", MOCK_COMMAND]
+        cli(
+            home,
+            "models",
+            "add",
+            "managed",
+            *launched,
+            "--port",
+            str(MANAGED_PORT),
+            "--tensor-parallel-size",
+            "2",
+        )
         yield running
+    # `fmops up` stopped: the vLLM server it launched stopped with it.
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{MANAGED_PORT}/health", timeout=2)
 
 
 def test_attach_then_adapter_by_name_through_the_gateway(
@@ -105,6 +121,16 @@ def test_attach_then_adapter_by_name_through_the_gateway(
         again = client.chat.completions.create(model="ft", messages=HELLO)
         assert again.choices[0].message.content == "Hello from ft on vLLM."
         assert state.events[seen:] == [["load", "ft"], ["chat", "ft"]]
+
+
+def test_launched_by_the_server(server: RunningServer) -> None:
+    """`fmops up` launches the model's vLLM on its first call (and stops it: see the fixture)."""
+    with sdk(server) as client:
+        answer = client.chat.completions.create(model="managed", messages=HELLO)
+    assert answer.choices[0].message.content == f"Hello from {BASE} on vLLM."
+    state = httpx.get(f"http://127.0.0.1:{MANAGED_PORT}/_control/state").json()
+    assert state["args"]["tensor_parallel_size"] == 2
+    assert (server.home / "vllm" / f"vllm-{MANAGED_PORT}.log").is_file()
 
 
 def test_api_refuses_launch_and_adapter_options(server: RunningServer) -> None:
