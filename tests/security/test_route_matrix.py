@@ -63,6 +63,8 @@ POLICY: dict[str, str | None] = {
     "GET /api/conversations": C,
     "GET /api/conversations/{conversation_id}/messages": C,
     "GET /api/conversations/{conversation_id}/export": C,
+    "POST /api/conversations/{conversation_id}/messages/{message_id}/regenerate": C,
+    "POST /api/conversations/{conversation_id}/messages/{message_id}/edit": C,
     # models: consumers see what they may call (never credentials); engineers register them
     "GET /api/models": C,
     "POST /api/models": E,

@@ -259,3 +259,52 @@ def test_search_and_export_see_only_your_own(alice: Person, bob: Person, mock: M
     ):
         assert attempt.status_code == 404, attempt.text
     assert "rye loaf" not in str(bob.api.get("/api/conversations").json())
+
+
+def test_regenerate_and_edit_over_the_api(alice: Person, bob: Person, mock: MockUpstream) -> None:
+    """POST /api/conversations/{id}/messages/{id}/regenerate and .../edit: the same versions as the
+    chat's routes, answered in one JSON body; a failing model leaves the edit saved and says why."""
+    c = alice.start()
+    reply(mock, "Five.")
+    first = alice.stream(f"/chat/conversations/{c}/messages", {"content": "What is 2+2?"})
+    base = f"/api/conversations/{c}/messages"
+    reply(mock, "Four.")
+    again = alice.api.post(f"{base}/{first['message_id']}/regenerate", json={"temperature": 0.3})
+    assert again.status_code == 200, again.text
+    body = again.json()
+    assert (body["answer"]["content"], body["answer"]["version"], body["answer"]["versions"]) == (
+        "Four.",
+        2,
+        2,
+    )
+    assert (body["question"]["content"], body["status"], body["answer"]["error"]) == (
+        "What is 2+2?",
+        200,
+        None,
+    )
+    assert body["trace_id"] == body["answer"]["trace_id"] is not None
+    assert sent(mock) == ["What is 2+2?"]
+    assert mock.state.requests[-1]["body"]["temperature"] == 0.3  # and remembered
+    assert alice.api.get("/api/conversations").json()[0]["params"] == {"temperature": 0.3}
+
+    question = body["question"]["id"]
+    reply(mock, "Six.")
+    edited = alice.api.post(f"{base}/{question}/edit", json={"content": "What is 3+3?"}).json()
+    assert (edited["question"]["content"], edited["question"]["version"]) == ("What is 3+3?", 2)
+    assert edited["answer"]["content"] == "Six."
+    assert sent(mock) == ["What is 3+3?"]
+    mock.script({"status": 400})  # the model refuses the next call: the edit is kept, the answer says why
+    failed = alice.api.post(f"{base}/{question}/edit", json={"content": "What is 4+4?"}).json()
+    assert failed["status"] >= 400
+    assert failed["answer"]["error"]
+    shown = [m["content"] for m in alice.api.get(f"/api/conversations/{c}/messages").json()]
+    assert shown[0] == "What is 4+4?"
+
+    for refused, status in (
+        (alice.api.post(f"{base}/{question}/edit", json={"content": " "}), 400),
+        (alice.api.post(f"{base}/{question}/regenerate", json={}), 400),  # a question, not an answer
+        (alice.api.post(f"{base}/{question}/regenerate", json={"temperature": 5}), 400),
+        (bob.api.post(f"{base}/{question}/edit", json={"content": "mine"}), 404),
+        (bob.api.post(f"{base}/{first['message_id']}/regenerate", json={}), 404),
+    ):
+        assert refused.status_code == status, refused.text
