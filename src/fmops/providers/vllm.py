@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import aiohttp
@@ -135,18 +136,19 @@ class VLLMProvider(OpenAIProvider):
 
     def __init__(self, config: ProviderConfig) -> None:
         options = config.options
-        self.launch: LaunchSpec | None = None
-        if options.get("launch"):
-            self.launch = LaunchSpec.from_options(config.model, options)
-            config = ProviderConfig(config.model, self.launch.base_url, config.api_key, dict(options))
-        elif not config.base_url:
-            config = ProviderConfig(config.model, DEFAULT_BASE_URL, config.api_key, dict(options))
-        super().__init__(config)
-        self.max_loras = int_option(options, "max_loras", 4, 1, 1024)
         adapter = options.get("adapter")
         self.adapter = str(adapter) if adapter else None
         default_name = "fmops-" + hashlib.sha256(str(adapter).encode()).hexdigest()[:12]
         self.lora_name = str(options.get("lora_name") or default_name) if adapter else None
+        self.launch: LaunchSpec | None = None
+        base_url = config.base_url or DEFAULT_BASE_URL
+        if options.get("launch"):
+            self.launch = LaunchSpec.from_options(config.model, options)
+            base_url = self.launch.base_url
+        # A fine-tune's requests name its adapter: vLLM applies the LoRA the request's `model` names.
+        served = self.lora_name or config.model
+        super().__init__(replace(config, model=served, base_url=base_url))
+        self.max_loras = int_option(options, "max_loras", 4, 1, 1024)
         self._shared: _Shared | None = None
 
     @classmethod
@@ -206,12 +208,6 @@ class VLLMProvider(OpenAIProvider):
         if shared.server is not None:
             await shared.server.ensure_running()
         return shared
-
-    def _payload(self, body: JSON, stream: bool) -> bytes:
-        payload = orjson.loads(super()._payload(body, stream))
-        if self.lora_name is not None:
-            payload["model"] = self.lora_name  # vLLM applies the adapter the request names
-        return orjson.dumps(payload)
 
     async def _call(self, run: Callable[[], Awaitable[JSON]]) -> JSON:
         shared = await self._ready()
