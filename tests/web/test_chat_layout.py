@@ -1,8 +1,8 @@
 """The chat page as a person meets it, in a real Chromium against a real server and a mock model:
 on a phone (390x844) the conversation list opens as a drawer; a new conversation is listed as soon as
 the server makes it; the keyboard alone sends, breaks lines and stops an answer with focus always
-visible; the page and the sign-in page follow the system's dark mode; and axe-core finds nothing of
-"serious" or "critical" impact on either, in light or dark.
+visible; the page and the sign-in page follow the system's dark mode (the console too); and axe-core
+finds nothing of "serious" or "critical" impact on either, in light or dark (on the console, in dark).
 
 Screenshots (kept in docs/screenshots by `make screenshots`): chat-phone, chat-phone-conversations,
 chat-dark.
@@ -307,4 +307,19 @@ def test_axe_finds_nothing_serious_on_the_chat_and_sign_in_pages(
     phone.locator("[data-testid=menu]").click()
     expect(phone.locator(".chat-side")).to_be_visible()
     found["phone drawer"] = serious_violations(phone)
+    assert not any(found.values()), found
+
+
+def test_the_console_follows_the_systems_dark_mode_too(site: Site, context_for: Any) -> None:
+    """The console's pages share the chat's colours (app.css's variables): dark when the system is,
+    with nothing of serious impact for axe-core (text contrast included) on a few of its pages."""
+    page = context_for(DESKTOP, "dark")
+    sign_in(page, site.server, site.server.admin_key)
+    found = {}
+    for path in ("/console/models", "/console/traces"):
+        page.goto(f"{site.server.url}{path}")
+        for selector in ("body", ".topbar", ".sidebar", ".content"):
+            assert luminance(page, selector) < 0.05, (path, selector)
+        assert luminance(page, ".content h1", "color") > 0.6, path
+        found[path] = serious_violations(page)
     assert not any(found.values()), found

@@ -8,6 +8,12 @@
   var BAD = "#e03131";
   var HEIGHT = 220;
 
+  // The page's colour for axes and grid lines (app.css: light or dark, following the system).
+  function themed(name, fallback) {
+    var value = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    return value || fallback;
+  }
+
   function compact(n) {
     if (n == null || isNaN(n)) return "–";
     var a = Math.abs(n);
@@ -54,12 +60,13 @@
     var units = [];
     series.forEach(function (s) { if (units.indexOf(s.unit) < 0) units.push(s.unit); });
     var scales = { x: { time: true, range: [times[0], times[times.length - 1] + bucketSeconds] } };
-    var axes = [{ stroke: "#667085", grid: { stroke: "#eef0f3" } }];
+    var ink = themed("--muted", "#667085"), gridline = themed("--chart-grid", "#eef0f3");
+    var axes = [{ stroke: ink, grid: { stroke: gridline } }];
     units.forEach(function (unit, i) {
       scales[unit] = { range: yRange(unit) };
       axes.push({
-        scale: unit, side: i === 0 ? 3 : 1, size: 56, stroke: "#667085",
-        grid: { show: i === 0, stroke: "#eef0f3" },
+        scale: unit, side: i === 0 ? 3 : 1, size: 56, stroke: ink,
+        grid: { show: i === 0, stroke: gridline },
         values: function (u, ticks) { return ticks.map(UNITS[unit]); },
       });
     });
