@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from fmops.counters import Counters, Increment, MemoryCounters, Window, make_counters
+from fmops.counters import Counters, Hold, Increment, MemoryCounters, Window, make_counters
 from fmops.counters.redis import RedisCounters
 from fmops.errors import Unavailable
 from fmops.settings import load_settings
@@ -120,6 +120,24 @@ async def test_seed_is_atomic_under_concurrency(counters: Counters) -> None:
     created = await asyncio.gather(*(counters.seed("once", float(i)) for i in range(50)))
     assert sum(created) == 1
     assert await counters.get_floats(["once"]) == [float(created.index(True))]
+
+
+async def test_holds_admit_while_spend_plus_held_is_below_the_limit(counters: Counters) -> None:
+    await counters.seed("spend", 6.0)
+    # 50 racing holds of 3.0 under a limit of 10 with 6 spent: 6 < 10 holds, 9 < 10 holds, 12 refuses.
+    results = await asyncio.gather(
+        *(counters.hold([Hold("spend", "held", 3.0, 10.0, 60)]) for _ in range(50))
+    )
+    assert [blocked for blocked, _ in results].count(None) == 2
+    assert await counters.get_floats(["held"]) == [pytest.approx(6.0)]
+    # All or nothing over several holds; a hold given back (negative) frees its room.
+    blocked, found = await counters.hold(
+        [Hold("other", "held2", 1.0, 5.0, 60), Hold("spend", "held", 1, 10, 60)]
+    )
+    assert (blocked, found) == (1, [pytest.approx(0.0), pytest.approx(12.0)])
+    assert await counters.get_floats(["held2"]) == [None]
+    await counters.incr([Increment("held", -6.0, 60)])
+    assert (await counters.hold([Hold("spend", "held", 1.0, 10.0, 60)]))[0] is None
 
 
 async def test_float_counters_expire(counters: Counters) -> None:

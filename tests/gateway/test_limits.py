@@ -279,6 +279,29 @@ async def test_key_budget_refuses_once_spent_with_a_clear_message(tenancy: Tenan
     assert f"fmops keys limits {p.key_id} --budget" in error.message
 
 
+async def test_racing_calls_hold_their_estimated_cost_so_a_budget_overshoots_by_one_call(
+    tenancy: Tenancy,
+) -> None:
+    p = tenancy.key("race", budget=1.0)
+    limits = limits_for(tenancy.store)
+    await limits.settle(p, 0, 0, 0.7)
+
+    async def call() -> bool:
+        try:
+            admission = await limits.admit(p, 100, estimated_cost=0.2)
+        except BudgetExceeded:
+            return False
+        await asyncio.sleep(0.01)  # every call is admitted or refused before any settles
+        await limits.settle(p, 0, 100, 0.2, admission)
+        return True
+
+    # 0.7 spent, each call holds 0.2: 0.7 -> 0.9 -> 1.1, then none: two of 50 pass, 0.1 over.
+    assert sum(await asyncio.gather(*(call() for _ in range(50)))) == 2
+    with pytest.raises(BudgetExceeded) as caught:
+        await limits.admit(p, 100, estimated_cost=0.2)
+    assert caught.value.spent == pytest.approx(1.1)  # what was held is given back on settle
+
+
 async def test_project_budget_covers_all_its_keys(tenancy: Tenancy) -> None:
     tenancy.project("default", budget=0.01, budget_period="day")
     a, b = tenancy.key("a"), tenancy.key("b")

@@ -6,7 +6,7 @@ replica), else in this process.
 
 from __future__ import annotations
 
-from fmops.counters.base import Counters, Increment, Window, WindowResult
+from fmops.counters.base import Counters, Hold, Increment, Window, WindowResult
 from fmops.counters.memory import MemoryCounters
 from fmops.settings import Settings
 
@@ -25,4 +25,4 @@ def make_counters(settings: Settings) -> Counters:
     return MemoryCounters()
 
 
-__all__ = ["Counters", "Increment", "MemoryCounters", "Window", "WindowResult", "make_counters"]
+__all__ = ["Counters", "Hold", "Increment", "MemoryCounters", "Window", "WindowResult", "make_counters"]

@@ -1,5 +1,8 @@
 """The counters interface: rate-limit windows, float counters and a byte cache behind one API.
 
+Budgets hold a call's estimated cost while it runs (`hold`), so that calls racing for a budget's
+last units cannot all pass its check before any of them has spent.
+
 Two backends implement it: `MemoryCounters` (one process) and `RedisCounters` (shared by every
 replica). Services depend on `Counters`, never on a backend.
 
@@ -30,6 +33,18 @@ class Window(NamedTuple):
     amount: float
     seconds: float
     limit: float = math.inf
+
+
+class Hold(NamedTuple):
+    """Hold `amount` on the float counter `hold_key` while `spend_key` plus what is held stays below
+    `limit`; the hold counter expires `ttl_seconds` after its last change (a process that died
+    holding something does not hold it for ever)."""
+
+    spend_key: str
+    hold_key: str
+    amount: float
+    limit: float
+    ttl_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +92,15 @@ class Counters(ABC):
     @abstractmethod
     async def incr(self, increments: Sequence[Increment]) -> list[float]:
         """Add to float counters (created at zero); return their new values."""
+
+    @abstractmethod
+    async def hold(self, holds: Sequence[Hold]) -> tuple[int | None, list[float]]:
+        """All or nothing: add every hold's amount to its hold counter if, for each, the spend plus
+        what is held (a negative hold counts as none) is below its limit; else add none.
+
+        Returns the index of the first hold refused (None when all were added) and, for each,
+        spend plus held as found before adding. Give a hold back with `incr` of minus its amount.
+        """
 
     @abstractmethod
     async def get_floats(self, keys: Sequence[str]) -> list[float | None]:

@@ -13,7 +13,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from fmops.counters.base import EPSILON, Counters, Increment, Window, WindowResult, retry_after
+from fmops.counters.base import (
+    EPSILON,
+    Counters,
+    Hold,
+    Increment,
+    Window,
+    WindowResult,
+    retry_after,
+)
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 SWEEP_SECONDS = 30.0
@@ -101,6 +109,21 @@ class MemoryCounters(Counters):
                 self._floats[item.key] = (value, expires)
                 values.append(value)
             return values
+
+    async def hold(self, holds: Sequence[Hold]) -> tuple[int | None, list[float]]:
+        with self._lock:
+            now = self._tick()
+            found = [self._float(h.spend_key, now) + max(self._float(h.hold_key, now), 0.0) for h in holds]
+            for i, (h, value) in enumerate(zip(holds, found, strict=True)):
+                if value >= h.limit - EPSILON:
+                    return i, found
+            for h in holds:
+                self._floats[h.hold_key] = (self._float(h.hold_key, now) + h.amount, now + h.ttl_seconds)
+            return None, found
+
+    def _float(self, key: str, now: float) -> float:
+        found = self._floats.get(key)
+        return found[0] if found is not None and found[1] > now else 0.0
 
     async def get_floats(self, keys: Sequence[str]) -> list[float | None]:
         with self._lock:

@@ -19,7 +19,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
-from fmops.counters.base import Counters, Increment, Window, WindowResult, retry_after
+from fmops.counters.base import Counters, Hold, Increment, Window, WindowResult, retry_after
 from fmops.errors import Unavailable
 
 # Shared by both scripts: the state of window i (1-based) as seen now, times in microseconds.
@@ -95,6 +95,32 @@ return 0
 """
 )
 
+# KEYS: spend, hold for each; ARGV: amount, limit, ttl in ms for each.
+# Returns {blocked (1-based, 0 if none), spend + held for each...}.
+_HOLD = """
+local n = #KEYS / 2
+local found, out = {}, {0}
+local blocked = 0
+for i = 1, n do
+  local spend = tonumber(redis.call('GET', KEYS[2*i-1]) or '0') or 0
+  local held = tonumber(redis.call('GET', KEYS[2*i]) or '0') or 0
+  found[i] = spend + math.max(held, 0)
+  out[i + 1] = string.format('%.17g', found[i])
+  if blocked == 0 and found[i] >= tonumber(ARGV[3*i-1]) - 1e-9 then
+    blocked = i
+  end
+end
+if blocked > 0 then
+  out[1] = blocked
+  return out
+end
+for i = 1, n do
+  redis.call('INCRBYFLOAT', KEYS[2*i], ARGV[3*i-2])
+  redis.call('PEXPIRE', KEYS[2*i], ARGV[3*i])
+end
+return out
+"""
+
 _MAX_LIMIT = "1e308"
 
 
@@ -132,6 +158,7 @@ class RedisCounters(Counters):
         self._client: Redis = Redis.from_pool(pool)
         self._hit = self._client.register_script(_HIT)
         self._adjust = self._client.register_script(_ADJUST)
+        self._hold = self._client.register_script(_HOLD)
 
     def _k(self, key: str) -> str:
         return self.prefix + key
@@ -181,6 +208,19 @@ class RedisCounters(Counters):
             values.append(float(replies[i]))
             i += 1 if item.ttl_seconds is None else 2
         return values
+
+    async def hold(self, holds: Sequence[Hold]) -> tuple[int | None, list[float]]:
+        if not holds:
+            return None, []
+        keys: list[str] = []
+        args: list[str] = []
+        for h in holds:
+            keys += [self._k(h.spend_key), self._k(h.hold_key)]
+            args += [repr(float(h.amount)), repr(float(h.limit)), str(_ms(h.ttl_seconds))]
+        with _reachable():
+            reply: list[Any] = await self._hold(keys=keys, args=args)
+        blocked = int(reply[0])
+        return (blocked - 1 if blocked else None), [float(v) for v in reply[1:]]
 
     async def get_floats(self, keys: Sequence[str]) -> list[float | None]:
         if not keys:

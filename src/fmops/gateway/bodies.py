@@ -11,16 +11,16 @@ from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.providers.base import JSON
 
 
-def estimate_tokens(req: ChatCompletionRequest) -> int:
-    """What a call may cost before it runs (~4 characters a token, plus its output limit): for the
-    rate limits' admission."""
+def estimate_usage(req: ChatCompletionRequest) -> tuple[int, int]:
+    """(prompt, output) tokens a call may use, before it runs: ~4 characters a token, and its output
+    limit (256 when it sets none). For the limits' admission: tokens per minute and budget holds."""
     chars = 0
     for message in req.messages:
         if isinstance(message.content, str):
             chars += len(message.content)
         elif isinstance(message.content, list):
             chars += sum(len(str(part.get("text", ""))) for part in message.content)
-    return chars // 4 + (req.output_limit or 256)
+    return chars // 4, req.output_limit or 256
 
 
 def usage_of(body: JSON) -> tuple[int, int]:

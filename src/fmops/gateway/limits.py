@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from fmops.auth import Principal
-from fmops.counters import Counters, Increment, Window, WindowResult
+from fmops.counters import Counters, Hold, Increment, Window, WindowResult
 from fmops.errors import FmopsError, UserError
 from fmops.gateway.spend import (
     key_scope,
@@ -46,6 +46,9 @@ WINDOW_SECONDS = 60.0
 _SPEND_GRACE_SECONDS = 86_400.0
 _SEEDED_MAX = 100_000
 _PLANS_MAX = 10_000
+# A held cost is given back when its call settles; one whose process died is dropped this long after
+# the hold counter last changed (longer than any call may run).
+_HOLD_TTL_SECONDS = 3_600.0
 
 
 class LimitError(FmopsError):
@@ -156,6 +159,8 @@ class Admission:
 
     reserved_tokens: int = 0
     token_windows: tuple[str, ...] = ()
+    held: float = 0.0  # the call's estimated cost, held on each of `hold_keys` while it runs
+    hold_keys: tuple[str, ...] = ()
 
 
 NO_RESERVATION = Admission()
@@ -211,27 +216,43 @@ class Limits:
 
     # --- the two calls the gateway makes -----------------------------------------------------
 
-    async def admit(self, principal: Principal, estimated_tokens: int = 0) -> Admission:
+    async def admit(
+        self, principal: Principal, estimated_tokens: int = 0, estimated_cost: float = 0.0
+    ) -> Admission:
         """Refuse the call (raise) or reserve it under every limit of its key and project.
 
-        `estimated_tokens`: the prompt's tokens plus the output limit the call asked for.
-        Raises BudgetExceeded, RateLimited or RequestTooLarge.
+        `estimated_tokens`: the prompt's tokens plus the output limit the call asked for;
+        `estimated_cost`: what those tokens cost at the model's prices. The cost is held on the
+        budgets until the call settles, and a call is admitted only while spend plus what is held
+        is below each budget: calls racing for a budget's last units overshoot it by at most one
+        call's estimated cost. Raises BudgetExceeded, RateLimited or RequestTooLarge.
         """
         plan = self._plan(principal)
+        held: tuple[str, ...] = ()
+        cost = max(float(estimated_cost), 0.0)
         if plan.rules:
             await self._check_budgets(plan)
+            if cost > 0:
+                held = await self._hold(plan, cost)
         if not plan.rpm and not plan.tpm:
-            return NO_RESERVATION
+            return Admission(held=cost, hold_keys=held) if held else NO_RESERVATION
         tokens = max(int(estimated_tokens), 1)
         windows = list(plan.rpm)
-        for key, limit, scope in plan.tpm:
-            if tokens > limit:
-                raise RequestTooLarge(who=_who(principal, scope), limit=limit, requested=tokens)
-            windows.append(Window(key, tokens, self.window_seconds, limit))
-        result = await self.counters.hit(windows)
-        if not result.allowed:
-            raise self._rate_limited(principal, windows, result)
-        return Admission(tokens, plan.tpm_keys) if plan.tpm else NO_RESERVATION
+        try:
+            for key, limit, scope in plan.tpm:
+                if tokens > limit:
+                    raise RequestTooLarge(who=_who(principal, scope), limit=limit, requested=tokens)
+                windows.append(Window(key, tokens, self.window_seconds, limit))
+            result = await self.counters.hit(windows)
+            if not result.allowed:
+                raise self._rate_limited(principal, windows, result)
+        except FmopsError:
+            if held:
+                await self.counters.incr([Increment(k, -cost, _HOLD_TTL_SECONDS) for k in held])
+            raise
+        if not plan.tpm and not held:
+            return NO_RESERVATION
+        return Admission(tokens if plan.tpm else 0, plan.tpm_keys, cost if held else 0.0, held)
 
     async def settle(
         self,
@@ -258,11 +279,14 @@ class Limits:
                     adjustments.append(Window(key, used - reserved, self.window_seconds))
             if adjustments:
                 await self.counters.adjust(adjustments)
+        changes = [Increment(k, -admission.held, _HOLD_TTL_SECONDS) for k in admission.hold_keys]
         if cost > 0 and plan.rules:
             budgets = self._budgets(plan)
             if any(b.counter not in self._seeded for b in budgets):
                 await self._seed(budgets)
-            await self.counters.incr([Increment(b.counter, cost, b.ttl) for b in budgets])
+            changes += [Increment(b.counter, cost, b.ttl) for b in budgets]
+        if changes:
+            await self.counters.incr(changes)
 
     # --- plans ---------------------------------------------------------------------------------
 
@@ -340,24 +364,35 @@ class Limits:
             spent = await self.counters.get_floats([b.counter for b in budgets])
         for budget, value in zip(budgets, spent, strict=True):
             if (value or 0.0) >= budget.budget:
-                now = datetime.fromtimestamp(self._clock(), UTC)
-                hint = (
-                    f"Ask an admin to raise it (`fmops keys limits {p.key_id} --budget N`)."
-                    if budget.scope == "key"
-                    else "Ask an admin to raise it (PATCH /api/projects/current/limits)."
-                )
-                raise BudgetExceeded(
-                    scope=budget.scope,
-                    scope_id=budget.scope_id,
-                    who=_who(p, budget.scope),
-                    budget=budget.budget,
-                    spent=value or 0.0,
-                    period=budget.period,
-                    label=budget.label,
-                    resets_at=budget.resets_at,
-                    now=now,
-                    hint=hint,
-                )
+                raise self._budget_exceeded(p, budget, value or 0.0)
+
+    def _budget_exceeded(self, p: Principal, budget: _Budget, spent: float) -> BudgetExceeded:
+        hint = (
+            f"Ask an admin to raise it (`fmops keys limits {p.key_id} --budget N`)."
+            if budget.scope == "key"
+            else "Ask an admin to raise it (PATCH /api/projects/current/limits)."
+        )
+        return BudgetExceeded(
+            scope=budget.scope,
+            scope_id=budget.scope_id,
+            who=_who(p, budget.scope),
+            budget=budget.budget,
+            spent=spent,
+            period=budget.period,
+            label=budget.label,
+            resets_at=budget.resets_at,
+            now=datetime.fromtimestamp(self._clock(), UTC),
+            hint=hint,
+        )
+
+    async def _hold(self, plan: _Plan, cost: float) -> tuple[str, ...]:
+        """Hold `cost` on every budget of the plan, or raise BudgetExceeded naming the one without room."""
+        budgets = self._budgets(plan)
+        holds = [Hold(b.counter, "held:" + b.counter, cost, b.budget, _HOLD_TTL_SECONDS) for b in budgets]
+        blocked, found = await self.counters.hold(holds)
+        if blocked is not None:
+            raise self._budget_exceeded(plan.principal, budgets[blocked], found[blocked])
+        return tuple(h.hold_key for h in holds)
 
     async def _seed(self, budgets: list[_Budget], *, force: bool = False) -> None:
         """Create missing spend counters from what SQL recorded (set-if-absent: never overwrites)."""

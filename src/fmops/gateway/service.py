@@ -30,7 +30,7 @@ from fmops.auth import Principal
 from fmops.catalog import Catalog, ModelEntry
 from fmops.endpoints.plan import EndpointCall, sticky_subject
 from fmops.errors import Conflict, FmopsError, NotFound, UserError
-from fmops.gateway.bodies import encode_vector, estimate_tokens, output_of, usage_of
+from fmops.gateway.bodies import encode_vector, estimate_usage, output_of, usage_of
 from fmops.gateway.errors import internal_error, record_failure, traced
 from fmops.gateway.routing import CircuitBreaker, call_with_fallbacks
 from fmops.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
@@ -288,7 +288,10 @@ class Gateway:
         entry = entry or await self.resolve(record.principal, req.model)
         self._check(entry, req)
         if self.limits is not None:
-            record.admission = await self.limits.admit(record.principal, estimate_tokens(req))
+            prompt, output = estimate_usage(req)
+            # The estimated cost is held on the principal's budgets until the call settles.
+            cost = entry.cost(prompt, output)
+            record.admission = await self.limits.admit(record.principal, prompt + output, cost)
         return entry
 
     async def chat(

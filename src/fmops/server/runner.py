@@ -7,8 +7,10 @@ import signal
 from types import FrameType
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from fmops.auth import AuthService
+from fmops.errors import ConfigError
 from fmops.jobs.supervisor import WorkerSupervisor
 from fmops.logs import configure_logging
 from fmops.platform import Platform
@@ -56,24 +58,15 @@ def _exit_after_shutdown(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def serve(settings: Settings) -> None:
-    configure_logging(settings.log_level, settings.log_format)
-    load_modules(settings.plugins)
-    store, admin_key = prepare(settings)
-    if admin_key:
-        log.warning(
-            "first start: an admin key was created and written to %s (mode 0600); "
-            "use it as `Authorization: Bearer <key>`",
-            settings.admin_key_path,
-        )
-    platform = Platform.build(settings, store)
+def asgi_app(settings: Settings, platform: Platform) -> ASGIApp:
+    """The application a server process serves; the gateway's hot routes are answered in front of it
+    (server/fastpath.py)."""
     app = create_app(settings, platform)
-    supervisor = WorkerSupervisor(settings)
-    signal.signal(signal.SIGTERM, _exit_after_shutdown)
-    supervisor.start()
-    # The gateway's hot routes are answered in front of the application (server/fastpath.py).
-    asgi = front(app, platform, settings.max_body_bytes) if settings.gateway_fast_path else app
-    config = uvicorn.Config(
+    return front(app, platform, settings.max_body_bytes) if settings.gateway_fast_path else app
+
+
+def uvicorn_config(settings: Settings, asgi: ASGIApp) -> uvicorn.Config:
+    return uvicorn.Config(
         asgi,
         host=settings.host,
         port=settings.port,
@@ -83,8 +76,52 @@ def serve(settings: Settings) -> None:
         server_header=False,
         proxy_headers=False,
     )
-    server = uvicorn.Server(config)
-    log.info(ready_line(settings), extra={"workers": settings.workers})
+
+
+def check_gateway_workers(settings: Settings) -> None:
+    """Several processes keep rate limits, budgets and the cache right only when they share them."""
+    if settings.gateway_workers > 1 and not settings.redis_url:
+        raise ConfigError(
+            f"--gateway-workers {settings.gateway_workers} needs shared counters: set FMOPS_REDIS_URL "
+            "(e.g. redis://127.0.0.1:6379/0). Without Redis each process would keep its own rate "
+            "limits, budgets and cache, and a key could use N times its limits."
+        )
+
+
+def serve(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+    check_gateway_workers(settings)
+    load_modules(settings.plugins)
+    # Once, before any server process starts: migrations and the first admin key.
+    store, admin_key = prepare(settings)
+    if admin_key:
+        log.warning(
+            "first start: an admin key was created and written to %s (mode 0600); "
+            "use it as `Authorization: Bearer <key>`",
+            settings.admin_key_path,
+        )
+    supervisor = WorkerSupervisor(settings)
+    extra = {"workers": settings.workers, "gateway_workers": settings.gateway_workers}
+    if settings.gateway_workers > 1:
+        from fmops.server.processes import GatewayProcesses
+
+        store.dispose()  # each server process opens its own connections
+        supervisor.start()
+        log.info(ready_line(settings), extra=extra)
+        try:
+            status = GatewayProcesses(settings).run()
+        finally:
+            supervisor.stop(timeout=settings.shutdown_grace_seconds)
+            log.info("fmops stopped")
+        if status:
+            raise SystemExit(status)
+        return
+    platform = Platform.build(settings, store)
+    asgi = asgi_app(settings, platform)
+    signal.signal(signal.SIGTERM, _exit_after_shutdown)
+    supervisor.start()
+    server = uvicorn.Server(uvicorn_config(settings, asgi))
+    log.info(ready_line(settings), extra=extra)
     try:
         server.run()
     finally:
