@@ -22,7 +22,7 @@ from fmops.auth import DEFAULT_PROJECT
 from fmops.catalog.entry import ModelEntry
 from fmops.errors import UserError
 from fmops.finetune.serving import vllm_adapter_spec
-from fmops.providers.base import ProviderConfig
+from fmops.providers.base import ProviderConfig, ProviderError
 from fmops.providers.vllm import VLLMProvider
 from fmops.providers.vllm_server import VLLMServer
 from support.gateway import cli_in_process, gateway_server, sdk
@@ -259,3 +259,22 @@ async def test_launched_server_restarts_after_a_crash_and_stops_on_close(tmp_pat
     assert not _alive(pids[-1])
     with pytest.raises(httpx.HTTPError):
         httpx.get(root + "/health", timeout=1)
+
+
+@pytest.mark.anyio
+async def test_launch_failures_are_reported_not_waited_on(tmp_path: Path) -> None:
+    common = {"launch": True, "log_dir": str(tmp_path), "restart_backoff": 0.05, "startup_timeout": 60}
+    missing = VLLMProvider(
+        ProviderConfig(BASE, options={**common, "command": "/nonexistent/vllm", "port": free_port()})
+    )
+    for _ in range(2):  # each call says so at once, and tries again (vllm may be installed meanwhile)
+        with pytest.raises(ProviderError, match="cannot launch vLLM: No such file or directory"):
+            await missing.chat({"messages": HELLO}, timeout=10)
+    await missing.close()
+    dies = f"{sys.executable} -c \"print('CUDA out of memory'); raise SystemExit(3)\""
+    crashing = VLLMProvider(ProviderConfig(BASE, options={**common, "command": dies, "port": free_port()}))
+    started = time.monotonic()
+    with pytest.raises(ProviderError, match=r"exited 3 times while starting: .*CUDA out of memory"):
+        await crashing.chat({"messages": HELLO}, timeout=10)
+    assert time.monotonic() - started < 30
+    await crashing.close()

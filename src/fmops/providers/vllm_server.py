@@ -214,27 +214,46 @@ class VLLMServer:
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
 
+    def _launch_if_free(self) -> None:
+        """Launch the server if no process on this host owns the port (its lock is free)."""
+        if self.proc is not None or self._lock is not None or not self._take_lock():
+            return
+        self._stop_leftover()  # a server a killed gateway left, or the owner that went away
+        try:
+            self._spawn()
+        except ProviderError:
+            self._release_lock()  # the next call tries again (vllm installed meanwhile)
+            raise
+        self._watcher = asyncio.create_task(self._watch())
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
     async def ensure_running(self) -> None:
         """Return once the server answers /health; launch it first if this process may own it."""
         async with self._start_lock:
             if self._stopping:
                 raise ProviderError("the vLLM server is stopping", status=503, retryable=True)
-            if self.proc is None and self._lock is None and self._take_lock():
-                self._stop_leftover()
-                self._spawn()
-                self._watcher = asyncio.create_task(self._watch())
+            self._launch_if_free()
             await self._wait_healthy()
 
     async def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.spec.startup_timeout
+        restarts = self.restarts
         async with aiohttp.ClientSession() as session:
             while True:
                 if await self._healthy(session):
                     return
-                if self.proc is None and self._lock is None and self._take_lock():
-                    self._stop_leftover()  # the owner went away: this process takes over
-                    self._spawn()
-                    self._watcher = asyncio.create_task(self._watch())
+                self._launch_if_free()
+                if self.restarts - restarts >= 3:  # it dies as it starts: waiting longer will not help
+                    raise ProviderError(
+                        f"the vLLM server on port {self.spec.port} exited 3 times while starting: "
+                        f"{self._log_tail()}; see {self.log_path}",
+                        status=503,
+                        retryable=True,
+                    )
                 if time.monotonic() > deadline:
                     raise ProviderError(
                         f"the vLLM server on port {self.spec.port} did not become healthy within "
@@ -243,6 +262,13 @@ class VLLMServer:
                         retryable=True,
                     )
                 await asyncio.sleep(0.2)
+
+    def _log_tail(self, lines: int = 3) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return " | ".join(line.strip() for line in text[-lines:])[-600:]
 
     async def _watch(self) -> None:
         """Restart the process whenever it exits, waiting longer after each crash in a row."""
@@ -271,6 +297,8 @@ class VLLMServer:
                 self._spawn()
             except ProviderError:
                 log.exception("vLLM server could not be restarted")
+                self.proc = None  # the next call launches it again
+                self._release_lock()
                 return
             self.restarts += 1
 
@@ -295,6 +323,4 @@ class VLLMServer:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # any worker of the group left behind
             self._pid_path.unlink(missing_ok=True)
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        self._release_lock()
