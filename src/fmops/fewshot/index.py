@@ -36,6 +36,7 @@ from fmops.providers.embeddings import LocalEmbeddingsProvider
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+    from fmops.artifacts import ArtifactStore
     from fmops.datasets import DatasetService, VersionInfo
 
 ENCODER = "all-minilm-l6-v2"
@@ -254,6 +255,12 @@ class IndexCache:
         self._held: OrderedDict[str, ExampleIndex] = OrderedDict()
         self._lock = threading.Lock()
         self._building: dict[str, threading.Lock] = {}
+
+    def held(self, artifacts: ArtifactStore, version: VersionInfo, *, project_id: str) -> ExampleIndex | None:
+        """The version's index if this process holds it; None otherwise (nothing is read)."""
+        where = f"{artifacts.url}|{index_key(project_id, version.content_hash)}"
+        with self._lock:
+            return self._held.get(where)
 
     def get(
         self,

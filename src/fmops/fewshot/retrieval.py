@@ -151,11 +151,22 @@ class Retriever:
         self._versions[(project_id, ref)] = (generation, version)
         return version
 
-    def _index(self, project_id: str, ref: str, generation: int) -> ExampleIndex:
+    def _index(self, project_id: str, ref: str, generation: int) -> tuple[VersionInfo, ExampleIndex]:
         from fmops.fewshot.index import ExampleIndex
 
         version = self._version(project_id, ref, generation)
-        return ExampleIndex.for_version(self.datasets, version, project_id=project_id, encoder=self.encoder)
+        index = ExampleIndex.for_version(self.datasets, version, project_id=project_id, encoder=self.encoder)
+        return version, index
+
+    def _held(self, project_id: str, ref: str, generation: int) -> tuple[VersionInfo, ExampleIndex] | None:
+        """The version and its index when both are in memory already: no thread hop, nothing read."""
+        from fmops.fewshot.index import CACHE
+
+        held = self._versions.get((project_id, ref))
+        if held is None or held[0] != generation:
+            return None
+        index = CACHE.held(self.artifacts, held[1], project_id=project_id)
+        return (held[1], index) if index is not None else None
 
     async def retrieve(
         self, project_id: str, spec: FewshotSpec, query: str, *, generation: int = 0
@@ -165,8 +176,11 @@ class Retriever:
         retrieval = Retrieval(spec, utcnow())
         started = time.perf_counter()
         try:
-            index = await run_in_threadpool(self._index, project_id, spec.dataset, generation)
-            retrieval.version_id = index.meta.version_id
+            found = self._held(project_id, spec.dataset, generation)
+            if found is None:
+                found = await run_in_threadpool(self._index, project_id, spec.dataset, generation)
+            version, index = found
+            retrieval.version_id = version.id  # the index may be shared with same-content versions
             encoded = time.perf_counter()
             vector = (await self.encoder.embed([query], timeout=_QUERY_TIMEOUT_S))[0]
             searched = time.perf_counter()
