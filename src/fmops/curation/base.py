@@ -72,6 +72,32 @@ class StepReport:
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, **self.counts(), "examples": self.examples, **self.details}
 
+    def merge(self, later: StepReport) -> None:
+        """Add the report of the batches after these (a `per_batch` step run batch by batch): the
+        same counts, examples and figures one run over all of them would have made."""
+        self.records_in += later.records_in
+        self.records_out += later.records_out
+        self.removed.update(later.removed)
+        self.modified.update(later.modified)
+        for reason, examples in later.examples.items():
+            for example in examples:
+                self.example(reason, example)
+        self.details = _added(self.details, later.details)
+
+
+def _added(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Figures summed key by key (nested mappings too); anything else keeps the later value."""
+    out = dict(a)
+    for key, value in b.items():
+        mine = out.get(key)
+        if isinstance(mine, dict) and isinstance(value, dict):
+            out[key] = _added(mine, value)
+        elif isinstance(mine, int | float) and isinstance(value, int | float):
+            out[key] = mine + value
+        else:
+            out[key] = value
+    return out
+
 
 @dataclass
 class StepContext:
@@ -96,6 +122,9 @@ class Step(ABC, Generic[OptionsT]):
     Options: ClassVar[type[StepOptions]]
     description: ClassVar[str] = ""
     passes: ClassVar[int] = 1  # how many times `run` reads its input (for progress)
+    # True: each record is kept, changed or dropped on its own, so batches may run apart (in other
+    # processes, on a Ray cluster) and their reports be merged. False: the step sees every record.
+    per_batch: ClassVar[bool] = False
 
     def __init__(self, options: OptionsT) -> None:
         self.options = options

@@ -15,6 +15,7 @@ from fmops.artifacts import ArtifactStore
 from fmops.curation.recipe import load_recipe
 from fmops.curation.runner import CurationRun, dataset_exists
 from fmops.datasets import DatasetService
+from fmops.executors import make_executor
 from fmops.jobs import JobContext, JobService, job_kind
 from fmops.store import Store
 from fmops.store.models import Job
@@ -59,7 +60,13 @@ def curate(ctx: JobContext, params: CurateParams) -> dict[str, Any]:
         start = datasets.resolve(ctx.project_id, params.dataset)
         recipe = load_recipe(params.recipe, dataset_exists=dataset_exists(datasets, ctx.project_id))
         run = CurationRun(
-            datasets, ctx.project_id, recipe, job_id=ctx.job_id, progress=ctx.progress, check=ctx.check
+            datasets,
+            ctx.project_id,
+            recipe,
+            job_id=ctx.job_id,
+            progress=ctx.progress,
+            check=ctx.check,
+            executor=make_executor(settings),
         )
         done = list(ctx.state.get("versions", []))
         if done:

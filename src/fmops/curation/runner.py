@@ -5,7 +5,8 @@ every removal can be inspected and a stopped run resumes after its last finished
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from fmops.curation.base import Batch, Source, StepContext, StepReport
@@ -13,6 +14,7 @@ from fmops.curation.recipe import PlannedStep, Recipe
 from fmops.datasets import DatasetService, VersionInfo
 from fmops.datasets.records import RecordKind
 from fmops.errors import NotFound
+from fmops.executors import Executor, LocalExecutor
 
 BATCH_RECORDS = 2_000
 Progress = Callable[[float, str], None]
@@ -37,6 +39,13 @@ def opener(datasets: DatasetService, project_id: str) -> Callable[[str], tuple[R
     return open_dataset
 
 
+def run_batch(planned: PlannedStep, ctx: StepContext, batch: Batch) -> tuple[Batch, StepReport]:
+    """A `per_batch` step over one batch, wherever the executor runs it: what it kept, its report."""
+    report = StepReport(planned.name)
+    kept = [record for part in planned.step.run(lambda: iter([batch]), ctx, report) for record in part]
+    return kept, report
+
+
 @dataclass
 class CurationRun:
     datasets: DatasetService
@@ -46,6 +55,7 @@ class CurationRun:
     created_by_key_id: str | None = None
     progress: Progress = lambda fraction, message: None
     check: Callable[[], None] = lambda: None
+    executor: Executor = field(default_factory=LocalExecutor)
 
     def step(self, index: int, planned: PlannedStep, parent: VersionInfo) -> VersionInfo:
         """Run step `index` (from 0) on `parent`; the new version."""
@@ -72,7 +82,10 @@ class CurationRun:
 
         def batches() -> Iterator[Batch]:
             source: Source = lambda: self.datasets.iter_records(parent, BATCH_RECORDS)  # noqa: E731
-            yield from planned.step.run(source, ctx, report)
+            if planned.step.per_batch:
+                yield from self._per_batch(planned, ctx, source, report)
+            else:  # the step sees every record: it runs here, in the job's process
+                yield from planned.step.run(source, ctx, report)
             # create_version reads counts and report after the last batch.
             counts.update(report.counts())
             summary.update(report.to_dict())
@@ -92,6 +105,20 @@ class CurationRun:
             created_by_key_id=self.created_by_key_id,
             validate=False,  # records come from a version, and steps keep their shape
         )
+
+    def _per_batch(
+        self, planned: PlannedStep, ctx: StepContext, source: Source, report: StepReport
+    ) -> Iterator[Batch]:
+        """The step over each batch apart, through the executor (Ray Data on a cluster); the batches'
+        reports merged in order, so the version records what one pass would have."""
+        remote = StepContext(kind=ctx.kind, project_id=ctx.project_id, total=ctx.total)
+        done = 0
+        for kept, part in self.executor.map(partial(run_batch, planned, remote), source()):
+            self.check()
+            report.merge(part)
+            done += part.records_in
+            ctx.progress(done)
+            yield kept
 
     def run(
         self,

@@ -17,21 +17,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BaseModel, ConfigDict, StringConstraints
 from sqlalchemy import update
 
-from fmops.auth import AuthService
+from fmops.auth import AuthService, Principal
 from fmops.catalog import Catalog
 from fmops.counters import make_counters
 from fmops.errors import FmopsError
-from fmops.evals.runner import FLUSH_S, Runner
+from fmops.evals.runner import FLUSH_S, EvalCase, Runner
 from fmops.evals.service import KIND, PAIRWISE, EvalService
+from fmops.evals.targets import Target
+from fmops.executors import Executor, make_executor
 from fmops.gateway.stack import build_gateway, build_tracer
 from fmops.jobs import JobCancelled, JobContext, JobService, job_kind
 from fmops.jobs.service import Claimed, JobStatus
 from fmops.jobs.worker import Worker
 from fmops.scorers import build
 from fmops.secrets import SecretBox
-from fmops.settings import Settings
+from fmops.settings import Settings, load_settings
 from fmops.store import Store, utcnow
-from fmops.store.models import Job
+from fmops.store.models import EvalRun, Job
 
 if TYPE_CHECKING:
     from fmops.datasets import DatasetService
@@ -60,65 +62,139 @@ def service_for(store: Store, settings: Settings, jobs: JobService | None = None
     )
 
 
-def execute(
-    store: Store, settings: Settings, project_id: str, run_id: str, progress: Progress | None = None
-) -> dict[str, Any]:
-    """Run (or resume) one eval run to the end and return its summary."""
-    evals = service_for(store, settings)
-    run = evals.get_run(project_id, run_id)
+def _caller(store: Store, evals: EvalService, run: EvalRun) -> tuple[Principal, list[Target]]:
+    """The key the run calls models as, and its targets resolved."""
     if not run.created_by_key_id:
         raise FmopsError("the run has no key to call models with")
     principal = AuthService(store, cache_seconds=0).principal_for_key_id(run.created_by_key_id)
-    targets = evals.resolve_targets(project_id, run.definition)
-    cases = evals.cases(project_id, run.definition)
-    done = evals.done(run_id)
-    evals.set_status(run_id, "running")
+    return principal, evals.resolve_targets(run.project_id, run.definition)
+
+
+async def _answer(
+    store: Store,
+    settings: Settings,
+    evals: EvalService,
+    run: EvalRun,
+    caller: tuple[Principal, list[Target]],
+    cases: list[EvalCase],
+    done: set[tuple[int, int]],
+    progress: Progress | None,
+    pairwise: bool,
+) -> list[dict[str, Any]]:
+    """Answer and score `cases` × `targets` not in `done` as `principal`, through a gateway built
+    here; then, when asked, the pairwise judge's verdicts over every stored result."""
+    principal, targets = caller
     suite = run.definition["suite"]
-
-    verdicts: list[dict[str, Any]] = []
-
-    async def go() -> None:
-        # Spans are batched as the results are, every FLUSH_S: each batch is a transaction (spans,
-        # tags, spend, roll-up marks), and at the writer's ~50 ms a run spent ~0.15 ms more CPU a call.
-        tracer = build_tracer(settings, store, flush_seconds=FLUSH_S)
-        gateway = build_gateway(settings, store, evals.catalog, tracer, make_counters(settings))
-        tracer.start()
-        try:
-            runner = Runner(
-                store=store,
-                gateway=gateway,
-                principal=principal,
-                run_id=run_id,
-                cases=cases,
-                targets=targets,
-                scorers=[],
-                done=done,
-                concurrency=int(suite.get("concurrency", 8)),
-                seed=int(suite.get("seed", 0)),
-                progress=progress,
-            )
-            loop = asyncio.get_running_loop()
-            runner.scorers = evals.build_scorers(run.definition, lambda name: runner.chat_fn(loop, name))
-            await runner.run()
-            pair = suite.get("pairwise")
-            if pair:
-                judge = build(PAIRWISE, pair["config"], chat=runner.chat_fn(loop, PAIRWISE))
-                by_name = {t.name: t for t in targets}
-                rows = await asyncio.to_thread(evals.rows, run_id)
-                verdicts.extend(await runner.pairwise(rows, by_name[pair["a"]], by_name[pair["b"]], judge))
-        finally:
-            await gateway.close()
-            await tracer.close()  # every call's span is stored before the run says it is done
-
+    # Spans are batched as the results are, every FLUSH_S: each batch is a transaction (spans,
+    # tags, spend, roll-up marks), and at the writer's ~50 ms a run spent ~0.15 ms more CPU a call.
+    tracer = build_tracer(settings, store, flush_seconds=FLUSH_S)
+    gateway = build_gateway(settings, store, evals.catalog, tracer, make_counters(settings))
+    tracer.start()
     try:
-        asyncio.run(go())
+        runner = Runner(
+            store=store,
+            gateway=gateway,
+            principal=principal,
+            run_id=run.id,
+            cases=cases,
+            targets=targets,
+            scorers=[],
+            done=done,
+            concurrency=int(suite.get("concurrency", 8)),
+            seed=int(suite.get("seed", 0)),
+            progress=progress,
+        )
+        loop = asyncio.get_running_loop()
+        runner.scorers = evals.build_scorers(run.definition, lambda name: runner.chat_fn(loop, name))
+        await runner.run()
+        pair = suite.get("pairwise")
+        if not (pairwise and pair):
+            return []
+        judge = build(PAIRWISE, pair["config"], chat=runner.chat_fn(loop, PAIRWISE))
+        by_name = {t.name: t for t in targets}
+        rows = await asyncio.to_thread(evals.rows, run.id)
+        return await runner.pairwise(rows, by_name[pair["a"]], by_name[pair["b"]], judge)
+    finally:
+        await gateway.close()
+        await tracer.close()  # every call's span is stored before the run says it is done
+
+
+def answer_shard(settings_data: dict[str, Any], project_id: str, run_id: str, indexes: list[int]) -> int:
+    """One shard of a run on the executor (a Ray task): the cases with these indexes, answered and
+    stored as the whole run would store them; how many cases it was given."""
+    settings = load_settings(settings_data)
+    store = Store(settings.database_url)
+    try:
+        evals = service_for(store, settings)
+        run = evals.get_run(project_id, run_id)
+        wanted = set(indexes)
+        cases = [c for c in evals.cases(project_id, run.definition) if c.index in wanted]
+        caller = _caller(store, evals, run)
+        asyncio.run(_answer(store, settings, evals, run, caller, cases, evals.done(run_id), None, False))
+    finally:
+        store.dispose()
+    return len(indexes)
+
+
+def _fan_out(
+    executor: Executor,
+    settings: Settings,
+    evals: EvalService,
+    run: EvalRun,
+    cases: list[EvalCase],
+    done: set[tuple[int, int]],
+    progress: Progress | None,
+) -> None:
+    """Share the cases still to answer among `ray_tasks` tasks on the cluster; each calls its own
+    gateway (limits, budgets, traces as here) and writes its results, which this process follows."""
+    targets = len(run.definition["suite"]["targets"])
+    todo = [c.index for c in cases if any((c.index, t) not in done for t in range(targets))]
+    if not todo:
+        return
+    shards = min(settings.ray_tasks, len(todo))
+    calls = [(settings_payload(settings), run.project_id, run.id, todo[i::shards]) for i in range(shards)]
+    total = len(cases) * targets
+
+    def watch() -> None:
+        if progress is not None:  # a cancel raises here, and the executor stops the tasks
+            progress(len(evals.done(run.id)), total)
+
+    executor.tasks(answer_shard, calls, watch=watch, every=0.5)
+
+
+def settings_payload(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data for another process, the secret key included (JSON dumps mask it)."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    if settings.secret_key is not None:
+        data["secret_key"] = settings.secret_key.get_secret_value()
+    return data
+
+
+def execute(
+    store: Store, settings: Settings, project_id: str, run_id: str, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Run (or resume) one eval run to the end and return its summary. On a Ray cluster the cases are
+    answered there first; the judge comparing two targets (and the summary) run here."""
+    evals = service_for(store, settings)
+    run = evals.get_run(project_id, run_id)
+    caller = _caller(store, evals, run)
+    cases = evals.cases(project_id, run.definition)
+    evals.set_status(run_id, "running")
+    pairwise = bool(run.definition["suite"].get("pairwise"))
+    try:
+        executor = make_executor(settings)
+        if executor.remote:
+            _fan_out(executor, settings, evals, run, cases, evals.done(run_id), progress)
+        verdicts = asyncio.run(
+            _answer(store, settings, evals, run, caller, cases, evals.done(run_id), progress, pairwise)
+        )
     except JobCancelled:
         evals.set_status(run_id, "cancelled")
         raise
     except BaseException as exc:
         evals.set_status(run_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
-    return evals.finish(run_id, verdicts if suite.get("pairwise") else None)
+    return evals.finish(run_id, verdicts if pairwise else None)
 
 
 @job_kind(KIND, params=RunParams, description="Run an eval suite's cases × targets and score them")

@@ -7,8 +7,9 @@ copy of the base GGUF (unless `serve_as: lora`), and register `<base>-ft-<short 
 name) served by llama.cpp, with its lineage in the `finetunes` table. Checkpoints live in
 `$FMOPS_HOME/finetunes/<job id>/`; a retried attempt (the worker was killed, the server restarted)
 continues from the newest one. A cancelled or failed job registers nothing. With `num_processes: N`
-in the config the training runs in N processes under torchrun (fmops.finetune.launch); this job
-still registers the one model.
+in the config the training runs in N processes under torchrun (fmops.finetune.launch); with
+`FMOPS_EXECUTOR=ray`, in N (default 1) Ray Train workers on the cluster, the same trainer in each.
+Either way this job still registers the one model.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from fmops.catalog.builtin import DEFAULT_CHAT_MODEL
 from fmops.catalog.service import ModelSpec
 from fmops.datasets import DatasetService
 from fmops.errors import Conflict, NotFound
+from fmops.executors import make_executor
 from fmops.finetune.base_model import BaseSource, base_from_entry, base_from_name, prepare_base
 from fmops.finetune.config import FinetuneConfig, Method
 from fmops.finetune.data import split_records
@@ -162,8 +164,14 @@ def _run(ctx: JobContext, params: FinetuneParams, store: Store, settings: Settin
         "stop_requested": lambda: ctx.stopping,
         "on_note": lambda text: ctx.log(text, "warning"),
     }
+    executor = make_executor(settings)
     try:
-        if config.num_processes > 1:  # torchrun on this host; rank 0 reports, this job registers
+        if executor.remote:  # Ray Train's workers on the cluster; rank 0 reports, this job registers
+            from fmops.finetune.launch import train_on_executor
+
+            workers, gpu = config.num_processes, settings.ray_train_gpu
+            result = train_on_executor(executor, workers=workers, use_gpu=gpu, **run)
+        elif config.num_processes > 1:  # torchrun on this host
             from fmops.finetune.launch import train_in_processes
 
             result = train_in_processes(processes=config.num_processes, **run)

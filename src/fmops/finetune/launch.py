@@ -8,14 +8,11 @@ which become the caller's callbacks), writes the adapter and the result; so the 
 model, once. A stop request (cancel, shutdown) is a file the ranks look for after every step; they
 agree on it (an all-reduce), so all stop after the same step, with its checkpoint saved.
 
-`run_worker(spec)` is what each rank runs. A Ray Train job calls it per worker:
-
-    TorchTrainer(run_worker, train_loop_config=spec, scaling_config=ScalingConfig(num_workers=N))
-
-where Ray has set up the process group and the rank variables; `spec` is what `make_spec()`
-returns, and its `output_dir` must then be storage every node sees. (Ray is not a dependency of
-fmops: the tests run torchrun, and `run_worker` in processes whose gloo group was started beforehand,
-as Ray Train starts it; not Ray itself.)
+`run_worker(spec)` is what each rank runs. On the Ray executor (`FMOPS_EXECUTOR=ray`),
+`train_on_executor()` runs it as `executor_worker` in the workers of Ray Train's TorchTrainer, which
+sets up the process group; rank 0's reports and the job's stop then travel through the executor's
+channel (an actor) instead of stdout and the stop file, and `output_dir` must be storage every node
+sees.
 """
 
 from __future__ import annotations
@@ -33,6 +30,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from fmops.errors import UserError
+from fmops.executors import Channel, Executor
 from fmops.finetune.config import FinetuneConfig
 from fmops.finetune.data import Splits
 from fmops.finetune.events import ProgressEvent, TrainingInterrupted
@@ -40,7 +38,15 @@ from fmops.finetune.events import ProgressEvent, TrainingInterrupted
 if TYPE_CHECKING:
     from fmops.finetune.trainer import TrainResult
 
-__all__ = ["STOP_FILE", "main", "make_spec", "run_worker", "train_in_processes"]
+__all__ = [
+    "STOP_FILE",
+    "executor_worker",
+    "main",
+    "make_spec",
+    "run_worker",
+    "train_in_processes",
+    "train_on_executor",
+]
 
 STOP_FILE = "STOP"  # in output_dir: the ranks stop after the current step once it exists
 PREFIX = "FMOPS_LAUNCH "  # rank 0's report lines on stdout
@@ -109,11 +115,16 @@ def _write_outcome(output_dir: Path, outcome: dict[str, Any]) -> None:
     partial.rename(folder / f"rank-{_rank()}.json")
 
 
-def run_worker(spec: dict[str, Any]) -> dict[str, Any] | None:
+def run_worker(
+    spec: dict[str, Any],
+    report: Callable[..., None] = _report,
+    stop_requested: Callable[[], bool] | None = None,
+) -> dict[str, Any] | None:
     """Train as one rank of a multi-process run; rank 0 reports and returns the result (others None).
 
     Its outcome is also written to `output_dir/launch/rank-<rank>.json`: the result, an interruption
-    or the user's error, for the process that started the run.
+    or the user's error, for the process that started the run. `report(kind, **fields)` carries rank
+    0's progress (default: lines on stdout); `stop_requested` the job's stop (default: the stop file).
     """
     from fmops.finetune.trainer import train
 
@@ -129,10 +140,10 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any] | None:
             splits=splits,
             output_dir=output_dir,
             resume=bool(spec.get("resume", True)),
-            on_event=(lambda e: _report("event", event=e.to_dict())) if lead else None,
-            on_checkpoint=(lambda p, step: _report("checkpoint", path=str(p), step=step)) if lead else None,
-            on_note=(lambda text: _report("note", text=text)) if lead else None,
-            stop_requested=_agreed((output_dir / STOP_FILE).exists),
+            on_event=(lambda e: report("event", event=e.to_dict())) if lead else None,
+            on_checkpoint=(lambda p, step: report("checkpoint", path=str(p), step=step)) if lead else None,
+            on_note=(lambda text: report("note", text=text)) if lead else None,
+            stop_requested=_agreed(stop_requested or (output_dir / STOP_FILE).exists),
             local_files_only=bool(spec.get("local_files_only", True)),
         )
     except TrainingInterrupted as exc:
@@ -211,8 +222,6 @@ def train_in_processes(
     threads_per_process: int | None = None,
 ) -> TrainResult:
     """`trainer.train()` in `processes` ranks under torchrun; returns rank 0's `TrainResult`."""
-    from fmops.finetune.trainer import TrainResult
-
     folder = output_dir / LAUNCH_DIR
     folder.mkdir(parents=True, exist_ok=True)
     for stale in [*folder.glob("rank-*.json"), output_dir / STOP_FILE]:
@@ -241,6 +250,7 @@ def train_in_processes(
     ]
     output_log = folder / "output.log"
     events: list[ProgressEvent] = []
+    dispatch = _dispatcher(events, on_event, on_checkpoint, on_note)
     with output_log.open("w", encoding="utf-8") as log_file:
         proc = subprocess.Popen(
             command,
@@ -269,16 +279,7 @@ def train_in_processes(
                 if not line.startswith(PREFIX):
                     log_file.write(line)
                     continue
-                message = json.loads(line[len(PREFIX) :])
-                if message["type"] == "event":
-                    event = ProgressEvent(**message["event"])
-                    events.append(event)
-                    if on_event is not None:
-                        on_event(event)
-                elif message["type"] == "checkpoint" and on_checkpoint is not None:
-                    on_checkpoint(Path(message["path"]), int(message["step"]))
-                elif message["type"] == "note" and on_note is not None:
-                    on_note(str(message["text"]))
+                dispatch(json.loads(line[len(PREFIX) :]))
             code = proc.wait()
         finally:
             if proc.poll() is None:  # the caller failed or was interrupted: stop the ranks too
@@ -288,6 +289,41 @@ def train_in_processes(
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+    failed = None
+    if code != 0:
+        failed = (
+            f"training in {processes} processes failed (torchrun exit code {code}); its output"
+            f" ({output_log}) ends with:\n{_tail(output_log)}"
+        )
+    return _outcome(folder, events, failed or f"training in {processes} processes left no result")
+
+
+def _dispatcher(
+    events: list[ProgressEvent],
+    on_event: Callable[[ProgressEvent], None] | None,
+    on_checkpoint: Callable[[Path, int], None] | None,
+    on_note: Callable[[str], None] | None,
+) -> Callable[[dict[str, Any]], None]:
+    """Rank 0's reports (`run_worker`'s `report`) turned into the caller's callbacks."""
+
+    def dispatch(message: dict[str, Any]) -> None:
+        if message["type"] == "event":
+            event = ProgressEvent(**message["event"])
+            events.append(event)
+            if on_event is not None:
+                on_event(event)
+        elif message["type"] == "checkpoint" and on_checkpoint is not None:
+            on_checkpoint(Path(message["path"]), int(message["step"]))
+        elif message["type"] == "note" and on_note is not None:
+            on_note(str(message["text"]))
+
+    return dispatch
+
+
+def _outcome(folder: Path, events: list[ProgressEvent], failed: str) -> TrainResult:
+    """Rank 0's result from the outcome files the ranks wrote; `failed` says why when there is none."""
+    from fmops.finetune.trainer import TrainResult
+
     outcomes = {}
     for path in sorted(folder.glob("rank-*.json")):
         outcomes[path.stem] = json.loads(path.read_text(encoding="utf-8"))
@@ -297,13 +333,67 @@ def train_in_processes(
     lead = outcomes.get("rank-0", {})
     if "interrupted" in lead:
         raise TrainingInterrupted(lead["interrupted"])
-    if code != 0 or "result" not in lead:
-        raise RuntimeError(
-            f"training in {processes} processes failed (torchrun exit code {code}); its output"
-            f" ({output_log}) ends with:\n{_tail(output_log)}"
-        )
+    if "result" not in lead:
+        raise RuntimeError(failed)
     result = lead["result"]
     return TrainResult(Path(result["adapter_dir"]), result["metrics"], events, result["resumed_from"])
+
+
+def executor_worker(spec: dict[str, Any], channel: Channel) -> None:
+    """One rank under an executor's trainer (Ray Train's TorchTrainer): the same `run_worker`, its
+    reports and the job's stop carried by the executor's channel instead of stdout and a file."""
+
+    def report(kind: str, **fields: Any) -> None:
+        channel.send({"type": kind, **fields})
+
+    run_worker(spec, report, channel.stopped)
+
+
+def train_on_executor(
+    executor: Executor,
+    *,
+    workers: int,
+    use_gpu: bool,
+    base_weights: str,
+    config: FinetuneConfig,
+    splits: Splits,
+    output_dir: Path,
+    resume: bool = True,
+    on_event: Callable[[ProgressEvent], None] | None = None,
+    on_checkpoint: Callable[[Path, int], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+    on_note: Callable[[str], None] | None = None,
+    local_files_only: bool = True,
+) -> TrainResult:
+    """`trainer.train()` in `workers` ranks of the executor's trainer (Ray Train on a cluster):
+    rank 0's `TrainResult`. `output_dir` (and `base_weights`) must be on storage every node sees."""
+    folder = output_dir / LAUNCH_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("rank-*.json"):
+        stale.unlink()  # from an earlier, interrupted attempt
+    spec = make_spec(
+        base_weights=base_weights,
+        config=config,
+        splits=splits,
+        output_dir=output_dir,
+        resume=resume,
+        local_files_only=local_files_only,
+    )
+    events: list[ProgressEvent] = []
+    failed = None
+    try:
+        executor.train(
+            executor_worker,
+            spec,
+            workers=workers,
+            use_gpu=use_gpu,
+            storage=folder,
+            on_message=_dispatcher(events, on_event, on_checkpoint, on_note),
+            stop_requested=stop_requested or (lambda: False),
+        )
+    except Exception as exc:  # the ranks' outcome files say more (the user's error) when they wrote one
+        failed = f"training on the {executor.name} executor failed: {type(exc).__name__}: {exc}"
+    return _outcome(folder, events, failed or f"training on the {executor.name} executor left no result")
 
 
 if __name__ == "__main__":

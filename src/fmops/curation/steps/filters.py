@@ -101,6 +101,7 @@ class QualityFilter(Step[FilterOptions]):
     description: ClassVar[str] = (
         "Drop records by length, repetition, non-text share, refusals, empty answers, language"
     )
+    per_batch = True
 
     def reason(self, ctx: StepContext, record: dict[str, Any]) -> str | None:
         o = self.options

@@ -30,6 +30,7 @@ class Pii(Step[PiiOptions]):
     name = "pii"
     Options = PiiOptions
     description: ClassVar[str] = "Redact, mask or drop personal data and secrets (emails, phones, cards, ...)"
+    per_batch = True
 
     def run(self, source: Source, ctx: StepContext, report: StepReport) -> Iterator[Batch]:
         types = parse_types(self.options.types)

@@ -32,6 +32,7 @@ class System(Step[SystemOptions]):
     name = "system"
     Options = SystemOptions
     description: ClassVar[str] = "Set (or drop) the system message of chat and preference records"
+    per_batch = True
 
     def run(self, source: Source, ctx: StepContext, report: StepReport) -> Iterator[Batch]:
         field = {RecordKind.chat: "messages", RecordKind.preference: "prompt"}.get(ctx.kind)
