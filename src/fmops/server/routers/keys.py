@@ -66,7 +66,11 @@ def create_key(body: KeyCreate, platform: PlatformDep, principal: PrincipalDep) 
     return KeyCreated(**_public(key, user, project).model_dump(), key=plaintext)
 
 
-@router.delete("/{key_id}", response_model=KeyPublic, summary="Revoke a key; it stops working at once")
+@router.delete(
+    "/{key_id}",
+    response_model=KeyPublic,
+    summary="Revoke a key; every server process refuses it within FMOPS_KEY_CACHE_SECONDS (2 s by default)",
+)
 def revoke_key(key_id: str, platform: PlatformDep, principal: PrincipalDep) -> KeyPublic:
     key = platform.auth.revoke_key(principal, key_id)
     names = {
