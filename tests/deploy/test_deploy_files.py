@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import typer
 import yaml
 
 from fmops.cli import app as cli_app
+from fmops.settings import Settings
 from support.services import require_module, unavailable
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -75,6 +77,14 @@ def check_fmops_command(argv: list[str]) -> None:
     command.make_context(name, args)  # raises on an option or argument the command does not take
 
 
+def check_settings(names: Iterable[str]) -> None:
+    """Every FMOPS_* variable the files set is a setting fmops reads (one name per setting)."""
+    fmops = [n for n in names if n.startswith("FMOPS_")]
+    assert fmops
+    unknown = [n for n in fmops if n.removeprefix("FMOPS_").lower() not in Settings.model_fields]
+    assert unknown == []
+
+
 def test_the_chart_lints_clean() -> None:
     report = helm().lint(str(CHART), VALUES, strict=True, namespace="fmops", kube_version=KUBERNETES)
     assert report["errors"] == []
@@ -119,6 +129,7 @@ def test_the_rendered_manifests_are_valid_kubernetes() -> None:
         assert env["FMOPS_DATABASE_URL"] == "database-url"
         assert env["AWS_SECRET_ACCESS_KEY"] == "aws-secret-access-key"
     gateway_env = deployments["prod-fmops-gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    check_settings([*config["data"], *(e["name"] for c in containers for e in c["env"])])
     assert {"name": "FMOPS_GATEWAY_WORKERS", "value": "1"} in gateway_env
     assert [c["command"][:2] for c in containers] == [["fmops", "db"], ["fmops", "up"], ["fmops", "worker"]]
 
@@ -169,6 +180,7 @@ def test_the_compose_file_is_valid_and_starts_real_commands() -> None:
     assert services["vllm"]["profiles"] == ["gpu"]  # started only with --profile gpu
     for name in ("migrate", "gateway", "worker"):
         check_fmops_command(services[name]["command"])
+        check_settings(services[name]["environment"])
         assert services[name]["environment"]["FMOPS_DATABASE_URL"].startswith(
             "postgresql+psycopg://fmops:pw@"
         )
