@@ -17,7 +17,7 @@ What it does, for real, end to end:
    records, on the GPU;
 3. `fmops models add smol --provider vllm --launch --model FOLDER --max-loras 2 …` (the real CLI) and
    the fine-tune registered as the finetune job registers one (base options + adapter + LoRA name);
-4. `fmops up`: the first call launches and supervises `vllm serve … --enable-lora`; the adapter is
+4. `fmops up` launches and supervises `vllm serve … --enable-lora` as it starts; the adapter is
    loaded at runtime by name (never merged);
 5. tokens/s: --requests chat completions, --concurrency at a time, max_tokens --max-tokens, for the base
    and the adapter through fmops, and for the base straight to vLLM (the peer, same server, same run);

@@ -61,33 +61,32 @@ def vllm() -> Iterator[tuple[str, VLLMState]]:
 
 @pytest.fixture(scope="module")
 def server(vllm: tuple[str, VLLMState], tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A real `fmops up` with `base` attached to the mock and `ft`, its fine-tune, registered as the
-    fine-tune job registers one."""
+    """A real `fmops up` over a catalog with `base` attached to the mock, `ft` its fine-tune (registered
+    as the fine-tune job registers one), and `managed`, a vLLM (the mock) fmops launches itself."""
     url, _ = vllm
     home = tmp_path_factory.mktemp("vllm-gateway")
-    with gateway_server(home) as running:
-        assert "added base (vllm: " + BASE in cli(
-            home, "models", "add", "base", "--provider", "vllm", "--base-url", url
-        )
-        from fmops.cli.common import local_platform, project_id_of
+    added = cli(home, "models", "add", "base", "--provider", "vllm", "--base-url", url)
+    assert "added base (vllm: " + BASE in added
+    from fmops.cli.common import local_platform, project_id_of
 
-        with cli_in_process(home):
-            catalog, project = local_platform().catalog, project_id_of(DEFAULT_PROJECT)
-            base = catalog.get(project, "base")
-            spec = vllm_adapter_spec("ft", base, adapter(home / "finetunes" / "job1" / "adapter"))
-            catalog.add(project, spec, trusted=True)
-        launched = ["--provider", "vllm", "--launch", "--model", BASE, "--vllm-command", MOCK_COMMAND]
-        cli(
-            home,
-            "models",
-            "add",
-            "managed",
-            *launched,
-            "--port",
-            str(MANAGED_PORT),
-            "--tensor-parallel-size",
-            "2",
-        )
+    with cli_in_process(home):
+        catalog, project = local_platform().catalog, project_id_of(DEFAULT_PROJECT)
+        base = catalog.get(project, "base")
+        spec = vllm_adapter_spec("ft", base, adapter(home / "finetunes" / "job1" / "adapter"))
+        catalog.add(project, spec, trusted=True)
+    launched = ["--provider", "vllm", "--launch", "--model", BASE, "--vllm-command", MOCK_COMMAND]
+    cli(
+        home,
+        "models",
+        "add",
+        "managed",
+        *launched,
+        "--port",
+        str(MANAGED_PORT),
+        "--tensor-parallel-size",
+        "2",
+    )
+    with gateway_server(home) as running:
         yield running
     # `fmops up` stopped: the vLLM server it launched stopped with it.
     with pytest.raises(httpx.HTTPError):
@@ -124,12 +123,20 @@ def test_attach_then_adapter_by_name_through_the_gateway(
 
 
 def test_launched_by_the_server(server: RunningServer) -> None:
-    """`fmops up` launches the model's vLLM on its first call (and stops it: see the fixture)."""
+    """`fmops up` launches the model's vLLM as it starts, before any call (and stops it: see the fixture)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            state = httpx.get(f"http://127.0.0.1:{MANAGED_PORT}/_control/state", timeout=1).json()
+            break
+        except httpx.HTTPError:
+            assert time.monotonic() < deadline, "fmops up did not launch the managed vLLM"
+            time.sleep(0.2)
+    assert state["events"] == []  # no call yet
+    assert state["args"]["tensor_parallel_size"] == 2
     with sdk(server) as client:
         answer = client.chat.completions.create(model="managed", messages=HELLO)
     assert answer.choices[0].message.content == f"Hello from {BASE} on vLLM."
-    state = httpx.get(f"http://127.0.0.1:{MANAGED_PORT}/_control/state").json()
-    assert state["args"]["tensor_parallel_size"] == 2
     assert (server.home / "vllm" / f"vllm-{MANAGED_PORT}.log").is_file()
 
 

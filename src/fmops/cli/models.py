@@ -103,7 +103,7 @@ def add(
 
     vLLM: `--provider vllm --base-url http://HOST:8000/v1` attaches to a running server (checked now);
     `--provider vllm --launch --model HF_ID --tensor-parallel-size N --max-loras K` lets the server
-    launch and supervise `vllm serve` on this host (on the first call; logs in $FMOPS_HOME/vllm).
+    launch and supervise `vllm serve` on this host (as it starts; logs in $FMOPS_HOME/vllm).
     """
     local = provider in ("llamacpp", "transformers")
     options: dict[str, str | int | float | bool] = {}

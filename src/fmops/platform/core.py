@@ -144,6 +144,9 @@ class Platform:
         )
         if store.dialect == "sqlite":  # the free-text search's index, built off the write path
             self.services.append(SearchIndexer(store))
+        from fmops.gateway.warm import ProviderWarmup
+
+        self.services.append(ProviderWarmup(store, self.catalog, self.gateway))  # a managed vLLM, say
         evaluators = OnlineEvaluators(store, self.jobs, tracer, queue_size=settings.evaluator_queue)
         metrics.registry.register(evaluators.collector())
         self.services.append(evaluators)

@@ -80,6 +80,8 @@ class Provider(ABC):
     # Options only the operator's CLI may set (they launch a process, or name a file another host
     # reads): the API refuses them.
     operator_options: ClassVar[frozenset[str]] = frozenset()
+    # Models whose provider starts something of its own (a managed server) are started with fmops up.
+    starts_with_server: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
@@ -118,6 +120,9 @@ class Provider(ABC):
 
     async def embed(self, inputs: list[str], *, timeout: float) -> Embeddings:
         raise ProviderError(f"{self.name} models do not serve embeddings", status=400)
+
+    async def start(self) -> None:  # noqa: B027 - optional hook; most providers start on first use
+        """Begin what the first call would otherwise wait for (launch a server); return at once."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook; most providers hold nothing
         """Release connections, threads or model memory."""

@@ -3,7 +3,8 @@ served by vLLM's multi-LoRA support (never merged).
 
 Attach: `base_url` names a running server (`http://host:8000/v1`). Launch (`options.launch`): fmops
 runs `vllm serve MODEL --tensor-parallel-size N --enable-lora --max-loras K …` itself and
-supervises it (vllm_server.py): on first use, restarted after a crash, stopped with the gateway.
+supervises it (vllm_server.py): started with `fmops up` (gateway/warm.py) or on first use, restarted
+after a crash, stopped with the gateway.
 
 A fine-tuned model is the base's entry plus `options.adapter` (the PEFT adapter folder, as the vLLM
 host sees it) and `options.lora_name`: before a call, the adapter is loaded into the server through
@@ -133,6 +134,7 @@ class VLLMProvider(OpenAIProvider):
     capabilities: ClassVar[Capabilities] = Capabilities(streaming=True, tools=False, json_schema=True)
     # Options that launch a process or name a file the server reads: the operator's CLI only.
     operator_options: ClassVar[frozenset[str]] = LAUNCH_OPTIONS | {"adapter"}
+    starts_with_server = True  # a launched vLLM loads for minutes: begin when fmops up starts
 
     def __init__(self, config: ProviderConfig) -> None:
         options = config.options
@@ -250,6 +252,11 @@ class VLLMProvider(OpenAIProvider):
                 shared.slots.forget(self.lora_name)
             finally:
                 shared.slots.release(self.lora_name)
+
+    async def start(self) -> None:
+        shared = self._share()
+        if shared.server is not None:
+            shared.server.launch_if_free()
 
     async def close(self) -> None:
         shared, self._shared = self._shared, None

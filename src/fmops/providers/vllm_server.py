@@ -1,5 +1,5 @@
-"""A managed `vllm serve` process: launched on first use, restarted with back-off when it dies,
-stopped when the gateway that owns it closes.
+"""A managed `vllm serve` process: launched when fmops up starts (or on first use), restarted with
+back-off when it dies, stopped when the gateway that owns it closes.
 
 Only one process per host may manage a given port: the owner holds an exclusive lock on
 `<log_dir>/vllm-<port>.lock` (several gateway processes on one host share one vLLM; the others
@@ -214,7 +214,7 @@ class VLLMServer:
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
 
-    def _launch_if_free(self) -> None:
+    def launch_if_free(self) -> None:
         """Launch the server if no process on this host owns the port (its lock is free)."""
         if self.proc is not None or self._lock is not None or not self._take_lock():
             return
@@ -236,7 +236,7 @@ class VLLMServer:
         async with self._start_lock:
             if self._stopping:
                 raise ProviderError("the vLLM server is stopping", status=503, retryable=True)
-            self._launch_if_free()
+            self.launch_if_free()
             await self._wait_healthy()
 
     async def _wait_healthy(self) -> None:
@@ -246,7 +246,7 @@ class VLLMServer:
             while True:
                 if await self._healthy(session):
                     return
-                self._launch_if_free()
+                self.launch_if_free()
                 if self.restarts - restarts >= 3:  # it dies as it starts: waiting longer will not help
                     raise ProviderError(
                         f"the vLLM server on port {self.spec.port} exited 3 times while starting: "
