@@ -26,6 +26,10 @@ from pydantic_settings.exceptions import SettingsError
 from fmops.errors import ConfigError
 
 ENV_PREFIX = "FMOPS_"
+# Option names that carry credentials (s3fs: key/secret/token, botocore: aws_secret_access_key...).
+_CREDENTIAL = re.compile(
+    r"^(key|secret|token|password)$|secret|password|access_key|session_token|credential", re.I
+)
 
 
 def _default_home() -> Path:
@@ -181,7 +185,7 @@ class Settings(BaseSettings):
                 return []
             return [str(k) for k in options] + [n for v in options.values() for n in names(v)]
 
-        found = [n for n in names(value) if re.search(r"key|secret|token|password|credential", n, re.I)]
+        found = [n for n in names(value) if _CREDENTIAL.search(n)]
         if found:
             raise ValueError(
                 f"{', '.join(found)}: give credentials through the store's own variables (AWS_ACCESS_KEY_ID,"

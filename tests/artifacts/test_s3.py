@@ -99,8 +99,12 @@ def test_writes_are_atomic_and_keys_stay_inside_the_prefix(endpoint: str, bucket
 
 
 def test_credentials_are_refused_in_artifact_options() -> None:
-    with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY"):
-        load_settings({"artifact_options": {"client_kwargs": {"aws_secret_access_key": "x"}}})
+    for options in ({"client_kwargs": {"aws_secret_access_key": "x"}}, {"key": "x"}, {"token": "x"}):
+        with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY"):
+            load_settings({"artifact_options": options})
+    # A KMS key id names a key but is no credential.
+    kms = {"s3_additional_kwargs": {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/fmops"}}
+    assert load_settings({"artifact_options": kms}).artifact_options == kms
 
 
 def test_a_dataset_round_trips_through_the_cli(endpoint: str, bucket: str, tmp_path: Path) -> None:
