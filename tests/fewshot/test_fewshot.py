@@ -7,6 +7,7 @@ message), traced as a retrieval span shown in the console; and the CLI (`fmops d
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -27,6 +28,7 @@ from fmops.datasets import DatasetService
 from fmops.errors import UserError
 from fmops.fewshot import Example, ExampleIndex, FewshotSpec, demonstration, with_examples
 from fmops.fewshot.index import IndexCache, index_key
+from fmops.fewshot.retrieval import Retriever
 from fmops.platform import Platform
 from fmops.server.runner import asgi_app, prepare, uvicorn_config
 from fmops.settings import load_settings
@@ -150,6 +152,24 @@ def test_an_index_is_built_once_stored_beside_the_dataset_and_finds_the_nearest(
     )
     with pytest.raises(UserError, match="no record with both an input and an output"):
         ExampleIndex.for_version(datasets, empty, project_id="p")
+
+
+def test_a_call_never_builds_an_index_it_starts_a_build_and_goes_without(datasets: DatasetService) -> None:
+    version = datasets.create_version(project_id="p", name="fresh", kind="completion", batches=[TICKETS[:3]])
+    retriever = Retriever(datasets.store, datasets.artifacts)
+    spec = FewshotSpec(dataset="fresh@1", k=1)
+
+    first = asyncio.run(retriever.retrieve("p", spec, PRINTER))
+    assert first.examples == []
+    assert first.error is not None
+    assert "being built" in first.error
+    for build in retriever.building():
+        build.join(60)
+    assert datasets.artifacts.exists(index_key("p", version.content_hash))
+    second = asyncio.run(retriever.retrieve("p", spec, PRINTER))
+    assert second.error is None
+    assert [e.row for e in second.examples] == [0]
+    assert second.version_id == version.id
 
 
 # --- an endpoint's option, served through a real server (in this process: one encoder load) ------

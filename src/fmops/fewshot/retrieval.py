@@ -10,6 +10,7 @@ encoder missing) serves the call without examples; its span says why.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +36,10 @@ SPAN_KIND = "retrieval"
 _TEXT = 500  # characters of each example's input and output kept in the span
 _QUERY_TIMEOUT_S = 30.0
 _ON_LOOP = 20_000  # examples searched on the event loop (~1 ms at most); larger indexes on a thread
+
+
+class NotReady(FmopsError):
+    """The dataset version's index is not built yet (a build has started)."""
 
 
 @dataclass
@@ -126,6 +131,8 @@ class Retriever:
         self._encoder = encoder
         self._versions: dict[tuple[str, str], tuple[int, VersionInfo]] = {}
         self._datasets: DatasetService | None = None
+        self._building: dict[str, threading.Thread] = {}  # content hash -> its build
+        self._lock = threading.Lock()
 
     @property
     def datasets(self) -> DatasetService:
@@ -152,11 +159,45 @@ class Retriever:
         return version
 
     def _index(self, project_id: str, ref: str, generation: int) -> tuple[VersionInfo, ExampleIndex]:
-        from fmops.fewshot.index import ExampleIndex
+        from fmops.fewshot.index import CACHE, ExampleIndex
 
         version = self._version(project_id, ref, generation)
-        index = ExampleIndex.for_version(self.datasets, version, project_id=project_id, encoder=self.encoder)
+        held = CACHE.held(self.artifacts, version, project_id=project_id)
+        if held is None and not CACHE.stored(self.datasets, version, project_id=project_id):
+            # Never built on a call (10,000 examples took minutes here, holding the encoder that
+            # every call needs): built once on a thread of its own; calls have no examples meanwhile.
+            self._build_later(project_id, version)
+            raise NotReady(
+                f"the example index of {ref} is being built (`fmops data index {ref}` builds it ahead)"
+            )
+        index = held or ExampleIndex.for_version(
+            self.datasets, version, project_id=project_id, encoder=self.encoder
+        )
         return version, index
+
+    def _build_later(self, project_id: str, version: VersionInfo) -> None:
+        from fmops.fewshot.index import ExampleIndex
+
+        def build() -> None:
+            try:
+                ExampleIndex.for_version(self.datasets, version, project_id=project_id, encoder=self.encoder)
+            except Exception:
+                log.exception("the example index of %s could not be built", version.ref)
+            finally:
+                with self._lock:
+                    self._building.pop(version.content_hash, None)
+
+        with self._lock:
+            if version.content_hash in self._building:
+                return
+            thread = threading.Thread(target=build, name=f"fewshot-index-{version.ref}", daemon=True)
+            self._building[version.content_hash] = thread
+        thread.start()
+
+    def building(self) -> list[threading.Thread]:
+        """The index builds running now."""
+        with self._lock:
+            return list(self._building.values())
 
     def _held(self, project_id: str, ref: str, generation: int) -> tuple[VersionInfo, ExampleIndex] | None:
         """The version and its index when both are in memory already: no thread hop, nothing read."""
