@@ -134,10 +134,16 @@ def test_the_rendered_manifests_are_valid_kubernetes() -> None:
     assert [c["command"][:2] for c in containers] == [["fmops", "db"], ["fmops", "up"], ["fmops", "worker"]]
 
 
-def test_the_chart_takes_an_existing_secret_and_fixed_replicas() -> None:
-    docs = render(
-        {"existingSecret": "fmops-prod", "gateway": {"autoscaling": {"enabled": False}, "replicas": 3}}
-    )
+def test_the_chart_takes_an_existing_secret_fixed_replicas_and_a_shared_claim() -> None:
+    kv = require_module("kubernetes_validate", "the manifests are checked against Kubernetes' schemas")
+    values = {
+        "existingSecret": "fmops-prod",
+        "gateway": {"autoscaling": {"enabled": False}, "replicas": 3},
+        "data": {"existingClaim": "fmops-data"},
+    }
+    docs = render(values)
+    for doc in docs:
+        kv.validate(doc, KUBERNETES, strict=True)
     kinds = by_kind(docs)
     assert "Secret" not in kinds
     assert "HorizontalPodAutoscaler" not in kinds
@@ -149,6 +155,10 @@ def test_the_chart_takes_an_existing_secret_and_fixed_replicas() -> None:
         if "valueFrom" in e
     }
     assert refs == {"fmops-prod"}
+    # Gateways serve the fine-tunes workers wrote: both mount the one claim at /data.
+    for deployment in kinds["Deployment"]:
+        volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        assert volumes == [{"name": "data", "persistentVolumeClaim": {"claimName": "fmops-data"}}]
 
 
 def test_the_chart_says_which_secret_is_missing() -> None:

@@ -45,3 +45,13 @@ env:
   - name: AWS_SECRET_ACCESS_KEY
     valueFrom: {secretKeyRef: {name: {{ include "fmops.secretName" . }}, key: aws-secret-access-key, optional: true}}
 {{- end -}}
+
+{{/* The /data volume: a shared claim when one is given, else scratch space per pod. */}}
+{{- define "fmops.dataVolume" -}}
+- name: data
+{{- if .Values.data.existingClaim }}
+  persistentVolumeClaim: {claimName: {{ .Values.data.existingClaim }}}
+{{- else }}
+  emptyDir: {}
+{{- end }}
+{{- end -}}
