@@ -26,7 +26,7 @@ from fmops.artifacts import ArtifactStore
 from fmops.cli import app, common
 from fmops.datasets import DatasetService
 from fmops.errors import UserError
-from fmops.fewshot import Example, ExampleIndex, FewshotSpec, demonstration, with_examples
+from fmops.fewshot import Example, ExampleIndex, FewshotSpec, checks, demonstration, with_examples
 from fmops.fewshot.index import IndexCache, index_key
 from fmops.fewshot.retrieval import Retriever
 from fmops.platform import Platform
@@ -170,6 +170,18 @@ def test_a_call_never_builds_an_index_it_starts_a_build_and_goes_without(dataset
     assert second.error is None
     assert [e.row for e in second.examples] == [0]
     assert second.version_id == version.id
+
+
+def test_saving_a_large_version_checks_a_sample_and_leaves_the_build_to_the_gateway(
+    datasets: DatasetService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checks, "BUILD_ON_SAVE", 2)
+    big = datasets.create_version(project_id="p", name="big", kind="completion", batches=[TICKETS[3:]])
+    checks.prepared(datasets, "p", FewshotSpec(dataset="big@1"))
+    assert not datasets.artifacts.exists(index_key("p", big.content_hash))  # not built on save
+    datasets.create_version(project_id="p", name="blank", kind="eval", batches=[CASES_WITHOUT_ANSWERS * 3])
+    with pytest.raises(UserError, match="none of the first 3 records of blank@1"):
+        checks.prepared(datasets, "p", FewshotSpec(dataset="blank@1"))
 
 
 # --- an endpoint's option, served through a real server (in this process: one encoder load) ------

@@ -235,6 +235,10 @@ def update(
     if fewshot is not None or fewshot_k is not None or fewshot_min is not None:
         current = _service().get(project_id_of(project), name).config.fewshot
         fields["fewshot"] = _fewshot(current, fewshot, fewshot_k, fewshot_min)
+        if fewshot not in (None, "off"):
+            from fmops.cli.data_index import index  # a large version's index: here, with a progress bar
+
+            index(fewshot, project)
     if not fields:
         raise UserError(
             "nothing to change: give --file, --enable/--disable, --description, --access or --fewshot"
