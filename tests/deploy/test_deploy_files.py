@@ -161,9 +161,14 @@ def test_the_chart_takes_an_existing_secret_fixed_replicas_and_a_shared_claim() 
         assert volumes == [{"name": "data", "persistentVolumeClaim": {"claimName": "fmops-data"}}]
 
 
-def test_the_chart_says_which_secret_is_missing() -> None:
+def test_the_chart_says_what_to_fix() -> None:
     with pytest.raises(Exception, match=r"secrets\.databaseUrl is required"):
         render({})
+    # values.schema.json: a wrong type or a misspelt key is refused with where it is.
+    with pytest.raises(Exception, match=r"/gateway/replicas': got string, want integer"):
+        render({"existingSecret": "s", "gateway": {"replicas": "three"}})
+    with pytest.raises(Exception, match=r"additional properties 'gatway' not allowed"):
+        render({"existingSecret": "s", "gatway": {"replicas": 3}})
 
 
 def compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
