@@ -185,6 +185,13 @@ POLICY: dict[str, str | None] = {
     "GET /api/evals/runs/{run_id}/compare": E,
     "GET /api/evals/runs/{run_id}/export": E,
     "POST /api/evals/runs/{run_id}/resume": E,
+    # prompt optimisation (issue 20): it calls models on the project's budget and pushes versions
+    "POST /api/optimizations": E,
+    "GET /api/optimizations": E,
+    "GET /api/optimizations/{run_id}": E,
+    "GET /api/optimizations/{run_id}/candidates": E,
+    "GET /api/optimizations/{run_id}/diff": E,
+    "POST /api/optimizations/{run_id}/cancel": E,
 }
 
 

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from fmops.auth import DEFAULT_PROJECT
-from fmops.cli import prompts_shared, prompts_try
+from fmops.cli import prompts_optimize, prompts_shared, prompts_try
 from fmops.cli.common import actor, console, fmt, local_platform, print_rows, project_id_of
 from fmops.errors import UserError
 from fmops.prompts.files import dump_yaml, load_specs, parse_documents
@@ -265,3 +265,4 @@ def delete(name: str = typer.Argument(...), project: str = _project_option()) ->
 
 prompts_try.register(app)
 prompts_shared.register(app)
+prompts_optimize.register(app)

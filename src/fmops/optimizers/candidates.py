@@ -72,6 +72,8 @@ def rewrite_problem(old: str, new: str, required: set[str]) -> str | None:
         return "too long"
     if new.strip() == old.strip():
         return "unchanged"
+    if not required:
+        return None  # kept as literal text (see Search.rewrite)
     try:
         used = set(compile_template(new, "instructions").variables)
     except UserError as exc:

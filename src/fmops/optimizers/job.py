@@ -238,26 +238,41 @@ async def _prove(search: Search, held: list[int]) -> dict[str, Any]:
         "candidates": len(search.candidates),
         "dropped": search.dropped,
     }
-    if not ranked or (ranked[0].mean(opt) or 0.0) <= base_score:
+    # The best candidate and the start are measured on the held-out cases either way (the reserve pays):
+    # a best that did not beat the start on the optimisation cases is reported, not pushed.
+    best = ranked[0] if ranked else None
+    await search.evaluate([start] if best is None else [start, best], held, reserved=True)
+    _store_heldout(search, held)
+    a = [start.scores[i] for i in held]
+    result["heldout_start"] = sum(a) / len(a)
+    result["heldout_start_ci"] = bootstrap_ci(a, seed=search.seed)
+    if best is None or (best.mean(opt) or 0.0) <= base_score:
         result["winner"] = None
         result["reason"] = "no candidate scored above the start on the optimisation cases; nothing pushed"
+        if best is not None:
+            b = [best.scores[i] for i in held]
+            result["best"] = best.seq
+            result["heldout_best"] = paired_test(a, b, seed=search.seed).as_dict()
         return result
-    winner = ranked[0]
-    await search.evaluate([start, winner], held, reserved=True)
+    winner = best
     for extra in ranked[1:3]:  # runners-up on the held-out cases, for the console, if calls remain
         if search.cost([extra], held) <= search.left:
             await search.evaluate([extra], held)
-    a = [start.scores[i] for i in held]
     b = [winner.scores[i] for i in held]
     test = paired_test(a, b, seed=search.seed).as_dict()
     result.update(
         winner=winner.seq,
         winner_opt=winner.mean(opt),
         heldout=test,
-        heldout_start_ci=bootstrap_ci(a, seed=search.seed),
         heldout_winner_ci=bootstrap_ci(b, seed=search.seed),
         candidate=winner,
     )
+    _store_heldout(search, held)
+    return result
+
+
+def _store_heldout(search: Search, held: list[int]) -> None:
+    """Each candidate's held-out scores, for those measured there."""
     with search.store.write() as session:
         for candidate in search.candidates:
             if all(i in candidate.scores for i in held):
@@ -270,7 +285,6 @@ async def _prove(search: Search, held: list[int]) -> dict[str, Any]:
                         heldout_scores={str(i): candidate.scores[i] for i in held},
                     )
                 )
-    return result
 
 
 @job_kind(KIND, params=OptimizeParams, description="Optimise a prompt version against an eval suite")

@@ -24,6 +24,7 @@ from fmops.optimizers.candidates import instructions, with_instructions
 from fmops.optimizers.search import ATTEMPTS, Search
 
 COMPONENT = "instructions"
+IDLE_ITERATIONS = 20  # iterations in a row that spent nothing: the search is stuck
 T = TypeVar("T")
 
 
@@ -126,8 +127,17 @@ class Gepa(Optimizer):
         # attempts, and the child on every optimisation case. The library stops before it would not fit.
         most = 2 * self.minibatch + ATTEMPTS + len(search.opt)
 
+        idle = {"spent": -1, "iterations": 0}
+
         def stop(_state: Any) -> bool:
-            return search.cancelled or search.left < most
+            # The library skips a minibatch its parent already aces, spending nothing: once every
+            # iteration is such a skip (or the best is perfect), the search has nothing left to try.
+            if search.spent == idle["spent"]:
+                idle["iterations"] += 1
+            else:
+                idle["spent"], idle["iterations"] = search.spent, 0
+            perfect = (search.best().mean(search.opt) or 0.0) >= 1.0
+            return search.cancelled or search.left < most or perfect or idle["iterations"] >= IDLE_ITERATIONS
 
         try:
             run: Any = gepa.optimize  # the library's generic signature, called with our adapter

@@ -31,7 +31,7 @@ from fmops.gateway.service import Gateway
 from fmops.gateway.spans import CallRecord
 from fmops.jobs import JobCancelled
 from fmops.optimizers.base import BudgetSpent, Candidate
-from fmops.optimizers.candidates import answer_text, instructions, rewrite_problem, variables
+from fmops.optimizers.candidates import answer_text, instructions, literal, rewrite_problem, variables
 from fmops.scorers import Scorer
 from fmops.scorers.base import text_of
 from fmops.store import Store
@@ -121,7 +121,7 @@ class Search:
         self._record, self._report, self.log = record, report, log
         self.candidates: list[Candidate] = []
         self.cancelled = False  # seen by searches that run in a thread (the gepa library's loop)
-        self.spent = self.calls = self.cached = self.dropped = 0
+        self.spent = self.calls = self.cached = self.dropped = self.proposals = 0
         self.reserve = 2 * len(heldout)  # the start and the winner on the held-out cases
         self._memo: dict[tuple[str, int], tuple[float, str]] = {}
         self.required = variables(base.view.messages) if base.view is not None else set()
@@ -212,9 +212,10 @@ class Search:
     def _target(self, index: int, candidate: Candidate) -> Target:
         assert self.base.view is not None
         view = replace(self.base.view, messages=candidate.messages, version=0)  # 0: not a stored version
-        appends = not any(m.get("role") == "user" for m in candidate.messages)
         spec = TargetSpec(name=f"candidate-{candidate.seq}")
-        return replace(self.base, index=index, spec=spec, view=view, appends=appends, prompt_version=None)
+        # `appends` stays the start's: demonstrations add user turns, yet the case's messages still follow
+        # a prompt of instructions only.
+        return replace(self.base, index=index, spec=spec, view=view, prompt_version=None)
 
     def failures(self, candidate: Candidate, cases: list[int] | None = None) -> list[JSON]:
         """The cases it scored below 1 on (worst first, a few), as the reflection prompt shows them."""
@@ -241,6 +242,7 @@ class Search:
         proposal dropped and counted) when every attempt was unusable or the budget ran out."""
         current = instructions(parent.messages)
         prompt = reflection_prompt(current, failures, [spec.name for spec, _ in self.scorers])
+        self.proposals += 1
         for attempt in range(ATTEMPTS):
             if self.left < 1:
                 raise BudgetSpent("no calls left for the optimizer model")
@@ -251,7 +253,9 @@ class Search:
             text = parse_instructions(answer)
             problem = rewrite_problem(current, text, self.required)
             if problem is None:
-                return text
+                # Instructions that fill no variable are kept as text: braces a model writes (JSON in its
+                # examples, `{#` in Markdown) must not be read as a template.
+                return text if self.required else literal(text)
             self.log(f"optimizer model's answer {attempt + 1}/{ATTEMPTS} unusable: {problem}")
         self.dropped += 1
         self.log(f"proposal dropped after {ATTEMPTS} unusable answers ({self.dropped} dropped so far)")
@@ -267,8 +271,8 @@ class Search:
             "model": self.optimizer_model,
             "messages": [{"role": "user", "content": prompt}],
             "temperature": 0.7 if attempt == 0 else 1.0,  # a retry asks for a different answer
-            "max_tokens": 1024,
-            "seed": self.seed + attempt,
+            "max_tokens": 512,
+            "seed": self.seed + 100 * self.proposals + attempt,  # each proposal, each retry: a new sample
         }
         try:
             self.calls += 1

@@ -266,3 +266,31 @@ class OptimizeService:
             return ""
         new = replace(start, messages=list(best.messages), version=run.pushed_version or 0)
         return unified_diff(start, new, str(run.start_version), str(run.pushed_version or "candidate"))
+
+
+def start_experiment(
+    service: OptimizeService, project_id: str, run_id: str, endpoint: str, *, actor: str | None
+) -> str:
+    """An A/B experiment on `endpoint`: what it serves now (control) against the pushed version
+    (optimized), half the traffic each; the endpoint's own experiment report and promotion follow.
+    The same change as `PATCH /api/endpoints/{name}` with these variants. Returns the endpoint's name."""
+    from fmops.endpoints.schemas import EndpointUpdate, VariantSpec
+    from fmops.endpoints.service import EndpointService
+
+    run = service.get(project_id, run_id)
+    if run.pushed_version is None:
+        raise UserError(f"optimisation {run_id} pushed no version: there is nothing to test", param="run_id")
+    endpoints = EndpointService(service.store, service.catalog, service.prompts)
+    view = endpoints.get(project_id, endpoint)
+    if view.config.prompt != run.prompt_name:
+        raise UserError(
+            f"endpoint {endpoint!r} serves prompt {view.config.prompt!r}, not {run.prompt_name!r}: "
+            "choose an endpoint that serves it",
+            param="endpoint",
+        )
+    variants = [
+        VariantSpec(name="control", weight=1.0),
+        VariantSpec(name="optimized", weight=1.0, version=run.pushed_version),
+    ]
+    endpoints.update(project_id, endpoint, EndpointUpdate(variants=variants), actor=actor)
+    return endpoint

@@ -37,6 +37,7 @@ from fmops.server.routers import (
     me,
     metrics,
     models,
+    optimizations,
     playground,
     projects,
     prompts,
@@ -84,6 +85,7 @@ ROUTERS = [
     curation.router,
     finetunes.router,
     evals.router,
+    optimizations.router,
 ]
 
 
