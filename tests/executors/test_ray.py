@@ -27,7 +27,7 @@ from fmops.datasets.records import RecordKind
 from fmops.evals.job import execute
 from fmops.executors import Channel, make_executor
 from fmops.executors.ray_cluster import RayExecutor
-from fmops.jobs import JobService, JobStatus
+from fmops.jobs import JobCancelled, JobService, JobStatus
 from fmops.jobs.worker import Worker
 from fmops.platform import Platform
 from fmops.settings import Settings, load_settings
@@ -263,6 +263,25 @@ def test_an_eval_run_on_ray_scores_what_the_local_run_scores(
     for local, remote in zip(summaries[0]["targets"], summaries[1]["targets"], strict=True):
         assert remote["score"] == local["score"]
         assert remote["ok"] == local["ok"] == 8
+
+    # A cancel (raised by the job's progress) stops the tasks on the cluster: no more calls arrive.
+    world.add_model("slow", "slow-300")
+    slow = {**suite, "targets": [{"model": "slow"}], "cases": [{"input": f"q {i}"} for i in range(40)]}
+    slow["concurrency"] = 1
+    run = evals.start(world.project, slow, created_by_key_id=world.principal.key_id)
+    mock.reset()
+
+    def cancel_once_answering(finished: int, total: int) -> None:
+        if finished:
+            raise JobCancelled("cancelled")
+
+    with pytest.raises(JobCancelled):
+        execute(store, on_ray(platform.settings, ray_address), world.project, run.id, cancel_once_answering)
+    assert evals.get_run(world.project, run.id).status == "cancelled"
+    time.sleep(1.0)
+    calls = len(mock.state.requests)
+    time.sleep(2.0)
+    assert len(mock.state.requests) == calls < 40  # 2 tasks x 20 cases x 0.3 s had ~6 s to go
 
 
 @POSTGRES

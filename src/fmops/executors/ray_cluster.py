@@ -102,7 +102,9 @@ class RayExecutor(Executor):
     def map(self, fn: Callable[[T], R], items: Iterable[T], *, window: int = 16) -> Iterator[R]:
         ray = self.connect()
         data = ray.data
-        data.DataContext.get_current().execution_options.preserve_order = True
+        context = data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False  # the job's own progress says how far it is
         source = iter(items)
         start = 0
         while chunk := list(islice(source, window)):
