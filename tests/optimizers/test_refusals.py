@@ -26,6 +26,9 @@ def test_bad_requests_are_refused_with_what_to_fix(world: World) -> None:
     assert "at least 25 calls" in refusal(world, budget=10)  # the optimizer model's one call too
     assert "no optimizer 'gepe'; installed: fewshot, gepa, instructions" in refusal(world, optimizer="gepe")
     assert "did you mean 'reflector'" in refusal(world, optimizer_model="reflectr")
+    assert "config of optimizer 'fewshot'" in refusal(
+        world, optimizer="fewshot", config={"max_demos": "many"}
+    )
     world.push("Say hello.", role="user")  # a user message that ignores the case's input
     fixed = refusal(world, prompt="echo@2")
     assert "add {{ input }}" in fixed

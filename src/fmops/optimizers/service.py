@@ -85,7 +85,10 @@ class OptimizeService:
         if not 0.1 <= request.holdout <= 0.9:
             raise UserError("holdout: a fraction from 0.1 to 0.9 of the cases", param="holdout")
         cls = get_optimizer(request.optimizer)
-        optimizer = cls(dict(request.config or {}))  # its config is checked here, before anything runs
+        try:  # its config is checked here, before anything runs
+            optimizer = cls(dict(request.config or {}))
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"config of optimizer {cls.name!r}: {exc}", param="config") from None
         view = self._start_view(project_id, request.prompt)
         suite, _targets, version = self.evals.check(project_id, request.suite)
         model, parameters = self._model(suite, view)
