@@ -330,6 +330,18 @@ def test_an_endpoint_inserts_the_nearest_examples_and_traces_their_retrieval(ser
         finally:
             browser.close()
 
+        # Streamed: the same examples reach the upstream, and the same span is written.
+        served.mock.reset()
+        with sdk.chat.completions.with_streaming_response.create(
+            model="triage", messages=[question], stream=True
+        ) as streamed:
+            chunks = list(streamed.parse())
+            streamed_trace = streamed.headers["x-fmops-trace-id"]
+        assert chunks
+        [sent] = [r["body"] for r in served.mock.state.requests]
+        assert [m["content"] for m in sent["messages"]][-3:] == [TICKETS[0]["prompt"], "hardware", PRINTER]
+        assert any(s["kind"] == "retrieval" for s in _spans(client, streamed_trace, kinds=2))
+
         # Cleared: the next call has no examples and no retrieval span.
         assert client.patch("/api/endpoints/triage", json={"fewshot": None}).json()["fewshot"] is None
         served.mock.reset()
