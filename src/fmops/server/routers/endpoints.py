@@ -74,6 +74,7 @@ def get_endpoint(platform: PlatformDep, principal: PrincipalDep, name: str = Nam
     response_model=EndpointPublic,
     dependencies=ENGINEER,
     summary="Change an endpoint; fields left out keep their value (new variants start a new experiment)",
+    responses=error_responses(409),  # a guardrails: entry named as a stored policy of the endpoint
 )
 def update_endpoint(
     body: EndpointPatch, platform: PlatformDep, principal: PrincipalDep, name: str = Name

@@ -86,6 +86,7 @@ def create_policy(body: PolicyCreate, platform: PlatformDep, principal: Principa
     "/api/policies/apply",
     response_model=list[PolicyApplied],
     summary="Create or replace each policy of a list (a policies file); all or, when one is wrong, none",
+    responses=error_responses(409),  # an endpoint policy named as one of the endpoint's guardrails: entries
 )
 def apply_policies(body: PolicyList, platform: PlatformDep, principal: PrincipalDep) -> list[PolicyApplied]:
     done = platform.guardrails.apply(principal.project_id, body.policies, actor=principal.user_name)
@@ -99,7 +100,9 @@ def get_policy(
     return _public(platform.guardrails.get(principal.project_id, scope, _target(scope, target), name))
 
 
-@router.put(ONE, response_model=PolicyApplied, summary="Create or replace one policy")
+@router.put(
+    ONE, response_model=PolicyApplied, summary="Create or replace one policy", responses=error_responses(409)
+)
 def put_policy(
     body: PolicyReplace,
     platform: PlatformDep,
