@@ -19,7 +19,7 @@ That reads and writes every span once: minutes per ten million spans, during whi
 must be down (as for any migration that rewrites a table).
 
 Revision ID: 0022
-Revises: 0020
+Revises: 0021
 Create Date: 2026-12-07 10:05:00
 """
 
@@ -32,7 +32,7 @@ from sqlalchemy import Connection, text
 from fmops.store.partitions import AHEAD_DAYS, DayPartition, create_day
 
 revision: str = "0022"
-down_revision: str | None = "0020"
+down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -84,7 +84,8 @@ def _fill(conn: Connection, table: str, indexes: list[str], *, partitioned: bool
     key = after if partitioned else before
     conn.execute(text(f"ALTER TABLE {table} ADD CONSTRAINT pk_{table} PRIMARY KEY ({key})"))
     for definition in indexes:
-        conn.execute(text(definition))
+        # A partitioned table's index reads back as ON ONLY (the parent alone): on the way down.
+        conn.execute(text(definition.replace(" ON ONLY ", " ON ")))
     conn.execute(text(f"DROP TABLE {old} CASCADE"))  # CASCADE: the old partitions, on the way down
 
 
