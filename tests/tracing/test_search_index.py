@@ -128,8 +128,13 @@ def test_the_search_plan_uses_the_index(store: Store) -> None:
             conn.exec_driver_sql("SET enable_seqscan = off")
             conn.exec_driver_sql("SET enable_indexscan = off")
             plan = " ".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {compiled}"))
-            assert "ix_spans_input_trgm" in plan, plan
-            assert "ix_spans_output_trgm" in plan, plan
+            for index in ("ix_spans_input_trgm", "ix_spans_output_trgm"):
+                # The day partitions' own copies of the index (migration 0022), named by PostgreSQL.
+                parts = conn.exec_driver_sql(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    f"WHERE i.inhparent = '{index}'::regclass"
+                ).scalars()
+                assert any(f" {name} " in plan for name in [index, *parts]), plan
     # A term under three characters cannot use a trigram index: it is still answered, by a scan.
     assert found(store, project_id, "#3") == scanned(store, project_id, "#3") != set()
 
