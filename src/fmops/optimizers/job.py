@@ -24,7 +24,7 @@ from sqlalchemy import delete, update
 from fmops.auth import AuthService
 from fmops.counters import make_counters
 from fmops.errors import FmopsError
-from fmops.evals.runner import FLUSH_S
+from fmops.evals.runner import FLUSH_S, Runner
 from fmops.evals.stats import bootstrap_ci, paired_test
 from fmops.evals.suite import Suite, TargetSpec
 from fmops.gateway.stack import build_gateway, build_tracer
@@ -134,10 +134,8 @@ def execute(store: Store, settings: Settings, ctx: JobContext, run_id: str) -> d
         gateway = build_gateway(settings, store, service.catalog, tracer, make_counters(settings))
         tracer.start()
         try:
-            from fmops.evals.runner import Runner
-
             loop = asyncio.get_running_loop()
-            judge = Runner(
+            judge = Runner(  # lends its `chat_fn` to scorers that call a model (a judge)
                 store=store,
                 gateway=gateway,
                 principal=principal,
