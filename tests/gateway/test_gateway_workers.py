@@ -153,10 +153,10 @@ def test_requests_per_minute_hold_across_processes_and_replicas(
 ) -> None:
     limit = 120
     _, key = new_key(servers[0], "workers-rpm", {"rpm_limit": limit})
-    # The window is a sliding one over minute buckets: start the burst well inside a bucket, so
-    # that it is counted exactly (a burst across a boundary may pass a few more).
-    if time.time() % 60 > 45:
-        time.sleep(60.5 - time.time() % 60)
+    # The window slides over minute buckets: a burst is counted exactly inside one bucket, and one
+    # ending f seconds into the next passes about limit * f / 60 more; start none in a bucket's last 8 s.
+    if time.time() % 60 > 52:
+        time.sleep(60.2 - time.time() % 60)
     outcomes = asyncio.run(burst(servers, key, "free", calls=limit + limit // 2, concurrency=16))
     accepted = outcomes.count("ok")
     assert set(outcomes) <= {"ok", "429 rate_limit_exceeded"}, set(outcomes)
@@ -202,18 +202,18 @@ def test_a_revoked_key_stops_working_on_every_process_within_5_seconds(
     last_ok = revoked
     clients = [httpx.Client(base_url=s.url, headers={"Authorization": f"Bearer {key}"}) for s in servers]
     try:
-        while time.monotonic() - revoked < 6.0:
+        while time.monotonic() - revoked < 5.0:
             for client in clients:
+                sent = time.monotonic()
                 if client.get("/v1/models").status_code == 200:
-                    last_ok = time.monotonic()
+                    last_ok = sent
             time.sleep(0.02)
-        # Past the bound, no process of either server takes it.
         statuses = {c.get("/v1/models").status_code for c in clients for _ in range(10)}
     finally:
         for client in clients:
             client.close()
-    assert last_ok - revoked < 5.0
-    assert statuses == {401}
+    # From 5 s on, no process of either server takes it (last accepted: last_ok - revoked seconds).
+    assert statuses == {401}, last_ok - revoked
 
 
 def test_a_killed_process_is_replaced_and_sigterm_stops_all(
