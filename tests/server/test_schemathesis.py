@@ -10,7 +10,8 @@ must lie in the future; a job's `kind` must be registered on this server and its
 that kind; a model's `provider` must be installed; chat messages have role-dependent fields;
 a key's name must be printable; a trace search's cursor must come from a previous page and its
 ranges must be ordered; a prompt's templates must parse and its variables be given; what an
-endpoint names must exist).
+endpoint names must exist; an optimisation's optimizer must be installed and its budget cover
+the suite).
 For those, a schema-valid request may get a 400 - but only one that names one of those fields.
 
 Runs through schemathesis' Python API (`operation.as_strategy` + `case.call` +
@@ -108,6 +109,9 @@ SEMANTIC_FIELDS: dict[str, set[str]] = {
     # the suite is checked whole: its shape, and that its dataset, models, prompts, endpoints and
     # scorers exist (one 400 listing every problem)
     "POST /api/evals/runs": {"suite", ""},
+    # the same suite check, plus: the optimizer is an installed plugin and its config fits it, the
+    # optimizer model exists, the budget covers the suite's held-out measurement
+    "POST /api/optimizations": {"suite", "optimizer", "config", "optimizer_model", "budget", "prompt", ""},
 }
 
 

@@ -130,7 +130,13 @@ def candidate_public(row: PromptCandidate) -> CandidatePublic:
     return CandidatePublic.model_validate(row)
 
 
-@router.post("", response_model=RunPublic, status_code=201, summary="Start optimising a prompt (a job)")
+@router.post(
+    "",
+    response_model=RunPublic,
+    status_code=201,
+    summary="Start optimising a prompt (a job)",
+    responses=error_responses(404),  # the prompt (or the version or label named) does not exist
+)
 def start(body: OptimizeRequest, platform: PlatformDep, principal: PrincipalDep) -> RunPublic:
     principal.require(get_kind(KIND).min_role, "optimise prompts")
     request = Request(
