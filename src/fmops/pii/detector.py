@@ -86,10 +86,12 @@ def _national_id_word(text: str, start: int) -> regex.Match[str] | None:
 # 2 KB message, the regex engine trying every position) is skipped. Each is a necessary condition
 # read off the pattern it guards, never a heuristic: a text that passes is scanned exactly as before.
 
-# An ASCII text's shape: digits 0, letters a, the separators number patterns allow kept, the rest x.
+# An ASCII text's shape: digits 0, upper-case letters A, lower-case a, white space a space, the
+# separators number patterns allow (and the comma) kept, the rest x. Every white space character
+# being a space only makes the tests below pass more often: they stay necessary conditions.
 _SHAPE = str.maketrans(
-    {i: "0" if chr(i).isdigit() else chr(i) if chr(i) in " .-()+" else "a" if chr(i).isalpha() else "x"
-     for i in range(128)}
+    {i: "0" if c.isdigit() else " " if c.isspace() else c if c in ".-()+," else "A" if c.isupper()
+     else "a" if c.isalpha() else "x" for i, c in enumerate(map(chr, range(128)))}
 )  # fmt: skip
 # Phones: every separator alike; cards: only a space or a dash between digits.
 _PHONE_SEPS = str.maketrans({c: "-" for c in " .()+"})
@@ -113,6 +115,15 @@ def _joined_run(shape: str, gap: str, run: int) -> bool:
     """Whether `shape` (separators already mapped to "-") holds `run` digits in a row once separator
     gaps shorter than `gap` are closed up: a longer gap is broken with x before the rest are removed."""
     return "0" * run in shape.replace(gap, "x" * len(gap)).replace("-", "")
+
+
+@functools.lru_cache(maxsize=4)
+def _phone_run(text: str) -> bool:
+    """Whether a phone's digits may be in `text`: digit groups with at most two separators between
+    them ("(555) 123", "44 (20)"), 8 digits or more after a "+", 9 or more otherwise. Cached: the card
+    scan asks first (a card's digits are such a run too), then the phone scan."""
+    shape = _shape(text)
+    return shape is None or _joined_run(shape.translate(_PHONE_SEPS), "---", 8 if "+" in text else 9)
 
 
 def _national_ids(text: str) -> Iterator[Finding]:
@@ -145,9 +156,10 @@ def _national_ids(text: str) -> Iterator[Finding]:
                     yield Finding(PiiType.national_id, m.start(), m.end(), "nl_bsn")
                 elif named.group("aadhaar") and len(digits) == 12 and in_aadhaar_valid(digits):
                     yield Finding(PiiType.national_id, m.start(), m.end(), "in_aadhaar")
-    for m in p.UK_NINO.finditer(text):
-        if uk_nino_valid(m.group().replace(" ", "")):
-            yield Finding(PiiType.national_id, m.start(), m.end(), "uk_nino")
+        if shape is None or "AA00" in shape or "AA 00" in shape:  # two capitals, then digits
+            for m in p.UK_NINO.finditer(text):
+                if uk_nino_valid(m.group().replace(" ", "")):
+                    yield Finding(PiiType.national_id, m.start(), m.end(), "uk_nino")
 
 
 def _emails(text: str) -> Iterator[Finding]:
@@ -157,10 +169,7 @@ def _emails(text: str) -> Iterator[Finding]:
 
 
 def _phones(text: str) -> Iterator[Finding]:
-    # A candidate is digit groups with at most two separators between them ("(555) 123", "44 (20)"),
-    # and counts with 8 digits or more after a "+", 9 or more otherwise.
-    shape = _shape(text)
-    if shape is not None and not _joined_run(shape.translate(_PHONE_SEPS), "---", 8 if "+" in text else 9):
+    if not _phone_run(text):
         return
     for m in p.PHONE.finditer(text):
         s = m.group()
@@ -179,8 +188,9 @@ def _phones(text: str) -> Iterator[Finding]:
 
 
 def _cards(text: str) -> Iterator[Finding]:
-    shape = _shape(text)  # 12 digits or more, a single space or dash at most between two
-    if shape is not None and not _joined_run(shape.translate(_CARD_SEPS), "--", 12):
+    # 12 digits or more, a single space or dash at most between two: a phone's run as well.
+    shape = _shape(text)
+    if shape is not None and not (_phone_run(text) and _joined_run(shape.translate(_CARD_SEPS), "--", 12)):
         return
     for m in p.CARD.finditer(text):
         digits = _digits(m.group())
@@ -195,6 +205,9 @@ def _cards(text: str) -> Iterator[Finding]:
 
 
 def _ibans(text: str) -> Iterator[Finding]:
+    shape = _shape(text)  # a country code (two capitals), then two check digits
+    if shape is not None and "AA00" not in shape:
+        return
     for m in p.IBAN.finditer(text):
         want = IBAN_LENGTHS.get(m.group()[:2])
         if want is None:
@@ -211,12 +224,12 @@ def _ibans(text: str) -> Iterator[Finding]:
 
 
 def _ips(text: str) -> Iterator[Finding]:
-    if "." in text:
+    if "." in text and _has_digit(text) and ((shape := _shape(text)) is None or "0.0" in shape):
         for m in p.IPV4.finditer(text):
             if not _after_id_word(text, m.start()):
                 yield Finding(PiiType.ip_address, m.start(), m.end(), "ipv4")
     # The pattern's look-ahead wants two colons with at most four hex digits between them.
-    if ("::" in text or text.count(":") >= 7) and _IPV6_COLONS.search(text):
+    if ":" in text and ("::" in text or text.count(":") >= 7) and _IPV6_COLONS.search(text):
         for m in p.IPV6.finditer(text):
             s = m.group()
             groups = [g for g in s.split(":") if g]
@@ -319,11 +332,22 @@ def _tokens(text: str, runs: str) -> Iterator[regex.Match[str]]:
         at = tokens.find(_LONG_RUN, end)
 
 
-# p.ADDRESS's three shapes each need a word after white space: a street word, a whole word ("12
-# Main St", \b after it), a French one between white space ("12 rue de Rivoli"), or a German suffix
-# ending a word that white space and the house number follow ("Hauptstrasse 5"). In ASCII text (the
-# non-ASCII words, straße and allée, make a text non-ASCII: scanned as before) these three tests
-# are necessary conditions; `re`'s \s and \w hold at least what p.ADDRESS's do on ASCII.
+# p.ADDRESS's three shapes each hold a number, and a necessary condition for each is read off near
+# it, in ASCII text (the non-ASCII words, straße and allée, make a text non-ASCII: scanned as
+# before) with digits as 0 and any white space as a space (a superset of p.ADDRESS's \s):
+#   "12 Main St": a number, maybe a letter, white space, a capital; then a capitalised whole word
+#     after white space must be a street word (`re`'s \s and \w hold at least what p.ADDRESS's do);
+#   "12 rue de Rivoli": a number, maybe "bis" or "ter" and a comma, a French street word;
+#   "Hauptstrasse 5": a German suffix, white space, a number: found in the text reversed, so that
+#     `re` too starts each try at a digit (a pattern led by a literal skips to it fast).
+_WORDS = str.maketrans(
+    {i: "0" if c.isdigit() else " " for i, c in enumerate(map(chr, range(128))) if c.isdigit() or c.isspace()}
+)
+_NUMBER_THEN = re.compile(
+    r"0(?:[A-Za-z]? +(?P<capital>[A-Z])"
+    r"|(?: ?(?:bis|ter))?,? +(?:rue|avenue|boulevard|place|chemin|impasse|quai) )"
+)
+_NUMBER_AFTER_SUFFIX = re.compile(r"0 +(?:essarts|\.rts|gew|essag|ztalp|eella|gnir|mmad)")  # reversed
 _STREET_WORDS = frozenset(
     (
         "Street", "Avenue", "Road", "Boulevard", "Lane", "Drive", "Court", "Way", "Place", "Terrace",
@@ -331,26 +355,17 @@ _STREET_WORDS = frozenset(
         "St", "Ave", "Rd", "Blvd", "Ln", "Dr", "Ct", "Pl", "Ter", "Pkwy", "Cir", "Sq", "Hwy",
     )
 )  # fmt: skip
-_FRENCH_WORDS = frozenset(("rue", "avenue", "boulevard", "place", "chemin", "impasse", "quai"))
-_GERMAN_SUFFIXES = ("strasse", "str.", "weg", "gasse", "platz", "allee", "ring", "damm")
 _CAPITALISED = re.compile(r"\s([A-Z]\w*)")
-_SPACE_DIGIT = re.compile(r"\s\d")
 
 
 def _may_hold_address(text: str) -> bool:
     if not text.isascii():
         return True
-    if not _STREET_WORDS.isdisjoint(_CAPITALISED.findall(text)):
+    words = text.translate(_WORDS)
+    french = {m.group("capital") is None for m in _NUMBER_THEN.finditer(words)}
+    if True in french or (False in french and not _STREET_WORDS.isdisjoint(_CAPITALISED.findall(text))):
         return True
-    if not _FRENCH_WORDS.isdisjoint(text.split()):
-        return True
-    if not any(suffix in text for suffix in _GERMAN_SUFFIXES):
-        return False
-    for m in _SPACE_DIGIT.finditer(text):  # a number: does a German street name end before it?
-        before = text[max(0, m.start() - 64) : m.start() + 1].rstrip()
-        if before.endswith(_GERMAN_SUFFIXES) or (len(before) < 8 and m.start() > 64):
-            return True
-    return False
+    return _NUMBER_AFTER_SUFFIX.search(words[::-1]) is not None
 
 
 def _addresses(text: str) -> Iterator[Finding]:
