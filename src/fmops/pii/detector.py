@@ -131,11 +131,13 @@ def _national_ids(text: str) -> Iterator[Finding]:
     digits (or a dotted BSN) only right after a word naming it, then the same checks."""
     if _has_digit(text):
         shape = _shape(text)
-        if shape is None or "000-00-0000" in shape or "000 00 0000" in shape:
+        # An SSN, an Aadhaar and a bare run (9 or 12 digits, a dotted BSN) are each a phone's run too.
+        digit_run = _phone_run(text)
+        if digit_run and (shape is None or "000-00-0000" in shape or "000 00 0000" in shape):
             for m in p.US_SSN.finditer(text):
                 if us_ssn_valid(_digits(m.group())) and not _after_id_word(text, m.start()):
                     yield Finding(PiiType.national_id, m.start(), m.end(), "us_ssn")
-        if shape is None or "0000 0000 0000" in shape or "0000-0000-0000" in shape:
+        if digit_run and (shape is None or "0000 0000 0000" in shape or "0000-0000-0000" in shape):
             for m in p.IN_AADHAAR.finditer(text):
                 if in_aadhaar_valid(_digits(m.group())) and not _after_id_word(text, m.start()):
                     yield Finding(PiiType.national_id, m.start(), m.end(), "in_aadhaar")
@@ -144,7 +146,7 @@ def _national_ids(text: str) -> Iterator[Finding]:
                 compact = m.group().replace("-", "").replace(" ", "")
                 if es_dni_valid(compact) and not _after_id_word(text, m.start()):
                     yield Finding(PiiType.national_id, m.start(), m.end(), "es_dni")
-        if shape is None or "000000000" in shape or "0000.00.000" in shape:
+        if digit_run and (shape is None or "000000000" in shape or "0000.00.000" in shape):
             for m in p.BARE_ID.finditer(text):
                 named = _national_id_word(text, m.start())
                 digits = _digits(m.group())
@@ -268,14 +270,16 @@ _SECRET_PREFIXES = (
     "sk-", "sk_", "rk_", "pk_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "AKIA",
     "ASIA", "ABIA", "ACCA", "xox", "AIza", "hf_", "npm_", "SG.", "eyJ",
 )  # fmt: skip
-# Runs of the characters keys are made of, for a pre-filter on their length: t where p.TOKEN and
-# p.SECRET both allow one (letters, digits, _ and -), s only SECRET (the dots of a JWT), T only TOKEN
-# (base64's + and /). Anything else (white space, non-ASCII) breaks a run. A vendor key is 15
+# Runs of the characters keys are made of, for a pre-filter on their length: s where p.SECRET allows
+# one (letters, digits, _, - and the dots of a JWT), t where p.TOKEN does (letters, digits, _, - and
+# base64's + and /). Anything else (white space, non-ASCII) breaks a run. A vendor key is 15
 # characters or more (xox?- and ten), a high-entropy token 32 or more.
-_SECRET_RUNS = str.maketrans(
-    {i: "t" if c.isalnum() or c in "_-" else "s" if c == "." else "T" if c in "+/" else " "
-     for i, c in enumerate(map(chr, range(128)))}
-)  # fmt: skip
+_KEY_RUNS = str.maketrans(
+    {i: "s" if c.isalnum() or c in "_-." else " " for i, c in enumerate(map(chr, range(128)))}
+)
+_TOKEN_RUNS = str.maketrans(
+    {i: "t" if c.isalnum() or c in "_-+/" else " " for i, c in enumerate(map(chr, range(128)))}
+)
 _LONG_RUN = "t" * 32
 # A word every alternative of p.ASSIGNED_SECRET's key holds, case-folded ("api_key", "PassWD").
 _ASSIGNED_WORDS = ("key", "secret", "token", "bearer", "passw", "pwd")
@@ -295,8 +299,7 @@ def _secrets(text: str) -> Iterator[Finding]:
     if "-----BEGIN" in text:
         for m in p.PRIVATE_KEY.finditer(text):
             yield Finding(PiiType.secret, m.start(), m.end(), "private_key")
-    runs = text.translate(_SECRET_RUNS)
-    if "s" * 15 in runs.replace("t", "s") and any(prefix in text for prefix in _SECRET_PREFIXES):
+    if "s" * 15 in text.translate(_KEY_RUNS) and any(prefix in text for prefix in _SECRET_PREFIXES):
         for m in p.SECRET.finditer(text):
             yield Finding(PiiType.secret, m.start(), m.end(), _secret_name(m.group()))
     # ASSIGNED_SECRET matches with full case folding: casefold() folds the same way ("PaßWORD").
@@ -306,16 +309,16 @@ def _secrets(text: str) -> Iterator[Finding]:
             value = m.group("value")
             if any(not c.isalpha() for c in value) or entropy(value) >= 3.0:
                 yield Finding(PiiType.secret, m.start("value"), m.end("value"), "assigned")
-    for m in _tokens(text, runs):
+    for m in _tokens(text):
         if _random_looking(m.group()):
             yield Finding(PiiType.secret, m.start(), m.end(), "high_entropy")
 
 
-def _tokens(text: str, runs: str) -> Iterator[regex.Match[str]]:
+def _tokens(text: str) -> Iterator[regex.Match[str]]:
     """p.TOKEN's matches. Each lies in a run of 32 token characters or more and starts where the run
     does (its look-behind refuses a token character before it): in ASCII text only those starts are
     tried, instead of a scan of every position."""
-    tokens = runs.replace("s", " ").replace("T", "t")
+    tokens = text.translate(_TOKEN_RUNS)
     at = tokens.find(_LONG_RUN)
     if at == -1:
         return
