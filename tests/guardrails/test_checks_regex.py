@@ -55,20 +55,30 @@ def test_an_invalid_pattern_is_a_400() -> None:
 
 
 def test_a_pattern_the_probes_miss_still_runs_under_the_time_bound() -> None:
-    # Exponential on runs of "x", a letter no probe is made of.
+    # Exponential on runs of "x", a letter no probe is made of. The text holds a "y" (first, where it
+    # matches nothing): a text without the pattern's literal is allowed without a search.
     guard = build("regex", {"patterns": [r"(x+x+)+y"]})
     started = time.perf_counter()
     with pytest.raises(GuardrailError, match=r"deny pattern #1 ran out of time \(1 s\) on a 3000-character"):
-        guard.check("x" * 3000, IN)
+        guard.check("y" + "x" * 2999, IN)
     # `regex` looks at the clock now and then, not continuously: a few times the budget at most.
     assert time.perf_counter() - started < regex_check.SCAN_BUDGET_S * 5
+
+
+def test_a_text_without_a_patterns_literals_is_not_searched() -> None:
+    # Not a "y" in it: the pattern cannot match, so the catastrophic search above never starts.
+    started = time.perf_counter()
+    assert build("regex", {"patterns": [r"(x+x+)+y"]}).check("x" * 3000, IN).allowed
+    assert time.perf_counter() - started < 0.1
+    # A non-ASCII text is searched whatever its lower case holds: the Kelvin sign folds to "k".
+    assert build("regex", {"patterns": ["kelvin"]}).check("\u212aELVIN", IN).verdict is Verdict.block
 
 
 def test_running_out_of_time_raises_guardrail_error(monkeypatch: pytest.MonkeyPatch) -> None:
     guard = build("regex", {"patterns": [r"(?:x|y)*z"]})
     monkeypatch.setattr(regex_check, "SCAN_BUDGET_S", 0.0)
     with pytest.raises(GuardrailError, match=r"deny pattern #1 ran out of time"):
-        guard.check("xy" * 500_000, IN)
+        guard.check("xy" * 500_000 + "z", IN)
 
 
 def test_a_megabyte_finishes_in_bounded_time() -> None:

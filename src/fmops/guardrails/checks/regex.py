@@ -7,7 +7,9 @@ GuardrailError, and the policy's `on_error` decides."""
 from __future__ import annotations
 
 import re
+import re._parser as re_parser  # type: ignore[import-not-found]  # the stdlib parser, unstubbed
 import time
+import warnings
 from typing import Annotated, ClassVar
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -45,6 +47,33 @@ def _probe(pattern: str, flags: int) -> None:
             ) from None
 
 
+def required_literals(pattern: str, flags: int) -> tuple[tuple[str, ...], bool]:
+    """The runs of literal characters at the top level of `pattern` (every match holds each), and
+    whether they match regardless of case; none where `re`'s parser cannot read the pattern (syntax
+    only the `regex` package knows). Case-insensitive runs are kept only where ASCII: on an ASCII
+    text they are then found in its lower-case form exactly as the pattern would match them."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "possible nested set" and the like: read, not judged
+            parsed = re_parser.parse(pattern, flags)
+    except (re.error, RecursionError, OverflowError):
+        return (), False
+    if any(op is re_parser.LITERAL and arg in (ord("{"), ord("}")) for op, arg in parsed.data):
+        return (), False  # to `regex` a brace may be a fuzzy-match constraint ("(?:foo){e<=1}")
+    folded = bool(parsed.state.flags & re.IGNORECASE)
+    runs: list[str] = []
+    run: list[str] = []
+    for op, arg in [*parsed.data, (None, None)]:
+        if op is re_parser.LITERAL:
+            run.append(chr(arg))
+            continue
+        literal = "".join(run)
+        run = []
+        if literal and not (folded and not literal.isascii()):
+            runs.append(literal.lower() if folded else literal)
+    return tuple(runs), folded
+
+
 class RegexConfig(GuardrailConfig):
     ignore_case: bool = True  # before `patterns`: their check reads it
     patterns: list[Pattern] = Field(
@@ -73,6 +102,9 @@ class Regex(Guardrail[RegexConfig]):
         super().__init__(config)
         flags = re.IGNORECASE if config.ignore_case else 0
         self._compiled = [compile_pattern(p, flags) for p in config.patterns]
+        # A pattern whose literal runs are not all in the text cannot match it: its search (a
+        # microsecond or more each, with the time limit) is skipped.
+        self._literals = [required_literals(p, flags) for p in config.patterns]
 
     def check(self, text: str, context: Context) -> Decision:
         deadline = time.monotonic() + SCAN_BUDGET_S
@@ -84,7 +116,15 @@ class Regex(Guardrail[RegexConfig]):
         concurrent = len(text) > INLINE_CHARS
         spans: list[TextSpan] = []
         hits: list[int] = []
+        lowered: str | None = None
         for i, compiled in enumerate(self._compiled):
+            literals, folded = self._literals[i]
+            if literals and (not folded or text.isascii()):
+                within = text
+                if folded:
+                    lowered = within = text.lower() if lowered is None else lowered
+                if not all(literal in within for literal in literals):
+                    continue
             before = len(spans)
             pos = 0
             while pos <= len(text) and len(spans) < MAX_SPANS:
