@@ -96,6 +96,7 @@ _SHAPE = str.maketrans(
 # Phones: every separator alike; cards: only a space or a dash between digits.
 _PHONE_SEPS = str.maketrans({c: "-" for c in " .()+"})
 _CARD_SEPS = str.maketrans({" ": "-", ".": "x", "(": "x", ")": "x", "+": "x"})
+_NO_DASH = str.maketrans("", "", "-")  # deleting by translate: twice as fast as replace here
 
 
 @functools.lru_cache(maxsize=4)
@@ -114,7 +115,7 @@ def _has_digit(text: str) -> bool:
 def _joined_run(shape: str, gap: str, run: int) -> bool:
     """Whether `shape` (separators already mapped to "-") holds `run` digits in a row once separator
     gaps shorter than `gap` are closed up: a longer gap is broken with x before the rest are removed."""
-    return "0" * run in shape.replace(gap, "x" * len(gap)).replace("-", "")
+    return "0" * run in shape.replace(gap, "x" * len(gap)).translate(_NO_DASH)
 
 
 @functools.lru_cache(maxsize=4)
@@ -344,7 +345,7 @@ def _tokens(text: str) -> Iterator[regex.Match[str]]:
 #   "Hauptstrasse 5": a German suffix, white space, a number: found in the text reversed, so that
 #     `re` too starts each try at a digit (a pattern led by a literal skips to it fast).
 _WORDS = str.maketrans(
-    {i: "0" if c.isdigit() else " " for i, c in enumerate(map(chr, range(128))) if c.isdigit() or c.isspace()}
+    {i: "0" if c.isdigit() else " " if c.isspace() else c for i, c in enumerate(map(chr, range(128)))}
 )
 _NUMBER_THEN = re.compile(
     r"0(?:[A-Za-z]? +(?P<capital>[A-Z])"
