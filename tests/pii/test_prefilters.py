@@ -56,6 +56,7 @@ def _pieces() -> list[str]:
         "SSN ", "BSN: ", "Aadhaar no. ", "order #", "call ", "IBAN ", "DE89 3704 0044 0532 0130 00", "+44 ",
         "(555) ", "4111 1111 1111 1111", "X-", "fe80::1ff:fe23:4567:890a", "key=", "Password: ", "sk-",
         "AKIA", "ghp_", "eyJ", "token ", "12 Main Street", "Hauptstraße 5", "ada@example.com", "10.0.0.1",
+        "AB 12 34 56 C", "QQ123456C", "GB82 WEST 1234 5698 7654 32", "4 bis, rue de Rivoli", "Lindenweg\t7",
     ]  # fmt: skip
 
 
