@@ -72,6 +72,8 @@ def test_a_text_without_a_patterns_literals_is_not_searched() -> None:
     assert time.perf_counter() - started < 0.1
     # A non-ASCII text is searched whatever its lower case holds: the Kelvin sign folds to "k".
     assert build("regex", {"patterns": ["kelvin"]}).check("\u212aELVIN", IN).verdict is Verdict.block
+    # A POSIX class is a nested set and a literal "]" to `re`'s parser: `regex` reads it otherwise.
+    assert build("regex", {"patterns": ["[[:alpha:]]"]}).check("q", IN).verdict is Verdict.block
 
 
 def test_running_out_of_time_raises_guardrail_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,17 +49,20 @@ def _probe(pattern: str, flags: int) -> None:
 
 def required_literals(pattern: str, flags: int) -> tuple[tuple[str, ...], bool]:
     """The runs of literal characters at the top level of `pattern` (every match holds each), and
-    whether they match regardless of case; none where `re`'s parser cannot read the pattern (syntax
-    only the `regex` package knows). Case-insensitive runs are kept only where ASCII: on an ASCII
-    text they are then found in its lower-case form exactly as the pattern would match them."""
+    whether they match regardless of case; none where `re`'s parser cannot read the pattern, or warns
+    (syntax that the `regex` package reads otherwise: a POSIX class "[[:alpha:]]" is a nested set to
+    `re`, then a literal "]"). Case-insensitive runs are kept only where ASCII: on an ASCII text they
+    are then found in its lower-case form exactly as the pattern would match them."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "possible nested set" and the like: read, not judged
+            warnings.simplefilter("error")
             parsed = re_parser.parse(pattern, flags)
-    except (re.error, RecursionError, OverflowError):
+    except (re.error, Warning, RecursionError, OverflowError):
         return (), False
     if any(op is re_parser.LITERAL and arg in (ord("{"), ord("}")) for op, arg in parsed.data):
         return (), False  # to `regex` a brace may be a fuzzy-match constraint ("(?:foo){e<=1}")
+    if parsed.state.flags & re.VERBOSE and not pattern.isascii():
+        return (), False  # which non-ASCII white space a verbose pattern skips: not worth a doubt
     folded = bool(parsed.state.flags & re.IGNORECASE)
     runs: list[str] = []
     run: list[str] = []
