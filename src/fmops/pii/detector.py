@@ -281,6 +281,10 @@ _KEY_RUNS = str.maketrans(
 _TOKEN_RUNS = str.maketrans(
     {i: "t" if c.isalnum() or c in "_-+/" else " " for i, c in enumerate(map(chr, range(128)))}
 )
+# Either set: a text without 15 of these in a row has neither a vendor key nor a token (prose mostly).
+_ANY_KEY_RUNS = str.maketrans(
+    {i: "s" if c.isalnum() or c in "_-.+/" else " " for i, c in enumerate(map(chr, range(128)))}
+)
 _LONG_RUN = "t" * 32
 # A word every alternative of p.ASSIGNED_SECRET's key holds, case-folded ("api_key", "PassWD").
 _ASSIGNED_WORDS = ("key", "secret", "token", "bearer", "passw", "pwd")
@@ -300,7 +304,8 @@ def _secrets(text: str) -> Iterator[Finding]:
     if "-----BEGIN" in text:
         for m in p.PRIVATE_KEY.finditer(text):
             yield Finding(PiiType.secret, m.start(), m.end(), "private_key")
-    if "s" * 15 in text.translate(_KEY_RUNS) and any(prefix in text for prefix in _SECRET_PREFIXES):
+    keys = "s" * 15 in text.translate(_ANY_KEY_RUNS)
+    if keys and "s" * 15 in text.translate(_KEY_RUNS) and any(prefix in text for prefix in _SECRET_PREFIXES):
         for m in p.SECRET.finditer(text):
             yield Finding(PiiType.secret, m.start(), m.end(), _secret_name(m.group()))
     # ASSIGNED_SECRET matches with full case folding: casefold() folds the same way ("PaßWORD").
@@ -310,7 +315,7 @@ def _secrets(text: str) -> Iterator[Finding]:
             value = m.group("value")
             if any(not c.isalpha() for c in value) or entropy(value) >= 3.0:
                 yield Finding(PiiType.secret, m.start("value"), m.end("value"), "assigned")
-    for m in _tokens(text):
+    for m in _tokens(text) if keys else ():
         if _random_looking(m.group()):
             yield Finding(PiiType.secret, m.start(), m.end(), "high_entropy")
 
