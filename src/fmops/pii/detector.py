@@ -288,6 +288,10 @@ _ANY_KEY_RUNS = str.maketrans(
 _LONG_RUN = "t" * 32
 # A word every alternative of p.ASSIGNED_SECRET's key holds, case-folded ("api_key", "PassWD").
 _ASSIGNED_WORDS = ("key", "secret", "token", "bearer", "passw", "pwd")
+# Without a ":" or "=", p.ASSIGNED_SECRET's key must be followed by "is" (after a quote and white space,
+# maybe): in an ASCII text's lower case, reversed, that is "si" first, a literal `re` skips to fast.
+# Each alternative of the key ends in one of these words.
+_KEY_IS_REVERSED = re.compile(r"si\s*[\"']?(?:yek|terces|nekot|reraeb|drowssap|dwssap|dwp)")
 
 
 def _secret_name(token: str) -> str:
@@ -308,9 +312,13 @@ def _secrets(text: str) -> Iterator[Finding]:
     if keys and "s" * 15 in text.translate(_KEY_RUNS) and any(prefix in text for prefix in _SECRET_PREFIXES):
         for m in p.SECRET.finditer(text):
             yield Finding(PiiType.secret, m.start(), m.end(), _secret_name(m.group()))
-    # ASSIGNED_SECRET matches with full case folding: casefold() folds the same way ("PaßWORD").
-    folded = text.casefold()
-    if any(word in folded for word in _ASSIGNED_WORDS):
+    if ":" in text or "=" in text or not text.isascii():
+        # ASSIGNED_SECRET matches with full case folding: casefold() folds the same way ("PaßWORD").
+        folded = text.casefold()
+        assigned = any(word in folded for word in _ASSIGNED_WORDS)
+    else:
+        assigned = _KEY_IS_REVERSED.search(text.lower()[::-1]) is not None
+    if assigned:
         for m in p.ASSIGNED_SECRET.finditer(text):
             value = m.group("value")
             if any(not c.isalpha() for c in value) or entropy(value) >= 3.0:
