@@ -39,6 +39,9 @@ def found(text: str) -> list[tuple[str, str, str]]:
         ("PaßWD = hunter2!!", [("secret", "hunter2!!", "assigned")]),
         ("ſecret: abcdefgh12", [("secret", "abcdefgh12", "assigned")]),
         ("AUTH-TOKEN: 'zz9Yq3!xx'", [("secret", "zz9Yq3!xx", "assigned")]),
+        # No ":" or "=": the key must come before "is" (found in the lower-case text reversed).
+        ("my API_KEY is hunter2!!x", [("secret", "hunter2!!x", "assigned")]),
+        ("password  IS   s3cr3t-pass", [("secret", "s3cr3t-pass", "assigned")]),
         # Digit groups joined by the separators each pattern allows, at the filters' edges.
         ("call +1 (555) 123-4567 now", [("phone", "+1 (555) 123-4567", "")]),
         ("call (555) 123-4567 now", [("phone", "(555) 123-4567", "")]),
