@@ -17,6 +17,7 @@ from support.browser import create_user_key
 from support.mock_upstream import MockUpstream
 from support.reliability import add_models
 from support.server import RunningServer, start_server
+from support.traces import stored_trace
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +179,7 @@ def test_the_chat_sends_the_marked_instructions_unless_switched_off(
     conversation = alice.call("POST", "/chat/conversations", {"endpoint": "mocked"}).json()["id"]
     done = alice.chat(conversation, "What is the weather like?")
     with tailor_server.client() as admin:
-        (span,) = admin.get(f"/api/traces/{done['trace_id']}").json()["spans"]
+        (span,) = stored_trace(admin, str(done["trace_id"]))["spans"]
     sent = span["input"]["messages"]
     assert [m["role"] for m in sent] == ["system", "user"]
     assert sent[0]["content"].startswith("[Custom instructions: set by alice in the fmops chat settings]")
@@ -191,7 +192,7 @@ def test_the_chat_sends_the_marked_instructions_unless_switched_off(
     assert switched.json() == {"instructions": False}
     done = alice.chat(conversation, "And tomorrow?")
     with tailor_server.client() as admin:
-        (span,) = admin.get(f"/api/traces/{done['trace_id']}").json()["spans"]
+        (span,) = stored_trace(admin, str(done["trace_id"]))["spans"]
     assert "system" not in [m["role"] for m in span["input"]["messages"]]
 
     # Bob reaches none of it: not her conversation's switch, not her prompts.

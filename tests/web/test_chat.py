@@ -17,6 +17,7 @@ from playwright.sync_api import Page, expect
 from fmops.catalog import DEFAULT_CHAT_MODEL
 from support.browser import create_user_key, screenshot, sign_in, watch_dialogs
 from support.server import RunningServer, start_server
+from support.traces import stored_trace
 
 pytestmark = pytest.mark.slow
 
@@ -120,7 +121,7 @@ def test_a_consumer_chats_sees_the_answer_stream_and_gives_feedback(
         scores = admin.get(f"/api/traces/{trace_id}/feedback")
         assert scores.status_code == 200, scores.text
         got = {s["kind"]: s for s in scores.json()}
-        trace = admin.get(f"/api/traces/{trace_id}").json()
+        trace = stored_trace(admin, trace_id)
     assert got["thumbs"]["value"] == -1
     assert got["comment"]["comment"] == "It forgot the docstring."
     assert got["correction"]["corrected_output"] == {"role": "assistant", "content": better}
@@ -145,7 +146,7 @@ def test_conversations_are_kept_continued_renamed_and_deleted(chat_server: Runni
     wait_for_answer(page, 2)
     second_trace = page.locator("article.msg.assistant").last.get_attribute("data-trace-id")
     with chat_server.client() as admin:
-        (span,) = admin.get(f"/api/traces/{second_trace}").json()["spans"]
+        (span,) = stored_trace(admin, str(second_trace))["spans"]
     sent = [m["content"] for m in span["input"]["messages"]]
     assert sent[0] == "My name is Dave. Say hello to me."
     assert sent[-1] == "What is my name?"

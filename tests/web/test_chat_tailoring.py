@@ -12,6 +12,7 @@ from playwright.sync_api import Page, expect
 
 from support.browser import create_user_key, screenshot, sign_in, watch_dialogs
 from support.server import RunningServer, start_server
+from support.traces import stored_trace
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +86,7 @@ def test_instructions_a_saved_prompt_and_slash_name_reach_the_trace(
     trace_id = page.locator("article.msg.assistant").last.get_attribute("data-trace-id")
     assert trace_id
     with chat_server.client() as admin:
-        (span,) = admin.get(f"/api/traces/{trace_id}").json()["spans"]
+        (span,) = stored_trace(admin, trace_id)["spans"]
     system, asked = span["input"]["messages"]
     assert system["role"] == "system"
     assert system["content"].startswith("[Custom instructions: set by tess in the fmops chat settings]")
