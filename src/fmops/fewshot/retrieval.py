@@ -26,6 +26,8 @@ from fmops.providers.base import ProviderError
 from fmops.store import utcnow
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fmops.artifacts import ArtifactStore
     from fmops.datasets import DatasetService, VersionInfo
     from fmops.fewshot.index import Encoder, ExampleIndex
@@ -125,14 +127,27 @@ class Retriever:
     """The gateway's few-shot examples: datasets resolved per registry generation, indexes held in
     this process's memory."""
 
-    def __init__(self, store: Store, artifacts: ArtifactStore, encoder: Encoder | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        artifacts: ArtifactStore | Callable[[], ArtifactStore],
+        encoder: Encoder | None = None,
+    ) -> None:
         self.store = store
-        self.artifacts = artifacts
+        # A factory is called on first use: every gateway builds a Retriever, few use one, and the
+        # artifact store's fsspec costs each eval or judge process ~12 ms and a few MB to import.
+        self._artifacts = artifacts
         self._encoder = encoder
         self._versions: dict[tuple[str, str], tuple[int, VersionInfo]] = {}
         self._datasets: DatasetService | None = None
         self._building: dict[str, threading.Thread] = {}  # content hash -> its build
         self._lock = threading.Lock()
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        if callable(self._artifacts):
+            self._artifacts = self._artifacts()
+        return self._artifacts
 
     @property
     def datasets(self) -> DatasetService:

@@ -6,7 +6,9 @@ worker's judge runtime (`fmops.evaluators.judge_runtime`) build them the same wa
 
 from __future__ import annotations
 
-from fmops.artifacts import ArtifactStore
+from functools import partial
+from typing import TYPE_CHECKING
+
 from fmops.catalog import Catalog
 from fmops.counters import Counters
 from fmops.endpoints.resolver import EndpointResolver
@@ -23,6 +25,9 @@ from fmops.stats.rollup import mark_dirty
 from fmops.store import Store
 from fmops.tracing import TraceWriter
 from fmops.tracing.writer import FLUSH_SECONDS, RecordHook
+
+if TYPE_CHECKING:
+    from fmops.artifacts import ArtifactStore
 
 
 def build_tracer(
@@ -61,9 +66,15 @@ def build_gateway(
         endpoints=EndpointResolver(
             store,
             PromptService(store, catalog),
-            fewshot=Retriever(store, ArtifactStore.from_settings(settings)),
+            fewshot=Retriever(store, partial(_artifact_store, settings)),
         ),
         # Every call's guardrail policies, in every process that calls models (server, eval jobs,
         # judge workers): one behaviour on every path. Closed with the gateway.
         guardrails=GuardrailService(store, catalog),
     )
+
+
+def _artifact_store(settings: Settings) -> ArtifactStore:
+    from fmops.artifacts import ArtifactStore  # fsspec: only once an endpoint uses few-shot
+
+    return ArtifactStore.from_settings(settings)
