@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -21,6 +23,8 @@ from fmops.errors import UserError
 if TYPE_CHECKING:  # settings and the store load when a command first needs them, not for `--help`
     from fmops.platform import Platform
     from fmops.settings import Settings
+
+CANNOT_RUN = 2  # exit code: the command could not run (a CI gate reads 1 as "quality failed")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -82,6 +86,18 @@ def resolve_api_key(explicit: str | None) -> str:
     raise UserError(
         "no API key: pass --api-key, set FMOPS_API_KEY, or run on the server's machine (admin.key)"
     )
+
+
+def acting_as(api_key: str | None) -> tuple[str, str]:
+    """(project id, key id) of the key a command acts as (default: the admin key)."""
+    principal = local_platform().auth.authenticate(resolve_api_key(api_key))
+    return principal.project_id, principal.key_id
+
+
+def cannot_run(message: str) -> typer.Exit:
+    """Exit with CANNOT_RUN, the reason on stderr."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(CANNOT_RUN)
 
 
 def fmt(value: Any) -> str:

@@ -24,7 +24,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from fmops.cli.common import console, err_console, local_platform, resolve_api_key, settings
+from fmops.cli.common import (
+    CANNOT_RUN,
+    acting_as,
+    cannot_run,
+    console,
+    err_console,
+    local_platform,
+    settings,
+)
 from fmops.errors import FmopsError
 from fmops.jobs import JobStatus
 
@@ -34,7 +42,6 @@ if TYPE_CHECKING:  # the evals stack (gateway, numpy) loads when an eval command
 
 app = typer.Typer(help="Evaluate models, prompts and endpoints on your task (suites, runs, CI gates).")
 GATE_FAILED = 1
-CANNOT_RUN = 2
 ApiKey = typer.Option(None, "--api-key", envvar="FMOPS_API_KEY", help="Run as this key (default: admin)")
 
 
@@ -43,17 +50,6 @@ def _service() -> EvalService:
 
     platform = local_platform()
     return service_for(platform.store, platform.settings, platform.jobs)
-
-
-def _project(api_key: str | None) -> tuple[str, str]:
-    """(project id, key id) of the key the command acts as."""
-    principal = local_platform().auth.authenticate(resolve_api_key(api_key))
-    return principal.project_id, principal.key_id
-
-
-def _cannot_run(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(CANNOT_RUN)
 
 
 class _Suite(NamedTuple):
@@ -72,16 +68,16 @@ def _load_suite(suite: Path, api_key: str | None) -> Iterator[_Suite]:
     try:
         text = suite.read_text()
     except OSError as exc:
-        raise _cannot_run(f"cannot read {suite}: {exc.strerror or exc}") from None
+        raise cannot_run(f"cannot read {suite}: {exc.strerror or exc}") from None
     try:
-        yield _Suite(text, _service(), *_project(api_key))
+        yield _Suite(text, _service(), *acting_as(api_key))
     except SuiteError as exc:
         err_console.print(f"[red]error:[/red] {escape(suite.name)} cannot run:", highlight=False)
         for problem in exc.problems:
             err_console.print(f"  - {escape(problem)}", highlight=False, soft_wrap=True)
         raise typer.Exit(CANNOT_RUN) from None
     except FmopsError as exc:
-        raise _cannot_run(exc.message) from None
+        raise cannot_run(exc.message) from None
 
 
 def _execute(evals: EvalService, run: EvalRun, quiet: bool) -> EvalRun:
@@ -121,7 +117,7 @@ def _execute(evals: EvalService, run: EvalRun, quiet: bool) -> EvalRun:
     worker.join(timeout=30)
     finished = evals.get_run(run.project_id, run.id)
     if finished.status != "succeeded":
-        raise _cannot_run(f"run {finished.id} {finished.status}: {finished.error or 'no detail'}")
+        raise cannot_run(f"run {finished.id} {finished.status}: {finished.error or 'no detail'}")
     return finished
 
 
@@ -180,10 +176,10 @@ def resume(
     """Resume a run here: the results it has are kept, only the rest is called."""
     try:
         evals = _service()
-        project_id, _ = _project(api_key)
+        project_id, _ = acting_as(api_key)
         queued = evals.resume(project_id, run_id)
     except FmopsError as exc:
-        raise _cannot_run(exc.message) from None
+        raise cannot_run(exc.message) from None
     finished = _execute(evals, queued, quiet=False)
     _print_summary(finished, evals.summary(project_id, finished.id))
 
@@ -195,7 +191,7 @@ def list_runs(
     api_key: str | None = ApiKey,
 ) -> None:
     """Eval runs, newest first."""
-    project_id, _ = _project(api_key)
+    project_id, _ = acting_as(api_key)
     runs = _service().list_runs(project_id, limit=limit)
     if as_json:
         _print_json([_run_json(r) for r in runs])
@@ -218,7 +214,7 @@ def show(
     api_key: str | None = ApiKey,
 ) -> None:
     """A run's table: per target, its score with a 95% interval, each scorer, errors, latency, cost."""
-    project_id, _ = _project(api_key)
+    project_id, _ = acting_as(api_key)
     evals = _service()
     found = evals.get_run(project_id, run_id)
     summary = evals.summary(project_id, run_id)
@@ -257,7 +253,7 @@ def compare_cmd(
     api_key: str | None = ApiKey,
 ) -> None:
     """Paired significance tests: two runs target by target, or one run's targets pairwise."""
-    project_id, _ = _project(api_key)
+    project_id, _ = acting_as(api_key)
     rows = _service().compare(project_id, run_a, run_b)
     if as_json:
         _print_json(rows)
@@ -273,7 +269,7 @@ def export(
     api_key: str | None = ApiKey,
 ) -> None:
     """Every result of a run as CSV (a column per scorer) or JSON."""
-    project_id, _ = _project(api_key)
+    project_id, _ = acting_as(api_key)
     text = _service().export(project_id, run_id, fmt)
     if output is None:
         print(text, end="")

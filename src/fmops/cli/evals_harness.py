@@ -21,8 +21,6 @@ from rich.text import Text
 from fmops.cli.common import console, err_console, resolve_api_key, settings
 from fmops.errors import FmopsError
 
-CANNOT_RUN = 2
-
 
 @contextlib.contextmanager
 def _gateway(base_url: str | None) -> Iterator[str]:
@@ -57,18 +55,19 @@ def harness(
     ),
 ) -> None:
     """Run lm-evaluation-harness tasks against a gateway model, offline; each task is an eval run."""
-    from fmops.cli.evals import _cannot_run, _print_json, _print_summary, _project, _run_json, _service
+    from fmops.cli.common import acting_as, cannot_run
+    from fmops.cli.evals import _print_json, _print_summary, _run_json, _service
     from fmops.evals.harness import Harness, HarnessOptions, load_tasks
 
     names = [n.strip() for n in tasks.split(",") if n.strip()]
     if not names:
-        raise _cannot_run("--tasks: name at least one task")
+        raise cannot_run("--tasks: name at least one task")
     options = HarnessOptions(
         limit=limit, num_fewshot=num_fewshot, concurrency=concurrency, max_gen_toks=max_gen_toks, seed=seed
     )
     try:
         evals = _service()
-        project_id, key_id = _project(api_key)
+        project_id, key_id = acting_as(api_key)
         key = resolve_api_key(api_key)
         if not as_json:
             err_console.print(f"loading {escape(', '.join(names))}…", highlight=False)
@@ -79,7 +78,7 @@ def harness(
             for name, task in loaded.items()
         ]
     except FmopsError as exc:
-        raise _cannot_run(exc.message) from None
+        raise cannot_run(exc.message) from None
     done: list[dict[str, Any]] = []
     with _gateway(base_url) as url:
         for name, task, run in started:
@@ -90,7 +89,7 @@ def harness(
             try:
                 summary = runner.execute(run, name, task, base_url=url, api_key=key, options=options)
             except Exception as exc:  # the harness's own errors (a call that failed its retries...)
-                raise _cannot_run(f"run {run.id} failed: {type(exc).__name__}: {exc}") from None
+                raise cannot_run(f"run {run.id} failed: {type(exc).__name__}: {exc}") from None
             finished = evals.get_run(project_id, run.id)
             done.append({"run": _run_json(finished), "summary": summary})
             if not as_json:

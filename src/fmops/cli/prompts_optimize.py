@@ -22,7 +22,15 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from fmops.cli.common import console, err_console, local_platform, resolve_api_key, settings
+from fmops.cli.common import (
+    CANNOT_RUN,
+    acting_as,
+    cannot_run,
+    console,
+    err_console,
+    local_platform,
+    settings,
+)
 from fmops.errors import FmopsError
 from fmops.jobs import JobStatus
 
@@ -30,7 +38,6 @@ if TYPE_CHECKING:
     from fmops.optimizers.service import OptimizeService
     from fmops.store.models import PromptOptimization
 
-CANNOT_RUN = 2
 ApiKey = typer.Option(None, "--api-key", envvar="FMOPS_API_KEY", help="Run as this key (default: admin)")
 
 
@@ -39,16 +46,6 @@ def _service() -> OptimizeService:
 
     platform = local_platform()
     return service_for(platform.store, platform.settings, platform.jobs)
-
-
-def _who(api_key: str | None) -> tuple[str, str]:
-    principal = local_platform().auth.authenticate(resolve_api_key(api_key))
-    return principal.project_id, principal.key_id
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(CANNOT_RUN)
 
 
 def _num(value: Any) -> str:
@@ -169,14 +166,14 @@ def register(app: typer.Typer) -> None:
         try:
             text = suite.read_text()
         except OSError as exc:
-            raise _fail(f"cannot read {suite}: {exc.strerror or exc}") from None
+            raise cannot_run(f"cannot read {suite}: {exc.strerror or exc}") from None
         service = _service()
         try:
-            project_id, key_id = _who(api_key)
+            project_id, key_id = acting_as(api_key)
             request = Request(prompt, text, optimizer, budget, optimizer_model, holdout)
             run = service.start(project_id, request, created_by_key_id=key_id)
         except FmopsError as exc:
-            raise _fail(exc.message) from None
+            raise cannot_run(exc.message) from None
         if not wait:
             console.print(
                 f"optimisation {run.id} queued (job {run.job_id}): fmops prompts optimization {run.id}"
@@ -196,7 +193,7 @@ def register(app: typer.Typer) -> None:
         api_key: str | None = ApiKey,
     ) -> None:
         """Prompt optimisation runs, newest first."""
-        project_id, _ = _who(api_key)
+        project_id, _ = acting_as(api_key)
         runs = _service().runs(project_id, prompt=prompt, limit=limit)
         if as_json:
             console.print_json(
@@ -225,10 +222,10 @@ def register(app: typer.Typer) -> None:
         api_key: str | None = ApiKey,
     ) -> None:
         """An optimisation run: its candidates' scores, the held-out test and the winner's diff."""
-        project_id, _ = _who(api_key)
+        project_id, _ = acting_as(api_key)
         service = _service()
         try:
             run = service.get(project_id, run_id)
         except FmopsError as exc:
-            raise _fail(exc.message) from None
+            raise cannot_run(exc.message) from None
         _json(run, service) if as_json else _print_run(run, service, diff=True)
