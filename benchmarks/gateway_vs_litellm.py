@@ -86,6 +86,15 @@ def run_matrix(
     return results
 
 
+def pinned_litellm(venv: Path) -> Path:
+    """The `litellm` executable of `venv`, installed there first if missing; refused unless it is LITELLM."""
+    exe = ensure_litellm(venv)
+    version = litellm_version(venv)
+    if version != LITELLM:
+        raise SystemExit(f"{venv} holds LiteLLM {version}, not {LITELLM}: remove it and rerun")
+    return exe
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -95,10 +104,8 @@ def main() -> None:
         "--litellm-venv", type=Path, default=ROOT / "benchmarks" / ".venvs" / f"litellm-{LITELLM}"
     )
     args = parser.parse_args()
-    litellm = ensure_litellm(args.litellm_venv)
-    version = litellm_version(args.litellm_venv)
-    if version != LITELLM:
-        raise SystemExit(f"{args.litellm_venv} holds LiteLLM {version}, not {LITELLM}: remove it and rerun")
+    litellm = pinned_litellm(args.litellm_venv)
+    version = LITELLM
     load_before = load()
     work = Path(tempfile.mkdtemp(prefix="fmops-bench-"))
     files = bodies(work)

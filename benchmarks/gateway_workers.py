@@ -44,7 +44,7 @@ from _harness import (
     wait_http,
     wrk,
 )
-from gateway_vs_litellm import LITELLM, MASTER_KEY, MODEL, ensure_litellm, litellm_version
+from gateway_vs_litellm import LITELLM, MASTER_KEY, MODEL, pinned_litellm
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -87,10 +87,8 @@ def main() -> None:
         "--litellm-venv", type=Path, default=ROOT / "benchmarks" / ".venvs" / f"litellm-{LITELLM}"
     )
     args = parser.parse_args()
-    litellm = ensure_litellm(args.litellm_venv)
-    version = litellm_version(args.litellm_venv)
-    if version != LITELLM:
-        raise SystemExit(f"{args.litellm_venv} holds LiteLLM {version}, not {LITELLM}: remove it and rerun")
+    litellm = pinned_litellm(args.litellm_venv)
+    version = LITELLM
     redis.Redis.from_url(REDIS).ping()
     load_before = load()
     work = Path(tempfile.mkdtemp(prefix="fmops-bench-workers-"))
