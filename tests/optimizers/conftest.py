@@ -50,6 +50,7 @@ def _answer(body: dict[str, Any]) -> str:
 class Upstream:
     url: str
     calls: Counter[str] = field(default_factory=Counter)
+    prefixes: list[str] = field(default_factory=list)  # each `task` call's messages before the case's
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,8 @@ def upstream() -> Iterator[Upstream]:
     async def chat(request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
         state.calls[str(body.get("model"))] += 1
+        if body.get("model") == "task":
+            state.prefixes.append(orjson.dumps(body["messages"][:-1]).decode())
         text = _answer(body)
         return web.json_response(
             {

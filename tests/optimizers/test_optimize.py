@@ -45,6 +45,22 @@ SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # logic, 
 
 
 @SQLITE
+def test_candidates_are_answered_one_after_another(world: World) -> None:
+    # A local engine reuses the prompt it last read: calls of one candidate must not alternate with
+    # another's (fewshot scores 4 candidates per batch; the held-out test scores the start and the best).
+    first = len(world.upstream.prefixes)
+    run = world.execute(world.start(optimizer="fewshot", budget=60))
+    assert run.status == "succeeded", run.error
+    calls = world.upstream.prefixes[first:]
+    runs = [p for i, p in enumerate(calls) if i == 0 or calls[i - 1] != p]  # contiguous stretches
+    assert len(set(calls)) >= 3
+    # Each candidate in one stretch, and a second one for those measured on the held-out cases later.
+    again = sum(c.heldout_score is not None for c in world.service.candidates(world.project, run.id))
+    assert again >= 2
+    assert len(runs) == len(set(calls)) + again
+
+
+@SQLITE
 def test_unusable_optimizer_output_is_retried_then_dropped_and_counted(world: World) -> None:
     before = world.upstream.calls["mute"]
     run = world.execute(world.start(optimizer="instructions", optimizer_model="mute", budget=60))

@@ -20,7 +20,7 @@ from fmops.optimizers.candidates import answer_text, with_demos
 from fmops.optimizers.search import Search
 from fmops.scorers.base import text_of
 
-BATCH = 4  # candidates scored together (their calls share the suite's concurrency)
+BATCH = 4  # candidates drawn and budgeted together (scored one after another: `Search.evaluate`)
 
 
 class FewShot(Optimizer):

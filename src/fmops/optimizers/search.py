@@ -4,6 +4,7 @@ the optimizer model asked for rewritten instructions.
 - Scoring reuses the eval runner (`fmops.evals.runner.Runner`): the same requests, retries on 429/5xx,
   concurrency, tracing (each call's span carries `fmops.eval.run_id` = the optimisation run) and
   response cache as an eval run; its rows are kept in memory here instead of `eval_results`.
+  Candidates are scored one after another (a local engine then re-reads only each case's tokens).
 - Budget: every answer a candidate needs counts as a call, whether the gateway made it or the eval
   cache had it (so a search does the same whatever is cached; `calls` and `cached` say which), and
   every request to the optimizer model counts, retries included. An answer this run already has for
@@ -179,35 +180,42 @@ class Search:
         if need > (self.budget - self.spent if reserved else self.left):
             raise BudgetSpent(f"{need} more answers needed, {max(0, self.left)} calls left")
         self.spent += need
-        targets = [self._target(i, c) for i, c in enumerate(candidates)]
-        done = {(i, t) for t, c in enumerate(candidates) for i in cases if self._known(c, i)}
-        if need:
-            runner = _Collecting(
-                store=self.store,
-                gateway=self.gateway,
-                principal=self.principal,
-                run_id=self.run_id,
-                cases=[self.cases[i] for i in cases],
-                targets=targets,
-                scorers=self.scorers,
-                done=done,
-                concurrency=self.concurrency,
-                seed=self.seed,
-                progress=lambda _done, _total: self.tick(),
-            )
-            runner.collected = []
-            await runner.run()
-            self.calls += runner.calls
-            for row in runner.collected:
-                key = candidates[row["target_index"]].key
-                score = float(row["score"]) if row["status"] == "ok" and row["score"] is not None else 0.0
-                text = row["output"] if row["status"] == "ok" else f"(error: {row['error']})"
-                self.cached += bool(row["cached"])
-                self._memo[(key, int(row["case_index"]))] = (score, str(text or ""))
+        # One candidate after another, each with the suite's concurrency over its cases: a local engine
+        # keeps the prompt it last read (llama.cpp reuses the longest common prefix of the tokens), so
+        # calls that share a candidate's instructions and demonstrations read only the case's tokens.
+        # Candidates side by side in one runner alternate prefixes call by call, and every call read the
+        # whole prompt again.
+        for candidate in candidates:
+            if self.cost([candidate], cases):
+                await self._score(candidate, cases)
         for candidate in candidates:
             for i in cases:
                 if i not in candidate.excluded:
                     candidate.scores[i], candidate.outputs[i] = self._memo[(candidate.key, i)]
+
+    async def _score(self, candidate: Candidate, cases: list[int]) -> None:
+        """Answer and score `candidate` on the cases it has no answer for (spent already counted)."""
+        runner = _Collecting(
+            store=self.store,
+            gateway=self.gateway,
+            principal=self.principal,
+            run_id=self.run_id,
+            cases=[self.cases[i] for i in cases],
+            targets=[self._target(0, candidate)],
+            scorers=self.scorers,
+            done={(i, 0) for i in cases if self._known(candidate, i)},
+            concurrency=self.concurrency,
+            seed=self.seed,
+            progress=lambda _done, _total: self.tick(),
+        )
+        runner.collected = []
+        await runner.run()
+        self.calls += runner.calls
+        for row in runner.collected:
+            score = float(row["score"]) if row["status"] == "ok" and row["score"] is not None else 0.0
+            text = row["output"] if row["status"] == "ok" else f"(error: {row['error']})"
+            self.cached += bool(row["cached"])
+            self._memo[(candidate.key, int(row["case_index"]))] = (score, str(text or ""))
 
     def _target(self, index: int, candidate: Candidate) -> Target:
         assert self.base.view is not None
