@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from finetune.tiny import chat_records, make_tiny_model
 from fmops.artifacts import ArtifactStore
@@ -32,7 +32,7 @@ from fmops.jobs.worker import Worker
 from fmops.platform import Platform
 from fmops.settings import Settings, load_settings
 from fmops.store import Store
-from fmops.store.models import EvalCache, Finetune, Job
+from fmops.store.models import EvalCache, Finetune, Job, SpanTag
 from support.curation_data import chat, source_of
 from support.mock_upstream import MockUpstream
 from support.server import free_port
@@ -106,16 +106,32 @@ def on_ray(settings: Settings, address: str) -> Settings:
 
 
 def run_job(store: Store, settings: Settings, kind: str, params: dict[str, Any], project: str) -> Job:
+    return run_queued(store, settings, JobService(store).submit(kind, params, project_id=project))
+
+
+def run_queued(store: Store, settings: Settings, job: Job) -> Job:
+    """Claim a queued job and run it here, as a worker does; it must succeed."""
     service = JobService(store)
-    job = service.submit(kind, params, project_id=project)
     worker = Worker(service, settings, threading.Event())
-    claimed = service.claim(worker.worker_id, [kind])
+    claimed = service.claim(worker.worker_id, [job.kind])
     assert claimed is not None
     assert claimed.id == job.id
     worker.execute(claimed)
     done = service.get(job.id, None)
     assert done.status == JobStatus.succeeded, (done.error, [log.line for log in service.logs(job.id, None)])
     return done
+
+
+def eval_world(platform: Platform, mock: MockUpstream) -> Any:
+    """The default project's admin key, and `mock-a` on the mock upstream (priced, so calls cost)."""
+    from evals.conftest import EvalWorld
+
+    key = platform.auth.bootstrap(platform.settings.home / "admin.key")
+    assert key is not None
+    world = EvalWorld(platform, platform.auth.authenticate(key), mock)
+    mock.reset()
+    world.add_model("mock-a", input_price=1.0, output_price=2.0)
+    return world
 
 
 class Pids:
@@ -219,16 +235,79 @@ def test_curation_on_ray_makes_the_versions_the_local_executor_makes(
 
 
 @POSTGRES
+def test_batch_inference_on_ray_writes_the_records_the_local_executor_writes(
+    platform: Platform, mock: MockUpstream, ray_address: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fmops.datasets import infer as batch
+    from fmops.prompts.schemas import PromptSpec
+    from fmops.prompts.service import PromptService
+
+    world = eval_world(platform, mock)
+    prompts = PromptService(platform.store, platform.catalog)
+    spec = PromptSpec(
+        name="triage",
+        model="mock-a",
+        messages=[
+            {"role": "system", "content": "Triage {{ product }} tickets."},
+            {"role": "user", "content": "{{ input }}"},
+        ],
+    )
+    view, _ = prompts.push(world.project, spec, author="t", author_key_id=None)
+    prompts.set_label(world.project, "triage", "production", view.version, actor="t")
+    # Every third record names no product: the prompt cannot be filled, on either executor.
+    records = [
+        {
+            "messages": [{"role": "user", "content": f"ticket {i}"}],
+            "metadata": {"product": "card"} if i % 3 else {},
+        }
+        for i in range(10)
+    ]
+    platform.datasets.create_version(project_id=world.project, name="tickets", kind="chat", batches=[records])
+    monkeypatch.setattr(batch, "CHUNK_RECORDS", 4)  # three chunks: three pieces of work on the cluster
+    pids = Pids(monkeypatch)
+    made = []
+    for settings in (platform.settings, on_ray(platform.settings, ray_address)):
+        job = batch.submit(
+            platform.store,
+            settings,
+            platform.jobs,
+            platform.datasets,
+            project_id=world.project,
+            dataset="tickets@1",
+            created_by_key_id=world.principal.key_id,
+            prompt="triage@production",
+            output=f"answers-{settings.executor}",
+            parameters={"temperature": 0},
+        )
+        done = run_queued(platform.store, settings, job)
+        assert done.result is not None
+        made.append((job.id, done.result))
+    assert pids.elsewhere()
+    assert len(pids.seen) == 3
+    assert [r["ok"] for _, r in made] == [6, 6]
+    assert [r["errors"] for _, r in made] == [4, 4]
+    assert len(mock.state.requests) == 2 * 6
+
+    def read(ref: str) -> list[dict[str, Any]]:
+        version = platform.datasets.resolve(world.project, ref)
+        out = [r for b in platform.datasets.iter_records(version) for r in b]
+        for record in out:
+            assert record["metadata"]["inference"].pop("trace_id") or record["metadata"]["inference"]["error"]
+        return out
+
+    local, remote = (read(result["output"]) for _, result in made)
+    assert remote == local
+    assert local[1]["messages"][-1] == {"role": "assistant", "content": "Hello from the mock upstream."}
+    with platform.store.session() as session:  # the cluster's calls were traced, tagged with their job
+        tagged = session.scalars(select(SpanTag.span_id).where(SpanTag.tag == f"job:{made[1][0]}")).all()
+    assert len(tagged) == 6
+
+
+@POSTGRES
 def test_an_eval_run_on_ray_scores_what_the_local_run_scores(
     platform: Platform, mock: MockUpstream, ray_address: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from evals.conftest import EvalWorld
-
-    key = platform.auth.bootstrap(platform.settings.home / "admin.key")
-    assert key is not None
-    world = EvalWorld(platform, platform.auth.authenticate(key), mock)
-    mock.reset()
-    world.add_model("mock-a", input_price=1.0, output_price=2.0)
+    world = eval_world(platform, mock)
     world.add_model("mock-b", "slow-20")
     suite = {
         "name": "greeting",

@@ -157,6 +157,8 @@ POLICY: dict[str, str | None] = {
     # curation of datasets: engineers
     "GET /api/curation/steps": E,
     "POST /api/datasets/{name}/curate": E,
+    # batch inference over a dataset (calls models as the caller's key): engineers
+    "POST /api/datasets/{name}/infer": E,
     # datasets from production traffic: engineers
     "POST /api/datasets/from-traces": E,
     # annotation queues: engineers make, delete and export them; annotators see theirs and decide items

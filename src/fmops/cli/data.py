@@ -251,7 +251,12 @@ def sweep(
 
 
 # Commands other helpers add to this group live in modules of their own.
-for _module in ("fmops.cli.data_curate", "fmops.cli.data_traces", "fmops.cli.data_index"):
+for _module in (
+    "fmops.cli.data_curate",
+    "fmops.cli.data_traces",
+    "fmops.cli.data_index",
+    "fmops.cli.data_infer",
+):
     try:
         _extension = importlib.import_module(_module)
     except ModuleNotFoundError as _missing:

@@ -32,6 +32,7 @@ from fmops.server.routers import (
     finetunes,
     guardrails,
     health,
+    inference,
     jobs,
     keys,
     me,
@@ -83,6 +84,7 @@ ROUTERS = [
     annotation.router,
     datasets.router,
     curation.router,
+    inference.router,  # POST /api/datasets/{name}/infer: batch inference
     finetunes.router,
     evals.router,
     optimizations.router,
