@@ -102,3 +102,7 @@ def test_an_eval_run_loads_only_the_eval_commands_and_what_a_run_needs(
         assert heavy not in ran, heavy
     assert "cryptography" not in ran
     assert "jsonschema" not in ran  # no schema in this suite
+    # Nor Jinja (no prompt target), Starlette's thread pool (services use asyncio's), the trace
+    # explorer's queries: each costs start-up time and memory a CI gate pays on every run.
+    for unused in ("jinja2", "starlette", "anyio", "fmops.tracing.query"):
+        assert unused not in ran, unused

@@ -9,6 +9,7 @@ lookup and nothing else: prompt versions, models and guardrails are resolved onc
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import threading
@@ -18,7 +19,6 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Audience, Principal
 from fmops.endpoints.reader import GenerationReader
@@ -141,7 +141,7 @@ class EndpointResolver:
         current = await self.generations.read(project_id)
         found = self._cached(project_id, name, current)
         if isinstance(found, _Miss):
-            return await run_in_threadpool(self._load_at, project_id, name, current)
+            return await asyncio.to_thread(self._load_at, project_id, name, current)
         return found
 
     def resolve_now(self, project_id: str, name: str) -> Resolved | None:

@@ -9,14 +9,13 @@ encoder missing) serves the call without examples; its span says why.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-
-from starlette.concurrency import run_in_threadpool
 
 from fmops.errors import FmopsError
 from fmops.fewshot.examples import Example
@@ -234,7 +233,7 @@ class Retriever:
         try:
             found = self._held(project_id, spec.dataset, generation)
             if found is None:
-                found = await run_in_threadpool(self._index, project_id, spec.dataset, generation)
+                found = await asyncio.to_thread(self._index, project_id, spec.dataset, generation)
             version, index = found
             retrieval.version_id = version.id  # the index may be shared with same-content versions
             encoded = time.perf_counter()
@@ -243,7 +242,7 @@ class Retriever:
             if len(index) <= _ON_LOOP:
                 retrieval.examples = index.nearest_vector(vector, spec.k, spec.min_similarity)
             else:  # tens of milliseconds: not on the event loop, which serves every other call
-                retrieval.examples = await run_in_threadpool(
+                retrieval.examples = await asyncio.to_thread(
                     index.nearest_vector, vector, spec.k, spec.min_similarity
                 )
             retrieval.embed_ms = (searched - encoded) * 1000

@@ -24,8 +24,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from starlette.concurrency import run_in_threadpool
-
 from fmops.auth import Principal
 from fmops.catalog import Catalog, ModelEntry
 from fmops.endpoints.plan import EndpointCall, sticky_subject
@@ -131,7 +129,7 @@ class Gateway:
         cached = self.catalog.cached_models(principal.project_id)
         if cached is not None and alias in cached:
             return cached[alias]
-        return await run_in_threadpool(self.catalog.get, principal.project_id, alias)
+        return await asyncio.to_thread(self.catalog.get, principal.project_id, alias)
 
     async def _chain(
         self, principal: Principal, entry: ModelEntry, extra: list[str] | None
@@ -372,7 +370,7 @@ class Gateway:
         if self.endpoints is not None:
             models = self.catalog.cached_models(principal.project_id)
             if models is None:
-                models = await run_in_threadpool(self.catalog.models, principal.project_id)
+                models = await asyncio.to_thread(self.catalog.models, principal.project_id)
             entry = models.get(req.model)
             if entry is None:
                 resolved = await self.endpoints.resolve(principal.project_id, req.model)

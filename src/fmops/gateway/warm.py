@@ -8,7 +8,6 @@ import contextlib
 import logging
 
 from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
 
 from fmops.catalog import Catalog
 from fmops.catalog.entry import ModelEntry
@@ -48,7 +47,7 @@ class ProviderWarmup:
         return [self.catalog.models(project)[alias] for project, alias, name in rows if starts[name]]
 
     async def _warm(self) -> None:
-        for entry in await run_in_threadpool(self._entries):
+        for entry in await asyncio.to_thread(self._entries):
             try:
                 await self.gateway.provider(entry).start()
             except Exception:  # the first call reports it to its caller

@@ -37,7 +37,7 @@ from fmops.gateway.spans import CallRecord, new_span_id
 from fmops.guardrails.base import INLINE_CHARS, AsyncChatFn, Context, Decision, Stage, TextSpan
 from fmops.guardrails.policy import Action, Policy
 from fmops.store import utcnow
-from fmops.tracing.query import GUARDRAIL_KIND, GUARDRAIL_OUTCOME
+from fmops.tracing.kinds import GUARDRAIL_KIND, GUARDRAIL_OUTCOME
 
 log = logging.getLogger(__name__)
 JSON = dict[str, Any]

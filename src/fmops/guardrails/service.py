@@ -36,7 +36,6 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from fmops.catalog import Catalog
 from fmops.endpoints import generation
@@ -210,7 +209,7 @@ class GuardrailService:
     async def _at(self, project_id: str, current: int) -> _Served:
         served = self._served.get(project_id)
         if served is None or served.generation != current:
-            served = await run_in_threadpool(self._load, project_id, current)
+            served = await asyncio.to_thread(self._load, project_id, current)
         return served
 
     def _recent(self, project_id: str) -> _Served | None:

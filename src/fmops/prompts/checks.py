@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from fmops.errors import UserError
 from fmops.gateway.schemas import ChatCompletionRequest
 from fmops.prompts.schemas import PromptSpec
-from fmops.prompts.templates import compile_template
 
 # Fields of a chat request that are not the prompt's to set: the call itself (model, messages,
 # streaming) and fmops' per-call extensions (an endpoint has its own cache and fallbacks).
@@ -88,6 +87,8 @@ def check_output_schema(schema: dict[str, Any], where: str = "output_schema") ->
 
 def check_spec(spec: PromptSpec) -> tuple[dict[str, Any], list[str]]:
     """The version content to store and the variables its templates use; a 400 on the first fault."""
+    from fmops.prompts.templates import compile_template  # Jinja loads only where prompts are written
+
     variables: set[str] = set()
     for i, message in enumerate(spec.messages):
         variables |= compile_template(message.content, f"messages[{i}].content").variables

@@ -26,7 +26,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from starlette.concurrency import run_in_threadpool
 
 from fmops.errors import FmopsError, NotFound, UserError
 from fmops.gateway.schemas import ChatCompletionRequest, Message
@@ -141,7 +140,7 @@ class Playground:
         self.gateway = gateway
 
     async def run(self, principal: Principal, request: PlaygroundRequest) -> PlaygroundResult:
-        targets = await run_in_threadpool(self.resolve, principal.project_id, request.targets)
+        targets = await asyncio.to_thread(self.resolve, principal.project_id, request.targets)
         slots = asyncio.Semaphore(CONCURRENCY)
 
         async def one(i: int, j: int) -> Cell:

@@ -15,8 +15,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from fmops.prompts.templates import render_messages
-
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 LABEL_PATTERN = NAME_PATTERN
 # A label that reads as a number would be ambiguous wherever a version or a label is accepted
@@ -109,6 +107,8 @@ class PromptVersionView:
 
     def render(self, variables: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The messages with their templates rendered; a missing variable is a 400 naming it."""
+        from fmops.prompts.templates import render_messages  # Jinja loads only when a prompt renders
+
         return render_messages(self.messages, variables)
 
 
