@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import random
 import time
 from collections import deque
@@ -201,6 +202,8 @@ class Runner:
                 continue
         self.hits = await asyncio.to_thread(cache_lookup, self.store, keys)
         work = asyncio.gather(*(self._worker(slot, todo) for slot in range(self.concurrency)))
+        # The summary's numpy loads on a spare thread while the calls wait on the network.
+        asyncio.get_running_loop().run_in_executor(None, importlib.import_module, "numpy")
         self._stopping = asyncio.Event()
         flusher = asyncio.create_task(self._flush_loop())
         try:

@@ -32,7 +32,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
+# numpy is imported inside the functions: every `fmops eval run` imports this module at start-up but
+# needs numpy only for the summary, and the runner loads it on a spare thread while the first calls
+# wait on the network (about 50 ms of a CI gate's start-up, on this project's 2-core machine).
 
 RESAMPLES = 2000
 BOOTSTRAP_BLOCK = 2**17
@@ -45,6 +47,8 @@ def bootstrap_ci(
     values: Any, *, seed: int = 0, resamples: int = RESAMPLES, level: float = LEVEL
 ) -> tuple[float, float] | None:
     """The percentile bootstrap interval of the mean; None for no values. One value: (v, v)."""
+    import numpy as np
+
     data = np.asarray(values, dtype=float)
     if data.size == 0:
         return None
@@ -71,12 +75,16 @@ def bootstrap_ci(
 
 
 def _percentiles(means: Any, level: float) -> tuple[float, float]:
+    import numpy as np
+
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
 
 
 def is_binary(values: Any) -> bool:
+    import numpy as np
+
     data = np.asarray(values, dtype=float)
     return bool(data.size) and bool(np.all((data == 0) | (data == 1)))
 
@@ -100,6 +108,8 @@ class PairedTest:
 
 def paired_test(a: Any, b: Any, *, seed: int = 0, alpha: float = ALPHA) -> PairedTest:
     """Is b different from a on the same cases? (See the module docstring for the choice of test.)"""
+    import numpy as np
+
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.shape != y.shape:
         raise ValueError("paired samples must have the same length")
@@ -132,6 +142,8 @@ def mcnemar_exact(b: int, c: int) -> float:
 
 def average_ranks(values: Any) -> Any:
     """Ranks from 1, ties sharing their average rank (as `scipy.stats.rankdata`)."""
+    import numpy as np
+
     _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
     ends = np.cumsum(counts)
     return ((ends - counts + 1 + ends) / 2)[inverse]
@@ -146,6 +158,8 @@ def wilcoxon(differences: Any) -> float:
     assignment of signs to the (average, when tied) ranks, counted; beyond, the normal
     approximation with the tie correction. (`scipy.stats.wilcoxon` gives the same where it is
     exact too: no ties, or at most 13 differences; with ties between 14 and 50 it approximates.)"""
+    import numpy as np
+
     d = np.asarray(differences, dtype=float)
     d = d[d != 0]
     n = int(d.size)
@@ -177,4 +191,6 @@ def wilcoxon(differences: Any) -> float:
 
 
 def percentile(values: list[float], q: float) -> float | None:
+    import numpy as np
+
     return float(np.percentile(np.asarray(values, dtype=float), q)) if values else None

@@ -11,8 +11,6 @@ from collections.abc import Callable, Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
-import numpy as np
-
 from fmops.evals.stats import ALPHA, bootstrap_ci, mcnemar_exact, paired_test, percentile
 from fmops.scorers.base import Aggregate, ScoreResult
 
@@ -51,6 +49,8 @@ def _verdicts(rows: Sequence[Row], scorer: str) -> list[ScoreResult]:
 
 def _aggregated(results: list[ScoreResult], aggregate: Aggregator, seed: int) -> dict[str, Any]:
     """The scorer's own aggregate, with a percentile bootstrap interval over resampled cases."""
+    import numpy as np
+
     whole = aggregate(results)
     ci = None
     if whole.value is not None and len(results) > 1:
