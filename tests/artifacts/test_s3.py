@@ -7,6 +7,7 @@ The AWS secret appears in no log line, job log or stored lineage.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -22,17 +23,21 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from finetune.tiny import chat_records, make_tiny_model
-from fmops.artifacts import ArtifactStore
-from fmops.auth import AuthService
-from fmops.catalog import Catalog
+from fmops.artifacts import ArtifactStore, upload_folder
+from fmops.auth import AuthService, Principal
+from fmops.catalog import Catalog, ModelSpec
+from fmops.counters import make_counters
 from fmops.datasets import DatasetService
-from fmops.errors import ConfigError
+from fmops.errors import ConfigError, UserError
 from fmops.finetune.service import FinetuneService
 from fmops.finetune.stored import adapter_files
+from fmops.gateway.schemas import ChatCompletionRequest
+from fmops.gateway.stack import build_gateway, build_tracer
 from fmops.jobs import JobService, JobStatus
 from fmops.jobs.worker import Worker
+from fmops.providers.llamacpp import default_chat_model_path
 from fmops.secrets import SecretBox
-from fmops.settings import load_settings
+from fmops.settings import Settings, load_settings
 from fmops.store import Store
 from support.cli_runs import run_session, session_env
 from support.databases import migrated_sqlite_url
@@ -154,23 +159,53 @@ CONFIG = {
 }
 
 
-def test_a_finetuned_adapter_goes_up_and_comes_back(
-    endpoint: str, bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    url = migrated_sqlite_url(tmp_path)
-    settings = load_settings(
+def on_s3(tmp_path: Path, endpoint: str, bucket: str) -> Settings:
+    """Settings of a machine whose artifact store is the bucket (SQLite database, migrated)."""
+    return load_settings(
         {
             "home": tmp_path / "home",
-            "database_url": url,
+            "database_url": migrated_sqlite_url(tmp_path),
             "artifact_url": f"s3://{bucket}/fmops",
             "artifact_options": {"endpoint_url": endpoint},
             "job_heartbeat_seconds": 0.1,
         }
     )
-    store = Store(url)
+
+
+def admin(store: Store, settings: Settings) -> Principal:
+    """The default project's admin key, as the first `fmops up` makes it."""
+    auth = AuthService(store)
+    key = auth.bootstrap(settings.home / "admin.key")
+    assert key is not None
+    return auth.authenticate(key)
+
+
+async def serve_once(
+    settings: Settings, store: Store, catalog: Catalog, principal: Principal, model: str
+) -> dict[str, Any]:
+    """One chat call through a gateway built as a server builds its own (this process's engines)."""
+    tracer = build_tracer(settings, store)
+    gateway = build_gateway(settings, store, catalog, tracer, make_counters(settings))
+    tracer.start()
     try:
-        project = AuthService(store).create_project("ft").id
+        request = ChatCompletionRequest.model_validate(
+            {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        )
+        return dict((await gateway.chat(principal, request)).body)
+    finally:
+        await gateway.close()
+        await tracer.close()
+
+
+def test_a_finetuned_adapter_goes_up_and_comes_back(
+    endpoint: str, bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    settings = on_s3(tmp_path, endpoint, bucket)
+    store = Store(settings.database_url)
+    try:
+        principal = admin(store, settings)
+        project = principal.project_id
         artifacts = ArtifactStore.from_settings(settings)
         datasets = DatasetService(store, artifacts)
         datasets.create_version(project_id=project, name="tickets", kind="chat", batches=[chat_records(8)])
@@ -197,9 +232,22 @@ def test_a_finetuned_adapter_goes_up_and_comes_back(
             assert hashlib.sha256(in_bucket[f"fmops/{stored['prefix']}/{name}"]).hexdigest() == digest
         assert not any(k.endswith(".partial") or k.endswith(".bin") for k in in_bucket)
 
-        # Another machine: the run's folder is gone; the export comes from the bucket, verified.
+        # Another machine: the run's folder is gone, and its artifact cache is empty. A gateway serves
+        # the fine-tuned model with the adapter fetched from the bucket, verified, into the cache.
         shutil.rmtree(settings.home / "finetunes")
+        cache = settings.home / "cache" / "artifacts"
+        assert not cache.exists()
         catalog = Catalog(store, settings, SecretBox.from_settings(settings))
+        entry = catalog.get(project, result["model"])
+        assert entry.provider == "transformers"
+        assert not Path(entry.options["adapter"]).exists()
+        answer = asyncio.run(serve_once(settings, store, catalog, principal, result["model"]))
+        assert answer["choices"][0]["message"]["role"] == "assistant"
+        [fetched] = list(cache.iterdir())
+        for name, digest in stored["files"].items():
+            assert hashlib.sha256((fetched / name).read_bytes()).hexdigest() == digest
+
+        # The export comes from the bucket too, verified (the same cached copy).
         service = FinetuneService(store, settings, jobs, catalog, datasets)
         out = service.export(project, job_id, "adapter", tmp_path / "exported")
         for name, digest in stored["files"].items():
@@ -213,5 +261,40 @@ def test_a_finetuned_adapter_goes_up_and_comes_back(
         seen = [log.line for log in jobs.logs(job_id, None)] + [json.dumps(result)]
         seen += [r.getMessage() + json.dumps(r.__dict__, default=str) for r in caplog.records]
         assert not [line for line in seen if SECRET in line]
+    finally:
+        store.dispose()
+
+
+def test_a_gguf_in_the_store_is_served_by_llama_cpp_on_a_machine_without_it(
+    endpoint: str, bucket: str, tmp_path: Path
+) -> None:
+    """A merged fine-tune's GGUF (here the packaged SmolLM2 file) named by `options.stored`: the
+    gateway's llama.cpp engine fetches it into an empty cache when it loads. Over the API, `stored`
+    is refused: only the operator's CLI and fine-tune jobs name files in the store."""
+    gguf = default_chat_model_path()
+    assert gguf is not None
+    settings = on_s3(tmp_path, endpoint, bucket)
+    store = Store(settings.database_url)
+    try:
+        principal = admin(store, settings)
+        prefix = f"finetunes/{principal.project_id}/job/gguf"
+        files = upload_folder(ArtifactStore.from_settings(settings), prefix, [gguf])
+        stored = json.dumps({"model": {"prefix": prefix, "files": files, "file": True}})
+        catalog = Catalog(store, settings, SecretBox.from_settings(settings))
+        spec = ModelSpec(
+            alias="merged",
+            provider="llamacpp",
+            model=str(tmp_path / "trained-elsewhere" / gguf.name),  # not on this machine
+            options={"n_ctx": 512, "stored": stored},
+        )
+        with pytest.raises(UserError, match="options stored of the llamacpp provider may be set only"):
+            catalog.add(principal.project_id, spec, trusted=False)
+        catalog.add(principal.project_id, spec, trusted=True)
+        cache = settings.home / "cache" / "artifacts"
+        assert not cache.exists()
+        answer = asyncio.run(serve_once(settings, store, catalog, principal, "merged"))
+        assert answer["choices"][0]["message"]["content"]
+        [fetched] = list(cache.iterdir())
+        assert hashlib.sha256((fetched / gguf.name).read_bytes()).hexdigest() == files[gguf.name]
     finally:
         store.dispose()

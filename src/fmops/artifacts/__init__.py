@@ -5,7 +5,15 @@ the folder `artifacts/` under `FMOPS_HOME`. Keys are relative paths that fmops m
 (`datasets/<project id>/<version id>.parquet`), never user input.
 """
 
-from fmops.artifacts.cache import Manifest, local_folder, upload_folder
+from fmops.artifacts.cache import Manifest, cache_dir, local_folder, stored_copy, upload_folder
 from fmops.artifacts.store import ArtifactStore, check_key
 
-__all__ = ["ArtifactStore", "Manifest", "check_key", "local_folder", "upload_folder"]
+__all__ = [
+    "ArtifactStore",
+    "Manifest",
+    "cache_dir",
+    "check_key",
+    "local_folder",
+    "stored_copy",
+    "upload_folder",
+]

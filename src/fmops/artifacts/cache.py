@@ -12,12 +12,14 @@ import hashlib
 import json
 import secrets
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from fmops.artifacts.store import ArtifactStore, check_key
+from fmops.settings import Settings
 
-__all__ = ["Manifest", "local_folder", "manifest_digest", "upload_folder"]
+__all__ = ["Manifest", "cache_dir", "local_folder", "manifest_digest", "stored_copy", "upload_folder"]
 
 Manifest = dict[str, str]  # file name -> SHA-256 of its bytes
 
@@ -55,3 +57,15 @@ def local_folder(store: ArtifactStore, prefix: str, manifest: Manifest, cache: P
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def cache_dir(settings: Settings) -> Path:
+    """Where this machine keeps its copies of stored artifacts."""
+    return settings.home / "cache" / "artifacts"
+
+
+def stored_copy(store: ArtifactStore, entry: Mapping[str, Any], cache: Path) -> Path:
+    """The local copy of a stored output (`{"prefix", "files": manifest, "file": bool}`): its folder,
+    or, for a single-file output (`file` true), the file in it."""
+    folder = local_folder(store, str(entry["prefix"]), dict(entry["files"]), cache)
+    return folder / next(iter(entry["files"])) if entry.get("file") else folder

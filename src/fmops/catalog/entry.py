@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -32,6 +34,8 @@ class ModelEntry:
     id: str | None = None  # None for built-ins
     project_id: str | None = None
     created_at: datetime | None = None
+    # Brings a file the options store in the artifact store (`options.stored`) to this machine.
+    fetch: Callable[[str], Path | None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def builtin(self) -> bool:
@@ -46,6 +50,7 @@ class ModelEntry:
             base_url=self.base_url,
             api_key=self.api_key,
             options=dict(self.options),
+            fetch=self.fetch,
         )
 
     @property

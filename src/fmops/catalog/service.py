@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 from sqlalchemy import select
 
@@ -19,6 +21,7 @@ from fmops.catalog.builtin import builtin_models
 from fmops.catalog.entry import ModelEntry
 from fmops.errors import Conflict, NotFound, UserError
 from fmops.logs import remember_secret
+from fmops.providers.base import STORED_OPTION
 from fmops.providers.generation import generation_of
 from fmops.providers.registry import get_provider_class
 from fmops.providers.urls import check_upstream_url
@@ -110,7 +113,30 @@ class Catalog:
             options=dict(row.options or {}),
             license=row.license,
             created_at=row.created_at,
+            fetch=self._fetcher(row.options.get(STORED_OPTION)) if row.options else None,
         )
+
+    def _fetcher(self, text: Any) -> Callable[[str], Path | None] | None:
+        """For a model whose files are in the artifact store (`options.stored`, JSON text): a function
+        giving the local copy of one of them (fetched on first use by the engine that loads it, once
+        per machine)."""
+        try:
+            stored = orjson.loads(text) if isinstance(text, str) else None
+        except orjson.JSONDecodeError:
+            return None  # the engine then names the missing file
+        if not isinstance(stored, dict) or not stored:
+            return None
+        settings = self.settings
+
+        def fetch(option: str) -> Path | None:
+            from fmops.artifacts import ArtifactStore, cache_dir, stored_copy  # fsspec: only here
+
+            entry = stored.get(option)
+            if not isinstance(entry, dict):
+                return None
+            return stored_copy(ArtifactStore.from_settings(settings), entry, cache_dir(settings))
+
+        return fetch
 
     def cached_models(self, project_id: str) -> dict[str, ModelEntry] | None:
         """The project's models if looked up recently, without touching the database (hot path)."""
@@ -164,7 +190,7 @@ class Catalog:
             )
         model, options = spec.model, dict(spec.options)
         cls.check_options(model, options)
-        operator_only = sorted(cls.operator_options & options.keys())
+        operator_only = sorted((cls.operator_options | {STORED_OPTION}) & options.keys())
         if operator_only and not trusted:
             raise UserError(
                 f"options {', '.join(operator_only)} of the {spec.provider} provider may be set only by "

@@ -33,7 +33,7 @@ from fmops.finetune.config import FinetuneConfig, Method
 from fmops.finetune.data import split_records
 from fmops.finetune.events import ProgressEvent, TrainingInterrupted
 from fmops.finetune.serving import vllm_adapter_spec, vllm_base
-from fmops.finetune.stored import publish
+from fmops.finetune.stored import publish, served_from_store
 from fmops.jobs import JobContext, RetryableJobError, job_kind
 from fmops.secrets import SecretBox
 from fmops.settings import Settings
@@ -223,6 +223,7 @@ def _run(ctx: JobContext, params: FinetuneParams, store: Store, settings: Settin
     if not datasets.artifacts.is_local:  # other machines serve and export it from the store
         ctx.progress(0.97, "uploading the outputs to the artifact store")
         artifacts["stored"] = publish(datasets.artifacts, ctx.project_id, ctx.job_id, artifacts)
+        spec = served_from_store(spec, artifacts)
     ctx.check()  # a job cancelled by now registers nothing
     entry = catalog.add(ctx.project_id, spec, trusted=True)
     try:

@@ -13,10 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fmops.artifacts import ArtifactStore, local_folder, upload_folder
+import orjson
+
+from fmops.artifacts import ArtifactStore, cache_dir, local_folder, upload_folder
+from fmops.catalog.service import ModelSpec
+from fmops.providers.base import STORED_OPTION
+from fmops.providers.registry import get_provider_class
 from fmops.settings import Settings
 
-__all__ = ["adapter_files", "cache_dir", "local_output", "publish"]
+__all__ = ["adapter_files", "cache_dir", "local_output", "publish", "served_from_store"]
 
 ADAPTER_SUFFIXES = (".json", ".safetensors", ".jinja", ".txt", ".model")
 FILES = ("gguf_lora", "gguf")  # single-file outputs; "adapter" is a folder
@@ -25,10 +30,6 @@ FILES = ("gguf_lora", "gguf")  # single-file outputs; "adapter" is a folder
 def adapter_files(folder: Path) -> list[Path]:
     """The adapter's config, weights and tokenizer files (never the pickled training_args.bin)."""
     return [p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in ADAPTER_SUFFIXES]
-
-
-def cache_dir(settings: Settings) -> Path:
-    return settings.home / "cache" / "artifacts"
 
 
 def publish(store: ArtifactStore, project_id: str, job_id: str, artifacts: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +48,25 @@ def publish(store: ArtifactStore, project_id: str, job_id: str, artifacts: dict[
                 "files": upload_folder(store, f"{prefix}/{name}", [path]),
             }
     return stored
+
+
+def served_from_store(spec: ModelSpec, artifacts: dict[str, Any]) -> ModelSpec:
+    """The served model's spec, its files (the model, a path option) that are uploaded outputs named
+    in `options.stored`: a gateway on another machine, whose engine loads in-process, fetches them
+    from the store (`Provider.local_path`). A model served elsewhere (vLLM) is left as it is."""
+    stored = artifacts.get("stored") or {}
+    if not stored or not get_provider_class(spec.provider).capabilities.local:
+        return spec
+    by_path = {str(artifacts[name]): name for name in stored if name in artifacts}
+    found: dict[str, Any] = {}
+    for option, value in [("model", spec.model), *spec.options.items()]:
+        name = by_path.get(value) if isinstance(value, str) else None
+        if name is not None:
+            found[option] = {**stored[name], "file": name != "adapter"}
+    if not found:
+        return spec
+    text = orjson.dumps(found, option=orjson.OPT_SORT_KEYS).decode()
+    return spec.model_copy(update={"options": {**spec.options, STORED_OPTION: text}})
 
 
 def local_output(

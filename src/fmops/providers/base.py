@@ -12,11 +12,16 @@ the OpenAI-compatible provider forwards them as they are, the others translate.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 JSON = dict[str, Any]
+# The option naming where a model's files are in the artifact store, by option ("model", a path
+# option), as JSON text (options hold scalars): `{option: {"prefix", "files": {name: sha256}, "file":
+# bool}}`. Set by fine-tune jobs and the operator, never over the API.
+STORED_OPTION = "stored"
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,9 @@ class ProviderConfig:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     options: dict[str, Any] = field(default_factory=dict)
+    # The artifact store's copy of a file option ("model", a path option) where `options.stored` names
+    # one (a fine-tune's outputs on S3): fetched into this machine's cache, or None. Unset: no store.
+    fetch: Callable[[str], Path | None] | None = field(default=None, repr=False, compare=False)
 
 
 class ProviderError(Exception):
@@ -85,6 +93,15 @@ class Provider(ABC):
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
+
+    def local_path(self, option: str, value: str) -> Path:
+        """`value` (the model, or the path option `option`) as a local path. Where this machine lacks
+        it and the artifact store holds it (`options.stored`), the store's copy, fetched once per
+        machine: a gateway serves a fine-tune trained elsewhere. Call it where the engine loads."""
+        path = Path(value).expanduser()
+        if path.exists() or self.config.fetch is None:
+            return path
+        return self.config.fetch(option) or path
 
     @classmethod  # noqa: B027 - an optional hook: most providers check nothing more
     def check_options(cls, model: str, options: dict[str, Any]) -> None:

@@ -147,10 +147,13 @@ class LlamaCppProvider(LocalChatProvider[_Loaded]):
 
     def _load(self) -> _Loaded:
         path = self.model_path
+        if self.config.model not in DEFAULT_MODEL_ALIASES:
+            path = self.local_path("model", str(path))  # a merged fine-tune, maybe from the store
         if not path.is_file():
             raise ProviderError(f"GGUF model file not found: {path}", status=500)
         lora = self.config.options.get("lora_path")
-        if lora and not Path(str(lora)).expanduser().is_file():
+        lora_file = self.local_path("lora_path", str(lora)) if lora else None
+        if lora_file is not None and not lora_file.is_file():
             raise ProviderError(f"GGUF LoRA adapter file not found: {lora}", status=500)
         llama_cpp = require("llama_cpp", "llama-cpp-python", self.name)
         chat_format = require("llama_cpp.llama_chat_format", "llama-cpp-python", self.name)
@@ -163,7 +166,7 @@ class LlamaCppProvider(LocalChatProvider[_Loaded]):
                 n_threads=int(options["n_threads"]) if options.get("n_threads") else None,
                 n_batch=int(options.get("n_batch", 512)),
                 n_gpu_layers=int(options.get("n_gpu_layers", 0)),
-                lora_path=str(Path(str(lora)).expanduser()) if lora else None,
+                lora_path=str(lora_file) if lora_file is not None else None,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:

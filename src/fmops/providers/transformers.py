@@ -149,8 +149,8 @@ class TransformersProvider(LocalChatProvider[_Loaded]):
         except (OSError, ValueError) as exc:
             raise ProviderError(f"cannot load the model {source!r}: {exc}", status=500) from exc
         adapter = options.get("adapter")
-        if adapter:
-            model = self._apply_adapter(model, Path(str(adapter)).expanduser())
+        if adapter:  # a fine-tune's adapter: on this machine, or fetched from the artifact store
+            model = self._apply_adapter(model, self.local_path("adapter", str(adapter)))
         model.to(device)
         model.eval()
         template = (
