@@ -184,7 +184,7 @@ async def _one(
     jitter: random.Random,
 ) -> JSON:
     value, _ = case_input(kind, record)
-    conversation = _conversation(value) if usable(value) else _conversation(value or "")
+    conversation = _conversation(value if value is not None else "")
     facts: JSON = {"status": "error", "error": None, "target": target.name, "trace_id": None}
     if not usable(value):
         facts["error"] = "the record has no input to answer (no user message or empty text)"
