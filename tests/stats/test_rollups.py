@@ -17,6 +17,7 @@ from fmops.stats.aggregate import Aggregator
 from fmops.stats.buckets import bucket_expression
 from fmops.stats.filters import DIMENSION_COLUMNS
 from fmops.stats.rollup import (
+    HOUR_SECONDS,
     Histogram,
     RollupLoop,
     backfill,
@@ -266,6 +267,30 @@ def test_long_ranges_read_roll_ups_and_match_the_exact_pass(store: Store) -> Non
             assert {k for k, m in numbers.items() if m != Metrics()} == {k[0] for k in want.groups}
             for (number,), metrics in want.groups.items():
                 assert_close(numbers[number], metrics)
+    # A user's series and totals come from the per-user roll-ups (migration 0023), and so do a day's.
+    day = StatsFilters(start=START + 25 * HOUR + timedelta(minutes=17), end=START + 49 * HOUR)
+    for f in (StatsFilters(start=START, end=END, user="alice"), day):
+        series = service.timeseries(PROJECT, f, Bucket.hour)
+        assert series.approximate
+        want = exact.run(PROJECT, f, [bucket_expression(store.dialect, HOUR_SECONDS)])
+        assert_close(series.total, want.total)
+        numbers = {int(p.time.timestamp()) // HOUR_SECONDS: p.metrics for p in series.points}
+        for (number,), metrics in want.groups.items():
+            assert_close(numbers[number], metrics)
+    for f, by in (
+        (filters, Dimension.user),
+        (day, Dimension.user),
+        (StatsFilters(start=START, end=END, user="bob"), Dimension.user),
+        (day, Dimension.model),
+    ):
+        breakdown = service.breakdown(PROJECT, f, by, limit=500)
+        assert breakdown.approximate
+        want = exact.run(PROJECT, f, DIMENSION_COLUMNS[by])
+        rows = {tuple(r.group.values()): r.metrics for r in breakdown.rows}
+        assert rows.keys() == want.groups.keys()
+        for key, metrics in want.groups.items():
+            assert_close(rows[key], metrics)
+        assert_close(breakdown.total, want.total)
     for by in (Dimension.model, Dimension.provider, Dimension.endpoint, Dimension.prompt, Dimension.variant):
         breakdown = service.breakdown(PROJECT, filters, by, limit=500)
         assert breakdown.approximate
@@ -305,14 +330,16 @@ def test_what_roll_ups_cannot_answer_takes_the_exact_path(store: Store) -> None:
     assert not service.timeseries(PROJECT, filters, Bucket.hour).approximate  # nothing rolled up yet
     roll_up_all(store)
     assert service.timeseries(PROJECT, filters, Bucket.hour).approximate
-    by_user = StatsFilters(start=START, end=END, user="alice")
-    assert not service.timeseries(PROJECT, by_user, Bucket.hour).approximate
+    # The per-user roll-ups keep no other dimension.
+    user_and_model = StatsFilters(start=START, end=END, user="alice", model="gpt")
+    assert not service.timeseries(PROJECT, user_and_model, Bucket.hour).approximate
+    model = StatsFilters(start=START, end=END, model="gpt")
+    assert not service.breakdown(PROJECT, model, Dimension.user).approximate
     by_key = StatsFilters(start=START, end=END, key_id="k1")
     assert not service.breakdown(PROJECT, by_key, Dimension.model).approximate
-    assert not service.breakdown(PROJECT, filters, Dimension.user).approximate
     assert not service.breakdown(PROJECT, filters, Dimension.key).approximate
-    day = StatsFilters(start=START, end=START + timedelta(hours=24))
-    assert not service.timeseries(PROJECT, day, Bucket.hour).approximate  # short: exact is cheap
+    short = StatsFilters(start=START, end=START + timedelta(hours=3))
+    assert not service.timeseries(PROJECT, short, Bucket.hour).approximate  # short: exact is cheap
     assert not service.timeseries(None, filters, Bucket.hour).approximate  # every project
     # Too much of the range dirty again (a day and more): exact.
     with store.session() as session:

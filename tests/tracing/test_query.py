@@ -276,3 +276,44 @@ def test_cursor_is_opaque_text(store: Store, query: TraceQuery) -> None:
     assert page.next_cursor == encode_cursor(page.spans[0])
     assert page.next_cursor.isascii()
     assert "=" not in page.next_cursor
+
+
+def test_free_text_pages_over_days_are_the_newest_first_matches(store: Store, query: TraceQuery) -> None:
+    """On PostgreSQL the search walks the newest days first, then the rest (`_text_walk`): the pages
+    and cursors must be exactly the matches newest first, on either side of every window's edge,
+    with spans long ago (a catch-all partition), ahead of now, and on the same second."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    offsets = [timedelta(days=d, hours=h) for d in (-400, -40, -3, -1, 0, 2) for h in (-5, 0, 3)]
+    rows = [
+        span(n, start_time=now + offset, input={"messages": [{"role": "user", "content": f"needle {n}"}]})
+        for n, offset in enumerate(offsets)
+    ]
+    rows += [span(100 + n, start_time=now - timedelta(days=n)) for n in range(5)]  # no needle
+    rows.append(span(200, start_time=rows[7]["start_time"], input={"messages": [{"content": "needle"}]}))
+    insert_spans(store, rows)
+    matching = sorted(
+        (r for r in rows if "needle" in str(r["input"])), key=lambda r: (r["start_time"], r["span_id"])
+    )
+    for filters in (
+        TraceFilters(q="needle"),
+        TraceFilters(q="NEEDLE", start=now - timedelta(days=41)),
+        TraceFilters(q="needle", end=now - timedelta(hours=20)),
+        TraceFilters(q="needle", start=now - timedelta(days=3, hours=2), end=now + timedelta(hours=1)),
+    ):
+        want = [
+            r["span_id"]
+            for r in reversed(matching)
+            if (filters.start is None or r["start_time"] >= filters.start)
+            and (filters.end is None or r["start_time"] < filters.end)
+        ]
+        got: list[str] = []
+        cursor = None
+        while True:
+            page = query.search(PROJECT, filters, limit=2, cursor=cursor)
+            got += [s.span_id for s in page.spans]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert got == want, filters
+        assert ids(query, **{k: getattr(filters, k) for k in ("q", "start", "end")}) == want
+    assert query.search(PROJECT, TraceFilters(q="no such needle zq")).spans == []

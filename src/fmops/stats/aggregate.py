@@ -94,6 +94,17 @@ def _int(value: Any) -> int:
     return int(value or 0)
 
 
+def join_scores(query: Select[Any], scores: Subquery, names: list[str]) -> Select[Any]:
+    """`query` over spans with the sums of `Aggregator._scores_by_trace` added as its last columns:
+    feedback, thumbs, thumbs up, then a sum and a count per name."""
+    score_sums = [scores.c.feedback, scores.c.thumbs, scores.c.thumbs_up]
+    for n in range(len(names)):
+        score_sums += [scores.c[f"sum_{n}"], scores.c[f"count_{n}"]]
+    # Only a request (root span) carries its trace's scores: children join nothing.
+    on = and_(_ROOT, scores.c.project_id == Span.project_id, scores.c.trace_id == Span.trace_id)
+    return query.add_columns(*(func.sum(c) for c in score_sums)).outerjoin(scores, on)
+
+
 class Aggregator:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -197,12 +208,7 @@ class Aggregator:
         ]
         query = select(*columns).where(*where)
         if scores is not None:
-            score_sums = [scores.c.feedback, scores.c.thumbs, scores.c.thumbs_up]
-            for n in range(len(names)):
-                score_sums += [scores.c[f"sum_{n}"], scores.c[f"count_{n}"]]
-            # Only a request (root span) carries its trace's scores: children join nothing.
-            on = and_(_ROOT, scores.c.project_id == Span.project_id, scores.c.trace_id == Span.trace_id)
-            query = query.add_columns(*(func.sum(c) for c in score_sums)).outerjoin(scores, on)
+            query = join_scores(query, scores, names)
         if group:
             query = query.group_by(*group)
         return query

@@ -15,6 +15,10 @@ Hours that were never marked (spans stored before roll-ups existed, or loaded by
 `mark_dirty`) are found by the loop too: each round `backfill` walks back one window of hours from
 the newest and rolls up a few it finds, so an upgraded database fills in by itself.
 
+The same pass writes `stats_rollup_facets`: the hour's sums one dimension at a time (the whole
+project, each model, each user; migration 0023), which long series and breakdowns by model or user
+read instead of every (model, provider, endpoint, prompt, variant) row (fmops.stats.rollup_read).
+
 A row also sums the scores of its requests' traces (feedback, thumbs, and a sum and count per
 score name), as the exact pass does. Scores arrive after their span: every score inserted through
 the ORM marks the hour of its trace's root span dirty (fmops.store.models.rollups), so the hour is
@@ -36,6 +40,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -47,7 +52,7 @@ from fmops.stats.aggregate import SCORE_CLOCK_MARGIN
 from fmops.stats.buckets import bucket_expression
 from fmops.stats.metrics import FEEDBACK_SOURCES
 from fmops.store import Store, utcnow
-from fmops.store.models import Project, Score, Span, StatsRollup, StatsRollupHour
+from fmops.store.models import Project, Score, Span, StatsRollup, StatsRollupFacet, StatsRollupHour
 from fmops.store.models.rollups import MARK_HOURS
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,7 @@ GAMMA = 1.02
 _LOG_GAMMA = math.log(GAMMA)
 ZERO_BUCKET = -1_000_000  # below any real bucket: ln(1e-300) / ln(1.02) is about -34,900
 SCORE_CHUNK = 500  # trace ids per query for their scores
+MANY_HISTOGRAMS = 64  # from this many on, `Histogram.merge_all` sums them with numpy
 SETTLE = timedelta(minutes=1)  # an hour is rolled up once it ended this long ago
 # The span columns a roll-up row is keyed by: every dimension but key and user.
 DIMENSIONS = ("model", "provider", "endpoint", "prompt_name", "prompt_version", "variant")
@@ -102,6 +108,22 @@ class Histogram:
         get = counts.get
         for bucket, count in zip(stored[0], stored[1], strict=True):
             counts[bucket] = get(bucket, 0) + count
+
+    def merge_all(self, stored: Sequence[Any]) -> None:
+        """Add many stored histograms at once (a roll-up read's): summed by numpy when they are many."""
+        if len(stored) < MANY_HISTOGRAMS:
+            for one in stored:
+                self.merge_stored(one)
+            return
+        import numpy as np  # here, not at import: only long dashboard reads need it
+
+        buckets = np.fromiter(chain.from_iterable(one[0] for one in stored), dtype=np.int64)
+        counts = np.fromiter(chain.from_iterable(one[1] for one in stored), dtype=np.int64)
+        found, where = np.unique(buckets, return_inverse=True)
+        sums = np.bincount(where, weights=counts, minlength=len(found))
+        get = self.counts.get
+        for bucket, count in zip(found.tolist(), sums.tolist(), strict=True):
+            self.counts[bucket] = get(bucket, 0) + round(count)
 
     def merge(self, other: Histogram) -> None:
         counts, get = self.counts, self.counts.get
@@ -246,27 +268,62 @@ def mark_dirty(session: Session, spans: Sequence[dict[str, Any]]) -> None:
 # --- rolling up ----------------------------------------------------------------------------------
 
 
-def compute_hour(session: Session, project_id: str, hour: int) -> dict[DimensionKey, Cell]:
-    """The hour's cells, from its spans and the scores of its requests' traces."""
+FacetKey = tuple[str, Any]  # (facet, value): ("all", None), ("model", "gpt-4o"), ("user", "alice")
+FACETS = ("all", "model", "user")  # the one-dimension roll-ups (fmops.store.models.rollups)
+
+
+def compute_hour(
+    session: Session, project_id: str, hour: int
+) -> tuple[dict[DimensionKey, Cell], dict[FacetKey, Cell]]:
+    """The hour's cells by DIMENSIONS and by facet, from its spans and the scores of its requests'
+    traces (one pass over the spans for all)."""
     start = hour_start(hour)
     dims = [getattr(Span, name) for name in DIMENSIONS]
-    query = select(Span.trace_id, *dims, *SPAN_COLUMNS).where(
+    query = select(Span.trace_id, *dims, Span.user, *SPAN_COLUMNS).where(
         Span.project_id == project_id,
         Span.start_time >= start,
         Span.start_time < start + timedelta(hours=1),
     )
     cells: dict[DimensionKey, Cell] = {}
+    facets: dict[FacetKey, Cell] = {}
     roots: dict[str, list[Cell]] = {}  # trace id -> the cells of its root spans (one, normally)
+    width, model = len(DIMENSIONS), 1 + DIMENSIONS.index("model")
     for row in session.execute(query):
-        key = tuple(row[1 : 1 + len(DIMENSIONS)])
+        key = tuple(row[1 : 1 + width])
         cell = cells.get(key)
         if cell is None:
             cell = cells[key] = Cell()
-        add_span_row(cell, row)
+        mine = [cell]
+        for facet in (("all", None), ("model", row[model]), ("user", row[1 + width])):
+            other = facets.get(facet)
+            if other is None:
+                other = facets[facet] = Cell()
+            mine.append(other)
+        for one in mine:
+            add_span_row(one, row)
         if row[-7]:  # a root span: a request, which carries its trace's scores
-            roots.setdefault(row[0], []).append(cell)
+            roots.setdefault(row[0], []).extend(mine)
     add_trace_scores(session, project_id, start, roots)
-    return cells
+    return cells, facets
+
+
+def _sums(cell: Cell) -> dict[str, Any]:
+    """A cell as the columns of a roll-up row (either table)."""
+    return {
+        "requests": cell.requests,
+        "errors": cell.errors,
+        "input_tokens": cell.input_tokens,
+        "output_tokens": cell.output_tokens,
+        "cost": cell.cost,
+        "latency_count": cell.latency.total,
+        "latency_hist": cell.latency.stored(),
+        "ttft_count": cell.ttft.total,
+        "ttft_hist": cell.ttft.stored(),
+        "feedback": cell.feedback,
+        "thumbs": cell.thumbs,
+        "thumbs_up": cell.thumbs_up,
+        "scores": cell.scores,
+    }
 
 
 def add_trace_scores(
@@ -303,31 +360,21 @@ def add_trace_scores(
 
 
 def _write_hour(session: Session, project_id: str, hour: int) -> int:
-    session.execute(delete(StatsRollup).where(StatsRollup.project_id == project_id, StatsRollup.hour == hour))
-    cells = compute_hour(session, project_id, hour)
+    for table in (StatsRollup, StatsRollupFacet):
+        session.execute(delete(table).where(table.project_id == project_id, table.hour == hour))
+    cells, facets = compute_hour(session, project_id, hour)
     rows = [
-        {
-            "project_id": project_id,
-            "hour": hour,
-            **dict(zip(DIMENSIONS, key, strict=True)),
-            "requests": cell.requests,
-            "errors": cell.errors,
-            "input_tokens": cell.input_tokens,
-            "output_tokens": cell.output_tokens,
-            "cost": cell.cost,
-            "latency_count": cell.latency.total,
-            "latency_hist": cell.latency.stored(),
-            "ttft_count": cell.ttft.total,
-            "ttft_hist": cell.ttft.stored(),
-            "feedback": cell.feedback,
-            "thumbs": cell.thumbs,
-            "thumbs_up": cell.thumbs_up,
-            "scores": cell.scores,
-        }
+        {"project_id": project_id, "hour": hour, **dict(zip(DIMENSIONS, key, strict=True)), **_sums(cell)}
         for key, cell in cells.items()
     ]
     if rows:
         session.execute(insert(StatsRollup), rows)
+    faceted = [
+        {"project_id": project_id, "hour": hour, "facet": facet, "value": value, **_sums(cell)}
+        for (facet, value), cell in facets.items()
+    ]
+    if faceted:
+        session.execute(insert(StatsRollupFacet), faceted)
     return len(rows)
 
 
@@ -414,7 +461,8 @@ def delete_before(session: Session, project_id: str, cutoff: datetime) -> None:
     """Retention: forget roll-ups of the hours `cutoff` reaches into (the partial hour included:
     what is left of it is read from its spans until it too expires)."""
     last = hour_of(cutoff)
-    session.execute(delete(StatsRollup).where(StatsRollup.project_id == project_id, StatsRollup.hour <= last))
+    for table in (StatsRollup, StatsRollupFacet):
+        session.execute(delete(table).where(table.project_id == project_id, table.hour <= last))
     session.execute(
         delete(StatsRollupHour).where(StatsRollupHour.project_id == project_id, StatsRollupHour.hour <= last)
     )

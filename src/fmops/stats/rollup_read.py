@@ -1,7 +1,9 @@
 """Dashboards over long ranges from the hourly roll-ups (fmops.stats.rollup), not from every span.
 
-Used when the buckets are an hour or longer, nothing filters or groups by key or user (roll-ups
-do not keep them), the range is longer than ROLLUP_MIN_RANGE, and a project is given. The range
+Used when the buckets are an hour or longer, nothing filters or groups by key (roll-ups do not
+keep it), the range is longer than ROLLUP_MIN_RANGE, and a project is given. A breakdown by user, or
+one user's series, reads the per-user roll-ups (`stats_rollup_users`, which keep no other
+dimension: with a model filter too, say, the exact path is taken). The range
 splits into the whole hours that are rolled up and clean, read from `stats_rollups`, and the rest
 (the range's partial first and last hours, the current hour, dirty hours, hours never rolled up),
 read from the spans themselves, each span's values added to the same histograms, and the scores
@@ -24,25 +26,31 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Text, cast, func, select
+from sqlalchemy import ColumnElement, Integer, Text, and_, case, cast, func, literal, literal_column, select
 
-from fmops.stats.aggregate import Aggregate, Aggregator, Key
+from fmops.stats.aggregate import Aggregate, Aggregator, Key, join_scores
+from fmops.stats.buckets import bucket_expression
 from fmops.stats.filters import DIMENSION_COLUMNS, Dimension, StatsFilters
 from fmops.stats.metrics import LATENCY_QUANTILES, TTFT_QUANTILES, Metrics, ScoreStat
 from fmops.stats.rollup import (
+    _LOG_GAMMA,
     DIMENSIONS,
     HOUR_SECONDS,
     SPAN_COLUMNS,
+    ZERO_BUCKET,
     Cell,
     add_span_row,
     add_trace_scores,
     hour_start,
 )
 from fmops.store import Store
-from fmops.store.models import Span, StatsRollup, StatsRollupHour
+from fmops.store.models import Span, StatsRollup, StatsRollupFacet, StatsRollupHour
 
-ROLLUP_MIN_RANGE = timedelta(hours=36)  # shorter ranges read few enough spans to stay exact
-# Hours of the range that may come from spans: the larger of these (else the exact path is used).
+# Shorter ranges read few enough spans to stay exact. (It was 36 hours: a day read every span of
+# it, 1.9 s at 10,000,000 spans, where the roll-ups answer in tens of ms; benchmarks/trace_store_pg.py.)
+ROLLUP_MIN_RANGE = timedelta(hours=3)
+# Hours of the range that may come from spans: the larger of these, but never half the range or
+# more (else the exact path is used: one SQL pass is cheaper than adding spans one by one here).
 MAX_LIVE_HOURS = 48
 MAX_LIVE_SHARE = 0.1
 _EMPTY = ("[[],[]]", "[[], []]", "{}")  # an empty histogram or score map, as SQLite or PostgreSQL write it
@@ -57,15 +65,36 @@ class Grouping:
     dimension: Dimension | None = None
 
 
+def by_user(filters: StatsFilters, grouping: Grouping) -> bool:
+    """Whether the query is for the per-user roll-ups (`stats_rollup_users`), not the others."""
+    return grouping.dimension == Dimension.user or filters.user is not None
+
+
+def facet_of(filters: StatsFilters, grouping: Grouping) -> str | None:
+    """The one-dimension roll-ups (`stats_rollup_facets`) that answer this query: `user`, `model`
+    or `all`; None for `stats_rollups` (a filter or breakdown on another dimension)."""
+    if by_user(filters, grouping):
+        return "user"  # `usable` made sure nothing else filters
+    others = [name for name in _FILTERED if name != "model" and getattr(filters, name) is not None]
+    if others or grouping.dimension not in (None, Dimension.model):
+        return None
+    return "model" if grouping.dimension == Dimension.model or filters.model is not None else "all"
+
+
 def usable(project_id: str | None, filters: StatsFilters, grouping: Grouping) -> bool:
     """Whether roll-ups can answer this query (the cheap checks; `RollupReader.run` may still decline)."""
-    if project_id is None or filters.key_id is not None or filters.user is not None:
+    if project_id is None or filters.key_id is not None or grouping.dimension == Dimension.key:
         return False
     if filters.end - filters.start <= ROLLUP_MIN_RANGE:
         return False
     if grouping.width is not None and grouping.width % HOUR_SECONDS:
         return False
-    return grouping.dimension not in (Dimension.key, Dimension.user)
+    if by_user(filters, grouping):
+        # The user roll-ups keep no other dimension: by user, or one user's series and totals.
+        return grouping.dimension in (None, Dimension.user) and all(
+            getattr(filters, name) is None for name in _FILTERED
+        )
+    return True
 
 
 class RollupReader:
@@ -79,6 +108,8 @@ class RollupReader:
         first_full = math.ceil(start_s / HOUR_SECONDS)
         last_full = math.floor(end_s / HOUR_SECONDS) - 1
         all_hours = math.ceil(end_s / HOUR_SECONDS) - math.floor(start_s / HOUR_SECONDS)
+        # The score names the exact pass would summarise (all of them, unless there are very many).
+        names = set(self.aggregator._score_names(project_id, filters))
         with self.store.session() as session:
             # One transaction: on SQLite one snapshot for both reads. On PostgreSQL an hour rolled
             # up between them is still read from spans (it is not in `clean`), never twice.
@@ -90,24 +121,27 @@ class RollupReader:
                 )
             ).all()
             clean = {hour for hour, dirty in marks if not dirty}
-            if _costly_hours(session, project_id, marks, clean, first_full, last_full, all_hours) > max(
-                MAX_LIVE_HOURS, MAX_LIVE_SHARE * all_hours
-            ):
+            if _costly_hours(
+                session, project_id, marks, clean, first_full, last_full, all_hours
+            ) > live_limit(all_hours):
                 return None
             cells: dict[Key, Cell] = {}
             self._rolled(session, project_id, filters, grouping, clean, first_full, last_full, cells)
             intervals = _live_intervals(filters, clean, first_full, last_full)
-            if intervals:
-                self._live(session, project_id, filters, grouping, intervals, cells)
-        # The score names the exact pass would summarise (all of them, unless there are very many).
-        names = set(self.aggregator._score_names(project_id, filters))
+            if intervals and self.store.dialect == "postgresql":
+                self._live_sql(session, project_id, filters, grouping, intervals, cells, sorted(names))
+            elif intervals:
+                # No score name: no score since a day before the range, so none to look up.
+                self._live(session, project_id, filters, grouping, intervals, cells, scored=bool(names))
         return _aggregate(cells, names)
 
-    def _key(self, grouping: Grouping) -> Callable[[Sequence[Any]], Key]:
-        """The group key of a row whose first values are (hour, *DIMENSIONS)."""
+    def _key(self, grouping: Grouping, users: bool = False) -> Callable[[Sequence[Any]], Key]:
+        """The group key of a row whose first values are (hour, *DIMENSIONS), or (hour, user)."""
         if grouping.width is not None:
             per = grouping.width // HOUR_SECONDS
             return lambda row: (row[0] // per,)
+        if users and grouping.dimension is not None:
+            return lambda row: (row[1],)
         if grouping.dimension is not None:
             places = [1 + DIMENSIONS.index(c.key) for c in DIMENSION_COLUMNS[grouping.dimension]]
             return lambda row: tuple(row[i] for i in places)
@@ -126,55 +160,79 @@ class RollupReader:
     ) -> None:
         if not clean:
             return
-        table = StatsRollup
+        facet = facet_of(filters, grouping)
+        table: Any = StatsRollupFacet if facet else StatsRollup
         where: list[ColumnElement[bool]] = [
             table.project_id == project_id,
             table.hour >= min(clean),
             table.hour <= max(clean),
         ]
-        for name in _FILTERED:
-            value = getattr(filters, name)
+        if facet:
+            where.append(table.facet == facet)
+            value = filters.user if facet == "user" else filters.model if facet == "model" else None
             if value is not None:
-                where.append(getattr(table, name) == value)
+                where.append(table.value == value)
+        else:
+            for name in _FILTERED:
+                value = getattr(filters, name)
+                if value is not None:
+                    where.append(getattr(table, name) == value)
+        dirty = [hour for hour in range(min(clean), max(clean) + 1) if hour not in clean]
+        if dirty:  # hours marked dirty (or never rolled up) between clean ones: from spans
+            where.append(table.hour.not_in(dirty))
+        group: list[Any]
+        if grouping.width is not None:
+            group = [table.hour // (grouping.width // HOUR_SECONDS)]
+        elif facet and grouping.dimension is not None:
+            group = [table.value]
+        elif grouping.dimension is not None:
+            group = [getattr(table, c.key) for c in DIMENSION_COLUMNS[grouping.dimension]]
+        else:
+            group = []
+        # Summed and concatenated by the database, one row per group: at 10,000,000 spans a week is
+        # 12,000 roll-up rows, and reading them one by one took 0.4 s (benchmarks/trace_store_pg.py).
+        # The histograms and score maps come back as text, decoded and merged here.
+        agg = func.string_agg if self.store.dialect == "postgresql" else func.group_concat
         query = select(
-            table.hour,
-            *(getattr(table, name) for name in DIMENSIONS),
-            table.requests,
-            table.errors,
-            table.input_tokens,
-            table.output_tokens,
-            table.cost,
-            # As text, decoded here: SQLAlchemy's JSON processing was half the time of a 30-day read,
-            # and most TTFT histograms and score maps are empty, which needs no decoding at all.
-            cast(table.latency_hist, Text),
-            cast(table.ttft_hist, Text),
-            table.feedback,
-            table.thumbs,
-            table.thumbs_up,
-            cast(table.scores, Text),
+            *group,
+            func.sum(table.requests),
+            func.sum(table.errors),
+            func.sum(table.input_tokens),
+            func.sum(table.output_tokens),
+            func.sum(table.cost),
+            agg(case((table.latency_count > 0, cast(table.latency_hist, Text))), literal(",")),
+            agg(case((table.ttft_count > 0, cast(table.ttft_hist, Text))), literal(",")),
+            func.sum(table.feedback),
+            func.sum(table.thumbs),
+            func.sum(table.thumbs_up),
+            agg(cast(table.scores, Text), literal(",")),
         ).where(*where)
-        key_of = self._key(grouping)
+        if group:
+            query = query.group_by(*group)
+        width = len(group)
         for row in session.execute(query):
-            if row[0] not in clean:
+            requests, errors, tokens_in, tokens_out, cost, latency, ttft, feedback, thumbs, up, scores = row[
+                width:
+            ]
+            if requests is None:  # no row at all (an ungrouped query still answers one)
                 continue
-            key = key_of(row)
+            key = tuple(row[:width])
             cell = cells.get(key)
             if cell is None:
                 cell = cells[key] = Cell()
-            requests, errors, tokens_in, tokens_out, cost, latency, ttft, feedback, thumbs, up, scores = row[
-                -11:
-            ]
-            cell.requests += requests
-            cell.errors += errors
-            cell.input_tokens += tokens_in
-            cell.output_tokens += tokens_out
-            cell.cost += cost
-            if latency not in _EMPTY:
-                cell.latency.merge_stored(orjson.loads(latency))
-            if ttft not in _EMPTY:
-                cell.ttft.merge_stored(orjson.loads(ttft))
-            if feedback or thumbs or scores not in _EMPTY:
-                cell.add_scores(feedback, thumbs, up, orjson.loads(scores))
+            cell.requests += int(requests)
+            cell.errors += int(errors)
+            cell.input_tokens += int(tokens_in)
+            cell.output_tokens += int(tokens_out)
+            cell.cost += float(cost)
+            if latency:
+                cell.latency.merge_all(orjson.loads(f"[{latency}]"))
+            if ttft:
+                cell.ttft.merge_all(orjson.loads(f"[{ttft}]"))
+            cell.add_scores(int(feedback), int(thumbs), int(up), {})
+            for stored in orjson.loads(f"[{scores}]") if scores else ():
+                if stored:
+                    cell.add_scores(0, 0, 0, stored)
 
     def _live(
         self,
@@ -184,11 +242,14 @@ class RollupReader:
         grouping: Grouping,
         intervals: list[tuple[datetime, datetime]],
         cells: dict[Key, Cell],
+        *,
+        scored: bool = True,
     ) -> None:
         """Add the spans of the hours not rolled up, one by one, as a roll-up would."""
-        dims = [getattr(Span, name) for name in DIMENSIONS]
+        users = by_user(filters, grouping)
+        dims = [Span.user] if users else [getattr(Span, name) for name in DIMENSIONS]
         columns = select(Span.start_time, *dims, Span.trace_id, *SPAN_COLUMNS)
-        key_of = self._key(grouping)
+        key_of = self._key(grouping, users)
         roots: dict[str, list[Cell]] = {}
         # One query per interval, each over that interval alone: given the whole range's bounds too
         # (or the intervals OR'ed), SQLite walks every index entry of the range.
@@ -208,8 +269,100 @@ class RollupReader:
                 cell = cells[key] = Cell()
             add_span_row(cell, row)
             if row[-7]:  # a root span: its trace's scores are its request's
-                roots.setdefault(row[1 + len(DIMENSIONS)], []).append(cell)
-        add_trace_scores(session, project_id, filters.start, roots)
+                roots.setdefault(row[1 + len(dims)], []).append(cell)
+        if scored:
+            add_trace_scores(session, project_id, filters.start, roots)
+
+    def _live_sql(
+        self,
+        session: Any,
+        project_id: str,
+        filters: StatsFilters,
+        grouping: Grouping,
+        intervals: list[tuple[datetime, datetime]],
+        cells: dict[Key, Cell],
+        names: list[str],
+    ) -> None:
+        """`_live` on PostgreSQL, summed there: per group the sums (with the scores of the roots'
+        traces joined as the exact pass joins them) and the count of each histogram bucket, a few
+        hundred rows where `_live` read every span (0.35 s for the hour of spans a day's edges hold
+        at 10,000,000 spans; benchmarks/trace_store_pg.py)."""
+        group: list[Any]
+        if grouping.width is not None:
+            group = [bucket_expression("postgresql", grouping.width)]
+        elif by_user(filters, grouping) and grouping.dimension is not None:
+            group = [Span.user]
+        elif grouping.dimension is not None:
+            group = list(DIMENSION_COLUMNS[grouping.dimension])
+        else:
+            group = []
+        width = len(group)
+        root = Span.parent_span_id.is_(None)
+        scores = self.aggregator._scores_by_trace(project_id, filters, names) if names else None
+
+        def cell_of(row: Sequence[Any]) -> Cell:
+            key = tuple(row[:width])
+            cell = cells.get(key)
+            if cell is None:
+                cell = cells[key] = Cell()
+            return cell
+
+        for low, high in intervals:
+            where = dataclasses.replace(filters, start=low, end=high).conditions(project_id)
+            query = select(
+                *group,
+                func.sum(case((root, 1), else_=0)),
+                func.sum(case((and_(root, Span.status == "error"), 1), else_=0)),
+                func.sum(Span.input_tokens),
+                func.sum(Span.output_tokens),
+                func.sum(Span.cost),
+            ).where(*where)
+            if scores is not None:
+                query = join_scores(query, scores, names)
+            if group:
+                query = query.group_by(*group)
+            for row in session.execute(query):
+                requests, errors, tokens_in, tokens_out, cost, *score_sums = row[width:]
+                if requests is None:  # no span: an ungrouped query still answers one row
+                    continue
+                cell = cell_of(row)
+                cell.requests += int(requests)
+                cell.errors += int(errors)
+                cell.input_tokens += int(tokens_in or 0)
+                cell.output_tokens += int(tokens_out or 0)
+                cell.cost += float(cost or 0.0)
+                if score_sums:
+                    feedback, thumbs, up, *per_name = score_sums
+                    per = {
+                        name: [float(total), int(count)]
+                        for name, total, count in zip(names, per_name[::2], per_name[1::2], strict=True)
+                        if count
+                    }
+                    cell.add_scores(int(feedback or 0), int(thumbs or 0), int(up or 0), per)
+            for column, which in ((Span.latency_ms, "latency"), (Span.ttft_ms, "ttft")):
+                # fmops.stats.rollup.bucket_of in SQL; the constants as text, so that GROUP BY and
+                # SELECT read the same expression.
+                bucket = case(
+                    (
+                        column > 0,
+                        cast(func.floor(func.ln(column) / literal_column(repr(_LOG_GAMMA))), Integer),
+                    ),
+                    else_=literal_column(str(ZERO_BUCKET)),
+                )
+                counts = (
+                    select(*group, bucket, func.count())
+                    .where(*where, root, column.is_not(None))
+                    .group_by(*group, bucket)
+                )
+                for row in session.execute(counts):
+                    histogram = getattr(cell_of(row), which).counts
+                    number, count = int(row[width]), int(row[width + 1])
+                    histogram[number] = histogram.get(number, 0) + count
+
+
+def live_limit(all_hours: int) -> float:
+    """How many of the range's hours may be read from spans (see MAX_LIVE_HOURS)."""
+    return min(max(MAX_LIVE_HOURS, MAX_LIVE_SHARE * all_hours), all_hours // 2)
 
 
 def _costly_hours(

@@ -14,7 +14,7 @@ with fewer days share a day with projects keeping it are that day's rows deleted
 time, as on SQLite. So that a uniform retention never deletes rows, a span there goes when its
 whole UTC day is past its project's days (up to a day later than the exact cutoff). Each round
 also creates the partitions of the next days (`ensure_ahead`), so inserts land in a day, not in
-the default partition.
+a catch-all partition.
 
 Nothing else may point into spans for good: datasets (still to come) must copy what they take from
 traces, so that retention never breaks one.
@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import and_, delete, exists, func, select, text
+from sqlalchemy.exc import OperationalError
 
 from fmops.auth.roles import Role
 from fmops.jobs import JobContext, JobStatus, job_kind
@@ -162,11 +163,17 @@ def ensure_partitions(store: Store, now: datetime | None = None) -> list[parts.D
     None where the trace tables are not partitioned (SQLite)."""
     if store.dialect != "postgresql":
         return None
-    with store.write() as session:
-        conn = session.connection()
-        if not parts.is_partitioned(conn):
-            return None
-        return parts.ensure_ahead(conn, now or utcnow())
+    try:
+        with store.write() as session:
+            conn = session.connection()
+            if not parts.is_partitioned(conn):
+                return None
+            return parts.ensure_ahead(conn, now or utcnow())
+    except OperationalError as exc:  # queries held the tables past the lock timeout: next round
+        if getattr(exc.orig, "sqlstate", None) != "55P03":
+            raise
+        log.warning("retention: trace partitions busy, made next round")
+        return []
 
 
 def _drop_expired_days(
@@ -178,6 +185,9 @@ def _drop_expired_days(
     listed keep nothing. Scores go with the last span of their trace, roll-ups with their hours."""
     with store.session() as session:
         days = parts.day_partitions(session.connection())
+    # The first day is dropped (even empty: `_before` takes its range); a later one is emptied,
+    # and dropped once it is the first (fmops.store.partitions.drop_day).
+    first = days[0].day if days else None
     for day in days:
         keepers = [p.project_id for p in every if (c := p.cutoff(now)) is None or c < day.end]
         expired = [p.project_id for p in every if p.project_id not in keepers]
@@ -187,8 +197,11 @@ def _drop_expired_days(
             with store.write() as session:
                 conn = session.connection()
                 if parts.has_rows_of(conn, day, keepers):
+                    first = None  # kept: the days after it are no longer the first
                     continue
                 spans = parts.count_rows(conn, day)
+                if spans == 0 and day.day != first:
+                    continue  # empty already
                 orphaned = text(_ORPHANED_SCORES.format(day=day.name()))
                 scores: Any = session.execute(orphaned, {"start": day.start, "end": day.end})
                 for project_id in expired:
@@ -198,6 +211,8 @@ def _drop_expired_days(
         except _Busy:
             log.warning("retention: day partition busy, not dropped", extra={"day": str(day.day)})
             continue
+        if day.day == first:
+            first = day.day + timedelta(days=1)
         result.spans_deleted += spans
         result.scores_deleted += int(scores.rowcount or 0)
         result.days_dropped += 1

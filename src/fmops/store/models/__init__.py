@@ -16,7 +16,7 @@ from fmops.store.models.guardrails import GuardrailPolicy
 from fmops.store.models.jobs import Job, JobLog
 from fmops.store.models.optimizers import PromptCandidate, PromptOptimization
 from fmops.store.models.prompts import Prompt, PromptLabel, PromptVersion
-from fmops.store.models.rollups import StatsRollup, StatsRollupHour  # hourly stats roll-ups
+from fmops.store.models.rollups import StatsRollup, StatsRollupFacet, StatsRollupHour  # hourly stats roll-ups
 from fmops.store.models.tailoring import ConversationTailoring, CustomInstructions, SavedPrompt
 from fmops.store.models.traces import Span, SpanTag
 from fmops.store.models.usage import Spend
@@ -64,6 +64,7 @@ __all__ = [
     "SpanTag",
     "Spend",
     "StatsRollup",
+    "StatsRollupFacet",
     "StatsRollupHour",
     "User",
     "WebSession",

@@ -3,8 +3,10 @@
 `stats_rollups` holds one row per (project, hour, model, provider, endpoint, prompt, variant): the
 span dimensions a dashboard filters and groups by, except key and user (too many values). Counts
 and sums add across rows; latency and TTFT percentiles come from log-scale histograms of the root
-spans (see fmops.stats.rollup for the buckets). `stats_rollup_hours` says which hours are rolled
-up and whether spans arrived for them since (`dirty`): the trace writer marks, the roll-up clears.
+spans (see fmops.stats.rollup for the buckets). `stats_rollup_facets` (migration 0023) keeps the
+same sums one dimension at a time: the whole project, each model, each user. `stats_rollup_hours`
+says which hours are rolled up and whether spans arrived for them since (`dirty`): the trace
+writer marks, the roll-up clears.
 
 Scores arrive after their span: every score inserted through the ORM (feedback, online and judge
 evaluators) marks the hour of its trace's root span dirty (`_mark_score_hour`, in the score's own
@@ -59,6 +61,36 @@ class StatsRollup(Base):
     thumbs: Mapped[int] = mapped_column(Integer, default=0)
     thumbs_up: Mapped[int] = mapped_column(Integer, default=0)
     scores: Mapped[Any] = mapped_column(JSONType)  # {name: [sum, count]} of numeric scores
+
+
+class StatsRollupFacet(Base):
+    """The same sums per (project, hour, facet, value) (migration 0023), one dimension at a time:
+    facet `all` (value NULL: the hour's whole project), `model` and `user`. A week's series reads
+    168 rows instead of every (model, provider, endpoint, prompt, variant) row of its hours, a
+    breakdown by model 20 an hour, and one by user (which `stats_rollups` does not keep) a row per
+    user and hour instead of every span."""
+
+    __tablename__ = "stats_rollup_facets"
+    __table_args__ = (Index("ix_stats_rollup_facets_project_facet_hour", "project_id", "facet", "hour"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(String(32))
+    hour: Mapped[int] = mapped_column(Integer)
+    facet: Mapped[str] = mapped_column(String(20))  # all, model, user
+    value: Mapped[str | None] = mapped_column(String(200))  # the model or user; NULL for `all`
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_count: Mapped[int] = mapped_column(Integer, default=0)
+    latency_hist: Mapped[Any] = mapped_column(JSONType)
+    ttft_count: Mapped[int] = mapped_column(Integer, default=0)
+    ttft_hist: Mapped[Any] = mapped_column(JSONType)
+    feedback: Mapped[int] = mapped_column(Integer, default=0)
+    thumbs: Mapped[int] = mapped_column(Integer, default=0)
+    thumbs_up: Mapped[int] = mapped_column(Integer, default=0)
+    scores: Mapped[Any] = mapped_column(JSONType)
 
 
 class StatsRollupHour(Base):
