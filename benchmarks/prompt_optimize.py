@@ -3,7 +3,8 @@ base SmolLM2-135M with prompt v1, before and after each optimizer (fewshot, inst
 95% intervals and the paired test, beside the LoRA fine-tune's figure from
 benchmarks/results/quickstart.json; each optimizer's wall time, calls and dropped proposals.
 
-    .venv/bin/python benchmarks/prompt_optimize.py [--cases 60] [--budget 300] [--optimizers fewshot,...]
+    .venv/bin/python benchmarks/prompt_optimize.py [--cases 60] [--holdout 0.5] [--budget 300]
+        [--optimizers fewshot,...] [--dspy]
 
 A fresh `fmops up` in a temporary home; each optimisation is started as `fmops prompts optimize`
 starts it and runs on the server's job worker, through the gateway, with SmolLM2 (llama.cpp, CPU) as
@@ -11,11 +12,9 @@ the target and as the optimizer model (no other model is available offline). The
 quickstart's held-out generator tickets (seed 2), split by the suite's seed into optimisation and
 held-out halves; every optimizer starts from v1 and is judged on the same held-out half.
 
-DSPy 3.4.1 installs into its own venv (benchmarks/.venvs/dspy) and runs offline against the gateway as an
-OpenAI-compatible base URL (`dspy.LM("openai/smollm2-135m-instruct", api_base=...)`: one `Predict` answered;
-its model-metadata refresh fails offline and it uses its bundled copy), but its optimizer was not run here:
-on the loaded shared machine one SmolLM2 call through the gateway took ~20 s, so a DSPy search on the same
-budget would not have finished in the session. It is no dependency of fmops.
+`--dspy` also runs DSPy's `BootstrapFewShotWithRandomSearch` (benchmarks/prompt_optimize_dspy.py, in
+its own venv benchmarks/.venvs/dspy with dspy==3.4.1; DSPy is no dependency of fmops) against the same
+server's OpenAI-compatible /v1, with the same model, cases, split and budget, scored by exact match.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +32,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import BIN, ROOT, free_port, load, process, save_result, wait_http
 
+from fmops.optimizers.service import split
 from fmops.quickstart import prompt
+from fmops.quickstart.rules import CATEGORY_NAMES, PRIORITY_NAMES
 from fmops.quickstart.stages import BASE_MODEL, EVAL_SEED
 from fmops.quickstart.tickets import generate
 
@@ -52,7 +54,10 @@ def suite(cases: int) -> dict[str, Any]:
     }
 
 
-def optimise(home: Path, name: str, cases: int, budget: int) -> dict[str, Any]:
+DSPY_VENV = ROOT / "benchmarks" / ".venvs" / "dspy"
+
+
+def optimise(home: Path, name: str, cases: int, budget: int, holdout: float) -> dict[str, Any]:
     """One optimisation, started in this process against the server's database, run by its worker."""
     os.environ["FMOPS_HOME"] = str(home)
     from fmops.optimizers.job import service_for
@@ -68,7 +73,9 @@ def optimise(home: Path, name: str, cases: int, budget: int) -> dict[str, Any]:
     started = time.monotonic()
     run = service.start(
         principal.project_id,
-        Request(prompt=f"{prompt.NAME}@1", suite=suite(cases), optimizer=name, budget=budget, holdout=0.5),
+        Request(
+            prompt=f"{prompt.NAME}@1", suite=suite(cases), optimizer=name, budget=budget, holdout=holdout
+        ),
         created_by_key_id=principal.key_id,
     )
     assert run.job_id is not None
@@ -107,6 +114,53 @@ def optimise(home: Path, name: str, cases: int, budget: int) -> dict[str, Any]:
     }
 
 
+def dspy_search(url: str, key: str, cases: int, budget: int, holdout: float, home: Path) -> dict[str, Any]:
+    """DSPy's few-shot random search on the same cases and split, in its own venv (a subprocess)."""
+    python = DSPY_VENV / "bin" / "python"
+    if not python.exists():
+        return {
+            "error": f"no DSPy venv: python3 -m venv {DSPY_VENV} && {DSPY_VENV}/bin/pip install dspy==3.4.1"
+        }
+    data = suite(cases)["cases"]
+    opt, held = split(len(data), holdout, 0)
+    job = {
+        "url": url,
+        "key": key,
+        "model": BASE_MODEL,
+        "instructions": prompt.SYSTEM,
+        "schema": prompt.SCHEMA,
+        "categories": list(CATEGORY_NAMES),
+        "priorities": list(PRIORITY_NAMES),
+        "opt": [data[i] for i in opt],
+        "heldout": [data[i] for i in held],
+        "budget": budget,
+        "threads": suite(cases)["concurrency"],
+    }
+    (home / "dspy-job.json").write_text(json.dumps(job))
+    out = home / "dspy-result.json"
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            str(python),
+            str(ROOT / "benchmarks" / "prompt_optimize_dspy.py"),
+            str(home / "dspy-job.json"),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = round(time.monotonic() - started, 1)
+    if done.returncode != 0 or not out.exists():
+        return {"error": f"exit {done.returncode}: {done.stderr[-3000:]}", "seconds": seconds}
+    result: dict[str, Any] = json.loads(out.read_text())
+    return {
+        **result,
+        "wall_seconds": seconds,
+        "split": {"seed": 0, "holdout": holdout, "opt": opt, "heldout": held},
+    }
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
@@ -117,11 +171,18 @@ def main() -> None:
     )
     parser.add_argument("--cases", type=int, default=60)
     parser.add_argument("--budget", type=int, default=300, help="calls per optimizer")
+    parser.add_argument("--holdout", type=float, default=0.5, help="the held-out fraction of the cases")
     parser.add_argument("--optimizers", default="fewshot,instructions,gepa")
+    parser.add_argument("--dspy", action="store_true", help="also DSPy's random search (its own venv)")
     parser.add_argument("--result", default="prompt_optimize", help="benchmarks/results/RESULT.json")
     args = parser.parse_args()
     before = load()
-    figures: dict[str, Any] = {"cases": args.cases, "budget_per_optimizer": args.budget, "optimizers": {}}
+    figures: dict[str, Any] = {
+        "cases": args.cases,
+        "holdout": args.holdout,
+        "budget_per_optimizer": args.budget,
+        "optimizers": {},
+    }
     with tempfile.TemporaryDirectory(prefix="fmops-optimize-") as tmp:
         home = Path(tmp)
         port = free_port()
@@ -140,15 +201,28 @@ def main() -> None:
                 timeout=60,
             )
             pushed.raise_for_status()
-            for name in args.optimizers.split(","):
+            for name in [n for n in args.optimizers.split(",") if n]:
                 print(f"{name}: optimising (budget {args.budget} calls) …", flush=True)
-                row = optimise(home, name, args.cases, args.budget)
+                row = optimise(home, name, args.cases, args.budget, args.holdout)
                 figures["optimizers"][name] = row
                 held = row["heldout"] or row["best_not_pushed"] or {}
                 print(
                     f"{name}: {row['status']} in {row['seconds']:.0f} s, {row['calls']} calls "
                     f"({row['dropped']} dropped); held-out exact match {_pct(held.get('mean_a'))} -> "
                     f"{_pct(held.get('mean_b'))} (p = {held.get('p_value')}) {row['reason'] or ''}",
+                    flush=True,
+                )
+                save_result(args.result, figures, load_before=before)  # kept if a later one never ends
+            if args.dspy:
+                print(f"dspy: BootstrapFewShotWithRandomSearch (budget {args.budget} calls) …", flush=True)
+                row = dspy_search(url, key, args.cases, args.budget, args.holdout, home)
+                figures["dspy"] = row
+                held = row.get("heldout") or {}
+                print(
+                    f"dspy: {row.get('wall_seconds')} s, {row.get('calls')} calls; held-out exact match "
+                    f"{_pct(held.get('start'))} -> {_pct(held.get('compiled'))} "
+                    f"(p = {held.get('mcnemar_p')}) "
+                    f"{row.get('error') or ''}",
                     flush=True,
                 )
     quickstart = json.loads((ROOT / "benchmarks" / "results" / "quickstart.json").read_text())["results"]
