@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -227,11 +227,11 @@ def test_bad_requests_are_clear_and_queue_nothing(world: EvalWorld) -> None:
     assert world.platform.jobs.find(project_id=world.project, kind=batch.KIND) == []
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_a_cancel_leaves_no_version_and_no_parts(world: EvalWorld, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batch, "CHUNK_RECORDS", 2)
-    world.add_model("slow", "slow-150")
-    add(world, "tickets", "chat", [conversation(i) for i in range(20)])
+def cancel_when(world: EvalWorld, records: int, seen: Callable[[Job], bool]) -> Job:
+    """Answer `records` records one at a time on a slow model (0.1 s a call) in a worker thread,
+    cancel the job once `seen(job)` holds, and check that it ended cancelled with no version made."""
+    world.add_model("slow", "slow-100")
+    add(world, "tickets", "chat", [conversation(i) for i in range(records)])
     settings = world.platform.settings.model_copy(update={"job_heartbeat_seconds": 0.1})
     job = submit(world, "tickets", model="slow", output="slow-answers", concurrency=1)
     service = JobService(world.platform.store)
@@ -241,16 +241,37 @@ def test_a_cancel_leaves_no_version_and_no_parts(world: EvalWorld, monkeypatch: 
     running = threading.Thread(target=worker.execute, args=(claimed,))
     running.start()
     deadline = time.monotonic() + 30
-    while not (service.get(job.id, None).state or {}).get("parts"):  # a chunk answered and kept
+    while not seen(found := service.get(job.id, None)):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     service.cancel(job.id, world.project)
     running.join(30)
     assert service.get(job.id, None).status == JobStatus.cancelled
-    assert len(world.mock.state.requests) < 20
     with pytest.raises(NotFound):
         world.platform.datasets.dataset(world.project, "slow-answers")
+    return found
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_cancel_leaves_no_version_and_no_parts(world: EvalWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batch, "CHUNK_RECORDS", 2)
+    cancel_when(world, 20, lambda job: bool((job.state or {}).get("parts")))  # a chunk answered and kept
+    assert len(world.mock.state.requests) < 20
     assert world.platform.datasets.artifacts.keys(batch.PARTS) == []
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_in_the_jobs_process_progress_moves_and_a_cancel_stops_between_calls(
+    world: EvalWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch, "PROGRESS_S", 0.1)
+    # One chunk of 40 (of 64 at most): its answers are counted before the chunk is done.
+    seen = cancel_when(world, 40, lambda job: job.progress >= 0.1)
+    assert "answered" in (seen.message or "")
+    calls = len(world.mock.state.requests)
+    assert calls < 30  # 40 calls of 0.1 s one at a time: stopped inside the chunk
+    time.sleep(0.5)
+    assert len(world.mock.state.requests) == calls
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

@@ -7,8 +7,9 @@ ready to curate and fine-tune on.
   prompt, the parameters, the output dataset (a chat dataset, or a new one), that there are records
   and that every one has an input to answer. One 4xx says what to fix; nothing is queued.
 - Work: the records go in chunks of `CHUNK_RECORDS` to the executor (`FMOPS_EXECUTOR`): in this
-  process, or on a Ray cluster through Ray Data (at most `WINDOW` chunks in flight). Each chunk is
-  answered by a gateway built where it runs (`infer_calls.answer_chunk`).
+  process, or on a Ray cluster through Ray Data (`FMOPS_RAY_TASKS` chunks at a time). Each chunk is
+  answered by a gateway built where it runs (`infer_calls.answer_chunk`). In this process a cancel
+  is seen between calls and the progress moves with each answer; on a cluster, between chunks.
 - Durability: each answered chunk is written as a part file in the artifact store and checkpointed;
   a job interrupted (shutdown, a lost worker) resumes after the last part. The version is written
   from the parts at the end, whole or not at all: a cancel or a failure leaves no version, and the
@@ -19,6 +20,7 @@ ready to curate and fine-tune on.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -26,7 +28,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from fmops.artifacts import ArtifactStore
-from fmops.datasets.infer_calls import answer_chunk, case_input, resolve_target, usable
+from fmops.datasets.infer_calls import WATCHES, answer_chunk, case_input, resolve_target, usable
 from fmops.datasets.records import FIELDS, RecordKind
 from fmops.datasets.service import DatasetService, VersionInfo, check_name
 from fmops.errors import Conflict, FmopsError, NotFound, UserError
@@ -41,7 +43,7 @@ from fmops.store.models import Job
 
 KIND = "datasets.infer"
 CHUNK_RECORDS = 64  # records a piece of work answers (one gateway built per chunk, where it runs)
-WINDOW = 16  # chunks in flight on a Ray cluster
+PROGRESS_S = 1.0  # the job's progress is written at most this often while a chunk is answered here
 PARTS = "inference"  # artifact folder of answered chunks, until the version is written
 DEFAULT_CONCURRENCY = 8
 SCAN_BATCH = 5_000
@@ -192,6 +194,29 @@ def submit(
 # --- the job ---------------------------------------------------------------------------------------
 
 
+class _Live:
+    """A chunk answered in the job's process: each answer counts towards the progress (written at
+    most every `PROGRESS_S`), and a stop request (cancel, shutdown) ends the chunk between calls."""
+
+    def __init__(self, ctx: JobContext, total: int, done: int) -> None:
+        self.ctx, self.total = ctx, total
+        self.done = done  # records in the chunks kept so far
+        self.answered = 0  # records answered in the chunk under way
+        self.shown = time.monotonic()
+
+    def chunk_done(self, done: int) -> None:
+        self.done, self.answered = done, 0
+
+    def __call__(self, answered: int) -> None:
+        self.ctx.check()
+        self.answered += answered
+        now = time.monotonic()
+        if answered and now - self.shown >= PROGRESS_S:
+            self.shown = now
+            count = self.done + self.answered
+            self.ctx.progress(count / self.total, f"{count:,}/{self.total:,} answered")
+
+
 class BatchRun:
     def __init__(self, ctx: JobContext, store: Store, params: InferParams) -> None:
         self.ctx = ctx
@@ -246,15 +271,17 @@ class BatchRun:
         total = version.rows
         executor = make_executor(self.settings)
         work = ({**task, "rows": rows} for rows in self.chunks(version, parts))
+        live = _Live(ctx, total, ok + errors)
+        if not executor.remote:
+            WATCHES[ctx.job_id] = live
         try:
-            for out in executor.map(answer_chunk, work, window=WINDOW):
+            for out in executor.map(answer_chunk, work, window=self.settings.ray_tasks):
                 with self.artifacts.open_write(self.part(parts)) as sink:
                     sink.write(b"".join(orjson.dumps(r) + b"\n" for r in out["records"]))
                 parts, ok, errors = parts + 1, ok + int(out["ok"]), errors + int(out["error"])
                 ctx.checkpoint({"parts": parts, "ok": ok, "error": errors})
-                ctx.progress(
-                    (ok + errors) / total, f"{ok + errors:,}/{total:,} records answered, {errors:,} failed"
-                )
+                live.chunk_done(ok + errors)
+                ctx.progress((ok + errors) / total, f"{ok + errors:,}/{total:,} answered, {errors:,} failed")
             info = self.datasets.create_version(
                 project_id=ctx.project_id,
                 name=params.output,
@@ -277,6 +304,8 @@ class BatchRun:
         except Exception:
             self.remove_parts()
             raise
+        finally:
+            WATCHES.pop(ctx.job_id, None)
         self.remove_parts()
         if errors:
             ctx.log(

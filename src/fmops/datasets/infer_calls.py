@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,6 +40,10 @@ ROW_ATTRIBUTE = "fmops.job.row"
 TRANSIENT = frozenset({429, 502, 503, 504})
 MAX_ATTEMPTS = 5
 MAX_BACKOFF_S = 20.0
+# A chunk answered in the job's own process (the local executor) reports to its job by id:
+# `watch(records just answered)` counts them for the progress and raises when the job must stop, so
+# a cancel is seen between calls, not only between chunks. A Ray worker has none.
+WATCHES: dict[str, Callable[[int], None]] = {}
 
 
 # --- records in, records out ----------------------------------------------------------------------
@@ -162,12 +166,25 @@ async def _answer(
     slots = asyncio.Semaphore(int(task.get("concurrency", 8)))
     jitter = random.Random(int(task["rows"][0][0]) if task["rows"] else 0)  # noqa: S311 (back-off only)
 
+    watch = WATCHES.get(str(task["job_id"]))
+
     async def one(row: int, record: JSON) -> JSON:
         async with slots:
-            return await _one(gateway, principal, target, task, kind, row, record, jitter)
+            if watch is not None:
+                watch(0)  # raises when the job must stop: the chunk ends here
+            answered = await _one(gateway, principal, target, task, kind, row, record, jitter)
+        if watch is not None:
+            watch(1)
+        return answered
 
+    calls = [asyncio.ensure_future(one(row, record)) for row, record in task["rows"]]
     try:
-        return list(await asyncio.gather(*(one(row, record) for row, record in task["rows"])))
+        return list(await asyncio.gather(*calls))
+    except BaseException:
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        raise
     finally:
         await gateway.close()
         await tracer.close()  # every call's span is stored before the chunk says it is done
