@@ -200,6 +200,43 @@ def test_long_strings_are_cut_to_their_column(store: Store) -> None:
     assert (len(stored.name), len(stored.model or "")) == (200, 100)
 
 
+def test_every_column_type_is_stored_as_given(store: Store) -> None:
+    # Each backend binds values its own way (SQLite: converted row by row; PostgreSQL: one array
+    # per column): what comes back through the ORM must be what was recorded, JSON nulls included.
+    given = span(
+        cache_hit=True,
+        prompt_version=3,
+        ttft_ms=12.5,
+        input=None,
+        output={"text": ["é", 1, None]},
+        attributes={"k": "v", "n": 2},
+        status_message="x" * 3000,
+    )
+    bare = span()
+
+    async def main() -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        writer = TraceWriter(store)
+        writer.subscribe(lambda rows: seen.extend(rows))
+        writer.start()
+        writer.record_many([given, bare, dict(given)], ingested=True)  # the copy is a replay in-batch
+        await writer.close()
+        return seen
+
+    seen = asyncio.run(main())
+    assert [row["span_id"] for row in seen] == [given["span_id"], bare["span_id"]]
+    with store.session() as session:
+        stored = {s.span_id: s for s in session.scalars(select(Span))}
+        nulls = session.execute(select(Span.span_id, Span.input.is_(None))).all()
+    row = stored[given["span_id"]]
+    assert (row.cache_hit, row.prompt_version, row.ttft_ms, row.cost) == (True, 3, 12.5, 0.5)
+    assert (row.input, row.output, row.attributes) == (None, {"text": ["é", 1, None]}, {"k": "v", "n": 2})
+    assert row.start_time == given["start_time"]
+    assert row.status_message == "x" * 3000
+    assert stored[bare["span_id"]].attributes == {}  # none given: the column's default
+    assert not any(is_null for _, is_null in nulls)  # None input is JSON null, as SQLAlchemy stores it
+
+
 def test_commit_returns_once_the_spans_are_stored(store: Store) -> None:
     async def main() -> None:
         writer = TraceWriter(store, flush_seconds=5.0)  # the timer alone would wait 5 s

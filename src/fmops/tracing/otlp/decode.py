@@ -202,13 +202,15 @@ def _pb_attributes(items: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in items:
         value = kv.value
-        which = value.WhichOneof("value")
-        if which == "string_value":
-            text = value.string_value
+        # Most attributes are strings: a non-empty string_value is one (the oneof holds one field), and
+        # reading it spares WhichOneof, a third of this loop's time. Empty: ask which field is set.
+        text = value.string_value
+        if text:
             converted: Any = text.replace("\x00", _REPLACEMENT) if "\x00" in text else text
-        elif which is None:
-            continue
         else:
+            which = value.WhichOneof("value")
+            if which is None:
+                continue
             converted = _pb_value(value, which, 0)
         key = kv.key
         out[key.replace("\x00", _REPLACEMENT) if "\x00" in key else key] = converted
