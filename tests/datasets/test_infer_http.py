@@ -130,6 +130,9 @@ def test_the_dataset_page_starts_a_job_and_shows_its_progress(
     assert 'href="/console/data/from-console/versions/1"' in listed
     assert "5 ok, 0 failed" in listed
     assert "hx-trigger" not in listed  # nothing left to poll
+    made = web.get("/console/data/from-console/versions/1").text
+    assert "Batch inference" in made
+    assert f"/console/traces?tags=job%3A{job_id.group(1)}&amp;spans=all" in made  # the job's calls
     web.close()
     consumer = httpx.Client(base_url=sqlite_server.url, timeout=60)
     key = create_user_key(sqlite_server, "infer-consumer-web", "consumer")
