@@ -21,8 +21,15 @@ from rich.markup import escape
 
 from fmops.assistants import AssistantService, AssistantSpec
 from fmops.assistants.usage import DEFAULT_WINDOW, usage, window
-from fmops.auth import DEFAULT_PROJECT
-from fmops.cli.common import actor, console, local_platform, print_rows, project_id_of, spec_mapping
+from fmops.cli.common import (
+    actor,
+    console,
+    local_platform,
+    print_rows,
+    project_id_of,
+    project_option,
+    spec_mapping,
+)
 from fmops.endpoints.schemas import validated
 from fmops.errors import UserError
 
@@ -32,10 +39,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 JSON = typer.Option(False, "--json", help="Print JSON")
-
-
-def _project_option() -> Any:
-    return typer.Option(DEFAULT_PROJECT, "--project", help="Project name")
 
 
 def _service() -> AssistantService:
@@ -50,7 +53,7 @@ def _document(path: Path) -> dict[str, Any]:
 def list_assistants(
     with_usage: bool = typer.Option(False, "--usage", help="Add each one's usage over --window"),
     window_name: str = typer.Option(DEFAULT_WINDOW, "--window", help="1h, 24h, 7d or 30d"),
-    project: str = _project_option(),
+    project: str = project_option(),
     as_json: bool = JSON,
 ) -> None:
     """The project's assistants: the endpoint each calls and who may use it (and its usage)."""
@@ -111,7 +114,7 @@ def publish(
         None, "--role", help="A role that may use it (repeat); consumer: everyone"
     ),
     users: list[str] | None = typer.Option(None, "--user", help="A user who may use it (repeat)"),
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Publish an endpoint to the chat as an assistant, or replace the one of that name (flags
     override the file's fields)."""
@@ -138,7 +141,7 @@ def publish(
 
 @app.command("rm")
 def remove(
-    name: str = typer.Argument(..., help="The assistant's name"), project: str = _project_option()
+    name: str = typer.Argument(..., help="The assistant's name"), project: str = project_option()
 ) -> None:
     """Take an assistant out of the chat; its conversations and their traces stay."""
     view = _service().unpublish(project_id_of(project), name)

@@ -139,3 +139,10 @@ def spec_mapping(path: Path, holds: str) -> dict[str, Any]:
         raise UserError(f"{path}: {holds}")
     document: dict[str, Any] = documents[0]
     return document
+
+
+def project_option() -> Any:
+    """`--project NAME` (the default project when left out), for commands that act in one project."""
+    from fmops.auth.service import DEFAULT_PROJECT  # here: importing the CLI loads no database code
+
+    return typer.Option(DEFAULT_PROJECT, "--project", help="Project name")

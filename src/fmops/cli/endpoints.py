@@ -13,9 +13,17 @@ import orjson
 import typer
 from rich.markup import escape
 
-from fmops.auth import DEFAULT_PROJECT
 from fmops.cli import endpoints_experiments
-from fmops.cli.common import actor, console, fmt, local_platform, print_rows, project_id_of, spec_mapping
+from fmops.cli.common import (
+    actor,
+    console,
+    fmt,
+    local_platform,
+    print_rows,
+    project_id_of,
+    project_option,
+    spec_mapping,
+)
 from fmops.endpoints.schemas import AccessSpec, EndpointSpec, EndpointUpdate, M, validated
 from fmops.endpoints.service import EndpointService, EndpointView
 from fmops.errors import UserError
@@ -28,10 +36,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 JSON = typer.Option(False, "--json", help="Print JSON")
-
-
-def _project_option() -> Any:
-    return typer.Option(DEFAULT_PROJECT, "--project", help="Project name")
 
 
 def _service() -> EndpointService:
@@ -159,7 +163,7 @@ def _served(prompt: str | None, version: int | None, label: str | None) -> str |
 @app.command("create")
 def create(
     file: Path = typer.Argument(..., help="The endpoint spec, YAML or JSON; - for stdin"),
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Create an endpoint from a spec file; it serves at once."""
     spec = _parsed(EndpointSpec, _document(file), str(file))
@@ -168,7 +172,7 @@ def create(
 
 
 @app.command("list")
-def list_endpoints(project: str = _project_option(), as_json: bool = JSON) -> None:
+def list_endpoints(project: str = project_option(), as_json: bool = JSON) -> None:
     """A project's endpoints."""
     views = _service().list(project_id_of(project))
     if as_json:
@@ -191,7 +195,7 @@ def list_endpoints(project: str = _project_option(), as_json: bool = JSON) -> No
 
 
 @app.command("show")
-def show(name: str = typer.Argument(...), project: str = _project_option(), as_json: bool = JSON) -> None:
+def show(name: str = typer.Argument(...), project: str = project_option(), as_json: bool = JSON) -> None:
     """One endpoint: what it serves, its guardrails and variants."""
     _describe(_service().get(project_id_of(project), name), as_json)
 
@@ -218,7 +222,7 @@ def update(
     fewshot_min: float | None = typer.Option(
         None, "--fewshot-min-similarity", min=-1, max=1, help="Leave out examples less similar than this (0)"
     ),
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Change an endpoint; changing its variants starts a new experiment."""
     fields: dict[str, Any] = _document(file) if file is not None else {}
@@ -251,7 +255,7 @@ def update(
 def set_weights(
     name: str = typer.Argument(...),
     weights: list[str] = typer.Argument(..., help="VARIANT=WEIGHT pairs, e.g. a=1 b=3"),
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Shift traffic between variants (a new experiment starts)."""
     parsed: dict[str, float] = {}
@@ -269,7 +273,7 @@ def set_weights(
 
 
 @app.command("delete")
-def delete(name: str = typer.Argument(...), project: str = _project_option()) -> None:
+def delete(name: str = typer.Argument(...), project: str = project_option()) -> None:
     """Delete an endpoint; its traces stay."""
     view = _service().delete(project_id_of(project), name, actor=actor())
     console.print(f"deleted endpoint {escape(view.name)}", highlight=False)

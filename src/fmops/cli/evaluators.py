@@ -10,8 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from fmops.auth import DEFAULT_PROJECT
-from fmops.cli.common import console, fmt, local_platform, print_rows, project_id_of
+from fmops.cli.common import console, fmt, local_platform, print_rows, project_id_of, project_option
 from fmops.errors import NotFound, UserError
 from fmops.evaluators import EvaluatorService, RuleCreate, RuleUpdate
 from fmops.scorers import describe
@@ -22,10 +21,6 @@ app = typer.Typer(
     help="Online evaluators: score sampled live traces (list, create, show, update, delete, scorers).",
     no_args_is_help=True,
 )
-
-
-def _project_option() -> Any:
-    return typer.Option(DEFAULT_PROJECT, "--project", help="Project name")
 
 
 def _config_options() -> tuple[Any, Any]:
@@ -97,7 +92,7 @@ def _describe(rule: EvaluatorRule) -> None:
 
 
 @app.command("list")
-def list_rules(project: str = _project_option(), as_json: bool = typer.Option(False, "--json")) -> None:
+def list_rules(project: str = project_option(), as_json: bool = typer.Option(False, "--json")) -> None:
     """A project's evaluator rules."""
     rules = _service().rules(project_id_of(project))
     if as_json:
@@ -125,7 +120,7 @@ def create(
         1.0, "--sample-rate", help="Share of matching traces scored, in (0, 1]"
     ),
     disabled: bool = typer.Option(False, "--disabled", help="Create it switched off"),
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Score live traces, e.g. `fmops evaluators create is-json --scorer json --model gpt`."""
     body = _body(
@@ -145,7 +140,7 @@ def create(
 
 
 @app.command("show")
-def show(rule: str = typer.Argument(..., help="Rule name or id"), project: str = _project_option()) -> None:
+def show(rule: str = typer.Argument(..., help="Rule name or id"), project: str = project_option()) -> None:
     """One rule and its scorer's config."""
     _describe(_find(project_id_of(project), rule))
 
@@ -161,7 +156,7 @@ def update(
     endpoint: str | None = typer.Option(None, "--endpoint", help="Only this endpoint; `any` for all"),
     sample_rate: float | None = typer.Option(None, "--sample-rate"),
     enabled: bool | None = typer.Option(None, "--enable/--disable"),
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Change a rule; options left out keep their value."""
     project_id = project_id_of(project)
@@ -187,7 +182,7 @@ def update(
 
 
 @app.command("delete")
-def delete(rule: str = typer.Argument(..., help="Rule name or id"), project: str = _project_option()) -> None:
+def delete(rule: str = typer.Argument(..., help="Rule name or id"), project: str = project_option()) -> None:
     """Delete a rule; the scores it wrote stay on their traces."""
     project_id = project_id_of(project)
     found = _service().delete(project_id, _find(project_id, rule).id)

@@ -15,8 +15,7 @@ import orjson
 import typer
 from rich.markup import escape
 
-from fmops.auth import DEFAULT_PROJECT
-from fmops.cli.common import actor, console, local_platform, print_rows, project_id_of
+from fmops.cli.common import actor, console, local_platform, print_rows, project_id_of, project_option
 from fmops.errors import UserError
 from fmops.guardrails.policy import Scope
 from fmops.guardrails.schemas import Applied, PolicyView, checked, load_policies
@@ -29,10 +28,6 @@ app = typer.Typer(
 JSON = typer.Option(False, "--json", help="Print JSON")
 MODEL = typer.Option(None, "--model", help="Attach to this model (by alias) instead of the project")
 ENDPOINT = typer.Option(None, "--endpoint", help="Attach to this endpoint instead of the project")
-
-
-def _project_option() -> Any:
-    return typer.Option(DEFAULT_PROJECT, "--project", help="Project name")
 
 
 def _where(model: str | None, endpoint: str | None) -> tuple[Scope, str]:
@@ -97,7 +92,7 @@ def list_guardrails(as_json: bool = JSON) -> None:
 def list_policies(
     scope: Scope | None = typer.Option(None, "--scope", help="Only those attached this way"),
     target: str | None = typer.Option(None, "--target", help="Only those on this model or endpoint"),
-    project: str = _project_option(),
+    project: str = project_option(),
     as_json: bool = JSON,
 ) -> None:
     """A project's policies: the project's first, then the models', then the endpoints'."""
@@ -123,7 +118,7 @@ def add(
     disabled: bool = typer.Option(False, "--disabled", help="Store it without running it"),
     model: str | None = MODEL,
     endpoint: str | None = ENDPOINT,
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Attach a new policy to the project (or --model / --endpoint); it runs on the next call."""
     scope, target = _where(model, endpoint)
@@ -149,7 +144,7 @@ def remove(
     name: str = typer.Argument(..., help="The policy's name"),
     model: str | None = MODEL,
     endpoint: str | None = ENDPOINT,
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Remove a policy (of the project, or of --model / --endpoint)."""
     scope, target = _where(model, endpoint)
@@ -162,7 +157,7 @@ def enable(
     name: str = typer.Argument(..., help="The policy's name"),
     model: str | None = MODEL,
     endpoint: str | None = ENDPOINT,
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Turn a policy on again (of the project, or of --model / --endpoint)."""
     _switch(name, model, endpoint, project, enabled=True)
@@ -173,7 +168,7 @@ def disable(
     name: str = typer.Argument(..., help="The policy's name"),
     model: str | None = MODEL,
     endpoint: str | None = ENDPOINT,
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Stop running a policy, keeping it stored (of the project, or of --model / --endpoint). Works on
     a policy whose guardrail no longer builds, too."""
@@ -194,7 +189,7 @@ def _switch(name: str, model: str | None, endpoint: str | None, project: str, *,
 @app.command("apply")
 def apply(
     file: Path = typer.Option(..., "--file", "-f", help="A policies YAML or JSON file (a list); - for stdin"),
-    project: str = _project_option(),
+    project: str = project_option(),
     as_json: bool = JSON,
 ) -> None:
     """Create or replace each policy of a file, all or none; says what changed. Policies left out of the

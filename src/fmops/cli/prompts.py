@@ -12,9 +12,8 @@ import typer
 from rich.markup import escape
 from rich.text import Text
 
-from fmops.auth import DEFAULT_PROJECT
 from fmops.cli import prompts_optimize, prompts_shared, prompts_try
-from fmops.cli.common import actor, console, fmt, local_platform, print_rows, project_id_of
+from fmops.cli.common import actor, console, fmt, local_platform, print_rows, project_id_of, project_option
 from fmops.errors import UserError
 from fmops.prompts.files import dump_yaml, load_specs, parse_documents
 from fmops.prompts.schemas import PromptVersionView
@@ -24,10 +23,6 @@ app = typer.Typer(
     help="Prompt registry: push YAML files as versions, list, show, diff, label, render, export, delete.",
     no_args_is_help=True,
 )
-
-
-def _project_option() -> Any:
-    return typer.Option(DEFAULT_PROJECT, "--project", help="Project name")
 
 
 def _version_options() -> tuple[Any, Any]:
@@ -66,7 +61,7 @@ def push(
     ),
     label: list[str] = typer.Option([], "--label", "-l", help="Also point this label at the version"),
     message: str | None = typer.Option(None, "--message", "-m", help="Why it changed (overrides the file's)"),
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Save each prompt as a new version; a prompt whose content did not change keeps its version."""
     specs = []
@@ -85,7 +80,7 @@ def push(
 
 
 @app.command("list")
-def list_prompts(project: str = _project_option(), as_json: bool = JSON) -> None:
+def list_prompts(project: str = project_option(), as_json: bool = JSON) -> None:
     """A project's prompts, their newest version and their labels."""
     prompts = _service().list(project_id_of(project))
     if as_json:
@@ -109,7 +104,7 @@ def show(
     name: str = typer.Argument(..., help="Prompt name"),
     version: int | None = VERSION,
     label: str | None = LABEL,
-    project: str = _project_option(),
+    project: str = project_option(),
     as_json: bool = JSON,
 ) -> None:
     """One version of a prompt (default: the newest): its templates, model, params and labels."""
@@ -136,7 +131,7 @@ def show(
 
 
 @app.command("versions")
-def versions(name: str = typer.Argument(...), project: str = _project_option(), as_json: bool = JSON) -> None:
+def versions(name: str = typer.Argument(...), project: str = project_option(), as_json: bool = JSON) -> None:
     """Every version of a prompt, newest first."""
     found = _service().versions(project_id_of(project), name)
     if as_json:
@@ -158,7 +153,7 @@ def diff(
     name: str = typer.Argument(...),
     a: str = typer.Argument(..., help="Version number or label (the old side)"),
     b: str = typer.Argument(..., help="Version number or label (the new side)"),
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Unified diff of two versions' YAML, e.g. `fmops prompts diff support production 4`."""
     old, new, text = _service().compare(project_id_of(project), name, a, b)
@@ -176,7 +171,7 @@ def label(
     name: str = typer.Argument(...),
     version: int = typer.Argument(..., min=1, help="The version the label points at"),
     label: str = typer.Argument(..., help="production, staging, ..."),
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Point a label at a version (create or move it); endpoints serving it switch at once."""
     view = _service().set_label(project_id_of(project), name, label, version, actor=actor())
@@ -185,7 +180,7 @@ def label(
 
 @app.command("unlabel")
 def unlabel(
-    name: str = typer.Argument(...), label: str = typer.Argument(...), project: str = _project_option()
+    name: str = typer.Argument(...), label: str = typer.Argument(...), project: str = project_option()
 ) -> None:
     """Remove a label (refused while an endpoint serves it)."""
     version = _service().remove_label(project_id_of(project), name, label, actor=actor())
@@ -198,7 +193,7 @@ def export(
     directory: Path | None = typer.Option(
         None, "--dir", "-d", file_okay=False, help="Write one NAME.yaml per prompt here instead of printing"
     ),
-    project: str = _project_option(),
+    project: str = project_option(),
 ) -> None:
     """Prompts as YAML (newest versions, with their labels); `fmops prompts push` reads them back.
 
@@ -239,7 +234,7 @@ def render(
     ),
     version: int | None = VERSION,
     label: str | None = LABEL,
-    project: str = _project_option(),
+    project: str = project_option(),
     as_json: bool = JSON,
 ) -> None:
     """Render a version's messages with variables, as the endpoint would send them."""
@@ -255,7 +250,7 @@ def render(
 
 
 @app.command("delete")
-def delete(name: str = typer.Argument(...), project: str = _project_option()) -> None:
+def delete(name: str = typer.Argument(...), project: str = project_option()) -> None:
     """Delete a prompt with all its versions and labels (refused while an endpoint uses it)."""
     summary = _service().delete(project_id_of(project), name)
     console.print(
