@@ -90,6 +90,12 @@ def installed_env(env: dict[str, str]) -> dict[str, str]:
     return clean
 
 
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0 to 1) of `values`, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

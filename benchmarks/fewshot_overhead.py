@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _harness import free_port, load, pinned, process, save_result, wait_http
+from _harness import free_port, load, pct, pinned, process, save_result, wait_http
 
 from fmops.catalog import ModelSpec
 from fmops.endpoints.schemas import EndpointSpec
@@ -95,11 +95,6 @@ def tickets(n: int) -> list[dict[str, str]]:
         suffix = f" (ticket {copy})" if copy else ""
         records.append({"prompt": f"{who} {what} {when}.{extra}{suffix}", "completion": label})
     return records
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 def build(home: Path, upstream: str, sizes: list[int]) -> tuple[Platform, Any, dict[str, Any]]:

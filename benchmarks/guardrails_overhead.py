@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _harness import free_port, load, pinned, process, save_result, wait_http
+from _harness import free_port, load, pct, pinned, process, save_result, wait_http
 
 from fmops.catalog import ModelSpec
 from fmops.gateway.schemas import ChatCompletionRequest
@@ -82,11 +82,6 @@ def build(home: Path, upstream: str) -> tuple[Platform, Any]:
     light |= {"scope": "model", "target": "light"}
     platform.guardrails.create(principal.project_id, AttachedPolicy.model_validate(light), actor="bench")
     return platform, principal
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 async def run(platform: Platform, principal: Any, calls: int, rounds: int, tracing: bool) -> dict[str, Any]:
