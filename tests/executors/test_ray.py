@@ -266,19 +266,22 @@ def test_batch_inference_on_ray_writes_the_records_the_local_executor_writes(
     monkeypatch.setattr(batch, "CHUNK_RECORDS", 4)  # three chunks: three pieces of work on the cluster
     pids = Pids(monkeypatch)
     made = []
-    for settings in (platform.settings, on_ray(platform.settings, ray_address)):
-        job = batch.submit(
+
+    def submit(settings: Settings, dataset: str, **options: Any) -> Job:
+        return batch.submit(
             platform.store,
             settings,
             platform.jobs,
             platform.datasets,
             project_id=world.project,
-            dataset="tickets@1",
+            dataset=dataset,
             created_by_key_id=world.principal.key_id,
-            prompt="triage@production",
-            output=f"answers-{settings.executor}",
-            parameters={"temperature": 0},
+            **options,
         )
+
+    for settings in (platform.settings, on_ray(platform.settings, ray_address)):
+        options = {"prompt": "triage@production", "parameters": {"temperature": 0}}
+        job = submit(settings, "tickets@1", output=f"answers-{settings.executor}", **options)
         done = run_queued(platform.store, settings, job)
         assert done.result is not None
         made.append((job.id, done.result))
@@ -301,6 +304,33 @@ def test_batch_inference_on_ray_writes_the_records_the_local_executor_writes(
     with platform.store.session() as session:  # the cluster's calls were traced, tagged with their job
         tagged = session.scalars(select(SpanTag.span_id).where(SpanTag.tag == f"job:{made[1][0]}")).all()
     assert len(tagged) == 6
+
+    # A cancel stops the chunks running on the cluster: no call arrives after it, and nothing is made.
+    world.add_model("slow", "slow-500")
+    platform.datasets.create_version(
+        project_id=world.project, name="many", kind="chat", batches=[[records[1]] * 32]
+    )
+    settings = on_ray(platform.settings, ray_address).model_copy(update={"job_heartbeat_seconds": 0.1})
+    job = submit(settings, "many", model="slow", output="never", concurrency=1)
+    mock.reset()
+    service = JobService(platform.store)
+    worker = Worker(service, settings, threading.Event())
+    claimed = service.claim(worker.worker_id, [batch.KIND])
+    assert claimed is not None
+    running = threading.Thread(target=worker.execute, args=(claimed,))
+    running.start()
+    deadline = time.monotonic() + 60
+    while not mock.state.requests:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    service.cancel(job.id, world.project)
+    running.join(60)
+    assert service.get(job.id, None).status == JobStatus.cancelled
+    time.sleep(1.0)
+    calls = len(mock.state.requests)
+    time.sleep(1.5)
+    assert len(mock.state.requests) == calls < 16  # 4 tasks x 4 calls of 0.5 s were under way
+    assert "never" not in {d.name for d in platform.datasets.list_datasets(world.project)}
 
 
 @POSTGRES

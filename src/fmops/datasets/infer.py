@@ -7,9 +7,10 @@ ready to curate and fine-tune on.
   prompt, the parameters, the output dataset (a chat dataset, or a new one), that there are records
   and that every one has an input to answer. One 4xx says what to fix; nothing is queued.
 - Work: the records go in chunks of `CHUNK_RECORDS` to the executor (`FMOPS_EXECUTOR`): in this
-  process, or on a Ray cluster through Ray Data (`FMOPS_RAY_TASKS` chunks at a time). Each chunk is
+  process, or on a Ray cluster as Ray tasks (`FMOPS_RAY_TASKS` chunks side by side). Each chunk is
   answered by a gateway built where it runs (`infer_calls.answer_chunk`). In this process a cancel
-  is seen between calls and the progress moves with each answer; on a cluster, between chunks.
+  is seen between calls and the progress moves with each answer; on a cluster a cancel stops the
+  running tasks (checked every half second) and the progress moves as chunks end.
 - Durability: each answered chunk is written as a part file in the artifact store and checkpointed;
   a job interrupted (shutdown, a lost worker) resumes after the last part. The version is written
   from the parts at the end, whole or not at all: a cancel or a failure leaves no version, and the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from itertools import islice
 from typing import Annotated, Any
 
 import orjson
@@ -274,12 +276,17 @@ class BatchRun:
         live = _Live(ctx, total, ok + errors)
         if not executor.remote:
             WATCHES[ctx.job_id] = live
+        # On a cluster, `ray_tasks` chunks side by side as Ray tasks; the job's stop is watched while
+        # they run, and a cancel or shutdown cancels them there. Here, one chunk at a time.
+        side_by_side = self.settings.ray_tasks if executor.remote else 1
         try:
-            for out in executor.map(answer_chunk, work, window=self.settings.ray_tasks):
-                with self.artifacts.open_write(self.part(parts)) as sink:
-                    sink.write(b"".join(orjson.dumps(r) + b"\n" for r in out["records"]))
-                parts, ok, errors = parts + 1, ok + int(out["ok"]), errors + int(out["error"])
-                ctx.checkpoint({"parts": parts, "ok": ok, "error": errors})
+            while calls := [(t,) for t in islice(work, side_by_side)]:
+                answered = executor.tasks(answer_chunk, calls, watch=ctx.check)
+                for out in answered:
+                    with self.artifacts.open_write(self.part(parts)) as sink:
+                        sink.write(b"".join(orjson.dumps(r) + b"\n" for r in out["records"]))
+                    parts, ok, errors = parts + 1, ok + int(out["ok"]), errors + int(out["error"])
+                    ctx.checkpoint({"parts": parts, "ok": ok, "error": errors})
                 live.chunk_done(ok + errors)
                 ctx.progress((ok + errors) / total, f"{ok + errors:,}/{total:,} answered, {errors:,} failed")
             info = self.datasets.create_version(
