@@ -21,16 +21,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from fmops.auth import AuthService, Principal
+from fmops.catalog import Catalog
 from fmops.counters import make_counters
 from fmops.datasets.records import RecordKind
 from fmops.errors import FmopsError, UserError
+from fmops.evals.job import service_for
 from fmops.evals.suite import Suite, TargetSpec
 from fmops.evals.targets import Target, TargetResolver
 from fmops.gateway.schemas import ChatCompletionRequest
+from fmops.gateway.service import Gateway
 from fmops.gateway.spans import CallRecord
 from fmops.gateway.stack import build_gateway, build_tracer
 from fmops.scorers.base import text_of
-from fmops.settings import load_settings
+from fmops.settings import Settings, load_settings
 from fmops.store import Store
 
 JSON = dict[str, Any]
@@ -142,8 +145,6 @@ def answer_chunk(task: Mapping[str, Any]) -> JSON:
     settings = load_settings(task["settings"])
     store = Store(settings.database_url)
     try:
-        from fmops.evals.job import service_for
-
         evals = service_for(store, settings)
         principal = AuthService(store, cache_seconds=0).principal_for_key_id(task["key_id"])
         if principal.project_id != task["project_id"]:
@@ -157,7 +158,12 @@ def answer_chunk(task: Mapping[str, Any]) -> JSON:
 
 
 async def _answer(
-    store: Store, settings: Any, catalog: Any, principal: Principal, target: Target, task: Mapping[str, Any]
+    store: Store,
+    settings: Settings,
+    catalog: Catalog,
+    principal: Principal,
+    target: Target,
+    task: Mapping[str, Any],
 ) -> list[JSON]:
     tracer = build_tracer(settings, store)
     gateway = build_gateway(settings, store, catalog, tracer, make_counters(settings))
@@ -191,7 +197,7 @@ async def _answer(
 
 
 async def _one(
-    gateway: Any,
+    gateway: Gateway,
     principal: Principal,
     target: Target,
     task: Mapping[str, Any],
