@@ -293,7 +293,14 @@ def test_an_interrupted_job_resumes_after_the_chunks_it_had_answered(
     assert first.status == JobStatus.queued  # queued again, to resume
     assert first.state == {"parts": 1, "ok": 2, "error": 0}
     assert len(world.mock.state.requests) == 2
-    assert len(world.platform.datasets.artifacts.keys(batch.PARTS)) == 1
+    artifacts = world.platform.datasets.artifacts
+    assert len(artifacts.keys(batch.PARTS)) == 1
+    # `fmops data sweep` removes the chunks of a job that will not resume, not those of this one.
+    orphan = f"{batch.PARTS}/{world.project}/{'0' * 32}/part-000000.jsonl"
+    with artifacts.open_write(orphan) as sink:
+        sink.write(b"{}\n")
+    assert batch.sweep_parts(world.platform.store, artifacts, older_than_seconds=0) == [orphan]
+    assert len(artifacts.keys(batch.PARTS)) == 1
     monkeypatch.setattr(JobContext, "checkpoint", real)
     done = execute(world, job)
     assert done.status == JobStatus.succeeded, done.error

@@ -147,12 +147,13 @@ def test_cli_infer_waits_and_prints_what_it_made(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FMOPS_") and k not in ("COLUMNS",)}
     env |= {"FMOPS_HOME": str(sqlite_server.home), "COLUMNS": "200"}
-    done, refused, missing = run_session(
+    done, refused, missing, swept = run_session(
         env,
         [
             ("data", "infer", "questions@1", "--model", "infer-a", "--output", "cli-answers", "--wait"),
             ("data", "infer", "questions", "--model", "infer-a", "--endpoint", "x"),
             ("data", "infer", "nothing-here", "--model", "infer-a"),
+            ("data", "sweep", "--older-than", "0"),
         ],
     )
     assert done.code == 0, done.stderr
@@ -163,3 +164,5 @@ def test_cli_infer_waits_and_prints_what_it_made(
     assert "give an endpoint alone" in refused.stderr
     assert missing.code == 1
     assert "no dataset 'nothing-here'" in missing.stderr
+    assert swept.code == 0, swept.stderr  # no chunk is left behind by a finished job
+    assert "removed 0 file(s)" in swept.stdout

@@ -244,7 +244,10 @@ def sweep(
     ),
 ) -> None:
     """Remove dataset files no version points at: what an import killed mid-write left behind."""
+    from fmops.datasets.infer import sweep_parts  # answered chunks of batch inferences that will not resume
+
     removed = service().sweep(older_than_seconds=older_than)
+    removed += sweep_parts(local_platform().store, service().artifacts, older_than_seconds=older_than)
     for key in removed:
         err_console.print(f"removed {escape(key)}", highlight=False)
     console.print(f"removed {len(removed)} file(s)", highlight=False)

@@ -28,6 +28,7 @@ from typing import Annotated, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import select
 
 from fmops.artifacts import ArtifactStore
 from fmops.datasets.infer_calls import WATCHES, answer_chunk, case_input, resolve_target, usable
@@ -37,7 +38,7 @@ from fmops.errors import Conflict, FmopsError, NotFound, UserError
 from fmops.evals.job import service_for, settings_payload
 from fmops.evals.suite import did_you_mean
 from fmops.executors import make_executor
-from fmops.jobs import JobCancelled, JobContext, JobService, job_kind
+from fmops.jobs import JobCancelled, JobContext, JobService, JobStatus, job_kind
 from fmops.prompts.checks import check_params
 from fmops.settings import Settings
 from fmops.store import Store
@@ -327,6 +328,32 @@ class BatchRun:
             "ok": ok,
             "errors": errors,
         }
+
+
+def sweep_parts(store: Store, artifacts: ArtifactStore, older_than_seconds: float = 3600.0) -> list[str]:
+    """Remove the answered chunks of batch-inference jobs that will not resume (finished, or gone:
+    a worker ended mid-cancel, a job given up by the reaper), older than `older_than_seconds`; the
+    keys removed. A queued or running job's chunks are kept: it resumes after them."""
+    by_job: dict[str, list[str]] = {}
+    for key in artifacts.keys(PARTS):
+        parts = key.split("/")  # inference/<project>/<job>/part-N.jsonl
+        if len(parts) == 4:
+            by_job.setdefault(parts[2], []).append(key)
+    if not by_job:
+        return []
+    waiting = (JobStatus.queued, JobStatus.running)
+    with store.session() as session:
+        alive = set(session.scalars(select(Job.id).where(Job.id.in_(by_job), Job.status.in_(waiting))))
+    cutoff = time.time() - older_than_seconds
+    removed = []
+    for job_id, keys in by_job.items():
+        if job_id in alive:
+            continue
+        for key in keys:
+            if artifacts.modified(key) <= cutoff:
+                artifacts.delete(key)
+                removed.append(key)
+    return removed
 
 
 @job_kind(
