@@ -105,6 +105,19 @@ def _follow(job_id: str, project_id: str) -> Any:
             time.sleep(0.25)
 
 
+def wait_for(job_id: str, project_id: str) -> Any:
+    """Follow a job to its end with a progress bar: the job once it succeeded; an error saying how it
+    ended otherwise; on Ctrl-C, exit 130 (the job goes on)."""
+    try:
+        done = _follow(job_id, project_id)
+    except KeyboardInterrupt:
+        err_console.print(f"stopped following; the job goes on (fmops jobs cancel {job_id} to stop it)")
+        raise typer.Exit(130) from None
+    if done.status != JobStatus.succeeded:
+        raise FmopsError(f"job {job_id} {done.status}: {done.error or done.message or 'no detail'}")
+    return done
+
+
 def curate(
     ref: str = typer.Argument(..., help="NAME (newest version), NAME@VERSION, or a version id"),
     recipe: Path = typer.Option(..., "--recipe", help="The recipe: a YAML file with a `steps:` list"),
@@ -124,13 +137,7 @@ def curate(
     if not wait:
         console.print(f"follow it with: fmops jobs show {job.id}", highlight=False)
         return
-    try:
-        done = _follow(job.id, project_id)
-    except KeyboardInterrupt:
-        err_console.print(f"stopped following; the job goes on (fmops jobs cancel {job.id} to stop it)")
-        raise typer.Exit(130) from None
-    if done.status != JobStatus.succeeded:
-        raise FmopsError(f"job {job.id} {done.status}: {done.error or done.message or 'no detail'}")
+    done = wait_for(job.id, project_id)
     versions = [datasets.get(project_id, v["id"]) for v in (done.result or {}).get("versions", [])]
     print_report(versions)
     console.print(f"result: {escape((done.result or {}).get('output', start.ref))}", highlight=False)

@@ -12,10 +12,8 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from fmops.cli.common import acting_as, console, err_console, local_platform
-from fmops.cli.data_curate import _follow
-from fmops.errors import FmopsError
-from fmops.jobs import JobStatus
+from fmops.cli.common import acting_as, console, local_platform
+from fmops.cli.data_curate import wait_for
 
 
 def infer(
@@ -70,14 +68,7 @@ def infer(
     if not wait:
         console.print(f"follow it with: fmops jobs show {job.id}", highlight=False)
         return
-    try:
-        done = _follow(job.id, project_id)
-    except KeyboardInterrupt:
-        err_console.print(f"stopped following; the job goes on (fmops jobs cancel {job.id} to stop it)")
-        raise typer.Exit(130) from None
-    if done.status != JobStatus.succeeded:
-        raise FmopsError(f"job {job.id} {done.status}: {done.error or done.message or 'no detail'}")
-    result = done.result or {}
+    result = wait_for(job.id, project_id).result or {}
     console.print(
         f"answered {result.get('ok', 0):,} of {result.get('records', 0):,} records, "
         f"{result.get('errors', 0):,} failed (kept, marked in metadata.inference)",
