@@ -15,7 +15,8 @@ and stops, where with a default one PostgreSQL had to merge every partition's in
 - `drop_day` empties one day of both tables: what retention does instead of deleting rows, once
   every row of that day is past its project's retention (fmops.tracing.retention). The first day
   is dropped and `_before` widened over it; a later one is truncated (a dropped day there would
-  leave a range no partition takes), and dropped once it is the first.
+  leave a range no partition takes), and dropped once it is the first (never the last day left:
+  the catch-alls meet there).
 
 Detaching a catch-all or dropping a day takes the parent's lock for a moment: it waits at most
 `LOCK_TIMEOUT` for running queries (else the next round retries), and inserts wait for it, never
@@ -155,17 +156,8 @@ def _create_days(conn: Connection, wanted: list[DayPartition]) -> tuple[list[Day
     missing = sorted({p.day for p in wanted} - have)
     if not missing:
         return [], 0
-    if not have:  # catch-alls with no day between them: start from scratch
-        detach_catch_all(conn, BEFORE)
-        detach_catch_all(conn, AFTER)
-        days = [missing[0] + timedelta(days=n) for n in range((missing[-1] - missing[0]).days + 1)]
-        for day in days:
-            _attach_day(conn, DayPartition(day))
-        low, high = DayPartition(days[0]).start, DayPartition(days[-1]).end
-        moved = _move_back(conn, BEFORE, low, high) + _move_back(conn, AFTER, low, high)
-        attach_catch_all(conn, BEFORE, low)
-        attach_catch_all(conn, AFTER, high)
-        return [DayPartition(d) for d in days], moved
+    if not have:  # drop_day never drops the last day: the catch-alls' shared bound is unknown
+        raise RuntimeError("the trace tables have catch-all partitions but no day partition")
     first, last = min(have), max(have)
     created: list[DayPartition] = []
     moved = 0
@@ -264,7 +256,7 @@ def drop_day(conn: Connection, part: DayPartition) -> bool:
             if not has_catch_alls(conn):
                 for table in PARTITIONED:
                     conn.execute(text(f"DROP TABLE IF EXISTS {part.name(table)}"))
-            elif days and days[0] == part:
+            elif len(days) > 1 and days[0] == part:  # the last day stays: the catch-alls meet there
                 detach_catch_all(conn, BEFORE)
                 for table in PARTITIONED:
                     conn.execute(text(f"DROP TABLE {part.name(table)}"))
