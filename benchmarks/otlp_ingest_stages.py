@@ -113,7 +113,8 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args()
     before = load()
-    results: dict[str, Any] = {"batches": args.batches}
+    # PYTHONPATH: the source tree measured when it is not this checkout's (an A/B of two commits).
+    results: dict[str, Any] = {"batches": args.batches, "pythonpath": os.environ.get("PYTHONPATH")}
     for backend in ["sqlite", "postgres"] if args.backend == "both" else [args.backend]:
         with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as stack:
             home = Path(folder)
