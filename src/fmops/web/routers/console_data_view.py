@@ -373,9 +373,9 @@ def describe_source(source: Mapping[str, Any] | None, queue_path: str = "/consol
         return Source(kind, "Curation job", _facts(source, {"type"}))
     if kind == "inference":  # batch inference: each answer's call is a trace tagged with the job
         job = str(source.get("job_id") or "")
-        link = traces_link({"tags": [f"job:{job}"]})[0] if job.isalnum() else None
+        calls = traces_link({"tags": [f"job:{job}"]})[0] if job.isalnum() else None
         return Source(
-            kind, "Batch inference", _facts(source, {"type"}), link, "Open its calls in the trace explorer"
+            kind, "Batch inference", _facts(source, {"type"}), calls, "Open its calls in the trace explorer"
         )
     return Source(
         kind, kind.capitalize() if kind != "unknown" else "Unknown source", _facts(source, {"type"})
