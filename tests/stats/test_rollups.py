@@ -4,12 +4,13 @@ long-range reads, which must match the exact pass over the spans (percentiles wi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from fmops.platform import Platform
 from fmops.stats import Bucket, Dimension, Metrics, StatsFilters, StatsService
@@ -18,6 +19,7 @@ from fmops.stats.buckets import bucket_expression
 from fmops.stats.filters import DIMENSION_COLUMNS
 from fmops.stats.rollup import (
     HOUR_SECONDS,
+    USER_DAY,
     Histogram,
     RollupLoop,
     backfill,
@@ -29,7 +31,7 @@ from fmops.stats.rollup import (
     roll_up_hour,
 )
 from fmops.store import Store, utcnow
-from fmops.store.models import Project, Score, StatsRollup, StatsRollupHour
+from fmops.store.models import Project, Score, StatsRollup, StatsRollupFacet, StatsRollupHour
 from fmops.tracing.retention import enforce
 from fmops.tracing.writer import TraceWriter
 from support.stats_data import T0, child, insert_rows, score, span
@@ -38,6 +40,7 @@ PROJECT = "p" * 32
 OTHER = "o" * 32
 HOUR = timedelta(hours=1)
 H0 = hour_of(T0)
+D0 = H0 // 24  # T0's day
 
 
 def marks(store: Store) -> dict[tuple[str, int], bool]:
@@ -301,6 +304,74 @@ def test_long_ranges_read_roll_ups_and_match_the_exact_pass(store: Store) -> Non
             assert_close(rows[key], metrics)
         assert_close(breakdown.total, want.total)
     assert_close(service.totals(PROJECT, filters), exact.run(PROJECT, filters).total)
+
+
+def user_days(store: Store) -> dict[int, int]:
+    """Day number -> how many `user_day` rows it has."""
+    with store.session() as session:
+        rows = session.execute(
+            select(StatsRollupFacet.hour, func.count())
+            .where(StatsRollupFacet.facet == USER_DAY)
+            .group_by(StatsRollupFacet.hour)
+        )
+        return {hour // 24: int(count) for hour, count in rows}
+
+
+def assert_by_user(store: Store, filters: StatsFilters) -> None:
+    """The breakdown by user and one user's totals from the roll-ups equal the exact pass's."""
+    service, exact = StatsService(store), Aggregator(store)
+    breakdown = service.breakdown(PROJECT, filters, Dimension.user, limit=500)
+    assert breakdown.approximate
+    want = exact.run(PROJECT, filters, DIMENSION_COLUMNS[Dimension.user])
+    rows = {tuple(r.group.values()): r.metrics for r in breakdown.rows}
+    assert rows.keys() == want.groups.keys()
+    for key, metrics in want.groups.items():
+        assert_close(rows[key], metrics)
+    assert_close(breakdown.total, want.total)
+    for user in ("alice", None):
+        one = dataclasses.replace(filters, user=user) if user else filters
+        assert_close(service.totals(PROJECT, one), exact.run(PROJECT, one).total)
+
+
+def test_whole_days_by_user_read_the_day_rows_and_match_the_exact_pass(store: Store) -> None:
+    spans, scores = generated()
+    insert_rows(store, spans, scores)
+    roll_up_all(store)
+    # Spans run from T0 - 90 min to END + 90 min: days 0, 1 and 2 have all 24 hours rolled up.
+    assert set(user_days(store)) == {D0, D0 + 1, D0 + 2}
+    assert user_days(store)[D0] == 3  # alice, bob and no user
+    filters = StatsFilters(start=START, end=END)
+    assert_by_user(store, filters)
+    # A late span makes its hour dirty: that day is read by the hour (and that hour from spans)
+    # until the hour is rolled again, which writes the day again with it.
+    late = span(PROJECT, T0 + 30 * HOUR + timedelta(minutes=2), latency_ms=12345.0, user="carol", cost=0.5)
+    stored(store, [late])
+    assert_by_user(store, filters)
+    # Another hour of that day rolled while this one is dirty: the day keeps no rows (they would
+    # leave the late span out once its hour is clean).
+    roll_up_hour(store, PROJECT, H0 + 40, only_dirty=False)
+    assert D0 + 1 not in user_days(store)
+    assert roll_up_due(store) == 1
+    assert user_days(store)[D0 + 1] == 4  # carol too
+    assert_by_user(store, filters)
+    # A new score (through the ORM, as feedback comes) marks its request's hour: the same.
+    root = next(s for s in spans if s["start_time"] >= T0 + 55 * HOUR and s["parent_span_id"] is None)
+    with store.session() as session:
+        session.add(Score(**score(root, "number", 0.25, source="evaluator", name="judge")))
+    assert D0 + 2 in user_days(store)
+    assert_by_user(store, filters)
+    assert roll_up_due(store) == 1
+    assert_by_user(store, filters)
+    # The whole days come from the day rows: without the hourly ones of day 1, still the same.
+    with store.session() as session:
+        session.execute(
+            delete(StatsRollupFacet).where(
+                StatsRollupFacet.facet == "user",
+                StatsRollupFacet.hour >= H0 + 24,
+                StatsRollupFacet.hour < H0 + 48,
+            )
+        )
+    assert_by_user(store, filters)
 
 
 def test_hours_without_traffic_do_not_keep_a_range_from_roll_ups(store: Store) -> None:

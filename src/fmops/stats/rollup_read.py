@@ -3,7 +3,8 @@
 Used when the buckets are an hour or longer, nothing filters or groups by key (roll-ups do not
 keep it), the range is longer than ROLLUP_MIN_RANGE, and a project is given. A breakdown by user, or
 one user's series, reads the per-user roll-ups (`stats_rollup_users`, which keep no other
-dimension: with a model filter too, say, the exact path is taken). The range
+dimension: with a model filter too, say, the exact path is taken); a breakdown by user or a user's
+totals read the whole days whose 24 hours are all clean from their per-day sums (`user_day`). The range
 splits into the whole hours that are rolled up and clean, read from `stats_rollups`, and the rest
 (the range's partial first and last hours, the current hour, dirty hours, hours never rolled up),
 read from the spans themselves, each span's values added to the same histograms, and the scores
@@ -25,8 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
-from sqlalchemy import ColumnElement, Integer, Text, and_, case, cast, func, literal, literal_column, select
+from sqlalchemy import ColumnElement, Integer, and_, case, cast, func, literal_column, select
 
 from fmops.stats.aggregate import Aggregate, Aggregator, Key, join_scores
 from fmops.stats.buckets import bucket_expression
@@ -34,12 +34,15 @@ from fmops.stats.filters import DIMENSION_COLUMNS, Dimension, StatsFilters
 from fmops.stats.metrics import LATENCY_QUANTILES, TTFT_QUANTILES, Metrics, ScoreStat
 from fmops.stats.rollup import (
     _LOG_GAMMA,
+    DAY_HOURS,
     DIMENSIONS,
     HOUR_SECONDS,
     SPAN_COLUMNS,
+    USER_DAY,
     ZERO_BUCKET,
     Cell,
     add_span_row,
+    add_summed,
     add_trace_scores,
     hour_start,
 )
@@ -167,11 +170,13 @@ class RollupReader:
             table.hour >= min(clean),
             table.hour <= max(clean),
         ]
+        one_value: list[ColumnElement[bool]] = []  # a user's or model's rows alone
         if facet:
             where.append(table.facet == facet)
             value = filters.user if facet == "user" else filters.model if facet == "model" else None
             if value is not None:
-                where.append(table.value == value)
+                one_value.append(table.value == value)
+                where += one_value
         else:
             for name in _FILTERED:
                 value = getattr(filters, name)
@@ -189,50 +194,25 @@ class RollupReader:
             group = [getattr(table, c.key) for c in DIMENSION_COLUMNS[grouping.dimension]]
         else:
             group = []
-        # Summed and concatenated by the database, one row per group: at 10,000,000 spans a week is
-        # 12,000 roll-up rows, and reading them one by one took 0.4 s (benchmarks/trace_store_pg.py).
-        # The histograms and score maps come back as text, decoded and merged here.
-        agg = func.string_agg if self.store.dialect == "postgresql" else func.group_concat
-        query = select(
-            *group,
-            func.sum(table.requests),
-            func.sum(table.errors),
-            func.sum(table.input_tokens),
-            func.sum(table.output_tokens),
-            func.sum(table.cost),
-            agg(case((table.latency_count > 0, cast(table.latency_hist, Text))), literal(",")),
-            agg(case((table.ttft_count > 0, cast(table.ttft_hist, Text))), literal(",")),
-            func.sum(table.feedback),
-            func.sum(table.thumbs),
-            func.sum(table.thumbs_up),
-            agg(cast(table.scores, Text), literal(",")),
-        ).where(*where)
-        if group:
-            query = query.group_by(*group)
-        width = len(group)
-        for row in session.execute(query):
-            requests, errors, tokens_in, tokens_out, cost, latency, ttft, feedback, thumbs, up, scores = row[
-                width:
-            ]
-            if requests is None:  # no row at all (an ungrouped query still answers one)
-                continue
-            key = tuple(row[:width])
-            cell = cells.get(key)
-            if cell is None:
-                cell = cells[key] = Cell()
-            cell.requests += int(requests)
-            cell.errors += int(errors)
-            cell.input_tokens += int(tokens_in)
-            cell.output_tokens += int(tokens_out)
-            cell.cost += float(cost)
-            if latency:
-                cell.latency.merge_all(orjson.loads(f"[{latency}]"))
-            if ttft:
-                cell.ttft.merge_all(orjson.loads(f"[{ttft}]"))
-            cell.add_scores(int(feedback), int(thumbs), int(up), {})
-            for stored in orjson.loads(f"[{scores}]") if scores else ():
-                if stored:
-                    cell.add_scores(0, 0, 0, stored)
+        if facet == "user" and grouping.width is None:
+            days = _user_days(session, project_id, clean, first_full, last_full)
+            if days:  # whole days from their `user_day` rows, the other hours from theirs
+                by_day = [
+                    table.project_id == project_id,
+                    table.facet == USER_DAY,
+                    table.hour.in_([day * DAY_HOURS for day in days]),
+                    *one_value,
+                ]
+                add_summed(session, table, by_day, group, cells)
+                # The other clean hours by name (a few dozen at the range's ends): with the range's
+                # bounds and the days left out instead, PostgreSQL read every hour's rows.
+                covered = {hour for day in days for hour in range(day * DAY_HOURS, (day + 1) * DAY_HOURS)}
+                rest = sorted(clean - covered)
+                if not rest:
+                    return
+                where = [table.project_id == project_id, table.facet == facet, table.hour.in_(rest)]
+                where += one_value
+        add_summed(session, table, where, group, cells)
 
     def _live(
         self,
@@ -358,6 +338,28 @@ class RollupReader:
                     histogram = getattr(cell_of(row), which).counts
                     number, count = int(row[width]), int(row[width + 1])
                     histogram[number] = histogram.get(number, 0) + count
+
+
+def _user_days(session: Any, project_id: str, clean: set[int], first_full: int, last_full: int) -> list[int]:
+    """The days inside the range whose 24 hours are all clean and that have `user_day` rows (a day
+    rolled up before those existed has none until one of its hours is rolled again)."""
+    whole = [
+        day
+        for day in range(math.ceil(first_full / DAY_HOURS), (last_full + 1) // DAY_HOURS)
+        if all(hour in clean for hour in range(day * DAY_HOURS, (day + 1) * DAY_HOURS))
+    ]
+    if not whole:
+        return []
+    found = session.scalars(
+        select(StatsRollupFacet.hour)
+        .where(
+            StatsRollupFacet.project_id == project_id,
+            StatsRollupFacet.facet == USER_DAY,
+            StatsRollupFacet.hour.in_([day * DAY_HOURS for day in whole]),
+        )
+        .distinct()
+    )
+    return sorted(hour // DAY_HOURS for hour in found)
 
 
 def live_limit(all_hours: int) -> float:

@@ -68,7 +68,9 @@ class StatsRollupFacet(Base):
     facet `all` (value NULL: the hour's whole project), `model` and `user`. A week's series reads
     168 rows instead of every (model, provider, endpoint, prompt, variant) row of its hours, a
     breakdown by model 20 an hour, and one by user (which `stats_rollups` does not keep) a row per
-    user and hour instead of every span."""
+    user and hour instead of every span. Facet `user_day` holds the `user` rows of a whole UTC day
+    summed, at the day's first hour, while all its 24 hours are rolled up and clean: a week by user
+    reads those for its whole days (fmops.stats.rollup._write_user_day)."""
 
     __tablename__ = "stats_rollup_facets"
     __table_args__ = (Index("ix_stats_rollup_facets_project_facet_hour", "project_id", "facet", "hour"),)
@@ -76,7 +78,7 @@ class StatsRollupFacet(Base):
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     project_id: Mapped[str] = mapped_column(String(32))
     hour: Mapped[int] = mapped_column(Integer)
-    facet: Mapped[str] = mapped_column(String(20))  # all, model, user
+    facet: Mapped[str] = mapped_column(String(20))  # all, model, user; user_day (see below)
     value: Mapped[str | None] = mapped_column(String(200))  # the model or user; NULL for `all`
     requests: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
