@@ -347,3 +347,27 @@ def test_pull_refuses_files_that_are_not_gguf(tmp_path: Path) -> None:
         pull("org/model", "pytorch_model.bin", tmp_path)
     assert caught.value.status == 400
     assert "GGUF" in caught.value.message
+
+
+def test_prompt_reading_threads_follow_the_decoding_threads(
+    llm: LlamaCppProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a busy core two threads reading the prompt cost twice one's CPU, as for decoding: both
+    counts follow `cpu_share` (llama-cpp-python starts with all cores reading, half decoding)."""
+    import llama_cpp
+
+    from fmops.providers import cpu_share
+
+    def counts() -> tuple[int, int]:
+        job = llm.engine.submit(
+            lambda loaded, _: (
+                llama_cpp.llama_n_threads(loaded.llama.ctx),
+                llama_cpp.llama_n_threads_batch(loaded.llama.ctx),
+            )
+        )
+        return job.future.result(timeout=60)
+
+    for share in (1, 2, 1):
+        monkeypatch.setattr(cpu_share, "threads", lambda share=share: share)
+        asyncio.run(llm.chat(greedy(max_tokens=2), timeout=60))
+        assert counts() == (share, share)

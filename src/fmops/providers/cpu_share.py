@@ -1,4 +1,5 @@
-"""How many threads a local engine's next generation should use: the cores no one else is using.
+"""How many threads a local engine's next generation should use (to read the prompt and to decode):
+the cores no one else is using.
 
 llama.cpp decodes a small model ~1.7x faster on two threads than on one (README,
 `local_model_vs_llamacpp.py`), but only when both threads have a core: they meet at a barrier after

@@ -183,15 +183,20 @@ class LlamaCppProvider(LocalChatProvider[_Loaded]):
         log.info("loaded %s in %.2f s", path.name, time.perf_counter() - started)
         set_threads = None
         if not options.get("n_threads"):
-            batch_threads = llama.n_threads_batch
-
+            # Reading the prompt (batch threads) too: its threads meet at the same barriers, so on a
+            # busy machine two of them cost more than one (a 280-token prompt: 4.5-5.3 s of CPU on
+            # two threads, 2.0 s on one, at load 7 on this project's 2-core machine).
             def set_threads(n: int) -> None:
-                llama_cpp.llama_set_n_threads(llama.ctx, n, batch_threads)
+                llama_cpp.llama_set_n_threads(llama.ctx, n, n)
 
         def is_end(token: int) -> bool:
             return bool(llama_cpp.llama_vocab_is_eog(vocab, token))
 
-        return _Loaded(llama, formatter, is_end, set_threads, llama.n_threads)
+        # threads 0 when cpu_share decides: the first generation sets both counts (llama-cpp-python
+        # starts with half the cores decoding and all of them reading the prompt).
+        return _Loaded(
+            llama, formatter, is_end, set_threads, 0 if set_threads is not None else llama.n_threads
+        )
 
     # -- generation, on the engine thread -------------------------------------------------------
 
