@@ -41,8 +41,6 @@ ROUTES: dict[str, type[BaseModel]] = {
     "/v1/embeddings": EmbeddingRequest,
 }
 MAX_SESSION_ID = 200
-# Seconds a gateway call runs before a task starts watching for its client to hang up.
-WATCH_AFTER = 0.05
 
 
 log = logging.getLogger(__name__)
@@ -128,16 +126,10 @@ async def _unless_disconnected(call: Awaitable[Response], receive: Receive) -> R
     up would keep its upstream call, retries and backoff sleeps running for the rest of the deadline
     (minutes). The gateway records such a call as "client disconnected". Once a stream has started,
     StreamingResponse watches for the disconnect itself.
-
-    The watcher starts only once the call has run for WATCH_AFTER seconds: a call answered sooner
-    (a cache hit, a refusal, a fast upstream) costs a timer instead of a task and its cancellation
-    (benchmarks/gateway_ab.py), and a client gone in that time is noticed when it ends.
     """
     current = asyncio.current_task()
     assert current is not None
-    loop = asyncio.get_running_loop()
     gone = False
-    watcher: asyncio.Task[None] | None = None
 
     async def watch() -> None:
         nonlocal gone
@@ -146,11 +138,7 @@ async def _unless_disconnected(call: Awaitable[Response], receive: Receive) -> R
         gone = True
         current.cancel()
 
-    def start() -> None:
-        nonlocal watcher
-        watcher = loop.create_task(watch())
-
-    timer = loop.call_later(WATCH_AFTER, start)
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
         return await call
     except asyncio.CancelledError:
@@ -161,9 +149,7 @@ async def _unless_disconnected(call: Awaitable[Response], receive: Receive) -> R
         current.uncancel()
         return Response(status_code=499)
     finally:
-        timer.cancel()
-        if watcher is not None:
-            watcher.cancel()
+        watcher.cancel()
 
 
 def _internal_error() -> Response:
