@@ -113,9 +113,11 @@ def test_an_experiment_is_reported_and_its_winner_promoted(deployment: Deploymen
     assert feedback["significant"] is True
     assert feedback["better"] is True
     assert report["winner"] == "b"
-    assert report["verdict"].startswith(
-        "b wins on positive-feedback rate; b has a higher positive-feedback rate"
-    )
+    # Both variants call the same mock, so their latencies differ only by chance (and by the machine's
+    # load): the verdict may name a latency difference between the winner and its feedback line.
+    verdict = report["verdict"]
+    assert verdict.startswith("b wins on positive-feedback rate; "), verdict
+    assert "b has a higher positive-feedback rate than a (p=" in verdict, verdict
 
     # Bad input, and who may do what.
     assert error(admin.post("/api/endpoints/bot/promote", json={"variant": "c"}), 400)["param"] == "variant"
