@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,10 @@ class ModelEntry:
             fetch=self.fetch,
         )
 
-    @property
+    @cached_property
     def connection_id(self) -> str:
-        """Entries that reach the same upstream the same way share one provider instance."""
+        """Entries that reach the same upstream the same way share one provider instance. Worked out
+        once per entry (two sha256s): the gateway asks for it several times on every call."""
         secret = hashlib.sha256((self.api_key or "").encode()).hexdigest()[:16]
         raw = orjson.dumps(
             [self.provider, self.provider_model, self.base_url, secret, self.options],

@@ -59,8 +59,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_CONNECTION_IDS_MAX = 10_000
-
 
 @dataclass
 class ChatResult:
@@ -115,26 +113,12 @@ class Gateway:
         self.strict = strict
         self.tracing = tracing  # off only to measure what tracing costs (FMOPS_TRACING=false)
         self._providers: dict[str, Provider] = {}
-        # id(entry) -> (entry, its connection id): the id hashes the entry's config (two sha256s),
-        # once per entry object instead of on every call; the entry is held, so its id stays its own.
-        self._connection_ids: dict[int, tuple[ModelEntry, str]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     # --- plumbing -------------------------------------------------------------------------------
 
-    def connection_id(self, entry: ModelEntry) -> str:
-        """`entry.connection_id`, worked out once per catalog entry (entries are frozen)."""
-        found = self._connection_ids.get(id(entry))
-        if found is not None and found[0] is entry:
-            return found[1]
-        key = entry.connection_id
-        if len(self._connection_ids) >= _CONNECTION_IDS_MAX:
-            self._connection_ids.clear()
-        self._connection_ids[id(entry)] = (entry, key)
-        return key
-
     def provider(self, entry: ModelEntry) -> Provider:
-        key = self.connection_id(entry)
+        key = entry.connection_id
         found = self._providers.get(key)
         if found is None:
             found = get_provider_class(entry.provider)(entry.provider_config())
@@ -524,7 +508,7 @@ class Gateway:
                 attempt,
                 deadline=deadline,
                 breaker=self.breaker,
-                breaker_key=self.connection_id,
+                breaker_key=lambda e: e.connection_id,
             )
             if call is not None:
                 response["model"] = call.name
@@ -619,7 +603,7 @@ class Gateway:
                 attempt,
                 deadline=time.monotonic() + timeout,
                 breaker=self.breaker,
-                breaker_key=self.connection_id,
+                breaker_key=lambda e: e.connection_id,
             )
         except (FmopsError, ProviderError) as exc:
             record_failure(record, exc)
@@ -698,7 +682,7 @@ class Gateway:
                 )
         except ProviderError as exc:
             record.fail(f"stream failed after it started: {exc.message}")
-            self.breaker.failure(self.connection_id(entry))
+            self.breaker.failure(entry.connection_id)
             yield stream_error(exc.message, "upstream_error")
         except Exception as exc:
             # Whatever went wrong, the client still gets an error event and `[DONE]`, and the span
