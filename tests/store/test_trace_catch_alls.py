@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from alembic import command
@@ -17,10 +16,11 @@ from fmops.store import Store, upgrade, utcnow
 from fmops.store import partitions as parts
 from fmops.store.migrate import _config
 from fmops.store.models import Project, Span, SpanTag
-from fmops.tracing.query import TraceFilters, TraceQuery
+from fmops.tracing.query import TraceQuery
 from fmops.tracing.retention import enforce, ensure_partitions
 from support.databases import postgres_database
 from support.stats_data import child, insert_rows, score, span
+from support.trace_answers import trace_answers
 
 NOW = utcnow().replace(microsecond=0)
 DAY = timedelta(days=1)
@@ -61,22 +61,6 @@ def _partitions(store: Store) -> dict[str, str]:
         return {name: bound for name, bound in rows}
 
 
-def _answers(store: Store, project_id: str, trace_id: str) -> list[Any]:
-    query = TraceQuery(store)
-    out: list[Any] = []
-    for filters in (
-        TraceFilters(),
-        TraceFilters(model="m1"),
-        TraceFilters(start=NOW - 3 * DAY, end=NOW),
-        TraceFilters(q="needle"),
-        TraceFilters(tags=("red",)),
-    ):
-        page = query.search(project_id, filters, limit=20, include_io=True)
-        out.append([(s.span_id, s.start_time, s.model, s.input) for s in page.spans])
-    out.append([n.span.span_id for n in query.get_trace(project_id, trace_id)])
-    return out
-
-
 def _counts(store: Store) -> tuple[int, int]:
     with store.session() as session:
         spans = session.scalar(select(func.count()).select_from(Span))
@@ -107,7 +91,7 @@ def test_the_migration_replaces_the_default_partition_on_a_database_with_rows_an
                 ]
                 session.execute(SpanTag.__table__.insert(), tags)
             assert _where(store, rows[1]["span_id"]) == "spans_default"
-            before, counts = _answers(store, home, rows[4]["trace_id"]), _counts(store)
+            before, counts = trace_answers(store, home, rows[4]["trace_id"], NOW), _counts(store)
 
             upgrade(store)
 
@@ -124,7 +108,7 @@ def test_the_migration_replaces_the_default_partition_on_a_database_with_rows_an
             assert _where(store, rows[1]["span_id"]) == parts.DayPartition(gap.date()).name()
             assert _where(store, rows[2]["span_id"]) == "spans_after"
             assert _counts(store) == counts
-            assert _answers(store, home, rows[4]["trace_id"]) == before
+            assert trace_answers(store, home, rows[4]["trace_id"], NOW) == before
 
             with store.engine.connect() as conn:
                 command.downgrade(_config(conn), "0022")
@@ -135,7 +119,7 @@ def test_the_migration_replaces_the_default_partition_on_a_database_with_rows_an
             assert "spans_after" not in found
             assert _where(store, rows[0]["span_id"]) == "spans_default"
             assert _counts(store) == counts
-            assert _answers(store, home, rows[4]["trace_id"]) == before
+            assert trace_answers(store, home, rows[4]["trace_id"], NOW) == before
         finally:
             store.dispose()
 

@@ -18,11 +18,11 @@ from fmops.store import Store, upgrade, utcnow
 from fmops.store import partitions as parts
 from fmops.store.migrate import _config
 from fmops.store.models import Project, Score, Span, SpanTag
-from fmops.tracing.query import TraceFilters, TraceQuery
 from fmops.tracing.retention import enforce, ensure_partitions
 from fmops.tracing.writer import TraceWriter
 from support.databases import postgres_database
 from support.stats_data import child, insert_rows, score, span
+from support.trace_answers import trace_answers
 
 NOW = utcnow().replace(microsecond=0)
 
@@ -66,25 +66,6 @@ def _where(store: Store, span_id: str) -> str:
         return str(session.scalar(query, {"s": span_id}))
 
 
-def _answers(store: Store, project_id: str, trace_id: str) -> list[Any]:
-    """What the console reads: pages under filters, a trace, a search, tag lists."""
-    query = TraceQuery(store)
-    out: list[Any] = []
-    for filters in (
-        TraceFilters(),
-        TraceFilters(model="m1"),
-        TraceFilters(status="error"),
-        TraceFilters(start=NOW - 3 * DAY, end=NOW),
-        TraceFilters(q="needle"),
-        TraceFilters(tags=("red",)),
-    ):
-        page = query.search(project_id, filters, limit=20, include_io=True)
-        out.append([(s.span_id, s.start_time, s.model, s.input) for s in page.spans])
-    out.append([n.span.span_id for n in query.get_trace(project_id, trace_id)])
-    out.append(query.tags_of(project_id, [s[0] for s in out[0]]))
-    return out
-
-
 def test_the_migration_partitions_a_database_with_rows_and_answers_the_same() -> None:
     with postgres_database() as url:
         store = Store(url)
@@ -109,7 +90,7 @@ def test_the_migration_partitions_a_database_with_rows_and_answers_the_same() ->
                     for r in rows[::3]
                 ]
                 session.execute(SpanTag.__table__.insert(), tags)
-            before = _answers(store, home, rows[2]["trace_id"])
+            before = trace_answers(store, home, rows[2]["trace_id"], NOW)
 
             upgrade(store)
 
@@ -124,7 +105,7 @@ def test_the_migration_partitions_a_database_with_rows_and_answers_the_same() ->
             assert (
                 _where(store, rows[7]["span_id"]) == parts.DayPartition(rows[7]["start_time"].date()).name()
             )
-            assert _answers(store, home, rows[2]["trace_id"]) == before
+            assert trace_answers(store, home, rows[2]["trace_id"], NOW) == before
 
             # And back: the plain tables again, with the same rows.
             with store.engine.connect() as conn:
@@ -132,7 +113,7 @@ def test_the_migration_partitions_a_database_with_rows_and_answers_the_same() ->
                 conn.commit()
             with store.session() as session:
                 assert not parts.is_partitioned(session.connection())
-            assert _answers(store, home, rows[2]["trace_id"]) == before
+            assert trace_answers(store, home, rows[2]["trace_id"], NOW) == before
         finally:
             store.dispose()
 
