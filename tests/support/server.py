@@ -82,7 +82,10 @@ def stop_server(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # started in its own session: its workers too
+            except (ProcessLookupError, PermissionError):
+                proc.kill()  # not a group leader
             proc.wait()
     return proc.returncode
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from types import FrameType
 
 import uvicorn
@@ -56,6 +57,22 @@ def _exit_after_shutdown(signum: int, frame: FrameType | None) -> None:
     non-zero status; exiting normally instead lets `serve` stop the workers and return 0.
     """
     raise SystemExit(0)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, saying "fmops is up" once it listens.
+
+    Said before `run`, the line could reach a script that then sends SIGTERM before uvicorn has
+    taken over the signal, i.e. while the server is still being set up."""
+
+    def __init__(self, config: uvicorn.Config, ready: str, extra: dict[str, int]) -> None:
+        super().__init__(config)
+        self._ready, self._extra = ready, extra
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            log.info(self._ready, extra=self._extra)
 
 
 def asgi_app(settings: Settings, platform: Platform) -> ASGIApp:
@@ -120,8 +137,7 @@ def serve(settings: Settings) -> None:
     asgi = asgi_app(settings, platform)
     signal.signal(signal.SIGTERM, _exit_after_shutdown)
     supervisor.start()
-    server = uvicorn.Server(uvicorn_config(settings, asgi))
-    log.info(ready_line(settings), extra=extra)
+    server = _Server(uvicorn_config(settings, asgi), ready_line(settings), extra)
     try:
         server.run()
     finally:
