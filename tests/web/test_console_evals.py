@@ -344,8 +344,9 @@ def test_the_selection_view_draws_each_candidate_and_says_what_select_says(
     assert "one target" in html.unescape(one_target.text)
 
 
-def test_a_password_session_is_told_to_sign_in_with_a_key_to_start_a_run(server: RunningServer) -> None:
-    """The run's job calls models as the key that started it: a password session has none."""
+def test_a_password_session_starts_a_run_that_calls_models_as_its_member(server: RunningServer) -> None:
+    """A member signed in with a password has no key: the run's job calls models as the member (their
+    role when it runs), and its spans name them."""
     create_user_key(server, "eval-member", "engineer")
     with server_store(server) as store:
         user_id = store_user_id(store, "eval-member")
@@ -356,11 +357,25 @@ def test_a_password_session_is_told_to_sign_in_with_a_key_to_start_a_run(server:
         assert signed_in.status_code == 303
         token = re.search(r'data-csrf="([^"]+)"', client.get("/").text)
         assert token is not None
-        answer = client.post("/console/evals", data={"csrf_token": token.group(1), "suite": "name: x"})
-        assert answer.status_code == 400
-        assert "sign in with an API key" in html.unescape(answer.text)
+        text = yaml.safe_dump(
+            {
+                "name": "by-member",
+                "cases": [{"input": f"member case {i}", "expected": REPLY} for i in range(3)],  # not cached
+                "targets": [{"model": "ev-fast"}],
+                "scorers": SCORERS,
+            }
+        )
+        run_id = _started(client.post("/console/evals", data={"csrf_token": token.group(1), "suite": text}))
     finally:
         client.close()
+    run = _wait(server, run_id)
+    assert run["status"] == "succeeded", run
+    with server.client() as api:
+        results = api.get(f"/api/evals/runs/{run_id}/results", params={"limit": 10}).json()["data"]
+        assert len(results) == 3
+        assert all(r["error"] is None for r in results), results
+        spans = api.get("/api/traces", params={"user": "eval-member", "limit": 10}).json()["data"]
+    assert len(spans) == 3, spans
 
 
 def test_a_consumer_cannot_open_the_section(server: RunningServer) -> None:

@@ -145,6 +145,40 @@ class AuthService:
         """The principal of a key known by id (a web session signed in with it), checked as a request is."""
         return self._load_principal(ApiKey.id == key_id)
 
+    def job_caller(self, key_id: str, project_id: str, member_user_id: str | None = None) -> Principal:
+        """Whom a job calls models as: the key that started it, or the member whose password session
+        did (with their role when the job runs). Checked as a request is: revoked, disabled or
+        removed, the job stops."""
+        if member_user_id:
+            return self.member_principal(member_user_id, project_id, key_id)
+        return self.principal_for_key_id(key_id)
+
+    def member_principal(self, user_id: str, project_id: str, key_id: str) -> Principal:
+        """A member acting with their role, as no key (a password session, or a run one started):
+        `key_id` stands in the key column of what they record."""
+        with self.store.session() as session:
+            found = session.execute(
+                select(User, Project, Membership.role)
+                .join(Membership, Membership.user_id == User.id)
+                .join(Project, Project.id == Membership.project_id)
+                .where(User.id == user_id, Project.id == project_id)
+            ).first()
+        if found is None or found[0].disabled:
+            raise AuthenticationError("this user no longer has access to the project")
+        user, project, role = found
+        return Principal(
+            key_id=key_id,
+            user_id=user.id,
+            user_name=user.name,
+            project_id=project.id,
+            project_name=project.name,
+            role=Role(role),
+            project_rpm=project.rpm_limit,
+            project_tpm=project.tpm_limit,
+            project_budget=project.budget,
+            project_budget_period=project.budget_period,
+        )
+
     def _load_principal(self, which: ColumnElement[bool]) -> Principal:
         query = (
             select(ApiKey, User, Project, Membership.role)

@@ -126,7 +126,9 @@ class SessionService:
             if row.key_id is not None:
                 principal = self.auth.principal_for_key_id(row.key_id)
             else:
-                principal = self._member_principal(row)
+                principal = self.auth.member_principal(
+                    row.user_id, row.project_id, (SESSION_KEY_PREFIX + row.token_hash)[:32]
+                )
         except (AuthenticationError, NotFound):
             self.sign_out(token)
             return None
@@ -138,30 +140,6 @@ class SessionService:
                     .values(last_seen_at=now, expires_at=now + self.lifetime)
                 )
         return SignedIn(principal=principal, csrf_token=row.csrf_token, with_key=row.key_id is not None)
-
-    def _member_principal(self, row: WebSession) -> Principal:
-        with self.store.session() as session:
-            found = session.execute(
-                select(User, Project, Membership.role)
-                .join(Membership, Membership.user_id == User.id)
-                .join(Project, Project.id == Membership.project_id)
-                .where(User.id == row.user_id, Project.id == row.project_id)
-            ).first()
-        if found is None or found[0].disabled:
-            raise AuthenticationError("this user no longer has access to the project")
-        user, project, role = found
-        return Principal(
-            key_id=(SESSION_KEY_PREFIX + row.token_hash)[:32],
-            user_id=user.id,
-            user_name=user.name,
-            project_id=project.id,
-            project_name=project.name,
-            role=Role(role),
-            project_rpm=project.rpm_limit,
-            project_tpm=project.tpm_limit,
-            project_budget=project.budget,
-            project_budget_period=project.budget_period,
-        )
 
     # --- passwords ----------------------------------------------------------------------------
 

@@ -66,6 +66,8 @@ class InferParams(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict, description="Chat parameters: max_tokens, ...")
     seed: int | None = Field(None, description="Sent as `seed` with every call")
     concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1, le=256, description="Calls in flight per chunk")
+    # Never from a request: set by `submit` for a member signed in with a password (no key).
+    member: str | None = Field(None, description="The member the calls are made as")
 
 
 def target_spec(params: InferParams) -> dict[str, Any]:
@@ -171,9 +173,11 @@ def submit(
     parameters: dict[str, Any] | None = None,
     seed: int | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    member_user_id: str | None = None,
 ) -> Job:
     """Check everything and queue the job (nothing is queued on a problem). Its calls are made as the
-    key `created_by_key_id`: its limits, budgets and project apply."""
+    key `created_by_key_id`: its limits, budgets and project apply; or, for a member signed in with
+    a password (`member_user_id`, the key id their session's), as that member."""
     if not created_by_key_id:
         raise UserError("batch inference calls models as a key; run it with an API key", param="key")
     version = datasets.resolve(project_id, dataset)
@@ -186,6 +190,7 @@ def submit(
         parameters={k: v for k, v in (parameters or {}).items() if v is not None},
         seed=seed,
         concurrency=concurrency,
+        member=member_user_id,
     )
     check(store, settings, datasets, project_id, params)
     _check_records(datasets, version)
@@ -265,6 +270,7 @@ class BatchRun:
             "settings": settings_payload(self.settings),
             "project_id": ctx.project_id,
             "key_id": job.created_by_key_id,
+            "member": params.member,
             "job_id": ctx.job_id,
             "kind": version.kind.value,
             "target": target_spec(params),

@@ -146,7 +146,9 @@ def answer_chunk(task: Mapping[str, Any]) -> JSON:
     store = Store(settings.database_url)
     try:
         evals = service_for(store, settings)
-        principal = AuthService(store, cache_seconds=0).principal_for_key_id(task["key_id"])
+        principal = AuthService(store, cache_seconds=0).job_caller(
+            task["key_id"], task["project_id"], task.get("member")
+        )
         if principal.project_id != task["project_id"]:
             raise FmopsError("the job's key belongs to another project")
         target = resolve_target(evals.targets, task["project_id"], task["target"])

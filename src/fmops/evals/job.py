@@ -66,7 +66,9 @@ def _caller(store: Store, evals: EvalService, run: EvalRun) -> tuple[Principal, 
     """The key the run calls models as, and its targets resolved."""
     if not run.created_by_key_id:
         raise FmopsError("the run has no key to call models with")
-    principal = AuthService(store, cache_seconds=0).principal_for_key_id(run.created_by_key_id)
+    principal = AuthService(store, cache_seconds=0).job_caller(
+        run.created_by_key_id, run.project_id, run.definition.get("member")
+    )
     return principal, evals.resolve_targets(run.project_id, run.definition)
 
 

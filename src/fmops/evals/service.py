@@ -167,8 +167,12 @@ class EvalService:
         *,
         created_by_key_id: str | None,
         concurrency: int | None = None,
+        member_user_id: str | None = None,
     ) -> EvalRun:
-        """Check the suite, record the run and queue its `evals.run` job (nothing on a problem)."""
+        """Check the suite, record the run and queue its `evals.run` job (nothing on a problem).
+
+        `member_user_id`: a member signed in with a password, who has no key; the run calls models
+        as them, with their role at the time it runs, and `created_by_key_id` is their session's."""
         if not created_by_key_id:
             raise UserError("an eval run calls models as a key: start it with one")
         suite, targets, version = self.check(project_id, raw)
@@ -181,7 +185,7 @@ class EvalService:
             for t in targets
         ]
         ran = replace(suite, targets=pinned, dataset=version.id if version is not None else None)
-        definition = {
+        definition: dict[str, Any] = {
             "suite": ran.as_dict(),
             "dataset": None
             if version is None
@@ -191,6 +195,8 @@ class EvalService:
                 for t in targets
             ],
         }
+        if member_user_id:
+            definition["member"] = member_user_id
         with self.store.write() as session:
             row = session.scalars(
                 select(EvalSuite).where(EvalSuite.project_id == project_id, EvalSuite.name == suite.name)

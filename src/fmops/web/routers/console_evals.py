@@ -142,13 +142,6 @@ async def new_page(
 
 
 def _start(platform: Platform, me: Principal, values: dict[str, str]) -> str:
-    if me.key_id.startswith(SESSION_KEY_PREFIX):
-        # The run's job calls models as the key that started it; a password session has none.
-        raise UserError(
-            "an eval run calls models as an API key, and this session signed in with a password: "
-            "sign in with an API key to start runs here, or run `fmops eval run SUITE.yaml`",
-            param="suite",
-        )
     me.require(get_kind(KIND).min_role, "run evals")
     text = values.get("suite", "")
     if not text.strip():
@@ -162,7 +155,11 @@ def _start(platform: Platform, me: Principal, values: dict[str, str]) -> str:
     raw: Any = text
     if values.get("candidates", "").strip():
         raw = candidate_suite(text, values["candidates"].split(","))
-    run = evals(platform).start(me.project_id, raw, created_by_key_id=me.key_id, concurrency=concurrency)
+    # A password session has no key: the run calls models as its member.
+    member = me.user_id if me.key_id.startswith(SESSION_KEY_PREFIX) else None
+    run = evals(platform).start(
+        me.project_id, raw, created_by_key_id=me.key_id, concurrency=concurrency, member_user_id=member
+    )
     return run.id
 
 
