@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import typer
 from rich.markup import escape
 
-from fmops import __version__
+import fmops
 from fmops.cli.common import err_console
 from fmops.cli.lazy import Lazy, LazyGroup
 from fmops.errors import ConfigError, FmopsError
@@ -119,7 +119,7 @@ def _root() -> None:
 
 def version() -> None:
     """Print the fmops version."""
-    print(__version__)
+    print(fmops.__version__)
 
 
 # Usage errors (unknown command, bad option value) are click exceptions, from click itself or from
