@@ -137,6 +137,31 @@ def test_two_projects_may_store_the_same_span_id_and_a_replay_is_still_dropped(s
     assert project_spend(store) == pytest.approx(0.5)  # this project's span billed once
 
 
+def test_a_big_batch_with_replays_in_every_chunk_stores_and_bills_each_new_span_once(store: Store) -> None:
+    # 1,100 rows in one batch: on SQLite, statements of 1,024, 64, 8 and 4 rows (a few fixed
+    # sizes, kept compiled), each telling its new spans from its replays.
+    async def main() -> list[str]:
+        seen: list[str] = []
+        writer = TraceWriter(store, on_batch=record_spend)
+        writer.subscribe(lambda rows: seen.extend(r["span_id"] for r in rows))
+        writer.start()
+        first = [span() for _ in range(600)]
+        writer.record_many([dict(r) for r in first])
+        await writer.flush()
+        fresh = [span() for _ in range(500)]
+        mixed = [dict(r) for pair in zip(first[:500], fresh, strict=True) for r in pair]
+        writer.record_many(mixed + [dict(r) for r in first[500:]])
+        await writer.close()
+        assert writer.written == 1100
+        assert writer.replayed == 600
+        return seen
+
+    seen = asyncio.run(main())
+    assert count(store) == 1100
+    assert len(seen) == len(set(seen)) == 1100  # every new span told once, no replay
+    assert project_spend(store) == pytest.approx(1100 * 0.5)
+
+
 def test_ingested_spans_are_not_spend(store: Store) -> None:
     async def main() -> None:
         writer = TraceWriter(store, on_batch=record_spend)

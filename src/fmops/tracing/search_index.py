@@ -21,7 +21,13 @@ from fmops.store import Store
 
 log = logging.getLogger(__name__)
 
-BATCH = 200  # spans per transaction: ~0.2 s at 2 KB each, the longest a trace batch waits for it
+BATCH = 200  # spans per transaction to begin with: ~0.2 s at 2 KB each
+# Later transactions are sized to take about TRANSACTION_SECONDS of CPU, the longest a trace batch
+# waits for one: FTS5 writes each transaction's terms as one more segment and merges segments as
+# they pile up, so small spans (~100 characters of input and output) indexed 200 at a time cost
+# ~17 µs each, 2,000 at a time ~13 µs.
+TRANSACTION_SECONDS = 0.05
+MIN_BATCH, MAX_BATCH = 20, 5000
 ROUND_SECONDS = 0.5  # at most this long per round, so a backlog is caught up a slice at a time
 
 _INDEX = text(
@@ -69,14 +75,26 @@ class SearchIndexer(Periodic):
     def __init__(self, store: Store, interval_seconds: float = 1.0) -> None:
         super().__init__(interval_seconds, wait_first=False)
         self.store = store
+        self.batch = BATCH  # spans per transaction, sized by the last one's CPU time
 
     async def run_round(self) -> None:
         began = time.monotonic()
         total = 0
         while time.monotonic() - began < ROUND_SECONDS:
-            done = await asyncio.to_thread(index_pending, self.store)
+            batch = self.batch
+            done, cpu = await asyncio.to_thread(_timed_index, self.store, batch)
             total += done
-            if done < BATCH:
+            if done < batch:
                 break
+            # Towards TRANSACTION_SECONDS: at most twice as many next time, as few as it takes.
+            wanted = batch * TRANSACTION_SECONDS / max(cpu, 1e-4)
+            self.batch = int(min(MAX_BATCH, batch * 2, max(MIN_BATCH, wanted)))
         if total:
-            log.debug("spans indexed for search", extra={"spans": total})
+            log.debug("spans indexed for search", extra={"spans": total, "batch": self.batch})
+
+
+def _timed_index(store: Store, batch: int) -> tuple[int, float]:
+    """index_pending, and the CPU time it took (not the wait for the write lock, nor for a core)."""
+    started = time.thread_time()
+    done = index_pending(store, batch)
+    return done, time.thread_time() - started
