@@ -1,8 +1,9 @@
 """Any OpenAI-compatible server: OpenAI, vLLM, Ollama, TGI, llama.cpp server, Together, Groq…
 
-Requests are forwarded as they are (only `model` is replaced by the provider-side id), over one
-pooled aiohttp session per upstream: aiohttp is several times faster than httpx under load,
-and the HTTP client dominates a gateway's overhead.
+Requests are forwarded as they are (only `model` is replaced by the provider-side id). Plain
+(non-streaming) chat calls go over the lean keep-alive client of http1.py, streams and embeddings over
+one pooled aiohttp session per upstream: the HTTP client dominates a gateway's overhead, aiohttp is
+several times faster than httpx under load, and http1.py saves aiohttp's per-request objects.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fmops.providers.base import (
     ProviderError,
     ProviderTimeout,
 )
+from fmops.providers.http1 import Client, UpstreamUnreachable
 from fmops.providers.resolver import UpstreamResolver
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -80,21 +82,38 @@ def upstream_connector() -> aiohttp.TCPConnector:
     )
 
 
-async def post_json(session: aiohttp.ClientSession, url: str, payload: bytes, timeout: float) -> Any:
-    """POST a JSON body and return the parsed JSON answer, every failure as a ProviderError."""
+async def post_json(session: aiohttp.ClientSession | Client, url: str, payload: bytes, timeout: float) -> Any:
+    """POST a JSON body and return the parsed JSON answer, every failure as a ProviderError.
+
+    Over an aiohttp session or the lean client (http1.py): the same answers, the same errors.
+    """
+    if isinstance(session, Client):
+        try:
+            answer = await session.post(url, payload, timeout)
+        except TimeoutError:
+            raise ProviderTimeout() from None
+        except UpstreamUnreachable as exc:
+            raise ProviderError(f"cannot reach the upstream: {exc.kind}", retryable=True) from None
+        return json_answer(answer.status, answer.body, answer.headers)
     try:
         async with session.post(
             url, data=payload, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
         ) as resp:
             raw = await resp.read()
-            if resp.status >= 400:
-                raise upstream_error(resp.status, raw.decode(errors="replace"), resp.headers)
-            if resp.status >= 300:
-                raise upstream_redirected(resp.status)
+            status, headers = resp.status, resp.headers
     except TimeoutError:
         raise ProviderTimeout() from None
     except aiohttp.ClientError as exc:
         raise ProviderError(f"cannot reach the upstream: {type(exc).__name__}", retryable=True) from None
+    return json_answer(status, raw, headers)
+
+
+def json_answer(status: int, raw: bytes, headers: Any) -> Any:
+    """The parsed JSON of an upstream's whole answer; an error status or a redirect as a ProviderError."""
+    if status >= 400:
+        raise upstream_error(status, raw.decode(errors="replace"), headers)
+    if status >= 300:
+        raise upstream_redirected(status)
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -111,6 +130,7 @@ class OpenAIProvider(Provider):
         super().__init__(config)
         self.base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._session: aiohttp.ClientSession | None = None
+        self._lean: Client | None = None
         self._headers = {"Content-Type": "application/json"}
         if config.api_key:
             self._headers["Authorization"] = f"Bearer {config.api_key}"
@@ -125,6 +145,12 @@ class OpenAIProvider(Provider):
             )
         return self._session
 
+    def _plain_client(self) -> Client:
+        """The lean client of plain calls (http1.py): same headers, pool limit and checks as _client."""
+        if self._lean is None or self._lean.closed:
+            self._lean = Client(self._headers)
+        return self._lean
+
     def _payload(self, body: JSON, stream: bool) -> bytes:
         payload = dict(body)
         payload["model"] = self.config.model
@@ -135,7 +161,7 @@ class OpenAIProvider(Provider):
 
     async def chat(self, body: JSON, *, timeout: float) -> JSON:
         url = f"{self.base_url}/chat/completions"
-        data = await post_json(self._client(), url, self._payload(body, False), timeout)
+        data = await post_json(self._plain_client(), url, self._payload(body, False), timeout)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise ProviderError("upstream returned JSON without `choices`", retryable=True)
         return data
@@ -187,6 +213,8 @@ class OpenAIProvider(Provider):
         return Embeddings(vectors=vectors, input_tokens=tokens)
 
     async def close(self) -> None:
+        if self._lean is not None:
+            await self._lean.close()
         if self._session is not None and not self._session.closed:
             await self._session.close()
             await asyncio.sleep(0)
