@@ -125,7 +125,7 @@ async def _unless_disconnected(call: Awaitable[Response], receive: Receive) -> R
     ASGI servers do not cancel a request whose client disconnected; without this, a caller that gave
     up would keep its upstream call, retries and backoff sleeps running for the rest of the deadline
     (minutes). The gateway records such a call as "client disconnected". Once a stream has started,
-    StreamingResponse watches for the disconnect itself.
+    EventStream (server/event_stream.py) watches for the disconnect itself.
     """
     current = asyncio.current_task()
     assert current is not None

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, Response
-from fastapi.responses import StreamingResponse
 
 from fmops.auth import Principal, Role
 from fmops.gateway.schemas import ChatCompletionRequest
@@ -14,6 +13,7 @@ from fmops.gateway.service import Gateway
 from fmops.platform import PlatformDep
 from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import error_responses
+from fmops.server.event_stream import EventStream
 from fmops.tracing.tags import TAGS_HEADER, TAGS_HEADER_MAX_LENGTH, TAGS_HEADER_PATTERN, parse_tags_header
 
 router = APIRouter(prefix="/v1", tags=["openai"], dependencies=gate(Role.consumer))
@@ -71,9 +71,8 @@ async def respond(
     checked = header_tags(tags)
     if body.stream:
         result = await gateway.stream(principal, body, session_id, traceparent, tags=checked)
-        return StreamingResponse(
+        return EventStream(
             result.events,
-            media_type="text/event-stream",
             headers={
                 "x-fmops-trace-id": result.record.trace_id,
                 "x-fmops-cache": "hit" if result.record.cache_hit else "miss",
