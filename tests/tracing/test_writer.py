@@ -162,6 +162,22 @@ def test_a_big_batch_with_replays_in_every_chunk_stores_and_bills_each_new_span_
     assert project_spend(store) == pytest.approx(1100 * 0.5)
 
 
+def test_a_connection_that_writes_spans_on_sqlite_gets_a_bigger_cache_and_rarer_checkpoints(
+    store: Store,
+) -> None:
+    if store.dialect != "sqlite":
+        pytest.skip("not applicable: SQLite pragmas; PostgreSQL has no equivalent")
+    with store.write() as session:
+        conn = session.connection()
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000  # SQLite's default
+        writer_module.tune_sqlite_writes(conn)
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -16 * 1024  # KiB
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
+        writer_module._SqliteInsert()(session, [span()])  # the span insert tunes its connection too
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Span)) == 1
+
+
 def test_ingested_spans_are_not_spend(store: Store) -> None:
     async def main() -> None:
         writer = TraceWriter(store, on_batch=record_spend)

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, literal_column, text
 
 from fmops.periodic import Periodic
 from fmops.store import Store
+from fmops.tracing.writer import tune_sqlite_writes
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ def index_pending(store: Store, batch: int = BATCH) -> int:
     # BEGIN IMMEDIATE: a deferred transaction whose INSERT reads first fails at once with "database is
     # locked" when another writer got in between; an immediate one waits its turn.
     with store.write() as session:
+        # Its commits checkpoint the WAL as the trace writer's do (at 10,000 pages, not 1,000).
+        tune_sqlite_writes(session.connection())
         # The insert comes first: it takes the write lock, so no span can arrive between the two.
         result: Any = session.execute(_INDEX, {"batch": batch})
         session.execute(_ADVANCE, {"batch": batch})
