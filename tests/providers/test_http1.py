@@ -451,9 +451,7 @@ def test_every_dns_answer_goes_through_the_upstream_resolver(
 ) -> None:
     asked: list[str] = []
 
-    async def resolve(
-        self: Any, host: str, port: int = 0, family: int = socket.AF_INET
-    ) -> list[ResolveResult]:
+    async def resolve(host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
         asked.append(host)
         addresses = ["169.254.169.254", "fd00:ec2::254"] if host == "rebound.test" else ["127.0.0.1"]
         return [
@@ -468,7 +466,7 @@ def test_every_dns_answer_goes_through_the_upstream_resolver(
             for a in addresses
         ]
 
-    monkeypatch.setattr("aiohttp.resolver.ThreadedResolver.resolve", resolve)
+    monkeypatch.setattr("fmops.providers.addresses.lookup", resolve)
 
     async def go() -> None:
         async with serve(answer_json) as (url, seen):

@@ -168,16 +168,14 @@ def test_gateway_follows_no_upstream_redirect(
 @pytest.mark.anyio
 async def test_connections_skip_addresses_dns_moved_to_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
     # DNS rebinding: the name passed the check when saved; now it resolves to the metadata service.
-    async def rebound(
-        self: Any, host: str, port: int = 0, family: int = socket.AF_INET
-    ) -> list[ResolveResult]:
+    async def rebound(host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
         addresses = ["169.254.169.254", "100.100.100.200"] if host == "rebind.test" else ["127.0.0.1"]
         return [
             ResolveResult(hostname=host, host=a, port=port, family=family, proto=0, flags=0)
             for a in addresses
         ]
 
-    monkeypatch.setattr("aiohttp.resolver.ThreadedResolver.resolve", rebound)
+    monkeypatch.setattr("fmops.providers.addresses.lookup", rebound)
     resolver = UpstreamResolver()
     with pytest.raises(OSError, match="no upstream may use"):
         await resolver.resolve("rebind.test", 80)

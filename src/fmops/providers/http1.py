@@ -14,9 +14,9 @@ parser (uvicorn's), and keeps the guarantees of the aiohttp path it replaces:
   may have been dropped by an upstream that received the call: not sent again here, the error goes
   to the gateway's retry policy, as with aiohttp, which sends a POST once);
 - https with one ssl.create_default_context() (the system's CAs, SSL_CERT_FILE), as aiohttp;
-- host names resolve through UpstreamResolver (no link-local, metadata or reserved address, DNS
-  rebinding included), answers cached 300 s as with aiohttp's ttl_dns_cache; an IP address in the
-  URL passes the same check (aiohttp did not resolve those);
+- host names resolve through addresses.resolve, as aiohttp's sessions do (no link-local, metadata
+  or reserved address, DNS rebinding included), answers cached 300 s as with aiohttp's
+  ttl_dns_cache; an IP address in the URL passes the same check (aiohttp did not resolve those);
 - bodies framed by Content-Length, chunked, or the end of the connection; gzip and deflate decoded
   (Accept-Encoding: gzip, deflate);
 - one deadline over the whole call (waiting for a connection, connecting, sending, reading): a
@@ -37,6 +37,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import sys
 import zlib
 from collections import deque
 from dataclasses import dataclass
@@ -47,10 +48,8 @@ import aiohappyeyeballs
 import httptools
 import yarl
 from aiohappyeyeballs import AddrInfoType
-from aiohttp.abc import ResolveResult
-from aiohttp.http import SERVER_SOFTWARE
 
-from fmops.providers.resolver import UpstreamResolver
+from fmops.providers.addresses import Address, resolve
 from fmops.providers.urls import address_refusal
 
 CONNECTION_LIMIT = 1000  # aiohttp's TCPConnector limit, which the upstream pools had
@@ -88,6 +87,14 @@ class _Target:
     port: int
     tls: bool
     head: bytes  # request line and headers, up to the Content-Length value
+
+
+@cache
+def _user_agent() -> str:
+    """aiohttp's User-Agent, read without importing aiohttp (a plain call need not: ~0.1 s)."""
+    from importlib.metadata import version
+
+    return f"Python/{sys.version_info[0]}.{sys.version_info[1]} aiohttp/{version('aiohttp')}"
 
 
 @cache
@@ -129,7 +136,7 @@ def _target(url: str, headers: dict[str, str]) -> _Target:
         "Host": netloc,
         "Accept": "*/*",
         "Accept-Encoding": "gzip, deflate",
-        "User-Agent": SERVER_SOFTWARE,  # aiohttp's, as the streamed calls of the same provider send
+        "User-Agent": _user_agent(),  # aiohttp's, as the streamed calls of the same provider send
     }
     for name, value in {**fixed, **headers}.items():
         head.append(_header(name, value))
@@ -316,8 +323,7 @@ class Client:
         self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
         self._open = 0  # connections counted against the limit: connecting, busy or idle
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._resolver: UpstreamResolver | None = None
-        self._dns: dict[tuple[str, int], tuple[float, list[ResolveResult]]] = {}
+        self._dns: dict[tuple[str, int], tuple[float, list[Address]]] = {}
         self._sweep: asyncio.TimerHandle | None = None
         self.closed = False
 
@@ -505,7 +511,7 @@ class Client:
                 raise
             return conn
 
-    async def _resolve(self, host: str, port: int) -> list[ResolveResult]:
+    async def _resolve(self, host: str, port: int) -> list[Address]:
         try:
             literal = ipaddress.ip_address(host)
         except ValueError:
@@ -517,7 +523,7 @@ class Client:
                 )
             family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
             return [
-                ResolveResult(
+                Address(
                     hostname=host, host=host, port=port, family=family, proto=0, flags=socket.AI_NUMERICHOST
                 )
             ]
@@ -525,11 +531,9 @@ class Client:
         cached = self._dns.get((host, port))
         if cached is not None and cached[0] > now:
             return cached[1]
-        if self._resolver is None:
-            self._resolver = UpstreamResolver()
         try:
-            found = await self._resolver.resolve(host, port, family=socket.AF_UNSPEC)
-        except OSError as exc:  # no answer, or only addresses UpstreamResolver refuses
+            found = await resolve(host, port, family=socket.AF_UNSPEC)
+        except OSError as exc:  # no answer, or only addresses no upstream may use
             raise UpstreamUnreachable("ClientConnectorDNSError", str(exc)) from None
         self._dns[(host, port)] = (now + DNS_TTL_SECONDS, found)
         return found
@@ -545,6 +549,3 @@ class Client:
                 conn.abort()
                 self._drop(conn)
         self._idle.clear()
-        if self._resolver is not None:
-            await self._resolver.close()
-            self._resolver = None

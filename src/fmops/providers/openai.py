@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import aiohttp
 import orjson
 
 from fmops.logs import redact
@@ -27,7 +26,9 @@ from fmops.providers.base import (
     ProviderTimeout,
 )
 from fmops.providers.http1 import Client, UpstreamUnreachable
-from fmops.providers.resolver import UpstreamResolver
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -76,7 +77,14 @@ def upstream_redirected(status: int) -> ProviderError:
 
 
 def upstream_connector() -> aiohttp.TCPConnector:
-    """Pooled connections to one upstream; every DNS answer is checked again (UpstreamResolver)."""
+    """Pooled connections to one upstream; every DNS answer is checked again (UpstreamResolver).
+
+    aiohttp is imported here, for streams and embeddings: ~0.1 s of start-up (its module builds two
+    TLS contexts) that a command making only plain calls (`fmops eval run`) does without."""
+    import aiohttp
+
+    from fmops.providers.resolver import UpstreamResolver
+
     return aiohttp.TCPConnector(
         limit=1000, ttl_dns_cache=300, enable_cleanup_closed=True, resolver=UpstreamResolver()
     )
@@ -95,6 +103,8 @@ async def post_json(session: aiohttp.ClientSession | Client, url: str, payload: 
         except UpstreamUnreachable as exc:
             raise ProviderError(f"cannot reach the upstream: {exc.kind}", retryable=True) from None
         return json_answer(answer.status, answer.body, answer.headers)
+    import aiohttp
+
     try:
         async with session.post(
             url, data=payload, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False
@@ -136,6 +146,8 @@ class OpenAIProvider(Provider):
             self._headers["Authorization"] = f"Bearer {config.api_key}"
 
     def _client(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=upstream_connector(),
@@ -167,6 +179,8 @@ class OpenAIProvider(Provider):
         return data
 
     async def chat_stream(self, body: JSON, *, timeout: float) -> AsyncIterator[JSON]:
+        import aiohttp
+
         url = f"{self.base_url}/chat/completions"
         # `timeout` bounds the wait for each piece, not the whole (a long answer may stream for minutes).
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
