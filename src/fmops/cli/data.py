@@ -243,11 +243,15 @@ def sweep(
         help="Only files at least this many seconds old (a write may be running)",
     ),
 ) -> None:
-    """Remove dataset files no version points at: what an import killed mid-write left behind."""
+    """Remove dataset files no version points at: what an import killed mid-write left behind, and
+    few-shot indexes of records no version holds any more (a deleted dataset's)."""
     from fmops.datasets.infer import sweep_parts  # answered chunks of batch inferences that will not resume
+    from fmops.fewshot.sweep import sweep_indexes
 
+    store, artifacts = local_platform().store, service().artifacts
     removed = service().sweep(older_than_seconds=older_than)
-    removed += sweep_parts(local_platform().store, service().artifacts, older_than_seconds=older_than)
+    removed += sweep_parts(store, artifacts, older_than_seconds=older_than)
+    removed += sweep_indexes(store, artifacts, older_than_seconds=older_than)
     for key in removed:
         err_console.print(f"removed {escape(key)}", highlight=False)
     console.print(f"removed {len(removed)} file(s)", highlight=False)

@@ -30,6 +30,7 @@ import orjson
 
 from fmops.errors import UserError
 from fmops.fewshot.examples import Example, demonstration
+from fmops.fewshot.sweep import PREFIX
 from fmops.providers.base import ProviderConfig
 from fmops.providers.embeddings import LocalEmbeddingsProvider
 
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 
 ENCODER = "all-minilm-l6-v2"
 FORMAT = 1
-PREFIX = "fewshot"
 MAX_EXAMPLES = 100_000  # 150 MB of vectors: beyond this, curate a smaller set of demonstrations
 EMBED_TIMEOUT_S = 600.0  # a whole chunk, the first one loading the model
 _CHUNK = 256  # texts per encoder call while building (progress is reported per chunk)
