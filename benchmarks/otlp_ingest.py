@@ -25,6 +25,9 @@ wait in its ingest rate, nor is a fast one flattered by it):
                from the start of the load until its spans are queryable, per span stored meanwhile.
                On a shared machine this is the steadier figure: it does not count time the server
                waited for a core (the database server's own CPU, on PostgreSQL, is not in it)
+  +index       fmops on SQLite only: the same, until the free-text search's background indexer has
+               also indexed every span. A sustained load pays that too; how much of it falls before
+               `queryable` depends on how well the indexer keeps up, so compare commits by this one
 
 The machine's load average is printed too: on a shared machine, rerun when it is quiet.
 
@@ -201,6 +204,7 @@ class Target:
     queryable: Callable[[aiohttp.ClientSession, list[str]], Awaitable[bool]]
     count: Callable[[], int]  # spans stored (SQL on the tool's database)
     cpu: Callable[[], float] | None = None  # CPU seconds the server has used so far (fmops)
+    indexed: Callable[[], bool] | None = None  # the search index holds every span (fmops, SQLite)
 
 
 @dataclass
@@ -218,6 +222,14 @@ class Result:
     encoding: str = "protobuf"
     cpu_s: float | None = None  # server CPU from the load's start until queryable (fmops)
     cpu_spans: int = 0  # spans stored in that time
+    cpu_indexed_s: float | None = None  # server CPU from the load's start until also indexed
+    indexed_spans: int = 0  # spans stored in that time
+
+    @property
+    def cpu_us_per_span_indexed(self) -> float | None:
+        if self.cpu_indexed_s is None or not self.indexed_spans:
+            return None
+        return self.cpu_indexed_s / self.indexed_spans * 1e6
 
     @property
     def cpu_us_per_span(self) -> float | None:
@@ -299,6 +311,12 @@ async def run_load(target: Target, seconds: float, drain_timeout: float, rate: f
         if cpu_before is not None and target.cpu is not None and result.queryable_s is not None:
             result.cpu_s = target.cpu() - cpu_before
             result.cpu_spans = target.count() - stored_before
+            if target.indexed is not None:
+                while not target.indexed() and time.monotonic() - load_end < drain_timeout:
+                    await asyncio.sleep(0.05)
+                if target.indexed():
+                    result.cpu_indexed_s = target.cpu() - cpu_before
+                    result.indexed_spans = target.count() - stored_before
     result.stored = stable_count(target.count)
     return result
 
@@ -352,6 +370,15 @@ def sql_count(db: Path, query: str = "SELECT count(*) FROM spans") -> Callable[[
             return int(conn.execute(query).fetchone()[0])
 
     return count
+
+
+# The search index's mark has reached the newest span (fmops.tracing.search_index).
+_INDEXED = "SELECT (SELECT indexed_rowid FROM spans_fts_state) >= (SELECT coalesce(max(rowid), 0) FROM spans)"
+
+
+def sql_check(db: Path, query: str) -> Callable[[], bool]:
+    count = sql_count(db, query)
+    return lambda: bool(count())
 
 
 async def _get_json(session: aiohttp.ClientSession, url: str, **kwargs: object) -> object | None:
@@ -443,6 +470,7 @@ async def bench_fmops(
             queryable,
             count,
             process_cpu(server.pid),
+            sql_check(home / "fmops.db", _INDEXED) if run.backend == "sqlite" else None,
         )
         result = await run_load(target, seconds, drain, rate)
         result.backend, result.encoding = run.backend, run.encoding
@@ -562,16 +590,17 @@ def report(results: list[Result], versions: dict[str, str], seconds: float) -> d
     )
     print(
         f"{'server':<30}{'accepted/s':>11}{'refused':>9}{'stored/s':>10}{'queryable':>11}{'stored':>9}"
-        f"{'cpu µs/span':>13}"
+        f"{'cpu µs/span':>13}{'+index':>8}"
     )
     for r in results:
         refused = sum(r.refused.values())
         queryable = f"{r.queryable_s:.2f} s" if r.queryable_s is not None else f"> {r.waited_s:.0f} s"
         label = f"{r.name} {versions.get(r.name, '')}".strip()
         cpu = f"{r.cpu_us_per_span:.1f}" if r.cpu_us_per_span is not None else "-"
+        indexed = f"{r.cpu_us_per_span_indexed:.1f}" if r.cpu_us_per_span_indexed is not None else "-"
         print(
             f"{label:<30}{r.accepted_spans / r.seconds:>11.0f}{refused:>9}{r.stored_per_s:>10.0f}"
-            f"{queryable:>11}{r.stored:>9}{cpu:>13}"
+            f"{queryable:>11}{r.stored:>9}{cpu:>13}{indexed:>8}"
         )
         if r.refused:
             print(f"{'':<30}refused: {dict(r.refused)}")
@@ -625,6 +654,7 @@ def report(results: list[Result], versions: dict[str, str], seconds: float) -> d
                 "accepted_per_s": r.accepted_spans / r.seconds,
                 "stored_per_s": r.stored_per_s,
                 "cpu_us_per_span": r.cpu_us_per_span,
+                "cpu_us_per_span_indexed": r.cpu_us_per_span_indexed,
             }
             for r in results
         ],
@@ -654,6 +684,9 @@ def record_step(step: str, src: Path | None, src_commit: str | None, results: li
                 "backend": r.backend,
                 "encoding": r.encoding,
                 "cpu_us_per_span": round(r.cpu_us_per_span, 1) if r.cpu_us_per_span else None,
+                "cpu_us_per_span_with_index": (
+                    round(r.cpu_us_per_span_indexed, 1) if r.cpu_us_per_span_indexed else None
+                ),
                 "stored_per_s": round(r.stored_per_s),
                 "refused_batches": sum(r.refused.values()),
                 "queryable_s": round(r.queryable_s, 2) if r.queryable_s is not None else None,
