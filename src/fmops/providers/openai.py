@@ -1,7 +1,7 @@
 """Any OpenAI-compatible server: OpenAI, vLLM, Ollama, TGI, llama.cpp server, Together, Groq…
 
 Requests are forwarded as they are (only `model` is replaced by the provider-side id). Plain
-(non-streaming) chat calls go over the lean keep-alive client of http1.py, streams and embeddings over
+(non-streaming) chat calls and embeddings go over the lean keep-alive client of http1.py, streams over
 one pooled aiohttp session per upstream: the HTTP client dominates a gateway's overhead, aiohttp is
 several times faster than httpx under load, and http1.py saves aiohttp's per-request objects.
 """
@@ -217,7 +217,7 @@ class OpenAIProvider(Provider):
     async def embed(self, inputs: list[str], *, timeout: float) -> Embeddings:
         url = f"{self.base_url}/embeddings"
         payload = orjson.dumps({"model": self.config.model, "input": inputs})
-        data = await post_json(self._client(), url, payload, timeout)
+        data = await post_json(self._plain_client(), url, payload, timeout)
         try:
             rows = sorted(data["data"], key=lambda r: r.get("index", 0))
             vectors = [list(map(float, r["embedding"])) for r in rows]
