@@ -5,13 +5,17 @@ server's own CPU time per request (utime + stime from /proc, over a wrk run at c
 moves much less. Each tree (e.g. `git worktree add /tmp/base <commit>`) runs in turn, interleaved
 for --rounds, with the setup of gateway_vs_litellm.py (server on core 0; mock upstream and wrk on 1).
 
-    .venv/bin/python benchmarks/gateway_ab.py /tmp/base/src,/tmp/new/src [--stream]
+    .venv/bin/python benchmarks/gateway_ab.py /tmp/base/src,/tmp/new/src [--stream] [--name NAME]
+    ROUNDS=4 SECS=8 (environment): rounds, and seconds per measured run
 
-Raw figures: benchmarks/results/gateway_ab.json.
+Raw figures: benchmarks/results/NAME.json (default gateway_ab, or gateway_ab_stream with --stream),
+with each tree's commit (and whether its checkout had changes).
 """
 
+import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -65,9 +69,25 @@ def run(src, mock_url, stream, seconds):
     return r.rps, (c1 - c0) / max(r.requests, 1) * 1e6, r.errors
 
 
+def tree_commit(src: str) -> dict[str, object]:
+    """The commit a source tree was checked out at, and whether it had changes (None: not a checkout)."""
+
+    def git(*args: str) -> str:
+        found = subprocess.run(["git", "-C", src, *args], capture_output=True, text=True, check=False)
+        return found.stdout.strip() if found.returncode == 0 else ""
+
+    head = git("rev-parse", "HEAD")
+    return {"commit": head or None, "dirty": bool(git("status", "--porcelain", "--", ".")) if head else None}
+
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("trees", help="source trees (their src folders), comma-separated")
+parser.add_argument("--stream", action="store_true")
+parser.add_argument("--name", help="results file name (benchmarks/results/NAME.json)")
+args = parser.parse_args()
 load_before = load()
-srcs = sys.argv[1].split(",")
-stream = "--stream" in sys.argv
+srcs = args.trees.split(",")
+stream = args.stream
 rounds = int(os.environ.get("ROUNDS", "2"))
 secs = int(os.environ.get("SECS", "8"))
 mport = free_port()
@@ -85,7 +105,13 @@ for s, v in res.items():
     rps, cpu_us, errors = [round(x[0]) for x in v], [round(x[1]) for x in v], [x[2] for x in v]
     print(f"{s}: rps {rps} cpu_us/req {cpu_us} errors {errors}")
 save_result(
-    "gateway_ab_stream" if stream else "gateway_ab",
-    {t: [{"rps": r, "cpu_us_per_request": c, "errors": e} for r, c, e in v] for t, v in res.items()},
+    args.name or ("gateway_ab_stream" if stream else "gateway_ab"),
+    {
+        t: {
+            **tree_commit(t),
+            "rounds": [{"rps": r, "cpu_us_per_request": c, "errors": e} for r, c, e in v],
+        }
+        for t, v in res.items()
+    },
     load_before=load_before,
 )

@@ -7,17 +7,16 @@ Every change that alters what an endpoint serves (an endpoint saved, a prompt la
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from fmops.store import upsert
 from fmops.store.models import RegistryGeneration
 
 
 def bump(session: Session, project_id: str) -> None:
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = insert(RegistryGeneration).values(project_id=project_id, generation=1)
+    stmt = upsert.insert(session.get_bind().dialect.name, RegistryGeneration).values(
+        project_id=project_id, generation=1
+    )
     session.execute(
         stmt.on_conflict_do_update(
             index_elements=["project_id"], set_={"generation": RegistryGeneration.generation + 1}

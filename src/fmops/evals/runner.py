@@ -28,7 +28,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from fmops.auth import Principal
 from fmops.errors import FmopsError
@@ -40,7 +39,7 @@ from fmops.gateway.spans import CallRecord
 from fmops.providers.registry import get_provider_class
 from fmops.scorers import Case, Scorer, ScorerError, ScoreResult, ScorerUnavailable
 from fmops.scorers.base import text_of
-from fmops.store import Store, utcnow
+from fmops.store import Store, upsert, utcnow
 from fmops.store.models import EvalCache, EvalResult
 from fmops.store.types import new_id
 
@@ -100,8 +99,7 @@ class Throttle:
 def _insert(store: Store, model: Any) -> Any:
     """A Core insert on the model's table, run on the session's connection: the ORM's bulk insert of
     the same rows took ~1.6x the CPU (0.03 vs 0.02 ms a result row, in batches of 32)."""
-    dialect = postgresql if store.dialect == "postgresql" else sqlite
-    return dialect.insert(model.__table__).on_conflict_do_nothing()
+    return upsert.insert(store.dialect, model.__table__).on_conflict_do_nothing()
 
 
 def cache_lookup(store: Store, keys: list[str]) -> dict[str, JSON]:

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from fmops.store import upsert
 from fmops.store.models import Spend
 
 PERIODS = ("day", "month", "total")
@@ -111,12 +111,7 @@ def spend_rows(spans: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _upsert_statement(dialect: str) -> Any:
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(Spend)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(Spend)
-    else:  # pragma: no cover - the store supports these two
-        raise NotImplementedError(f"spend accounting does not support the {dialect} dialect")
+    stmt: Any = upsert.insert(dialect, Spend)
     table = Spend.__table__.c
     return stmt.on_conflict_do_update(
         index_elements=[table.scope, table.period],

@@ -36,7 +36,6 @@ from sqlalchemy import (
     literal_column,
     select,
 )
-from sqlalchemy.dialects.postgresql import array
 
 from fmops.stats.filters import StatsFilters
 from fmops.stats.metrics import (
@@ -83,6 +82,8 @@ def _quantiles(ordered: Sequence[float], quantiles: Sequence[float]) -> list[flo
 
 def _pg_percentiles(quantiles: Sequence[float], column: SQLColumnExpression[Any]) -> ColumnElement[Any]:
     """Every quantile of `column` from one sort: `percentile_cont(ARRAY[...]) WITHIN GROUP (ORDER BY ...)`."""
+    from sqlalchemy.dialects.postgresql import array  # PostgreSQL's dialect: only on PostgreSQL
+
     return func.percentile_cont(array(list(quantiles)), type_=ARRAY(Float)).within_group(column)
 
 

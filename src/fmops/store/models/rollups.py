@@ -19,12 +19,13 @@ of fmops.stats.buckets: an hour bucket is that number, a day bucket is `hour // 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Connection, Float, Index, Integer, String, event, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Mapper, mapped_column
 
+from fmops.store import upsert
 from fmops.store.models.base import Base
 from fmops.store.models.feedback import Score
 from fmops.store.models.traces import Span
@@ -105,15 +106,14 @@ class StatsRollupHour(Base):
 
 
 HOUR_SECONDS = 3600
-# Mark hours dirty: insert, or set `dirty` on the hour already there (both backends).
-MARK_HOURS: dict[str, Any] = {
-    "sqlite": sqlite.insert(StatsRollupHour).on_conflict_do_update(
+
+
+@cache
+def mark_hours(dialect: str) -> Any:
+    """Mark hours dirty: insert, or set `dirty` on the hour already there (both backends)."""
+    return upsert.insert(dialect, StatsRollupHour).on_conflict_do_update(
         index_elements=["project_id", "hour"], set_={"dirty": True}
-    ),
-    "postgresql": postgresql.insert(StatsRollupHour).on_conflict_do_update(
-        index_elements=["project_id", "hour"], set_={"dirty": True}
-    ),
-}
+    )
 
 
 @event.listens_for(Score, "after_insert")
@@ -131,4 +131,4 @@ def _mark_score_hour(_mapper: Mapper[Score], connection: Connection, score: Scor
     )
     if hours:
         rows = [{"project_id": score.project_id, "hour": h, "dirty": True, "rolled_at": None} for h in hours]
-        connection.execute(MARK_HOURS[connection.dialect.name], rows)
+        connection.execute(mark_hours(connection.dialect.name), rows)
