@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -80,6 +79,21 @@ def _load_suite(suite: Path, api_key: str | None) -> Iterator[_Suite]:
         raise cannot_run(exc.message) from None
 
 
+@contextlib.contextmanager
+def _bar(description: str, total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr, moved by the function it yields; none at all when quiet (--json):
+    rich's progress module is then not even imported (~7 ms of the run's start)."""
+    if quiet:
+        yield lambda completed: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(escape(description), total=total)
+        yield lambda completed: bar.update(task, completed=completed)
+
+
 def _execute(evals: EvalService, run: EvalRun, quiet: bool) -> EvalRun:
     """Run the run's job here (or follow the worker that took it) with a progress bar; exit 2
     unless it succeeded."""
@@ -92,14 +106,12 @@ def _execute(evals: EvalService, run: EvalRun, quiet: bool) -> EvalRun:
         target=run_here, args=(platform.jobs, settings(), run.job_id, stop), daemon=True
     )
     worker.start()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     total = max(1, run.cases * run.targets)
     try:
-        with Progress(*columns, console=err_console, transient=True, disable=quiet) as bar:
-            task = bar.add_task(escape(run.suite_name), total=total)
+        with _bar(run.suite_name, total, quiet) as moved:
             while True:
                 job = platform.jobs.get(run.job_id, run.project_id)
-                bar.update(task, completed=round(job.progress * total))
+                moved(round(job.progress * total))
                 if JobStatus(job.status).finished:
                     break
                 if worker.is_alive():
