@@ -14,16 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
 
-from fmops.auth import AuthService
-from fmops.auth.sessions import SessionService
-from fmops.store.models import User
-from support.browser import create_user_key
+from support.browser import create_user_key, member_session
 from support.cli_runs import run_session
 from support.gateway import add_models, openai_model
 from support.mock_upstream import MockUpstream
-from support.security import server_store
 from support.server import RunningServer
 
 REPLY = "Hello from the mock upstream."
@@ -150,21 +145,12 @@ def test_a_password_session_runs_the_job_as_its_member(
     sqlite_server: RunningServer, client: httpx.Client
 ) -> None:
     """A member signed in with a password has no key: the job's calls are made as the member."""
-    create_user_key(sqlite_server, "infer-member", "engineer")
-    with server_store(sqlite_server) as store:
-        with store.session() as session:
-            user_id = session.scalars(select(User.id).where(User.name == "infer-member")).one()
-        SessionService(store, AuthService(store), hours=1).set_password(user_id, "a long passphrase 2")
-    web = httpx.Client(base_url=sqlite_server.url, timeout=60)
+    web, token = member_session(sqlite_server, "infer-member", "engineer", "a long passphrase 2")
     try:
-        signed_in = web.post("/login", data={"username": "infer-member", "password": "a long passphrase 2"})
-        assert signed_in.status_code == 303
-        found = re.search(r'data-csrf="([^"]+)"', web.get("/console/data/questions").text)
-        assert found is not None
         started = web.post(
             "/console/data/questions/infer",
             data={"target": "model:infer-a", "output": "by-member", "max_tokens": "4"},
-            headers={"HX-Request": "true", "X-CSRF-Token": found.group(1)},
+            headers={"HX-Request": "true", "X-CSRF-Token": token},
         )
         assert started.status_code == 201, started.text
     finally:

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+from sqlalchemy import select
 
 from support.server import RunningServer
 from support.services import unavailable
@@ -91,6 +92,26 @@ def web_session(server: RunningServer, key: str) -> tuple[httpx.Client, str]:
     """An HTTP client signed in to the web UI with `key` (through the real form), and its CSRF token."""
     client = httpx.Client(base_url=server.url, timeout=30, follow_redirects=False)
     assert client.post("/login", data={"api_key": key}).status_code == 303
+    token = re.search(r'data-csrf="([^"]+)"', client.get("/").text)
+    assert token is not None
+    return client, token.group(1)
+
+
+def member_session(server: RunningServer, name: str, role: str, password: str) -> tuple[httpx.Client, str]:
+    """A member `name` with `role` and a password, signed in to the web UI with the password (a
+    session with no key), and its CSRF token."""
+    from fmops.auth import AuthService
+    from fmops.auth.sessions import SessionService
+    from fmops.store.models import User
+    from support.security import server_store
+
+    create_user_key(server, name, role)
+    with server_store(server) as store:
+        with store.session() as session:
+            user_id = session.scalars(select(User.id).where(User.name == name)).one()
+        SessionService(store, AuthService(store), hours=1).set_password(user_id, password)
+    client = httpx.Client(base_url=server.url, timeout=30, follow_redirects=False)
+    assert client.post("/login", data={"username": name, "password": password}).status_code == 303
     token = re.search(r'data-csrf="([^"]+)"', client.get("/").text)
     assert token is not None
     return client, token.group(1)

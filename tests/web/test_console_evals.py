@@ -21,16 +21,13 @@ import yaml
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from fmops.auth import AuthService
-from fmops.auth.sessions import SessionService
 from fmops.evals.select import rank
 from fmops.store import Store
 from fmops.store.models import User
 from fmops.web.routers.console_evals_chart import scatter
-from support.browser import create_user_key, screenshot, sign_in, web_session
+from support.browser import create_user_key, member_session, screenshot, sign_in, web_session
 from support.gateway import add_models, openai_model
 from support.mock_upstream import MockUpstream
-from support.security import server_store
 from support.server import RunningServer
 
 REPLY = "Hello from the mock upstream."
@@ -347,16 +344,8 @@ def test_the_selection_view_draws_each_candidate_and_says_what_select_says(
 def test_a_password_session_starts_a_run_that_calls_models_as_its_member(server: RunningServer) -> None:
     """A member signed in with a password has no key: the run's job calls models as the member (their
     role when it runs), and its spans name them."""
-    create_user_key(server, "eval-member", "engineer")
-    with server_store(server) as store:
-        user_id = store_user_id(store, "eval-member")
-        SessionService(store, AuthService(store), hours=1).set_password(user_id, "a long passphrase 1")
-    client = httpx.Client(base_url=server.url, timeout=30, follow_redirects=False)
+    client, token = member_session(server, "eval-member", "engineer", "a long passphrase 1")
     try:
-        signed_in = client.post("/login", data={"username": "eval-member", "password": "a long passphrase 1"})
-        assert signed_in.status_code == 303
-        token = re.search(r'data-csrf="([^"]+)"', client.get("/").text)
-        assert token is not None
         text = yaml.safe_dump(
             {
                 "name": "by-member",
@@ -365,7 +354,7 @@ def test_a_password_session_starts_a_run_that_calls_models_as_its_member(server:
                 "scorers": SCORERS,
             }
         )
-        run_id = _started(client.post("/console/evals", data={"csrf_token": token.group(1), "suite": text}))
+        run_id = _started(client.post("/console/evals", data={"csrf_token": token, "suite": text}))
     finally:
         client.close()
     run = _wait(server, run_id)
