@@ -1,10 +1,12 @@
-"""Gateway overhead: fmops vs LiteLLM's proxy, side by side, in one run, on this machine.
+"""Gateway overhead: fmops vs LiteLLM's proxy and a bare floor, side by side, in one run, on this machine.
 
-Both gateways run with one worker pinned to core 0; the mock upstream (tests/support/mock_upstream.py)
+Each gateway runs with one worker pinned to core 0; the mock upstream (tests/support/mock_upstream.py)
 and the load generator (wrk) share core 1. fmops runs with auth, rate limits, cost accounting and
-tracing on; LiteLLM with a master key and no database. We report the latency each adds over calling
-the mock directly (concurrency 1, p50/p99) and requests/s with p99 at concurrency 32, for plain and
-streaming requests; then check that fmops stored a span for every 2xx it served.
+tracing on; LiteLLM with a master key and no database; the floor (benchmarks/floor_gateway.py) is
+Starlette + aiohttp + a row per call batched into SQLite, what any Python gateway pays. We report
+the latency each adds over calling the mock directly (concurrency 1, p50/p99) and requests/s with p99
+at concurrency 32, for plain and streaming requests; then check that fmops stored a span for every
+2xx it served.
 
     .venv/bin/python benchmarks/gateway_vs_litellm.py [--seconds 10] [--litellm-venv DIR]
 
@@ -43,6 +45,8 @@ from _harness import (
 LITELLM = "1.108.7"
 MODEL = "mock"
 MASTER_KEY = "sk-litellm-bench-master"
+FLOOR_KEY = "sk-floor-bench"
+GATEWAYS = ("direct", "floor", "fmops", "litellm")
 
 
 def ensure_litellm(venv: Path) -> Path:
@@ -109,7 +113,7 @@ def main() -> None:
     load_before = load()
     work = Path(tempfile.mkdtemp(prefix="fmops-bench-"))
     files = bodies(work)
-    mock_port, fmops_port, litellm_port = free_port(), free_port(), free_port()
+    mock_port, fmops_port, litellm_port, floor_port = free_port(), free_port(), free_port(), free_port()
     mock_url = f"http://127.0.0.1:{mock_port}/v1"
     json_headers = {"Content-Type": "application/json"}
     results: dict[str, dict[str, WrkResult]] = {}
@@ -120,6 +124,20 @@ def main() -> None:
     with process(mock_argv, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")}):
         wait_http(f"http://127.0.0.1:{mock_port}/_control/stats")
         results["direct"] = run_matrix(f"{mock_url}/chat/completions", files, json_headers, args.seconds)
+
+        floor_argv = [
+            sys.executable,
+            str(ROOT / "benchmarks" / "floor_gateway.py"),
+            "--port",
+            str(floor_port),
+        ]
+        floor_argv += ["--upstream", mock_url, "--key", FLOOR_KEY, "--db", str(work / "floor.db")]
+        with process(pinned(0, floor_argv), env=dict(os.environ), log=work / "floor.log"):
+            wait_http(f"http://127.0.0.1:{floor_port}/")
+            auth = {**json_headers, "Authorization": f"Bearer {FLOOR_KEY}"}
+            results["floor"] = run_matrix(
+                f"http://127.0.0.1:{floor_port}/v1/chat/completions", files, auth, args.seconds
+            )
 
         # fmops: one process, no job workers, everything on the request path enabled.
         home = work / "fmops-home"
@@ -159,11 +177,11 @@ def main() -> None:
                 f"http://127.0.0.1:{litellm_port}/v1/chat/completions", files, auth, args.seconds
             )
 
-    print(f"\nfmops vs LiteLLM {version} proxy, {args.seconds}s per run, 1 worker each")
-    print(f"{'run':<12}{'':>2}{'direct':>22}{'fmops':>26}{'litellm':>26}")
+    print(f"\nfmops vs LiteLLM {version} proxy and the bare floor, {args.seconds}s per run, 1 worker each")
+    print(f"{'run':<12}{'':>2}" + "".join(f"{name:>26}" for name in GATEWAYS))
     for run in ("plain c1", "plain c32", "stream c1", "stream c32"):
         cells = []
-        for name in ("direct", "fmops", "litellm"):
+        for name in GATEWAYS:
             r = results[name][run]
             cells.append(f"{r.rps:8.0f}/s p50 {r.p50_ms:5.2f} p99 {r.p99_ms:6.1f}")
         print(f"{run:<12}  " + "  ".join(f"{c:>24}" for c in cells))
@@ -183,6 +201,12 @@ def main() -> None:
             f"litellm {l32.rps:.0f}/s (p99 {l32.p99_ms:.0f} ms); "
             f"fmops/litellm {f32.rps / max(l32.rps, 1e-3):.1f}x"
         )
+        floor32, floor1 = results["floor"][f"{kind} c32"], results["floor"][f"{kind} c1"]
+        print(
+            f"[{kind}] the floor: {floor32.rps:.0f}/s at c32 "
+            f"(fmops {f32.rps / max(floor32.rps, 1e-3):.2f}x of it), "
+            f"added p50 c1 {floor1.p50_ms - d.p50_ms:.2f} ms"
+        )
     errors = {n: sum(r.errors for r in results[n].values()) for n in results}
     print(
         f"\nerrors: {errors}; fmops spans stored {spans} of {served} successful requests"
@@ -191,6 +215,10 @@ def main() -> None:
     ratios = {
         f"fmops/litellm {kind} c32 req/s": results["fmops"][f"{kind} c32"].rps
         / max(results["litellm"][f"{kind} c32"].rps, 1e-3)
+        for kind in ("plain", "stream")
+    } | {
+        f"fmops/floor {kind} c32 req/s": results["fmops"][f"{kind} c32"].rps
+        / max(results["floor"][f"{kind} c32"].rps, 1e-3)
         for kind in ("plain", "stream")
     }
     save_result(
