@@ -27,6 +27,12 @@ _TOKEN_BYTES = 32
 SESSION_KEY_PREFIX = "web-"
 
 
+def password_member(principal: Principal) -> str | None:
+    """The user a principal of a password session acts as (a job it starts calls models as them);
+    None for a principal with a key of its own."""
+    return principal.user_id if principal.key_id.startswith(SESSION_KEY_PREFIX) else None
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

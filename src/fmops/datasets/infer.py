@@ -177,7 +177,7 @@ def submit(
 ) -> Job:
     """Check everything and queue the job (nothing is queued on a problem). Its calls are made as the
     key `created_by_key_id`: its limits, budgets and project apply; or, for a member signed in with
-    a password (`member_user_id`, the key id their session's), as that member."""
+    a password (`member_user_id`; `created_by_key_id` is then their session's), as that member."""
     if not created_by_key_id:
         raise UserError("batch inference calls models as a key; run it with an API key", param="key")
     version = datasets.resolve(project_id, dataset)

@@ -79,7 +79,7 @@ def upstream_redirected(status: int) -> ProviderError:
 def upstream_connector() -> aiohttp.TCPConnector:
     """Pooled connections to one upstream; every DNS answer is checked again (UpstreamResolver).
 
-    aiohttp is imported here, for streams and embeddings: ~0.1 s of start-up (its module builds two
+    aiohttp is imported here, for streams: ~0.1 s of start-up (its module builds two
     TLS contexts) that a command making only plain calls (`fmops eval run`) does without."""
     import aiohttp
 

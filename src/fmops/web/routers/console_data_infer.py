@@ -16,7 +16,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal, Role
-from fmops.auth.sessions import SESSION_KEY_PREFIX
+from fmops.auth.sessions import password_member
 from fmops.datasets.infer import KIND, default_output, submit
 from fmops.datasets.service import NAME_PATTERN
 from fmops.endpoints.service import EndpointService
@@ -99,7 +99,7 @@ def _start(platform: Platform, me: Principal, name: str, values: dict[str, str])
         project_id=me.project_id,
         dataset=f"{name}@{version}" if version else name,
         created_by_key_id=me.key_id,
-        member_user_id=me.user_id if me.key_id.startswith(SESSION_KEY_PREFIX) else None,
+        member_user_id=password_member(me),
         model=target if kind == "model" else None,
         endpoint=target if kind == "endpoint" else None,
         prompt=values.get("prompt") or None,

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from fmops.auth import Principal, Role
-from fmops.auth.sessions import SESSION_KEY_PREFIX
+from fmops.auth.sessions import password_member
 from fmops.errors import NotFound, UserError
 from fmops.evals import KIND, EvalService, SuiteError
 from fmops.evals.browse import suite_definition, suites
@@ -155,10 +155,12 @@ def _start(platform: Platform, me: Principal, values: dict[str, str]) -> str:
     raw: Any = text
     if values.get("candidates", "").strip():
         raw = candidate_suite(text, values["candidates"].split(","))
-    # A password session has no key: the run calls models as its member.
-    member = me.user_id if me.key_id.startswith(SESSION_KEY_PREFIX) else None
     run = evals(platform).start(
-        me.project_id, raw, created_by_key_id=me.key_id, concurrency=concurrency, member_user_id=member
+        me.project_id,
+        raw,
+        created_by_key_id=me.key_id,
+        concurrency=concurrency,
+        member_user_id=password_member(me),  # a password session has no key: as its member
     )
     return run.id
 
