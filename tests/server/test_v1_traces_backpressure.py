@@ -1,11 +1,13 @@
 """OTLP ingest pushes back instead of queueing without end: while the trace store cannot keep up
-(here: another process holds SQLite's write lock), batches beyond about a second of writing get a
-503 with Retry-After, which OTLP exporters retry; once it catches up, batches are accepted again and
-nothing accepted is lost."""
+(here: another process holds SQLite's write lock), a batch beyond about a second of writing waits
+for room, and gets a 503 with Retry-After (which OTLP exporters retry) if none comes within
+BUSY_WAIT_SECONDS; once it catches up, batches are accepted again and nothing accepted is lost."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -55,3 +57,42 @@ def test_ingest_answers_503_with_retry_after_while_the_store_is_behind(tmp_path:
                 return int(conn.execute(query, accepted).fetchone()[0])
 
         assert wait_for(lambda: stored() == len(accepted) * BATCH, timeout=30, interval=0.2), stored()
+
+
+def test_a_batch_held_for_room_is_accepted_when_the_store_catches_up(tmp_path: Path) -> None:
+    """Backpressure without refusals: a batch that arrives while the queue is full waits, and is
+    accepted (200) as soon as the writer frees room, within the wait."""
+    env = {"FMOPS_WORKERS": "0", "FMOPS_KEY_CACHE_SECONDS": "60", "FMOPS_TRACE_MEMORY_SPANS": "4000"}
+    with start_server(tmp_path, env) as server:
+        headers = {"Authorization": f"Bearer {server.admin_key}", "Content-Type": "application/json"}
+
+        def send() -> tuple[httpx.Response, float]:
+            body = json_body(*(json_span(f"step {i}", trace=trace_id()) for i in range(BATCH)))
+            started = time.monotonic()
+            response = httpx.post(server.url + "/v1/traces", content=body, headers=headers, timeout=30)
+            return response, time.monotonic() - started
+
+        assert send()[0].status_code == 200
+        time.sleep(0.5)  # written (the writer flushes every 50 ms): the queue is empty
+        lock = sqlite3.connect(tmp_path / "fmops.db", timeout=30, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        released = False
+        try:
+            # Fill the queue up to the backlog mark (2,000 spans here): each is accepted at once.
+            quick = [send() for _ in range(20)]
+            assert all(r.status_code == 200 for r, _ in quick), [r.status_code for r, _ in quick]
+            held: list[tuple[httpx.Response, float]] = []
+            sender = threading.Thread(target=lambda: held.append(send()))
+            sender.start()
+            time.sleep(0.6)  # the batch is waiting for room now
+            assert not held
+            lock.execute("ROLLBACK")
+            released = True
+            sender.join(timeout=30)
+        finally:
+            if not released:
+                lock.execute("ROLLBACK")
+            lock.close()
+        response, took = held[0]
+        assert response.status_code == 200, response.text
+        assert took >= 0.5  # it was held, not answered at once

@@ -1,12 +1,14 @@
 """The gateway's hot routes served straight from ASGI, without FastAPI's per-request machinery.
 
 `POST /v1/chat/completions` and `POST /v1/embeddings` are where a gateway's overhead is measured
-(see benchmarks/gateway_vs_litellm.py). Dependency injection, route matching, request objects and
+(see benchmarks/gateway_vs_litellm.py), and `POST /v1/traces` is where span ingest's is
+(benchmarks/otlp_ingest.py: FastAPI's routing and dependencies were a quarter of the event loop's
+CPU per OTLP batch). Dependency injection, route matching, request objects and
 the application's middleware stack (FastAPI's telemetry and body-limit layers, Starlette's error
 middleware) cost several hundred microseconds per call, about as much as everything else the
 gateway does; so these two routes are answered here, in front of the application (`front`), with
 the same authentication, body limit, validation, error bodies and gateway calls as their FastAPI
-twins in routers/v1_chat.py and v1_embeddings.py, which still define the OpenAPI contract (and
+twins in routers/v1_chat.py, v1_embeddings.py and v1_traces.py, which still define the OpenAPI contract (and
 serve when the fast path is turned off). benchmarks/gateway_profile.py shows where the time goes.
 """
 
@@ -22,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fmops.auth import Role
 from fmops.errors import FmopsError, UserError
 from fmops.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
 from fmops.platform import Platform
@@ -34,12 +37,13 @@ from fmops.server.errors import (
     validation_error_response,
 )
 from fmops.server.middleware import TooLarge, send_too_large
-from fmops.server.routers import v1_chat, v1_embeddings
+from fmops.server.routers import v1_chat, v1_embeddings, v1_traces
 
 ROUTES: dict[str, type[BaseModel]] = {
     "/v1/chat/completions": ChatCompletionRequest,
     "/v1/embeddings": EmbeddingRequest,
 }
+TRACES = "/v1/traces"  # OTLP: a protobuf or JSON body, not a pydantic model
 MAX_SESSION_ID = 200
 
 
@@ -58,12 +62,13 @@ class GatewayFastPath:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in ROUTES:
+        path = scope.get("path")  # a lifespan scope has none
+        if scope["type"] != "http" or scope["method"] != "POST" or (path not in ROUTES and path != TRACES):
             await self.app(scope, receive, send)
             return
         headers: dict[bytes, bytes] = dict(scope["headers"])
         try:
-            response = await self._handle(scope["path"], headers, receive)
+            response = await self._handle(path, headers, receive)
         except FmopsError as exc:
             response = fmops_error_response(exc)
         except TooLarge:
@@ -89,6 +94,16 @@ class GatewayFastPath:
         principal = await principal_for(
             self.platform, authorization.decode("latin-1") if authorization is not None else None
         )
+        if path == TRACES:
+            principal.require(Role.consumer)  # the router's gate
+            media, coding = headers.get(b"content-type"), headers.get(b"content-encoding")
+            return await v1_traces.export(
+                self.platform,
+                principal,
+                media.decode("latin-1") if media is not None else None,
+                coding.decode("latin-1") if coding is not None else None,
+                lambda: _read_body(receive, self.max_body_bytes),
+            )
         body = await _read_body(receive, self.max_body_bytes)
         try:
             body.decode("utf-8")

@@ -159,6 +159,7 @@ class TraceWriter:
         self._queue: deque[dict[str, Any]] = deque()
         self._subscribers: list[Subscriber] = []
         self._wake = asyncio.Event()
+        self._drained = asyncio.Event()  # set after each written batch: ingest waiting for room
         self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -180,6 +181,24 @@ class TraceWriter:
     def backlogged(self) -> bool:
         """More is waiting than the store writes in about a second: ingest should push back."""
         return len(self._queue) >= self.ingest_backlog or self.spooled > 0
+
+    async def room(self, timeout: float) -> bool:
+        """Wait, up to `timeout` seconds, until the queue is below the backlog mark: whether it is.
+
+        Ingest waits here before reading a batch, rather than refusing it at once: a client answered
+        503 at once resends at once, and the refusals themselves took a tenth of a saturated core. A
+        held request is backpressure that costs nothing while it waits (its body stays unread)."""
+        if not self.backlogged:
+            return True
+        deadline = time.monotonic() + timeout
+        while self.backlogged:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._closing:
+                return False
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), timeout=left)
+        return True
 
     @property
     def spooled(self) -> int:
@@ -351,6 +370,7 @@ class TraceWriter:
             self.replayed += len(batch) - len(inserted) - len(refused)
             self._settle(batch, refused, inserted)
             self._refill_from_spool()
+            self._drained.set()
         return True
 
     def _settle(self, batch: list[dict[str, Any]], refused: dict[int, str], inserted: set[SpanKey]) -> None:

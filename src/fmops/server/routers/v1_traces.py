@@ -7,6 +7,7 @@ land in the key's project, protobuf or JSON, gzip or not. A bad span is skipped 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fmops.auth import Principal, Role
 from fmops.errors import Unavailable
-from fmops.platform import PlatformDep
+from fmops.platform import Platform, PlatformDep
 from fmops.server.deps import PrincipalDep, gate
 from fmops.server.errors import ErrorBody
 from fmops.tracing.otlp.decode import JSON, PROTOBUF, decompress, media_type
@@ -26,6 +27,9 @@ router = APIRouter(tags=["traces"], dependencies=gate(Role.consumer))
 # Bodies larger than this (or compressed) are decoded in a worker thread, so one big batch does not
 # hold up the event loop (and every other request); small ones are not worth the thread hop.
 OFFLOAD_BYTES = 256 * 1024
+# While the trace store is behind, a batch waits this long for room before it is refused (503): held
+# requests slow the exporters down at no cost, where refusals had them resend at once.
+BUSY_WAIT_SECONDS = 2.0
 
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
@@ -76,15 +80,30 @@ def _decode(body: bytes, encoding: str | None, limit: int, media: str, principal
     },
 )
 async def ingest_traces(request: Request, platform: PlatformDep, principal: PrincipalDep) -> Response:
-    if platform.tracer.backlogged:
-        # Backpressure: past what the store writes in about a second, refuse rather than queue, so
-        # accepted spans stay queryable within seconds; OTLP exporters retry a 503 after Retry-After.
+    headers = request.headers
+    return await export(
+        platform, principal, headers.get("content-type"), headers.get("content-encoding"), request.body
+    )
+
+
+async def export(
+    platform: Platform,
+    principal: Principal,
+    content_type: str | None,
+    encoding: str | None,
+    read_body: Callable[[], Awaitable[bytes]],
+) -> Response:
+    """One OTLP export request, from its headers and body to the ExportTraceServiceResponse.
+
+    The FastAPI route above and the server's fast path (server/fastpath.py) both answer with this."""
+    media = media_type(content_type)
+    if not await platform.tracer.room(BUSY_WAIT_SECONDS):
+        # Past what the store writes in about a second, even after waiting: refuse rather than
+        # queue, so accepted spans stay queryable within seconds; exporters retry after Retry-After.
         busy = Unavailable("the trace store is busy; retry this batch shortly")
         busy.retry_after = 1
         raise busy
-    media = media_type(request.headers.get("content-type"))
-    body = await request.body()
-    encoding = request.headers.get("content-encoding")
+    body = await read_body()
     limit = platform.settings.max_body_bytes
     if len(body) > OFFLOAD_BYTES or encoding not in (None, "", "identity"):  # gzip may inflate 1000x
         result = await run_in_threadpool(_decode, body, encoding, limit, media, principal)
