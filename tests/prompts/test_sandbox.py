@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from jinja2 import Environment
 
 from fmops.prompts.schemas import PromptVersionView
 from fmops.prompts.templates import TemplateError, compile_template, render_messages
@@ -168,4 +169,22 @@ def test_ordinary_templates_render_as_jinja_does(template: str, expected: str) -
         "name": "ann",
     }
     [message] = render_messages([{"role": "user", "content": template}], values)
+    assert message["content"] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Be brief.\n", "ends }} and %} and #} here", "a {{ b", "line one\r\nline two\r\n", "", "\n\n"],
+)
+def test_text_without_template_syntax_renders_as_jinja_does(text: str) -> None:
+    # Such text skips Jinja on the endpoint path (fmops.prompts.templates.Compiled.static); a
+    # plain Jinja environment with the same settings is the reference.
+    reference = Environment(keep_trailing_newline=True, autoescape=False)
+    try:
+        expected = reference.from_string(text).render()
+    except Exception:
+        with pytest.raises(TemplateError):
+            render_messages([{"role": "user", "content": text}], {})
+        return
+    [message] = render_messages([{"role": "user", "content": text}], {})
     assert message["content"] == expected
