@@ -172,19 +172,30 @@ def test_ordinary_templates_render_as_jinja_does(template: str, expected: str) -
     assert message["content"] == expected
 
 
-@pytest.mark.parametrize(
-    "text",
-    ["Be brief.\n", "ends }} and %} and #} here", "a {{ b", "line one\r\nline two\r\n", "", "\n\n"],
-)
-def test_text_without_template_syntax_renders_as_jinja_does(text: str) -> None:
-    # Such text skips Jinja on the endpoint path (fmops.prompts.templates.Compiled.static); a
-    # plain Jinja environment with the same settings is the reference.
-    reference = Environment(keep_trailing_newline=True, autoescape=False)
-    try:
-        expected = reference.from_string(text).render()
-    except Exception:
-        with pytest.raises(TemplateError):
-            render_messages([{"role": "user", "content": text}], {})
-        return
-    [message] = render_messages([{"role": "user", "content": text}], {})
+SUBSTITUTIONS = [
+    "Be brief.\n",
+    "ends }} and %} and #} here",
+    "line one\r\nline two\r\n",
+    "",
+    "\n\n",
+    "You answer for {{ company }}.\r\nBe brief.\n",
+    "{{question}}{{ question }} {{- company -}} !",
+    "{{ n }} and {{ items }}",  # not text: Jinja prints them
+    "{{ company }}{# a note #}{% raw %}{{ x }}{% endraw %}",
+]
+
+
+@pytest.mark.parametrize("text", SUBSTITUTIONS)
+def test_plain_substitutions_render_as_jinja_does(text: str) -> None:
+    # Text and `{{ name }}` with text values skip Jinja (fmops.prompts.templates.substitute); a plain
+    # Jinja environment with the same settings is the reference.
+    values = {"company": "Acme {{ x }}", "question": "When?\r\n", "n": 3, "items": ["a", None]}
+    expected = Environment(keep_trailing_newline=True, autoescape=False).from_string(text).render(values)
+    [message] = render_messages([{"role": "user", "content": text}], values)
     assert message["content"] == expected
+
+
+def test_a_substituted_render_is_bounded_too() -> None:
+    with pytest.raises(TemplateError) as caught:
+        render_messages([{"role": "user", "content": "{{ a }}{{ a }}"}], {"a": "x" * 600_000})
+    assert caught.value.code == "template_too_large"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -158,9 +158,9 @@ class Compiled:
     source: str
     variables: frozenset[str]
     template: Any  # jinja2.Template
-    # Text with no template syntax renders to itself: no Jinja context to build (`\r` aside,
-    # which Jinja turns into `\n`).
-    static: bool = False
+    # A template of text and `{{ name }}` only, as (text, is a variable name) pieces: rendered
+    # with text values by joining them, no Jinja context to build (`substitute`).
+    pieces: tuple[tuple[str, bool], ...] | None = None
 
 
 @lru_cache(maxsize=4096)
@@ -194,9 +194,41 @@ def compile_template(source: str, where: str = "template") -> Compiled:
     # ChainMap over ENV's, whose copies cost ~6 us a message. ENV's are set once, at import, so a
     # plain dict of the same names serves the same, for a fraction.
     template.globals = dict(template.globals)
-    static = _OPENING.search(source) is None and "\r" not in source
     variables = frozenset(meta.find_undeclared_variables(ast)) - set(ENV.globals)
-    return Compiled(source, variables, template, static)
+    return Compiled(source, variables, template, _pieces(ast, variables))
+
+
+def _pieces(ast: nodes.Template, variables: frozenset[str]) -> tuple[tuple[str, bool], ...] | None:
+    """The template as text and variable names, when that is all it is (the parser has already
+    normalised its newlines as Jinja prints them); None when it does anything else."""
+    pieces: list[tuple[str, bool]] = []
+    for output in ast.body:
+        if not isinstance(output, nodes.Output):
+            return None
+        for node in output.nodes:
+            if isinstance(node, nodes.TemplateData):
+                pieces.append((node.data, False))
+            elif isinstance(node, nodes.Name) and node.ctx == "load" and node.name in variables:
+                pieces.append((node.name, True))
+            else:
+                return None
+    return tuple(pieces)
+
+
+def substitute(compiled: Compiled, values: Mapping[str, Any]) -> str | None:
+    """What Jinja renders for a template of text and `{{ name }}` when each value is text: the
+    values joined with the text (printing a string is all Jinja does with it: nothing to escape,
+    nothing for `bounds` to measure). None when the template or a value is anything else."""
+    if compiled.pieces is None:
+        return None
+    out = []
+    for text, variable in compiled.pieces:
+        if variable:
+            text = values[text]
+            if type(text) is not str:
+                return None
+        out.append(text)
+    return "".join(out)
 
 
 def variables_of(sources: list[str]) -> list[str]:
@@ -229,10 +261,11 @@ def _too_large(where: str) -> TemplateError:
 
 def _render(compiled: Compiled, values: Mapping[str, Any], where: str) -> str:
     """Render a template whose variables are all in `values`."""
-    if compiled.static:
-        if len(compiled.source) > MAX_OUTPUT:
+    text = substitute(compiled, values)
+    if text is not None:
+        if len(text) > MAX_OUTPUT:
             raise _too_large(where)
-        return compiled.source
+        return text
     out: list[str] = []
     size = 0
     try:
