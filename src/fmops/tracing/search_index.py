@@ -26,7 +26,8 @@ BATCH = 200  # spans per transaction to begin with: ~0.2 s at 2 KB each
 # Later transactions are sized to take about TRANSACTION_SECONDS of CPU, the longest a trace batch
 # waits for one: FTS5 writes each transaction's terms as one more segment and merges segments as
 # they pile up, so small spans (~100 characters of input and output) indexed 200 at a time cost
-# ~17 µs each, 2,000 at a time ~13 µs.
+# ~17 µs each, 2,000 at a time ~13 µs (with FTS5's default automerge of 4; migration 0024 sets 8,
+# which took another third off).
 TRANSACTION_SECONDS = 0.05
 MIN_BATCH, MAX_BATCH = 20, 5000
 ROUND_SECONDS = 0.5  # at most this long per round, so a backlog is caught up a slice at a time
