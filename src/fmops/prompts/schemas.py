@@ -11,9 +11,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+if TYPE_CHECKING:
+    from fmops.prompts.templates import CompiledMessages
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 LABEL_PATTERN = NAME_PATTERN
@@ -109,7 +113,15 @@ class PromptVersionView:
         """The messages with their templates rendered; a missing variable is a 400 naming it."""
         from fmops.prompts.templates import render_messages  # Jinja loads only when a prompt renders
 
-        return render_messages(self.messages, variables)
+        return render_messages(self.messages, variables, self._compiled)
+
+    @cached_property
+    def _compiled(self) -> CompiledMessages:
+        """Its templates compiled, once per view (an endpoint keeps its views until the registry
+        changes): each render then skips looking them up."""
+        from fmops.prompts.templates import compile_messages
+
+        return compile_messages(self.messages)
 
 
 @dataclass(frozen=True)

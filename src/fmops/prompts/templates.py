@@ -288,16 +288,30 @@ def _render(compiled: Compiled, values: Mapping[str, Any], where: str) -> str:
     return "".join(out)
 
 
-def render_messages(messages: list[dict[str, Any]], values: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Render each message's content; every missing variable of every message is named at once."""
-    compiled = [
+@dataclass(frozen=True)
+class CompiledMessages:
+    """A version's message templates, compiled, and every variable they use."""
+
+    templates: tuple[Compiled, ...]
+    variables: frozenset[str]
+
+
+def compile_messages(messages: list[dict[str, Any]]) -> CompiledMessages:
+    templates = tuple(
         compile_template(str(message.get("content") or ""), f"messages[{i}].content")
         for i, message in enumerate(messages)
-    ]
-    needed: set[str] = set()
-    for template in compiled:
-        needed |= template.variables
-    missing = sorted(needed - values.keys())
+    )
+    return CompiledMessages(templates, frozenset().union(*(t.variables for t in templates)))
+
+
+def render_messages(
+    messages: list[dict[str, Any]], values: Mapping[str, Any], compiled: CompiledMessages | None = None
+) -> list[dict[str, Any]]:
+    """Render each message's content; every missing variable of every message is named at once.
+    `compiled`: `compile_messages(messages)`, when the caller keeps it (a prompt version does)."""
+    if compiled is None:
+        compiled = compile_messages(messages)
+    missing = sorted(compiled.variables - values.keys())
     if missing:
         raise TemplateError(
             f"missing variables: {', '.join(missing)}",
@@ -307,5 +321,5 @@ def render_messages(messages: list[dict[str, Any]], values: Mapping[str, Any]) -
         )
     return [
         {**message, "content": _render(template, values, f"messages[{i}].content")}
-        for i, (message, template) in enumerate(zip(messages, compiled, strict=True))
+        for i, (message, template) in enumerate(zip(messages, compiled.templates, strict=True))
     ]
