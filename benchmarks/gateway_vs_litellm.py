@@ -6,9 +6,11 @@ tracing on; LiteLLM with a master key and no database; the floor (benchmarks/flo
 Starlette + aiohttp + a row per call batched into SQLite, what any Python gateway pays. We report
 the latency each adds over calling the mock directly (concurrency 1, p50/p99) and requests/s with p99
 at concurrency 32, for plain and streaming requests; then check that fmops stored a span for every
-2xx it served.
+2xx it served. With `--endpoint` (the default) fmops is also called through an endpoint at
+concurrency 32: a prompt rendered with variables and two weighted variants, both on the mock model,
+reported as a ratio of fmops' plain req/s (the target: within 20%).
 
-    .venv/bin/python benchmarks/gateway_vs_litellm.py [--seconds 10] [--litellm-venv DIR]
+    .venv/bin/python benchmarks/gateway_vs_litellm.py [--seconds 10] [--litellm-venv DIR] [--no-endpoint]
 
 LiteLLM (the exact version in LITELLM below) is installed from PyPI into its own virtualenv on first run
 (benchmarks/.venvs/litellm-VERSION); it is no dependency of fmops.
@@ -78,6 +80,56 @@ def bodies(folder: Path) -> dict[str, Path]:
     return out
 
 
+ENDPOINT = "bench-bot"
+ENDPOINT_TARGET = 0.8  # "endpoint calls within 20% of plain model calls" (issue 21)
+
+
+def bench_endpoint(env: dict[str, str], folder: Path) -> Path:
+    """Create endpoint ENDPOINT in the fmops home of `env` (a prompt with two variables, two weighted
+    variants on MODEL differing in temperature) and return the body that calls it."""
+    prompt = {
+        "name": "bench-support",
+        "model": MODEL,
+        "params": {"max_tokens": 16},
+        "messages": [
+            {"role": "system", "content": "You answer for {{ company }}. Be brief."},
+            {"role": "user", "content": "{{ question }}"},
+        ],
+        "labels": ["production"],
+    }
+    endpoint = {
+        "name": ENDPOINT,
+        "prompt": "bench-support",
+        "label": "production",
+        "variants": [
+            {"name": "a", "weight": 1, "params": {"temperature": 0.2}},
+            {"name": "b", "weight": 2, "params": {"temperature": 0.7}},
+        ],
+    }
+    fmops = str(BIN / "fmops")
+    for kind, spec in (("prompts", prompt), ("endpoints", endpoint)):
+        path = folder / f"{kind}-spec.json"
+        path.write_text(json.dumps(spec))
+        verb = "push" if kind == "prompts" else "create"
+        subprocess.run([fmops, kind, verb, str(path)], env=env, check=True, capture_output=True)
+    body = folder / "endpoint.json"
+    variables = {"company": "Acme", "question": "Say hello"}
+    body.write_text(json.dumps({"model": ENDPOINT, "messages": [], "variables": variables}))
+    return body
+
+
+def endpoint_runs(url: str, body: Path, headers: dict[str, str], seconds: int) -> dict[str, WrkResult]:
+    """The endpoint at concurrency 32, after a warm-up (the plain c32 run is its peer)."""
+    return {
+        "endpoint warm-up": wrk(url, body, connections=4, seconds=2, core=1, headers=headers),
+        "endpoint c32": wrk(url, body, connections=32, seconds=seconds, core=1, headers=headers),
+    }
+
+
+def endpoint_ratio(fmops: dict[str, WrkResult]) -> float:
+    return fmops["endpoint c32"].rps / max(fmops["plain c32"].rps, 1e-3)
+
+
 def run_matrix(
     url: str, files: dict[str, Path], headers: dict[str, str], seconds: int
 ) -> dict[str, WrkResult]:
@@ -106,6 +158,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument(
         "--litellm-venv", type=Path, default=ROOT / "benchmarks" / ".venvs" / f"litellm-{LITELLM}"
+    )
+    parser.add_argument(
+        "--endpoint",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure fmops called through an endpoint (prompt + two variants) at c32",
     )
     args = parser.parse_args()
     litellm = pinned_litellm(args.litellm_venv)
@@ -144,12 +202,14 @@ def main() -> None:
         env = {**os.environ, "FMOPS_HOME": str(home), "FMOPS_PORT": str(fmops_port), "FMOPS_WORKERS": "0"}
         fmops = str(BIN / "fmops")
         key = mock_model_and_key(env, mock_url, MODEL)
+        endpoint_body = bench_endpoint(env, work) if args.endpoint else None
         with process(pinned(0, [fmops, "up"]), env=env, log=work / "fmops.log"):
             wait_http(f"http://127.0.0.1:{fmops_port}/readyz")
             auth = {**json_headers, "Authorization": f"Bearer {key}"}
-            results["fmops"] = run_matrix(
-                f"http://127.0.0.1:{fmops_port}/v1/chat/completions", files, auth, args.seconds
-            )
+            chat_url = f"http://127.0.0.1:{fmops_port}/v1/chat/completions"
+            results["fmops"] = run_matrix(chat_url, files, auth, args.seconds)
+            if endpoint_body is not None:
+                results["fmops"] |= endpoint_runs(chat_url, endpoint_body, auth, args.seconds)
             time.sleep(1.5)  # let the last batch of spans land
         served = sum(r.requests - r.errors for r in results["fmops"].values())
         with sqlite3.connect(home / "fmops.db") as db:
@@ -207,6 +267,14 @@ def main() -> None:
             f"(fmops {f32.rps / max(floor32.rps, 1e-3):.2f}x of it), "
             f"added p50 c1 {floor1.p50_ms - d.p50_ms:.2f} ms"
         )
+    if args.endpoint:
+        e32, p32 = results["fmops"]["endpoint c32"], results["fmops"]["plain c32"]
+        ratio = endpoint_ratio(results["fmops"])
+        print(
+            f"[endpoint] throughput c32: fmops endpoint (prompt + 2 variants) {e32.rps:.0f}/s "
+            f"(p99 {e32.p99_ms:.0f} ms), plain {p32.rps:.0f}/s; endpoint/plain {ratio:.2f} "
+            f"(target: within 20%, >= {ENDPOINT_TARGET}: {'met' if ratio >= ENDPOINT_TARGET else 'missed'})"
+        )
     errors = {n: sum(r.errors for r in results[n].values()) for n in results}
     print(
         f"\nerrors: {errors}; fmops spans stored {spans} of {served} successful requests"
@@ -221,6 +289,8 @@ def main() -> None:
         / max(results["floor"][f"{kind} c32"].rps, 1e-3)
         for kind in ("plain", "stream")
     }
+    if args.endpoint:
+        ratios["fmops endpoint/plain c32 req/s"] = endpoint_ratio(results["fmops"])
     save_result(
         "gateway_vs_litellm",
         {
@@ -231,6 +301,8 @@ def main() -> None:
             "errors": errors,
             "fmops_spans_stored": spans,
             "fmops_successful_requests": served,
+            # "within 20%": fmops endpoint/plain c32 req/s at least this
+            "endpoint_target_ratio": ENDPOINT_TARGET if args.endpoint else None,
         },
         load_before=load_before,
     )
