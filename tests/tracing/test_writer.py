@@ -525,3 +525,27 @@ def test_spans_spooled_by_a_killed_process_are_written_by_the_next(store: Store,
     assert stored == 5  # all but the line the kill cut short
     assert writer.written == 5
     assert not list(spool.iterdir())
+
+
+def test_missing_values_are_stored_as_null_and_a_nan_cost_too(store: Store) -> None:
+    """The SQLite insert binds NaN for None (cheaper than None through the sqlite3 module): what is
+    stored and read back is NULL on both backends, never NaN or the text 'nan'."""
+    row = span()
+    row.update(cost=None, ttft_ms=None, status_message=None, endpoint=None, prompt_version=None)
+    odd = span()
+    odd["cost"] = float("nan")  # a provider's NaN: NULL on SQLite; PostgreSQL keeps NaN as a value
+
+    async def main() -> None:
+        writer = TraceWriter(store)
+        writer.start()
+        writer.record_many([row, odd], ingested=True)
+        await writer.close()
+
+    asyncio.run(main())
+    with store.session() as session:
+        stored = session.get(Span, (row["project_id"], row["span_id"]))
+        assert stored is not None
+        assert (stored.cost, stored.ttft_ms, stored.status_message, stored.endpoint) == (None, None, None, None)
+        assert stored.prompt_version is None
+        nulls = select(func.count()).select_from(Span).where(Span.cost.is_(None), Span.endpoint.is_(None))
+        assert session.scalar(nulls) == (2 if store.dialect == "sqlite" else 1)

@@ -572,7 +572,10 @@ class _SqliteInsert:
                 if value.__class__ is str and len(value) > length:
                     one[i] = value[:length]
             values += one
-        return values
+        # SQLite stores a bound NaN as NULL (sqlite3VdbeMemSetDouble), and the sqlite3 module binds a
+        # float as it is, where None goes through its adapter look-up first: ~0.27 µs a value, and a
+        # span has ~10 NULL columns. A NaN meant as a value (a REAL) is stored as NULL either way.
+        return [_NULL if value is None else value for value in values]
 
     def __call__(self, session: Session, rows: Sequence[dict[str, Any]]) -> set[SpanKey]:
         values = self.values(rows)
@@ -587,6 +590,9 @@ class _SqliteInsert:
                 inserted.update((r[0], r[1]) for r in result)
                 start, left = end, left - size
         return inserted
+
+
+_NULL = float("nan")
 
 
 def _sqlite_converter(column_type: Any) -> Callable[[Any], Any] | None:
