@@ -545,7 +545,7 @@ def test_missing_values_are_stored_as_null_and_a_nan_cost_too(store: Store) -> N
     with store.session() as session:
         stored = session.get(Span, (row["project_id"], row["span_id"]))
         assert stored is not None
-        assert (stored.cost, stored.ttft_ms, stored.status_message, stored.endpoint) == (None, None, None, None)
-        assert stored.prompt_version is None
+        missing = (stored.cost, stored.ttft_ms, stored.status_message, stored.endpoint, stored.prompt_version)
+        assert missing == (None, None, None, None, None)
         nulls = select(func.count()).select_from(Span).where(Span.cost.is_(None), Span.endpoint.is_(None))
         assert session.scalar(nulls) == (2 if store.dialect == "sqlite" else 1)
