@@ -519,7 +519,7 @@ def tune_sqlite_writes(conn: Connection) -> None:
 
 
 class _SqliteInsert:
-    """Multi-row `INSERT ... ON CONFLICT DO NOTHING RETURNING` with values converted here.
+    """Multi-row `INSERT ... ON CONFLICT DO NOTHING` with values converted here.
 
     SQLAlchemy's per-value bind processing was two thirds of the cost of writing a span on SQLite
     (benchmarks/otlp_ingest.py); converting the few typed columns ourselves, to exactly the text
@@ -550,7 +550,7 @@ class _SqliteInsert:
         self.sizes = [1 << n for n in range(largest.bit_length() - 1, -1, -1)]
         # Column names come from the table definition, never from input; values are bound.
         head = f"INSERT INTO spans ({', '.join(self.names)}) VALUES "  # noqa: S608
-        tail = " ON CONFLICT (project_id, span_id) DO NOTHING RETURNING project_id, span_id"
+        tail = " ON CONFLICT (project_id, span_id) DO NOTHING"
         one = "(" + ", ".join("?" * len(columns)) + ")"
         self.statements = {size: head + ", ".join([one] * size) + tail for size in self.sizes}
         self.every = itemgetter(*self.names)
@@ -582,17 +582,29 @@ class _SqliteInsert:
         conn = session.connection()
         tune_sqlite_writes(conn)
         inserted: set[SpanKey] = set()
-        width, start, left = len(self.names), 0, len(rows)
+        width, start, left, first = len(self.names), 0, len(rows), 0
         for size in self.sizes:
             while left >= size:
                 end = start + size * width
-                result = conn.exec_driver_sql(self.statements[size], tuple(values[start:end]))
-                inserted.update((r[0], r[1]) for r in result)
-                start, left = end, left - size
+                stored = conn.exec_driver_sql(self.statements[size], tuple(values[start:end])).rowcount
+                if stored == size:  # the usual case: every row was new
+                    inserted.update(map(_key, rows[first : first + size]))
+                elif stored > 0:
+                    inserted.update(_stored_last(conn, stored))
+                start, left, first = end, left - size, first + size
         return inserted
 
 
 _NULL = float("nan")
+_LAST_STORED = "SELECT project_id, span_id FROM spans WHERE rowid > last_insert_rowid() - ?"
+
+
+def _stored_last(conn: Connection, count: int) -> list[SpanKey]:
+    """The keys of the `count` rows the last INSERT stored, when it skipped some (a replay): an
+    insert under the write lock appends its rows at max(rowid) + 1 onwards, so they are the last
+    `count` rowids. Reading them only then spares the usual batch a RETURNING row per span."""
+    found = conn.exec_driver_sql(_LAST_STORED, (count,))
+    return [(row[0], row[1]) for row in found]
 
 
 def _sqlite_converter(column_type: Any) -> Callable[[Any], Any] | None:
