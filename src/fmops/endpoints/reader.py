@@ -11,6 +11,16 @@ of the reader's own (detached from the store's pool, so they take none of its sl
   autocommit connection.
 
 A connection that fails is replaced once; a second failure is a 503.
+
+SQLite: one read per project per turn of the event loop. Every call that runs in one turn (one
+batch of ready callbacks) arrived before that turn began (whatever wakes a call, its request's
+bytes included, is scheduled before the batch it runs in), so a read made in the turn, however
+early, began after each of them arrived and sees every change committed before it: what a read of
+its own would see. The value is forgotten by a callback scheduled when it was read, which runs
+before anything scheduled after the read, and at once when this process commits a change
+(`generation.local_changes`: a change made earlier in the same turn). Under load, calls share a
+read (each read gives up the GIL, and on a busy server the trace writer's threads take it: reads
+measured ~250 us each there).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from fmops.endpoints import generation
 from fmops.errors import Unavailable
 from fmops.store import Store
 
@@ -41,14 +52,30 @@ class GenerationReader:
         self._opened: list[Any] = []  # every one of them, to close them all at the end
         self._epoch = 0  # bumped by close(): threads then open fresh connections
         self._lock = threading.Lock()
+        self._turn = threading.local()  # per thread (so per loop): the loop and this turn's reads
 
     async def read(self, project_id: str) -> int:
         """The project's generation now (0 before its first change)."""
         if not self._postgres:
-            return self.read_now(project_id)
+            return self._read_this_turn(project_id)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="fmops-generation")
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.read_now, project_id)
+
+    def _read_this_turn(self, project_id: str) -> int:
+        loop = asyncio.get_running_loop()
+        turn, changes = self._turn, generation.local_changes()
+        # A new loop (an old one may have closed mid-turn), or a change committed here since.
+        if getattr(turn, "loop", None) is not loop or turn.changes != changes:
+            turn.loop, turn.changes, turn.read = loop, changes, {}
+        read: dict[str, int] = turn.read
+        found = read.get(project_id)
+        if found is None:
+            found = self.read_now(project_id)
+            if not read:
+                loop.call_soon(read.clear)  # runs before whatever is scheduled after this read
+            read[project_id] = found
+        return found
 
     # --- blocking, a connection per thread ------------------------------------------------------
 
