@@ -190,6 +190,7 @@ class _Plan:
     tpm_keys: tuple[str, ...]
     rules: list[tuple[str, str, float, str, str]]  # (scope, scope id, budget, period, SQL scope)
     budgets: list[_Budget] = field(default_factory=list)
+    counters: list[str] = field(default_factory=list)  # the spend counter of each of `budgets`
     # `budgets` hold while the clock is in [budgets_from, budgets_until).
     budgets_from: float = math.inf
     budgets_until: float = -math.inf
@@ -271,7 +272,12 @@ class Limits:
         admission = admission or NO_RESERVATION
         if plan.tpm or admission.token_windows:
             used = max(int(input_tokens), 0) + max(int(output_tokens), 0)
-            keys = {key for key, _, _ in plan.tpm}.union(admission.token_windows)
+            # Usually the windows reserved are the plan's own: no set to build.
+            keys = (
+                plan.tpm_keys
+                if admission.token_windows in (plan.tpm_keys, ())
+                else {key for key, _, _ in plan.tpm}.union(admission.token_windows)
+            )
             adjustments = []
             for key in keys:
                 reserved = admission.reserved_tokens if key in admission.token_windows else 0
@@ -352,16 +358,17 @@ class Limits:
                 _Budget(scope, scope_id, budget, period, counter, sql_scope, label, ttl, resets_at)
             )
         plan.budgets, plan.budgets_from, plan.budgets_until = budgets, starts, ends
+        plan.counters = [b.counter for b in budgets]
         return budgets
 
     async def _check_budgets(self, plan: _Plan) -> None:
         p = plan.principal
         budgets = self._budgets(plan)
-        spent = await self.counters.get_floats([b.counter for b in budgets])
-        missing = [b for b, value in zip(budgets, spent, strict=True) if value is None]
-        if missing:
+        spent = await self.counters.get_floats(plan.counters)
+        if None in spent:
+            missing = [b for b, value in zip(budgets, spent, strict=True) if value is None]
             await self._seed(missing, force=True)
-            spent = await self.counters.get_floats([b.counter for b in budgets])
+            spent = await self.counters.get_floats(plan.counters)
         for budget, value in zip(budgets, spent, strict=True):
             if (value or 0.0) >= budget.budget:
                 raise self._budget_exceeded(p, budget, value or 0.0)

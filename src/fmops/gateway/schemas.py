@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+_EXTENSIONS = {"cache", "timeout", "fallbacks", "variables"}  # fmops', not OpenAI's (never changed)
 _FORBIDDEN = {"base_url", "api_base", "api_key", "api_version", "organization", "custom_llm_provider"}
 
 
@@ -138,8 +139,7 @@ class ChatCompletionRequest(BaseModel):
 
     def upstream_body(self) -> dict[str, Any]:
         """What providers receive: the OpenAI fields that were set, without fmops' extensions."""
-        body = self.model_dump(exclude_none=True, exclude={"cache", "timeout", "fallbacks", "variables"})
-        return body
+        return self.model_dump(exclude_none=True, exclude=_EXTENSIONS)
 
 
 MAX_EMBEDDING_INPUTS = 2048

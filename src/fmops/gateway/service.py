@@ -72,8 +72,26 @@ class StreamResult:
     record: CallRecord
 
 
+# Worked out once per catalog entry (entries are frozen, and replaced when the catalog changes): the
+# gateway asks on every call. Keyed by identity; the entry is kept with its answer, so an id is not
+# reused while it is cached.
+_CAPABILITIES: dict[int, tuple[ModelEntry, Capabilities]] = {}
+_CAPABILITIES_MAX = 4096
+
+
 def capabilities(entry: ModelEntry) -> Capabilities:
     """What the model can do: its provider's capabilities, with the catalog entry's overrides."""
+    found = _CAPABILITIES.get(id(entry))
+    if found is not None and found[0] is entry:
+        return found[1]
+    caps = _capabilities(entry)
+    if len(_CAPABILITIES) >= _CAPABILITIES_MAX:
+        _CAPABILITIES.clear()
+    _CAPABILITIES[id(entry)] = (entry, caps)
+    return caps
+
+
+def _capabilities(entry: ModelEntry) -> Capabilities:
     base = get_provider_class(entry.provider).capabilities
     override = entry.capabilities
     return Capabilities(
