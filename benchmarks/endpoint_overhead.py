@@ -7,7 +7,9 @@ only the gateway is timed), run in interleaved rounds:
     endpoint               model="bot": the registry generation read, the prompt rendered, params merged
     variants + guardrails  model="ab": the same, two weighted variants, an input and an output guardrail
 
-Prints microseconds per call (median of the rounds' means, and the fastest round).
+Prints microseconds per call (median of the rounds' means, and the fastest round). Each call ends
+its event-loop turn (`sleep(0)`), as a server's requests do: the stub never yields, and without it
+a round would be one turn, sharing what is read once per turn (fmops.endpoints.reader).
 
     .venv/bin/python benchmarks/endpoint_overhead.py [--calls 300] [--rounds 15]
         [--database-url postgresql+psycopg://...]   (default: a fresh SQLite file)
@@ -124,6 +126,7 @@ async def run(platform: Platform, principal: Any, calls: int, rounds: int) -> di
             started = time.perf_counter()
             for _ in range(calls):
                 await gateway.chat(principal, request)
+                await asyncio.sleep(0)
             means[name].append((time.perf_counter() - started) / calls * 1e6)
     base = statistics.median(means["plain (model)"])
     for name, values in means.items():
