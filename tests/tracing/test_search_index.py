@@ -154,7 +154,6 @@ def test_the_background_indexer_catches_up_in_rounds(store: Store) -> None:
     same_as_the_scan(store, project_id)
 
 
-
 def test_the_index_merges_its_segments_eight_at_a_time(tmp_path: Path) -> None:
     """Migration 0024: FTS5's automerge is 8, not its default 4 (a third less indexing CPU). SQLite
     only: pg_trgm keeps no segments."""
