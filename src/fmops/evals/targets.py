@@ -19,7 +19,7 @@ from fmops.endpoints.plan import schema_format
 from fmops.endpoints.service import EndpointService
 from fmops.errors import FmopsError, NotFound, UserError
 from fmops.evals.suite import Suite, TargetSpec, did_you_mean
-from fmops.gateway.service import capabilities
+from fmops.gateway.capabilities import capabilities
 from fmops.prompts.checks import check_params
 from fmops.prompts.schemas import PromptVersionView
 from fmops.prompts.service import PromptService

@@ -29,6 +29,7 @@ from fmops.catalog import Catalog, ModelEntry
 from fmops.endpoints.plan import EndpointCall, sticky_subject
 from fmops.errors import Conflict, FmopsError, NotFound, UserError
 from fmops.gateway.bodies import encode_vector, estimate_usage, output_of, usage_of
+from fmops.gateway.capabilities import capabilities
 from fmops.gateway.errors import internal_error, record_failure, traced
 from fmops.gateway.routing import CircuitBreaker, call_with_fallbacks
 from fmops.gateway.schemas import ChatCompletionRequest, EmbeddingRequest
@@ -45,7 +46,7 @@ from fmops.gateway.streaming import (
 from fmops.guardrails.engine import GuardrailRun, PolicySource, system_prompt_of, whole_stream
 from fmops.guardrails.policy import Policy
 from fmops.guardrails.rewrite import rewritten_input
-from fmops.providers.base import JSON, Capabilities, Provider, ProviderError
+from fmops.providers.base import JSON, Provider, ProviderError
 from fmops.providers.registry import get_provider_class
 from fmops.providers.sse import DONE, encode
 from fmops.store import utcnow
@@ -70,38 +71,6 @@ class ChatResult:
 class StreamResult:
     events: AsyncIterator[bytes]
     record: CallRecord
-
-
-# Worked out once per catalog entry (entries are frozen, and replaced when the catalog changes): the
-# gateway asks on every call. Keyed by identity; the entry is kept with its answer, so an id is not
-# reused while it is cached.
-_CAPABILITIES: dict[int, tuple[ModelEntry, Capabilities]] = {}
-_CAPABILITIES_MAX = 4096
-
-
-def capabilities(entry: ModelEntry) -> Capabilities:
-    """What the model can do: its provider's capabilities, with the catalog entry's overrides."""
-    found = _CAPABILITIES.get(id(entry))
-    if found is not None and found[0] is entry:
-        return found[1]
-    caps = _capabilities(entry)
-    if len(_CAPABILITIES) >= _CAPABILITIES_MAX:
-        _CAPABILITIES.clear()
-    _CAPABILITIES[id(entry)] = (entry, caps)
-    return caps
-
-
-def _capabilities(entry: ModelEntry) -> Capabilities:
-    base = get_provider_class(entry.provider).capabilities
-    override = entry.capabilities
-    return Capabilities(
-        chat=override.get("chat", base.chat),
-        streaming=override.get("streaming", base.streaming),
-        tools=override.get("tools", base.tools),
-        json_schema=override.get("json_schema", base.json_schema),
-        embeddings=override.get("embeddings", base.embeddings),
-        local=base.local,
-    )
 
 
 class Gateway:

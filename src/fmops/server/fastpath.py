@@ -6,7 +6,7 @@
 CPU per OTLP batch). Dependency injection, route matching, request objects and
 the application's middleware stack (FastAPI's telemetry and body-limit layers, Starlette's error
 middleware) cost several hundred microseconds per call, about as much as everything else the
-gateway does; so these two routes are answered here, in front of the application (`front`), with
+gateway does; so these routes are answered here, in front of the application (`front`), with
 the same authentication, body limit, validation, error bodies and gateway calls as their FastAPI
 twins in routers/v1_chat.py, v1_embeddings.py and v1_traces.py, which still define the OpenAPI contract (and
 serve when the fast path is turned off). benchmarks/gateway_profile.py shows where the time goes.
