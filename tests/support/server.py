@@ -90,17 +90,39 @@ def stop_server(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
     return proc.returncode
 
 
+# A port free_port() saw free can be taken before the server binds it (an outgoing connection of
+# another test worker draws from the same range); the server then exits at once saying so.
+PORT_TAKEN = "address already in use"
+PORT_ATTEMPTS = 3
+
+
+def _launch(home: Path, extra_env: Mapping[str, str] | None) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """`fmops up` on a free port, ready: its process, URL and log; a port taken meanwhile is retried."""
+    log_path = home / "server.log"
+    for attempt in range(PORT_ATTEMPTS):
+        port = free_port()
+        env = server_env(home, port, extra_env)
+        with log_path.open("wb") as log:
+            # Own process group, so a hung server and its workers can be killed together.
+            proc = subprocess.Popen(
+                [str(FMOPS), "up"], env=env, stdout=log, stderr=log, start_new_session=True
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, proc, log_path)
+        except RuntimeError:
+            stop_server(proc)
+            if attempt == PORT_ATTEMPTS - 1 or PORT_TAKEN not in log_path.read_text(errors="replace"):
+                raise
+            continue
+        return proc, url, log_path
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 @contextmanager
 def start_server(home: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[RunningServer]:
-    port = free_port()
-    log_path = home / "server.log"
-    env = server_env(home, port, extra_env)
-    with log_path.open("wb") as log:
-        # Own process group, so a hung server and its workers can be killed together.
-        proc = subprocess.Popen([str(FMOPS), "up"], env=env, stdout=log, stderr=log, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    proc, url, log_path = _launch(home, extra_env)
     try:
-        wait_ready(url, proc, log_path)
         admin_key = (home / "admin.key").read_text().strip()
         yield RunningServer(url=url, home=home, admin_key=admin_key, proc=proc, log_path=log_path)
     finally:
