@@ -49,7 +49,7 @@ def serve_worker(settings: Settings, sock: socket.socket, index: int) -> None:
     from fmops.logs import configure_logging
     from fmops.platform import Platform
     from fmops.plugins import load_modules
-    from fmops.server.runner import asgi_app, uvicorn_config
+    from fmops.server.runner import Server, asgi_app, uvicorn_config
     from fmops.store import Store
 
     configure_logging(settings.log_level, settings.log_format)
@@ -58,7 +58,7 @@ def serve_worker(settings: Settings, sock: socket.socket, index: int) -> None:
     signal.signal(signal.SIGINT, _exit_after_shutdown)
     store = Store(settings.database_url, durable=settings.trace_durability == "strict")
     platform = Platform.build(settings, store)
-    server = uvicorn.Server(uvicorn_config(settings, asgi_app(settings, platform)))
+    server = Server(uvicorn_config(settings, asgi_app(settings, platform)))
     log.info("gateway process started", extra={"index": index, "pid": os.getpid()})
     server.run(sockets=[sock])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import socket
@@ -59,20 +60,46 @@ def _exit_after_shutdown(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, saying "fmops is up" once it listens.
+class Server(uvicorn.Server):
+    """uvicorn's server, saying `ready` (if any) once it listens, its start-up heap frozen.
 
     Said before `run`, the line could reach a script that then sends SIGTERM before uvicorn has
     taken over the signal, i.e. while the server is still being set up."""
 
-    def __init__(self, config: uvicorn.Config, ready: str, extra: dict[str, int]) -> None:
+    def __init__(
+        self, config: uvicorn.Config, ready: str | None = None, extra: dict[str, int] | None = None
+    ) -> None:
         super().__init__(config)
-        self._ready, self._extra = ready, extra
+        self._ready, self._extra = ready, extra or {}
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
-        if self.started:
+        if not self.started:
+            return
+        freeze_start_up_heap()
+        if self._ready:
             log.info(self._ready, extra=self._extra)
+
+
+# Container allocations between young collections (CPython's default: 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def freeze_start_up_heap() -> None:
+    """Move what start-up built (routes, schemas, ORM mappers, protobuf descriptors: ~280,000
+    objects, none of them garbage) out of the cyclic collector's sight, and collect young objects
+    less often.
+
+    Under load, queued spans and requests in flight outlive a young collection, so at CPython's
+    thresholds the collector ran ~1,000 times in a 20 s span ingest and walked them again each time,
+    and every full collection walked the start-up heap too: 1.05 s of CPU, ~7 µs of a span's ~120.
+    Frozen, and with young collections every 20,000 allocations, it used 0.34 s: most objects are
+    freed by their reference count before a collection comes. Cyclic garbage waits a little longer
+    (at most ~20,000 objects). Only the server process does this: a test process builds many apps,
+    and freezing would keep their garbage for good."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def asgi_app(settings: Settings, platform: Platform) -> ASGIApp:
@@ -137,7 +164,7 @@ def serve(settings: Settings) -> None:
     asgi = asgi_app(settings, platform)
     signal.signal(signal.SIGTERM, _exit_after_shutdown)
     supervisor.start()
-    server = _Server(uvicorn_config(settings, asgi), ready_line(settings), extra)
+    server = Server(uvicorn_config(settings, asgi), ready_line(settings), extra)
     try:
         server.run()
     finally:
