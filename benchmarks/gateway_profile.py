@@ -7,9 +7,11 @@ server's samples (own time, and time including callees, per module), and writes 
 req/s measured under the profiler (py-spy slows the process a little).
 
     .venv/bin/pip install py-spy   # not a project dependency
-    .venv/bin/python benchmarks/gateway_profile.py [--seconds 15] [--stream] [--top 40]
+    .venv/bin/python benchmarks/gateway_profile.py [--seconds 15] [--stream | --endpoint] [--top 40]
 
-Raw figures: benchmarks/results/gateway_profile.json (gateway_profile_stream.json with --stream).
+--endpoint calls gateway_vs_litellm.py's endpoint (a prompt with two variables, two weighted variants)
+instead of the model. Raw figures: benchmarks/results/gateway_profile.json (gateway_profile_stream.json
+with --stream, gateway_profile_endpoint.json with --endpoint).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from _harness import (
     wait_http,
     wrk,
 )
+from gateway_vs_litellm import bench_endpoint
 
 
 def prepare(home: Path, mock_url: str, env: dict[str, str]) -> str:
@@ -71,6 +74,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--endpoint", action="store_true", help="call an endpoint, not the model")
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args()
     spy = BIN / "py-spy"
@@ -91,6 +95,8 @@ def main() -> None:
     with process(mock, env={**os.environ, "PYTHONPATH": str(ROOT / "tests")}):
         wait_http(f"http://127.0.0.1:{mock_port}/_control/stats")
         key = prepare(home, mock_url, env)
+        if args.endpoint:
+            body = bench_endpoint(env, work)
         with process(pinned(0, [str(BIN / "fmops"), "up"]), env=env, log=work / "fmops.log") as server:
             wait_http(f"http://127.0.0.1:{port}/readyz")
             url = f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -115,7 +121,7 @@ def main() -> None:
                 measured = wrk(url, body, connections=32, seconds=args.seconds, core=1, headers=headers)
                 spying.wait(60)
     summary = summarise(collapsed, args.top)
-    kind = "stream" if args.stream else "plain"
+    kind = "stream" if args.stream else "endpoint" if args.endpoint else "plain"
     print(f"\n{kind}, concurrency 32 under py-spy: {measured.rps:.0f} req/s, p99 {measured.p99_ms:.1f} ms")
     print(f"{summary['samples']} samples; own time (% of samples):")
     for name, pct in summary["own_percent"]:  # type: ignore[attr-defined]
@@ -124,7 +130,7 @@ def main() -> None:
     for name, pct in summary["inclusive_percent"]:  # type: ignore[attr-defined]
         print(f"  {pct:5.1f}  {name}")
     print(f"collapsed stacks (for a flame graph): {collapsed}")
-    name = "gateway_profile_stream" if args.stream else "gateway_profile"
+    name = "gateway_profile" if kind == "plain" else f"gateway_profile_{kind}"
     save_result(name, {"kind": kind, "wrk_under_profiler": measured, **summary}, load_before=load_before)
 
 

@@ -103,7 +103,8 @@ class EndpointCall:
                 f"endpoint {endpoint.name!r} has no prompt messages; send `messages`", param="messages"
             )
         data: JSON = {**variant.params}
-        data.update(req.model_dump(exclude_unset=True, exclude_none=True, exclude=_OWN_FIELDS))
+        if not req.model_fields_set <= _OWN_FIELDS:  # the caller set parameters (extras are forbidden)
+            data.update(req.model_dump(exclude_unset=True, exclude_none=True, exclude=_OWN_FIELDS))
         data["model"] = variant.model
         data["messages"] = messages
         cache = req.cache if req.cache is not None else endpoint.cache
