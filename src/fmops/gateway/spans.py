@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,14 @@ _ids = random.Random()  # noqa: S311
 
 # bytes.hex() gives what f"{n:032x}" does at a quarter of its cost.
 def new_trace_id() -> str:
-    return _ids.getrandbits(128).to_bytes(16, "big").hex()  # 16 bytes, as OpenTelemetry trace ids
+    """16 bytes, as OpenTelemetry trace ids: the time in whole seconds, then 12 random bytes.
+
+    Time first (the layout of AWS X-Ray's ids, which OpenTelemetry's X-Ray id generator makes) so
+    that the spans index by trace id grows at its end, as the start-time indexes do: with random
+    ids every stored span dirtied a page somewhere in it, and a call cost more as the database grew
+    (~10% less server CPU per gateway call, benchmarks/gateway_ab.py). The W3C `random` flag asks
+    for the rightmost 7 bytes to be random; 12 are, ample for uniqueness within a second."""
+    return (int(time.time()) << 96 | _ids.getrandbits(96)).to_bytes(16, "big").hex()
 
 
 def new_span_id() -> str:
