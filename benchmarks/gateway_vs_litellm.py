@@ -125,8 +125,9 @@ def endpoint_runs(
     """The endpoint at concurrency 32, after a warm-up, between two plain c32 runs: its peers.
 
     Every call stores a span, and a span costs more to write as the database grows (each one dirties
-    a page of every index keyed by random ids: span, trace): in one server, plain c32 fell from
-    2,773-2,955 to 2,268-2,452 req/s over five 8 s runs. Compared with the matrix's plain c32, made
+    a page of every index keyed by random ids: the span's; the trace's too before 34624dd made
+    gateway trace ids time first): in one server at 561fe64, plain c32 fell from 2,773-2,955 to
+    2,268-2,452 req/s over five 8 s runs. Compared with the matrix's plain c32, made
     ~100,000 spans earlier, the endpoint was charged for that growth too."""
 
     def c32(path: Path) -> WrkResult:

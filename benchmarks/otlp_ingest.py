@@ -6,8 +6,8 @@ in a database the script creates and drops: --backend); the load generator (this
 10 attributes each: OpenInference / gen_ai keys, short inputs and outputs) and sends the next as soon
 as the answer comes, for --seconds. Refused batches are not retried. fmops and Phoenix get OTLP
 protobuf (--fmops-encoding json for OTLP/JSON); MLflow accepts only JSON. The batches (fresh ids
-each) are built before the load starts, for up to PREBUILT_RATE spans/s: built during it (until
-2026-12-08) they took a quarter of core 1 at 10,000 spans/s, the core PostgreSQL's server shares.
+each) are built before the load starts, for up to PREBUILT_RATE spans/s: built during it (before
+91037b0) they took a quarter of core 1 at 10,000 spans/s, the core PostgreSQL's server shares.
 
 fmops also runs a second time paced at --paced-rate spans/s (default 5,000, the target), where no
 batch may be refused.

