@@ -171,7 +171,7 @@ def test_a_connection_that_writes_spans_on_sqlite_gets_a_bigger_cache_and_rarer_
         conn = session.connection()
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000  # SQLite's default
         writer_module.tune_sqlite_writes(conn)
-        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -16 * 1024  # KiB
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -64 * 1024  # KiB
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 10_000
         writer_module._SqliteInsert()(session, [span()])  # the span insert tunes its connection too
     with store.session() as session:
