@@ -9,17 +9,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from alembic import command
 from sqlalchemy import String, Text, cast, delete, or_, select, text, update
 
 from fmops.store import Store, upgrade, utcnow
+from fmops.store.migrate import _config
 from fmops.store.models import Project, Span
 from fmops.tracing import TraceWriter
 from fmops.tracing.query import TraceFilters, TraceQuery, _like_pattern
 from fmops.tracing.retention import enforce
-from fmops.tracing.search_index import SearchIndexer, index_all, index_pending
+from fmops.tracing.search_index import SearchIndexer, index_all, index_pending, match_expression
 from support.stats_data import span
 
 NOW = utcnow().replace(microsecond=0)
+_MATCH = text("SELECT count(*) FROM spans_fts WHERE spans_fts MATCH :match")
 TERMS = ["refund", "REFUND policy", "café", "100%_off", "a_b", "no such text at all", "ok", "#7"]
 
 
@@ -94,7 +97,7 @@ def test_the_index_answers_exactly_as_the_scan_and_follows_every_change(store: S
     same_as_the_scan(store, project_id)
     if store.dialect == "sqlite":  # nothing stale left in the index (external content: rowids)
         with store.session() as session:
-            indexed = session.scalar(text("SELECT count(*) FROM spans_fts WHERE spans_fts MATCH 'refund'"))
+            indexed = session.scalar(_MATCH, {"match": match_expression("refund")})
         assert indexed == len(found(store, project_id, "refund"))
 
 
@@ -163,5 +166,59 @@ def test_the_index_merges_its_segments_eight_at_a_time(tmp_path: Path) -> None:
         with store.engine.connect() as conn:
             config = dict(conn.execute(text("SELECT k, v FROM spans_fts_config")).all())
         assert config["automerge"] == 8
+    finally:
+        store.engine.dispose()
+
+
+def test_a_span_holding_every_trigram_of_the_term_but_not_the_term_is_not_found(store: Store) -> None:
+    """The index answers which spans hold each trigram, not where (migration 0025): LIKE keeps the
+    answer the scan's."""
+    project_id = project(store)
+    scattered = span(project_id, NOW, input={"messages": [{"role": "user", "content": "ref efu fun und"}]})
+    whole = span(project_id, NOW, input={"messages": [{"role": "user", "content": "a refund"}]})
+    write(store, [scattered, whole])
+    index_all(store)
+    if store.dialect == "sqlite":
+        with store.session() as session:  # both are candidates of the index
+            assert session.scalar(_MATCH, {"match": match_expression("refund")}) == 2
+    assert found(store, project_id, "refund") == {whole["span_id"]} == scanned(store, project_id, "refund")
+    assert found(store, project_id, 'a "re') == set()  # a quote in the term is a character, not syntax
+
+
+def test_the_migration_rebuilds_the_index_without_positions_and_back(tmp_path: Path) -> None:
+    """Migration 0025 (SQLite; pg_trgm has no such index): the index is made again with
+    `detail=none` and refilled by the background indexer; the search answers the same throughout."""
+    store = Store(f"sqlite:///{tmp_path / 'fmops.db'}")
+    try:
+        upgrade(store, "0024")
+        project_id = project(store)
+        write(store, [span(project_id, NOW - timedelta(minutes=n), input=message(n)) for n in range(30)])
+        index_all(store)
+        before = {term: found(store, project_id, term) for term in TERMS}
+
+        def definition() -> str:
+            with store.session() as session:
+                return str(session.scalar(text("SELECT sql FROM sqlite_master WHERE name = 'spans_fts'")))
+
+        assert "detail" not in definition()
+        upgrade(store)
+        assert "detail=none" in definition()
+        with store.session() as session:
+            assert session.scalar(text("SELECT indexed_rowid FROM spans_fts_state")) == 0
+            assert session.scalar(text("SELECT v FROM spans_fts_config WHERE k = 'automerge'")) == 8
+        assert {term: found(store, project_id, term) for term in TERMS} == before  # scanned meanwhile
+        assert index_all(store) == 30
+        assert {term: found(store, project_id, term) for term in TERMS} == before
+        same_as_the_scan(store, project_id)
+
+        with store.engine.connect() as conn:
+            command.downgrade(_config(conn), "0024")
+            conn.commit()
+        assert "detail=full" in definition()  # FTS5's default, which 0012 left implicit
+        assert index_all(store) == 30
+        same_as_the_scan(store, project_id)
+        with store.session() as session:
+            phrase = text("SELECT count(*) FROM spans_fts WHERE spans_fts MATCH '\"refund\"'")
+            assert session.scalar(phrase) == 6  # a phrase query: positions are back
     finally:
         store.engine.dispose()

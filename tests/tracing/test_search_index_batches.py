@@ -12,7 +12,7 @@ from fmops.store import Store, utcnow
 from fmops.store.models import Project, Span
 from fmops.tracing import TraceWriter
 from fmops.tracing.query import TraceFilters, TraceQuery
-from fmops.tracing.search_index import BATCH, MAX_BATCH, SearchIndexer, index_pending
+from fmops.tracing.search_index import BATCH, MAX_BATCH, SearchIndexer, index_pending, match_expression
 from support.stats_data import span
 
 NOW = utcnow().replace(microsecond=0)
@@ -43,7 +43,8 @@ def test_small_spans_are_indexed_in_growing_transactions_and_found_exactly(store
         # transactions held 400, then 800 (at most twice the last), and the next may hold 1,600.
         assert BATCH < indexer.batch <= MAX_BATCH
         with store.session() as session:
-            indexed = session.scalar(text("SELECT count(*) FROM spans_fts WHERE spans_fts MATCH 'walrus'"))
+            match = text("SELECT count(*) FROM spans_fts WHERE spans_fts MATCH :match")
+            indexed = session.scalar(match, {"match": match_expression("walrus")})
         assert indexed == 167
     page = TraceQuery(store).search(project_id, TraceFilters(q="walrus"), limit=500)
     with store.session() as session:

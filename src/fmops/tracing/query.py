@@ -38,7 +38,7 @@ from fmops.errors import NotFound, UserError
 from fmops.store import Store, utcnow
 from fmops.store import partitions as parts
 from fmops.store.models import Score, Span, SpanTag
-from fmops.tracing.search_index import pending_condition
+from fmops.tracing.search_index import TRIGRAM, match_expression, pending_condition
 from fmops.tracing.tags import MAX_FILTER_TAGS, parse_tags
 
 MAX_LIMIT = 500
@@ -49,10 +49,8 @@ GUARDRAIL_OUTCOME = "fmops.guardrail.outcome"
 ANY_POLICY = "*"
 FEEDBACK_FILTERS = ("any", "none", "positive", "negative")
 _IO_COLUMNS = (Span.input, Span.output)
-# Trigram indexes (migration 0012) serve terms of 3 characters or more; shorter ones scan.
-TRIGRAM = 3
 NEWEST_DAYS = 2  # the free-text search's first window on PostgreSQL (`_text_walk`)
-_FTS_ROWIDS = text("SELECT rowid FROM spans_fts WHERE spans_fts MATCH :phrase")
+_FTS_ROWIDS = text("SELECT rowid FROM spans_fts WHERE spans_fts MATCH :match")
 
 
 @dataclass(frozen=True)
@@ -186,8 +184,7 @@ class TraceQuery:
         like = or_(*(cast(c, String).like(pattern, escape="\\") for c in _IO_COLUMNS))
         if len(q) < TRIGRAM:
             return like
-        phrase = '"' + q.replace('"', '""') + '"'
-        candidates = _FTS_ROWIDS.bindparams(phrase=phrase).columns(literal_column("rowid"))
+        candidates = _FTS_ROWIDS.bindparams(match=match_expression(q)).columns(literal_column("rowid"))
         return and_(or_(literal_column("spans.rowid").in_(candidates), pending_condition()), like)
 
     def _conditions(self, project_id: str | None, filters: TraceFilters) -> list[ColumnElement[bool]]:

@@ -65,6 +65,19 @@ def index_all(store: Store) -> int:
     return total
 
 
+TRIGRAM = 3  # trigram indexes (migration 0012) serve terms this long or longer; shorter ones scan
+
+
+def match_expression(term: str) -> str:
+    """The FTS5 query for spans that may hold `term` (at least TRIGRAM characters): each of its
+    trigrams once, ANDed. The index keeps no positions (migration 0025), so it cannot answer the
+    phrase itself; the caller's LIKE keeps only the spans that hold it."""
+    if len(term) < TRIGRAM:
+        raise ValueError(f"a term of fewer than {TRIGRAM} characters has no trigram")
+    trigrams = dict.fromkeys(term[i : i + TRIGRAM] for i in range(len(term) - TRIGRAM + 1))
+    return " AND ".join('"' + trigram.replace('"', '""') + '"' for trigram in trigrams)
+
+
 def pending_condition() -> ColumnElement[bool]:
     """Spans the index does not hold yet: the search scans these."""
     return literal_column("spans.rowid") > text("(SELECT indexed_rowid FROM spans_fts_state)")
