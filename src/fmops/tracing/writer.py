@@ -125,15 +125,23 @@ class _Waiter:
 _SPOOLED = "spooled"
 
 
+# Under load, bigger commits share the index pages they dirty (random span, trace, user and
+# session keys). On SQLite 2,000 gave ~20% more spans/s than 500, and 5,000 with the 64 MB cache
+# (tune_sqlite_writes) makes ~24% fewer page writes than 2,000 with 16 MB (120,000 spans in
+# process: 5.1 pwrites a span against 6.7) and stored 5-24% more spans/s in interleaved runs
+# (benchmarks/otlp_ingest.py, results/otlp_ingest_steps.json, step 5). PostgreSQL showed no gain
+# from 5,000 in the same runs and keeps 2,000.
+SQLITE_BATCH = 5000
+POSTGRES_BATCH = 2000
+
+
 class TraceWriter:
     def __init__(
         self,
         store: Store,
         *,
-        # Up to 5,000 spans per transaction: under load, bigger commits share the index pages they
-        # dirty (random span and trace ids). 2,000 gave ~20% more spans/s than 500; 5,000 with the
-        # 64 MB cache writes ~24% fewer pages to the WAL than 2,000 (benchmarks/otlp_ingest.py).
-        batch_size: int = 5000,
+        # Spans per transaction; None: SQLITE_BATCH or POSTGRES_BATCH, by the store's dialect.
+        batch_size: int | None = None,
         flush_seconds: float = FLUSH_SECONDS,
         max_memory: int = 20_000,
         spool_dir: Path | None = None,
@@ -145,12 +153,14 @@ class TraceWriter:
     ) -> None:
         self.store = store
         self.commit_seconds = commit_seconds
+        if batch_size is None:
+            batch_size = SQLITE_BATCH if store.dialect == "sqlite" else POSTGRES_BATCH
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         self.max_memory = max_memory
-        # A batch and a half: the batch in flight stays queued until it is written, and ingest
-        # reads part of the next one meanwhile, no more than the writer drains in well under 1 s.
-        self.ingest_backlog = max(min(batch_size * 3 // 2, max_memory // 2), 1)
+        # At least a batch and a half: the batch in flight stays queued until it is written, and
+        # ingest reads part of the next one meanwhile, no more than is written in well under 1 s.
+        self.ingest_backlog = max(min(max(5_000, batch_size * 3 // 2), max_memory // 2), 1)
         self.on_batch = on_batch
         self.on_record = on_record
         # Stats roll-ups: every stored batch, gateway and ingested spans alike (fmops.stats.rollup).
@@ -515,7 +525,7 @@ def tune_sqlite_writes(conn: Connection) -> None:
     them back, and every commit passed 1,000 WAL pages, so every commit also copied its pages into
     the database file. With 2,000-span batches and a 16 MB cache, ~10 µs of the ~55 µs a span cost
     to write (benchmarks/otlp_ingest_stages.py); 5,000-span batches need the 64 MB to keep their
-    dirty pages (120,000 spans: 5.1 page writes a span, 6.7 with 2,000 and 16 MB). The cache fills
+    dirty pages (SQLITE_BATCH: 120,000 spans, 5.1 pwrites a span against 6.7). The cache fills
     only as pages are read. Durability is unchanged (`synchronous` is the engine's); a reader may
     see a WAL of up to ~40 MB before it is checkpointed.
     """
